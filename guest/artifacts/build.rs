@@ -1,0 +1,102 @@
+//! Builds the guest components in `guest/programs` for `wasm32-wasip2` and
+//! writes their paths into `$OUT_DIR/guests.rs`.
+//!
+//! This is the pattern of wasmtime's test-programs artifacts crate: a nested
+//! `cargo build` with its own target directory. The `wasm32-wasip2` target is
+//! added with rustup when the toolchain lacks it, since rustup does not
+//! install the targets of `rust-toolchain.toml` when auto-install is off.
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+const GUESTS: &[&str] = &["fib", "cpu", "echo", "types", "faults", "hello"];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let programs = manifest_dir.join("../programs").canonicalize().unwrap();
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+    println!("cargo:rerun-if-changed={}", programs.join("Cargo.toml").display());
+    println!("cargo:rerun-if-changed={}", programs.join("Cargo.lock").display());
+    println!("cargo:rerun-if-changed={}", programs.join("wit").display());
+    for guest in GUESTS {
+        println!("cargo:rerun-if-changed={}", programs.join(guest).display());
+    }
+
+    ensure_target();
+
+    let target_dir = out_dir.join("target");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--target")
+        .arg(TARGET)
+        .arg("--manifest-path")
+        .arg(programs.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // The outer build's flags are for the host, not for wasm.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("failed to run cargo for the guests");
+    assert!(status.success(), "building the guest components failed: {status}");
+
+    let mut code = String::new();
+    let mut all = String::new();
+    for guest in GUESTS {
+        let wasm = target_dir.join(TARGET).join("release").join(format!("{guest}.wasm"));
+        assert!(wasm.exists(), "{} was not built", wasm.display());
+        let konst = guest.to_uppercase();
+        writeln!(code, "/// Path of the `{guest}` guest component.").unwrap();
+        writeln!(code, "pub const {konst}: &str = {:?};", wasm.display().to_string()).unwrap();
+        writeln!(all, "    ({guest:?}, {konst}),").unwrap();
+    }
+    writeln!(code, "/// Every guest component, by name.").unwrap();
+    writeln!(code, "pub const ALL: &[(&str, &str)] = &[\n{all}];").unwrap();
+    std::fs::write(out_dir.join("guests.rs"), code).unwrap();
+}
+
+/// Adds the wasm target with rustup when the active toolchain lacks it.
+fn ensure_target() {
+    if target_installed() {
+        return;
+    }
+    let mut cmd = Command::new("rustup");
+    if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
+        cmd.arg("+".to_string() + &toolchain.to_string_lossy());
+    }
+    cmd.args(["target", "add", TARGET]);
+    let status = cmd.status().unwrap_or_else(|e| {
+        panic!("the {TARGET} target is missing and rustup could not be run to add it: {e}")
+    });
+    assert!(status.success(), "`rustup target add {TARGET}` failed: {status}");
+    assert!(target_installed(), "{TARGET} is still missing after `rustup target add`");
+}
+
+fn target_installed() -> bool {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+    else {
+        return false;
+    };
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    out.status.success()
+        && Path::new(&dir)
+            .read_dir()
+            .map(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd"))))
+            .unwrap_or(false)
+}
