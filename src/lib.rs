@@ -1,1 +1,152 @@
-//! wasmpool
+//! Run WebAssembly component calls in a pool of sandboxed worker processes,
+//! as simply as `tokio::task::spawn_blocking`.
+//!
+//! A job is a call to an exported function of a WebAssembly component. It
+//! runs in a pool of worker processes, each with its own wasmtime engine, so
+//! CPU-bound work runs truly in parallel and a crashing or runaway guest
+//! never takes the host down. A trap, or a worker killed mid-call, comes back
+//! as an ordinary [`Error`].
+//!
+//! # Examples
+//!
+//! ```no_run
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), wasmpool::Error> {
+//! let job = wasmpool::Job::from_file("fib.wasm")?;
+//! let pool = wasmpool::Pool::new()?;
+//! let n: u64 = pool.run(&job, "fib", (30u64,)).await?;
+//!
+//! // Records, variants, enums, flags and options are serde values.
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Point { x: i32, y: i32 }
+//! let p: Point = pool.run(&job, "echo-point", (Point { x: 1, y: 2 },)).await?;
+//!
+//! // Traps are errors, with the trap code and the guest's panic message.
+//! let err = pool.run::<()>(&job, "panic", ("boom",)).await.unwrap_err();
+//! assert_eq!(err.kind(), wasmpool::ErrorKind::Trap);
+//! assert_eq!(err.panic_message(), Some("boom"));
+//! # Ok(()) }
+//! ```
+//!
+//! # Values
+//!
+//! Arguments are one `Serialize` value: a tuple with one element per
+//! parameter, `(x,)` for one and `()` for none. The result is any
+//! `DeserializeOwned`. They travel as MessagePack and are converted to and
+//! from WIT values with the function's types:
+//!
+//! | WIT | Rust |
+//! | --- | --- |
+//! | `bool`, `s8`..`u64`, `f32`, `f64`, `char`, `string` | the primitive; integers are range-checked, never wrapped |
+//! | `list<u8>` | `Vec<u8>` or `serde_bytes::ByteBuf` (sent as bytes) |
+//! | `list<T>`, `tuple<..>` | `Vec<T>`, tuples |
+//! | `record` | a struct (fields by name, or a tuple in field order) |
+//! | `variant`, `enum` | an enum (externally tagged) |
+//! | `option<T>` | `Option<T>` |
+//! | `result<T, E>` | `Result<T, E>` |
+//! | `flags` | a sequence of flag names, such as `Vec<String>` |
+//! | `resource`, `future`, `stream` | refused with [`ErrorKind::Unsupported`] |
+//!
+//! Names match ignoring case, `-` and `_`: WIT's `dark-blue` is Rust's
+//! `DarkBlue`, and a field `max-size` is `max_size`. A mismatch names its
+//! path, such as `args[0].points[3].x: expected s32, got string "a"`.
+//!
+//! Functions are named as exported: `"fib"` at world level,
+//! `"ns:pkg/iface@1.0.0#fib"` in an interface (the version may be left out
+//! when only one is exported), or a bare `"fib"` when exactly one exported
+//! interface has it.
+//!
+//! # Implementation
+//!
+//! - **Host threads.** Each worker has a host thread, `wasmpool-worker-{id}`,
+//!   which starts the process, reads every frame it sends, hands results to
+//!   the waiting call, and reaps the process when it exits. Each pool has a
+//!   `wasmpool-housekeeper` thread that retires idle workers. Components are
+//!   compiled on tokio's blocking pool, once per pool.
+//! - **Worker processes.** A worker is the current executable started again
+//!   with an environment marker; code that runs before `main` (an
+//!   `.init_array` entry on Linux) diverts it into the worker loop, so tests,
+//!   examples and applications need no `init()` call. A dedicated program
+//!   can be set with [`PoolBuilder::worker_program`]. A worker's stdout and
+//!   stderr are the host's, so a guest's `println!` just works; frames travel
+//!   on two socketpairs at descriptors 3 and 4, never on stdout.
+//! - **Inside a worker**, the main thread runs one call at a time on async
+//!   wasmtime: a fresh `Store` and instance per call from an `InstancePre`,
+//!   with the pooling allocator. A `wasmpool-control` thread reads cancel
+//!   frames and bumps the epoch. The compiled artifact is mapped from the
+//!   on-disk cache, never recompiled per worker.
+//! - **Scheduling.** A FIFO semaphore with one permit per worker gives fair
+//!   back-pressure; idle workers are reused last-in, first-out, so the
+//!   warmest worker serves the next call.
+//!
+//! # Cancellation
+//!
+//! Dropping a call's future cancels it, as its [`Cancel`] mode says:
+//! [`Cancel::Interrupt`] (the default) interrupts the guest by epoch and
+//! keeps the worker; [`Cancel::Kill`] kills the process; [`Cancel::Finish`]
+//! lets the call finish and discards the result. A guest blocked in a WASI
+//! call (a sleep, a poll) is dropped on interrupt too, since workers run
+//! wasmtime asynchronously.
+//!
+//! # Sandbox
+//!
+//! Each call gets a fresh WASI p2 context. The current defaults are:
+//!
+//! - no preopened directories, no environment variables, no arguments;
+//! - stdin is empty; stdout and stderr are the host's;
+//! - no network: TCP, UDP and name lookup are denied, and `wasi:http`
+//!   outgoing requests (imported by componentize-js components) fail with
+//!   `HTTP-request-denied`;
+//! - clocks and random numbers are available;
+//! - the wasm stack is 1 MiB ([`PoolBuilder::max_wasm_stack`]).
+//!
+//! # Platform support
+//!
+//! Linux. Workers rely on Unix sockets, `PR_SET_PDEATHSIG` and an
+//! `.init_array` entry.
+//!
+//! # Limitations
+//!
+//! - Resources, futures and streams cannot cross the process boundary.
+//! - `option<option<T>>` loses `some(none)`: MessagePack writes both as nil.
+//! - A worker runs one call at a time; the pool's size bounds parallelism.
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod child;
+mod compile;
+mod engine;
+mod error;
+mod job;
+mod platform;
+mod pool;
+mod protocol;
+mod stdio;
+mod value;
+mod wit;
+mod worker;
+
+pub use error::{Error, ErrorKind, Limit, TrapCode};
+pub use job::Job;
+pub use pool::{
+    Call, Cancel, DEFAULT_IDLE_TIMEOUT, Pool, PoolBuilder, Statistics, default_pool, run,
+};
+
+/// Serves as a worker and exits, if this process was started as one;
+/// otherwise returns at once.
+///
+/// On Linux this runs by itself before `main` in every program linked with
+/// wasmpool, so nothing needs to call it. A dedicated worker program (see
+/// [`PoolBuilder::worker_program`]) on another platform calls it first
+/// thing in `main`.
+pub fn worker_entry() {
+    if platform::is_worker() {
+        let code = child::run();
+        std::process::exit(code);
+    }
+}

@@ -1,0 +1,69 @@
+//! One wasmtime `Config` for host and worker, so that the artifacts the host
+//! compiles always load in the workers.
+
+use serde::{Deserialize, Serialize};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Default size of the wasm stack: 1 MiB.
+pub(crate) const DEFAULT_MAX_WASM_STACK: usize = 1 << 20;
+
+/// Everything that shapes an engine. Sent to each worker in the `Init` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct EngineSettings {
+    pub(crate) max_wasm_stack: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            max_wasm_stack: DEFAULT_MAX_WASM_STACK,
+        }
+    }
+}
+
+impl EngineSettings {
+    /// The `Config` shared by host and worker. Only the instance allocator
+    /// differs: a worker runs one call at a time, so it gets a small pooling
+    /// allocator; the host only compiles and never instantiates.
+    fn config(&self, pooling: bool) -> Config {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        config.max_wasm_stack(self.max_wasm_stack);
+        // The fiber stack must hold the wasm stack plus host frames.
+        config.async_stack_size(self.max_wasm_stack + (1 << 20));
+        config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(32));
+        config.parallel_compilation(!pooling);
+        if pooling {
+            let mut p = PoolingAllocationConfig::new();
+            // One call at a time; a second slot lets a new instance come up
+            // while the last one is still being torn down.
+            p.total_component_instances(2);
+            p.total_stacks(2);
+            // Large guests (componentize-py, componentize-js) hold dozens of
+            // core instances, memories and tables.
+            p.max_core_instances_per_component(64);
+            p.total_core_instances(128);
+            p.max_memories_per_component(16);
+            p.total_memories(32);
+            p.max_tables_per_component(32);
+            p.total_tables(64);
+            p.table_elements(1 << 20);
+            p.max_core_instance_size(16 << 20);
+            p.max_component_instance_size(16 << 20);
+            p.max_unused_warm_slots(4);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+        }
+        config
+    }
+
+    /// The engine a host uses to compile components and read their types.
+    pub(crate) fn host_engine(&self) -> wasmtime::Result<Engine> {
+        Engine::new(&self.config(false))
+    }
+
+    /// The engine of a worker process.
+    pub(crate) fn worker_engine(&self) -> wasmtime::Result<Engine> {
+        Engine::new(&self.config(true))
+    }
+}

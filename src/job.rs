@@ -1,0 +1,175 @@
+//! [`Job`]: a component to call, validated up front and compiled once per
+//! pool.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, ErrorKind};
+
+/// A WebAssembly component whose exported functions a [`Pool`](crate::Pool)
+/// calls.
+///
+/// A `Job` is a cheap, cloneable handle to the component's bytes. It is
+/// validated when created; it is compiled the first time a pool uses it (or
+/// by [`Pool::prepare`](crate::Pool::prepare)) and never again by that pool,
+/// its workers or later calls. Compiled artifacts are also cached on disk.
+///
+/// Any component works: plain `wit-bindgen`, `cargo component`,
+/// componentize-py and componentize-js components need no wasmpool SDK.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn main() -> Result<(), wasmpool::Error> {
+/// let job = wasmpool::Job::from_file("fib.wasm")?;
+/// let same = job.clone(); // shares the bytes
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Job {
+    inner: Arc<JobInner>,
+}
+
+struct JobInner {
+    bytes: Vec<u8>,
+    /// Hex SHA-256 of `bytes`.
+    hash: String,
+    /// Where it came from, for messages.
+    origin: String,
+}
+
+impl Job {
+    /// Reads and validates a component from a file.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the file cannot be read, and
+    /// [`ErrorKind::InvalidComponent`] if it is not a valid component (a
+    /// core module, say).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Job, Error> {
+        let path = path.as_ref();
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::io(format_args!("reading {}", path.display()), e))?;
+        Job::new(bytes, path.display().to_string())
+    }
+
+    /// Validates a component held in memory.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidComponent`] if the bytes are not a valid
+    /// WebAssembly component.
+    ///
+    /// ```
+    /// let err = wasmpool::Job::from_bytes(b"not wasm".to_vec()).unwrap_err();
+    /// assert_eq!(err.kind(), wasmpool::ErrorKind::InvalidComponent);
+    /// ```
+    pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Result<Job, Error> {
+        Job::new(bytes.into(), "<bytes>".into())
+    }
+
+    fn new(bytes: Vec<u8>, origin: String) -> Result<Job, Error> {
+        validate(&bytes).map_err(|m| {
+            Error::new(
+                ErrorKind::InvalidComponent,
+                format!("{origin} is not a valid component: {m}"),
+            )
+        })?;
+        let hash = hex(&Sha256::digest(&bytes));
+        Ok(Job {
+            inner: Arc::new(JobInner {
+                bytes,
+                hash,
+                origin,
+            }),
+        })
+    }
+
+    /// The component's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.inner.bytes
+    }
+
+    /// Hex SHA-256 of the component's bytes: its identity in caches.
+    pub fn hash(&self) -> &str {
+        &self.inner.hash
+    }
+
+    pub(crate) fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let JobInner {
+            bytes,
+            hash,
+            origin,
+        } = &*self.inner;
+        f.debug_struct("Job")
+            .field("origin", origin)
+            .field("len", &bytes.len())
+            .field("hash", &&hash[..16])
+            .finish()
+    }
+}
+
+/// Checks the header and validates the whole component.
+fn validate(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err("missing the `\\0asm` header".into());
+    }
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return Err("it is a core module, not a component".into());
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err("unknown binary version or layer".into());
+    }
+    let mut validator = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
+    validator
+        .validate_all(bytes)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_garbage_and_core_modules() {
+        let e = Job::from_bytes(b"hello world".to_vec()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidComponent);
+        // The smallest core module: header and version 1.
+        let e = Job::from_bytes(b"\0asm\x01\0\0\0".to_vec()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidComponent);
+        assert!(e.to_string().contains("core module"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_io() {
+        let e = Job::from_file("/nonexistent/x.wasm").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io);
+    }
+
+    #[test]
+    fn truncated_component_is_invalid() {
+        let bytes = std::fs::read(wasmpool_guests::FIB).unwrap();
+        let e = Job::from_bytes(bytes[..bytes.len() / 2].to_vec()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidComponent);
+        let job = Job::from_bytes(bytes).unwrap();
+        assert_eq!(job.hash().len(), 64);
+    }
+}

@@ -1,0 +1,193 @@
+//! Everything that touches the OS below std: the pre-`main` worker entry,
+//! passing sockets to a child, parent-death signals and kills. All of the
+//! crate's `unsafe` lives here.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The environment variable that marks a process as a wasmpool worker.
+pub(crate) const WORKER_ENV: &str = "WASMPOOL_WORKER";
+
+/// The data socket's descriptor in a worker.
+const DATA_FD: RawFd = 3;
+/// The control socket's descriptor in a worker.
+const CONTROL_FD: RawFd = 4;
+
+/// Runs before `main` in every program linked with wasmpool: when the
+/// process was started as a worker, it serves calls and exits without ever
+/// reaching `main`. This is what makes re-executing the current program as a
+/// worker work with no `init()` call in tests, examples or applications.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static WORKER_ENTRY: extern "C" fn() = pre_main_entry;
+
+#[cfg(target_os = "linux")]
+extern "C" fn pre_main_entry() {
+    crate::worker_entry();
+}
+
+/// Whether this process was started as a worker.
+pub(crate) fn is_worker() -> bool {
+    std::env::var_os(WORKER_ENV).is_some()
+}
+
+/// The sockets a worker inherited from its host.
+pub(crate) fn inherited_sockets() -> io::Result<(UnixStream, UnixStream)> {
+    for fd in [DATA_FD, CONTROL_FD] {
+        // SAFETY: F_GETFD only reads the descriptor's flags; it is valid to
+        // call on any integer.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{WORKER_ENV} is set but descriptor {fd} is not open: not started by a wasmpool host"),
+            ));
+        }
+    }
+    // SAFETY: both descriptors are open (checked above) and were placed
+    // there by `spawn_worker` for this process alone; nothing else in the
+    // worker owns them.
+    let data = unsafe { UnixStream::from_raw_fd(DATA_FD) };
+    // SAFETY: as above.
+    let control = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
+    Ok((data, control))
+}
+
+/// Starts `program` as a worker with `data` and `control` as its
+/// descriptors 3 and 4, stdin closed, stdout and stderr inherited. On Linux
+/// the child gets SIGKILL when the calling thread exits, so the calling
+/// thread must live as long as the worker.
+pub(crate) fn spawn_worker(
+    program: &Path,
+    data: OwnedFd,
+    control: OwnedFd,
+) -> io::Result<Child> {
+    let mut cmd = Command::new(program);
+    cmd.env(WORKER_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    let (d, c) = (data.as_raw_fd(), control.as_raw_fd());
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only async-signal-safe functions (fcntl, dup2, prctl, getppid); it
+    // allocates nothing and touches no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move both out of the way first, so that dup2 onto 3 and 4
+            // cannot clobber one with the other.
+            let d2 = libc::fcntl(d, libc::F_DUPFD_CLOEXEC, 10);
+            let c2 = libc::fcntl(c, libc::F_DUPFD_CLOEXEC, 10);
+            if d2 < 0 || c2 < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::dup2(d2, DATA_FD) < 0 || libc::dup2(c2, CONTROL_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            #[cfg(target_os = "linux")]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The host may have died between fork and prctl.
+                if libc::getppid() != parent {
+                    return Err(io::Error::other("the host exited during spawn"));
+                }
+            }
+            let _ = parent;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
+    // The child has its own copies now; ours must close so that EOF works.
+    drop(data);
+    drop(control);
+    child
+}
+
+/// Sends SIGKILL to `pid`. The caller guarantees the process has not been
+/// reaped, so the pid cannot have been reused.
+pub(crate) fn kill(pid: u32) {
+    // SAFETY: kill has no memory-safety preconditions; the pid belongs to
+    // an unreaped child of ours (see the caller's contract).
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+/// The real user id, to make per-user paths.
+pub(crate) fn uid() -> u32 {
+    // SAFETY: getuid cannot fail and has no preconditions.
+    unsafe { libc::getuid() }
+}
+
+/// Creates `dir` (and its parents) if needed, and checks that only this
+/// user can write to it: compiled artifacts are loaded as native code.
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    if meta.uid() != uid() || meta.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is writable by other users; wasmpool will not load native code from it",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A number unique within this process, for temporary file names.
+pub(crate) fn unique() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Loads a compiled artifact by mapping it into memory.
+///
+/// Only ever called on files in the private cache directory (see
+/// [`create_private_dir`]), written there by the host from
+/// `Component::serialize` of an engine with the same settings.
+pub(crate) fn load_artifact(
+    engine: &wasmtime::Engine,
+    path: &Path,
+) -> wasmtime::Result<wasmtime::component::Component> {
+    // SAFETY: `deserialize_file` trusts the file to be wasmtime's own
+    // output. It is: the file lives in a directory only this user can
+    // write, and was written by the host's `store_artifact`. Files from an
+    // incompatible engine fail wasmtime's header check, an error, not UB.
+    unsafe { wasmtime::component::Component::deserialize_file(engine, path) }
+}
+
+/// Blocks until process `pid` has exited, without reaping it, so that the
+/// caller can reap it under a lock that `kill` also takes.
+pub(crate) fn wait_exit_without_reaping(pid: u32) {
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid value for waitid to
+        // overwrite; the pointer is to a live local.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid with WNOWAIT only observes the child's state; the
+        // pointer is valid for writes for the duration of the call.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}

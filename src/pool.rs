@@ -1,0 +1,849 @@
+//! [`Pool`]: worker processes, a FIFO limiter and a LIFO idle cache.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
+
+use crate::compile::{self, Compiled};
+use crate::engine::{DEFAULT_MAX_WASM_STACK, EngineSettings};
+use crate::error::{Error, ErrorKind};
+use crate::job::Job;
+use crate::protocol::CallRequest;
+use crate::value;
+use crate::worker::{self, Reply, Worker};
+
+/// How long an idle worker is kept before it exits: 10 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What happens to a call whose future is dropped before it finishes.
+///
+/// Set per pool with [`PoolBuilder::on_cancel`] and per call with
+/// [`Call::on_cancel`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Cancel {
+    /// Interrupt the guest with an epoch interrupt; the worker survives and
+    /// serves the next call. The default.
+    #[default]
+    Interrupt,
+    /// Kill the worker process at once with SIGKILL. The pool starts a new
+    /// one when it next needs it.
+    Kill,
+    /// Let the call run to completion and discard its result; the worker
+    /// then returns to the pool.
+    Finish,
+}
+
+/// A pool of worker processes that run component calls.
+///
+/// A `Pool` is a cheap handle: clones share the same workers, and it is
+/// `Send + Sync`, so it can be moved into `tokio::spawn`. When the last
+/// handle is dropped, every worker is killed and reaped in the background;
+/// [`shutdown`](Pool::shutdown) does the same gracefully and waits.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), wasmpool::Error> {
+/// let job = wasmpool::Job::from_file("fib.wasm")?;
+/// let pool = wasmpool::Pool::new()?;
+/// let n: u64 = pool.run(&job, "fib", (30u64,)).await?;
+/// assert_eq!(n, 832040);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Pool {
+    handle: Arc<Handle>,
+}
+
+/// Owned by the `Pool` handles only: its drop ends the pool.
+struct Handle {
+    inner: Arc<PoolInner>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.inner.terminate();
+    }
+}
+
+pub(crate) struct PoolInner {
+    workers: usize,
+    idle_timeout: Duration,
+    retire_after: Option<u64>,
+    program: PathBuf,
+    cache_dir: PathBuf,
+    settings: EngineSettings,
+    on_cancel: Cancel,
+    engine: wasmtime::Engine,
+    /// FIFO: a permit is the right to hold a worker.
+    semaphore: Arc<Semaphore>,
+    /// LIFO: the most recently used worker is at the end.
+    idle: Mutex<Vec<Worker>>,
+    /// Wakes the housekeeper (paired with `idle`).
+    house: Condvar,
+    /// Every worker process that has not been reaped.
+    live: Mutex<HashMap<u64, Arc<worker::Shared>>>,
+    exited: Notify,
+    compiled: Mutex<HashMap<String, Arc<OnceCell<Arc<Compiled>>>>>,
+    closed: AtomicBool,
+    next_worker: AtomicU64,
+    next_call: AtomicU64,
+    spawned: AtomicU64,
+    crashed: AtomicU64,
+    killed: AtomicU64,
+    calls: AtomicU64,
+}
+
+/// A snapshot of a pool's counters, from [`Pool::statistics`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Statistics {
+    /// The most workers the pool runs at once.
+    pub max_workers: usize,
+    /// Live workers waiting for a call.
+    pub idle: usize,
+    /// Live workers that are running a call (or being started).
+    pub busy: usize,
+    /// Worker processes started so far.
+    pub spawned: u64,
+    /// Workers that died without being asked to (killed from outside,
+    /// crashed).
+    pub crashed: u64,
+    /// Workers the pool killed: cancels with [`Cancel::Kill`].
+    pub killed: u64,
+    /// Calls that reached a worker and ended, whatever the outcome.
+    pub calls: u64,
+}
+
+/// Builds a [`Pool`]. Start with [`Pool::builder`].
+///
+/// The defaults are those of [`Pool::new`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct PoolBuilder {
+    workers: Option<usize>,
+    idle_timeout: Duration,
+    retire_after: Option<u64>,
+    worker_program: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    max_wasm_stack: usize,
+    on_cancel: Cancel,
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let PoolBuilder {
+            workers,
+            idle_timeout,
+            retire_after,
+            worker_program,
+            cache_dir,
+            max_wasm_stack,
+            on_cancel,
+        } = self;
+        f.debug_struct("PoolBuilder")
+            .field("workers", workers)
+            .field("idle_timeout", idle_timeout)
+            .field("retire_after", retire_after)
+            .field("worker_program", worker_program)
+            .field("cache_dir", cache_dir)
+            .field("max_wasm_stack", max_wasm_stack)
+            .field("on_cancel", on_cancel)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    /// The most worker processes to run at once. Calls beyond that wait,
+    /// first come first served. Default: the number of CPUs
+    /// (`std::thread::available_parallelism`).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// How long an idle worker waits for a call before it exits. Default:
+    /// [`DEFAULT_IDLE_TIMEOUT`].
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Retire a worker (let it exit, and start a fresh one when needed)
+    /// after it has served this many calls. Default: never.
+    pub fn retire_after(mut self, calls: u64) -> Self {
+        self.retire_after = Some(calls);
+        self
+    }
+
+    /// The program to start as a worker. Default: the current executable,
+    /// which diverts into the worker before `main` when started as one. A
+    /// dedicated worker program must be linked with wasmpool (on Linux that
+    /// is all it needs; elsewhere its `main` calls
+    /// [`worker_entry`](crate::worker_entry) first).
+    pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.worker_program = Some(program.into());
+        self
+    }
+
+    /// Where compiled components are cached. Default:
+    /// `$XDG_CACHE_HOME/wasmpool`, else `~/.cache/wasmpool`. It must be
+    /// writable by this user only, since artifacts are native code.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// The size of the wasm stack of each call, in bytes. Default: 1 MiB.
+    /// A guest that exceeds it fails with [`ErrorKind::ResourceLimit`].
+    pub fn max_wasm_stack(mut self, bytes: usize) -> Self {
+        self.max_wasm_stack = bytes;
+        self
+    }
+
+    /// What dropping an unfinished call does. Default:
+    /// [`Cancel::Interrupt`].
+    pub fn on_cancel(mut self, mode: Cancel) -> Self {
+        self.on_cancel = mode;
+        self
+    }
+
+    /// Builds the pool. No worker starts until the first call (or
+    /// [`Pool::warm`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] for a setting out of range (zero workers, a
+    /// wasm stack under 64 KiB), [`ErrorKind::Io`] if the current
+    /// executable cannot be found.
+    pub fn build(self) -> Result<Pool, Error> {
+        let PoolBuilder {
+            workers,
+            idle_timeout,
+            retire_after,
+            worker_program,
+            cache_dir,
+            max_wasm_stack,
+            on_cancel,
+        } = self;
+        let workers = match workers {
+            Some(0) => return Err(Error::new(ErrorKind::Config, "a pool needs at least one worker")),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if retire_after == Some(0) {
+            return Err(Error::new(ErrorKind::Config, "retire_after must be at least 1 call"));
+        }
+        if max_wasm_stack < 64 * 1024 {
+            return Err(Error::new(ErrorKind::Config, "max_wasm_stack must be at least 64 KiB"));
+        }
+        let program = match worker_program {
+            Some(p) => p,
+            None => std::env::current_exe()
+                .map_err(|e| Error::io("finding the current executable to start workers", e))?,
+        };
+        let settings = EngineSettings { max_wasm_stack };
+        let engine = settings
+            .host_engine()
+            .map_err(|e| Error::new(ErrorKind::Config, format!("creating the engine: {e:#}")))?;
+        let inner = Arc::new(PoolInner {
+            workers,
+            idle_timeout,
+            retire_after,
+            program,
+            cache_dir: cache_dir.unwrap_or_else(compile::default_cache_dir),
+            settings,
+            on_cancel,
+            engine,
+            semaphore: Arc::new(Semaphore::new(workers)),
+            idle: Mutex::new(Vec::new()),
+            house: Condvar::new(),
+            live: Mutex::new(HashMap::new()),
+            exited: Notify::new(),
+            compiled: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            next_worker: AtomicU64::new(0),
+            next_call: AtomicU64::new(0),
+            spawned: AtomicU64::new(0),
+            crashed: AtomicU64::new(0),
+            killed: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+        });
+        let house = inner.clone();
+        std::thread::Builder::new()
+            .name("wasmpool-housekeeper".into())
+            .spawn(move || house.housekeeper())
+            .map_err(|e| Error::io("starting the housekeeper thread", e))?;
+        Ok(Pool {
+            handle: Arc::new(Handle { inner }),
+        })
+    }
+}
+
+impl Pool {
+    /// A pool with the defaults:
+    ///
+    /// - workers: the number of CPUs;
+    /// - idle timeout: [`DEFAULT_IDLE_TIMEOUT`] (10 minutes);
+    /// - retire after: never;
+    /// - worker program: the current executable;
+    /// - cache directory: `$XDG_CACHE_HOME/wasmpool` or `~/.cache/wasmpool`;
+    /// - wasm stack: 1 MiB;
+    /// - on cancel: [`Cancel::Interrupt`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolBuilder::build`].
+    pub fn new() -> Result<Pool, Error> {
+        Pool::builder().build()
+    }
+
+    /// A builder to configure a pool.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = wasmpool::Pool::builder()
+    ///     .workers(4)
+    ///     .idle_timeout(Duration::from_secs(30))
+    ///     .retire_after(10_000)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            workers: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            retire_after: None,
+            worker_program: None,
+            cache_dir: None,
+            max_wasm_stack: DEFAULT_MAX_WASM_STACK,
+            on_cancel: Cancel::Interrupt,
+        }
+    }
+
+    /// Calls the exported function `func` of `job` with `args` and returns
+    /// its result.
+    ///
+    /// `func` is a world-level export (`"fib"`), a function of an exported
+    /// interface (`"ns:pkg/iface@1.0.0#fib"`, the version optional when
+    /// only one is exported), or a bare name that is unique among the
+    /// interfaces' functions. `args` is a tuple with one element per
+    /// parameter: `(x,)` for one, `()` for none. See the crate docs for how
+    /// serde values map to WIT types.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// let n: u64 = pool.run(&job, "fib", (30u64,)).await?;
+    /// let m: u64 = pool.run(&job, "wasmpool:jobs/math#fib", (10u64,)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// See [`ErrorKind`]: a trap, a crashed worker, a name or type mismatch,
+    /// a closed pool.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels the call as the pool's
+    /// [`on_cancel`](PoolBuilder::on_cancel) mode says: by default the guest
+    /// is interrupted and the worker returns to the pool.
+    pub fn run<'a, R: DeserializeOwned + Send + 'a>(
+        &self,
+        job: &'a Job,
+        func: &'a str,
+        args: impl Serialize,
+    ) -> impl Future<Output = Result<R, Error>> + Send + 'a {
+        self.call(job, func, args).into_future()
+    }
+
+    /// Like [`run`](Pool::run), but returns a [`Call`] to set per-call
+    /// options on before awaiting it.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// use wasmpool::Cancel;
+    /// let n: u64 = pool.call(&job, "fib", (30u64,)).on_cancel(Cancel::Kill).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn call<'a, R>(&self, job: &'a Job, func: &'a str, args: impl Serialize) -> Call<'a, R> {
+        let args = rmp_serde::to_vec_named(&args).map_err(|e| {
+            Error::new(
+                ErrorKind::ArgumentMismatch,
+                format!("args: cannot be encoded: {e}"),
+            )
+        });
+        Call {
+            pool: self.clone(),
+            job,
+            func,
+            args,
+            on_cancel: self.handle.inner.on_cancel,
+            _result: PhantomData,
+        }
+    }
+
+    /// Compiles `job` for this pool now, off the async threads, instead of
+    /// on its first call. Later calls and workers reuse the artifact.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidComponent`] if it does not compile.
+    pub async fn prepare(&self, job: &Job) -> Result<(), Error> {
+        self.handle.inner.compiled(job).await.map(drop)
+    }
+
+    /// Starts workers until `n` (at most the pool's size) are idle, so that
+    /// the first calls do not wait for a process to start.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Spawn`] if a worker cannot be started,
+    /// [`ErrorKind::PoolClosed`] after shutdown.
+    pub async fn warm(&self, n: usize) -> Result<(), Error> {
+        let inner = &self.handle.inner;
+        let mut held = Vec::new();
+        for _ in 0..n.min(inner.workers) {
+            let permit = inner
+                .semaphore
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::closed())?;
+            let worker = inner.checkout().await?;
+            held.push((worker, permit));
+        }
+        for (worker, permit) in held {
+            inner.checkin(worker, permit);
+        }
+        Ok(())
+    }
+
+    /// A snapshot of the pool's counters.
+    pub fn statistics(&self) -> Statistics {
+        let inner = &self.handle.inner;
+        let idle = inner.idle.lock().expect("idle lock").len();
+        let live = inner.live.lock().expect("live lock").len();
+        Statistics {
+            max_workers: inner.workers,
+            idle,
+            busy: live.saturating_sub(idle),
+            spawned: inner.spawned.load(Ordering::Relaxed),
+            crashed: inner.crashed.load(Ordering::Relaxed),
+            killed: inner.killed.load(Ordering::Relaxed),
+            calls: inner.calls.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The pids of the live worker processes.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        let live = self.handle.inner.live.lock().expect("live lock");
+        live.values().map(|s| s.pid()).collect()
+    }
+
+    /// Closes the pool and waits until every worker has exited and been
+    /// reaped. Calls in flight finish first; calls that have not started
+    /// fail with [`ErrorKind::PoolClosed`], as do calls made afterwards.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the waiting, not the shutdown: the pool
+    /// stays closed and its workers still exit.
+    pub async fn shutdown(&self) {
+        let inner = &self.handle.inner;
+        inner.close();
+        loop {
+            let exited = inner.exited.notified();
+            tokio::pin!(exited);
+            exited.as_mut().enable();
+            if inner.live.lock().expect("live lock").is_empty() {
+                return;
+            }
+            exited.await;
+        }
+    }
+
+    /// Whether [`shutdown`](Pool::shutdown) has been called.
+    pub fn is_closed(&self) -> bool {
+        self.handle.inner.closed.load(Ordering::SeqCst)
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("statistics", &self.statistics())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One call with its options, from [`Pool::call`]. Await it for the
+/// result.
+///
+/// # Cancel safety
+///
+/// Dropping the awaited future cancels the call as
+/// [`on_cancel`](Call::on_cancel) says.
+#[must_use = "a call does nothing until awaited"]
+pub struct Call<'a, R> {
+    pool: Pool,
+    job: &'a Job,
+    func: &'a str,
+    args: Result<Vec<u8>, Error>,
+    on_cancel: Cancel,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Call<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Call {
+            pool: _,
+            job,
+            func,
+            args,
+            on_cancel,
+            _result,
+        } = self;
+        f.debug_struct("Call")
+            .field("job", job)
+            .field("func", func)
+            .field("args_len", &args.as_ref().map(Vec::len).ok())
+            .field("on_cancel", on_cancel)
+            .finish()
+    }
+}
+
+impl<R> Call<'_, R> {
+    /// What dropping this call before it finishes does. Default: the
+    /// pool's setting.
+    pub fn on_cancel(mut self, mode: Cancel) -> Self {
+        self.on_cancel = mode;
+        self
+    }
+}
+
+impl<'a, R: DeserializeOwned + Send + 'a> IntoFuture for Call<'a, R> {
+    type Output = Result<R, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<R, Error>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let Call {
+                pool,
+                job,
+                func,
+                args,
+                on_cancel,
+                _result,
+            } = self;
+            let bytes = pool.handle.inner.clone().call(job, func, args?, on_cancel).await?;
+            let value = value::decode(&bytes).map_err(|e| {
+                Error::new(ErrorKind::Protocol, format!("result: not valid MessagePack: {e}"))
+            })?;
+            value::from_value(value, "result")
+                .map_err(|e| Error::new(ErrorKind::ResultMismatch, e.to_string()))
+        })
+    }
+}
+
+/// A call in flight on a worker. Dropping it before [`InFlight::finish`]
+/// cancels the call.
+struct InFlight {
+    inner: Arc<PoolInner>,
+    worker: Option<Worker>,
+    permit: Option<OwnedSemaphorePermit>,
+    id: u64,
+    on_cancel: Cancel,
+}
+
+impl InFlight {
+    /// The call ended: the worker returns to the pool if it is alive.
+    fn finish(mut self, alive: bool) {
+        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        if let (Some(worker), Some(permit)) = (self.worker.take(), self.permit.take()) {
+            if alive {
+                self.inner.checkin(worker, permit);
+            }
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let (Some(worker), Some(permit)) = (self.worker.take(), self.permit.take()) else {
+            return;
+        };
+        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        match self.on_cancel {
+            Cancel::Kill => {
+                self.inner.killed.fetch_add(1, Ordering::Relaxed);
+                worker.kill();
+            }
+            Cancel::Interrupt | Cancel::Finish => {
+                if self.on_cancel == Cancel::Interrupt {
+                    worker.cancel(self.id);
+                }
+                if let Some((worker, permit)) = worker.abandon(self.id, permit) {
+                    // The call had already ended.
+                    if !worker.shared.is_dead() {
+                        self.inner.checkin(worker, permit);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl PoolInner {
+    async fn call(
+        self: Arc<Self>,
+        job: &Job,
+        func: &str,
+        args: Vec<u8>,
+        on_cancel: Cancel,
+    ) -> Result<Vec<u8>, Error> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::closed());
+        }
+        let compiled = self.compiled(job).await?;
+        let resolved = compiled.resolve(&self.engine, func)?;
+        match compile::arg_count(&args) {
+            Some(n) if n == resolved.params => {}
+            Some(n) => {
+                return Err(Error::new(
+                    ErrorKind::ArgumentMismatch,
+                    format!(
+                        "args: {} takes {} arguments, got {n}",
+                        resolved.export, resolved.params
+                    ),
+                ));
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::ArgumentMismatch,
+                    format!(
+                        "args: expected a tuple with one element per parameter of {} ({} here), \
+                         such as `(x,)` or `()`",
+                        resolved.export, resolved.params
+                    ),
+                ));
+            }
+        }
+        let permit = self
+            .semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::closed())?;
+        let worker = self.checkout().await?;
+        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let req = CallRequest {
+            id,
+            artifact: compiled.artifact.clone(),
+            export: resolved.export.clone(),
+            args,
+        };
+        let rx = worker.start(req);
+        let flight = InFlight {
+            inner: self.clone(),
+            worker: Some(worker),
+            permit: Some(permit),
+            id,
+            on_cancel,
+        };
+        let reply = rx.await;
+        match reply {
+            Ok(Reply::Done(outcome)) => {
+                flight.finish(true);
+                outcome.map(serde_bytes::ByteBuf::into_vec).map_err(Error::from)
+            }
+            Ok(Reply::Lost(e)) => {
+                flight.finish(false);
+                Err(e)
+            }
+            Err(_) => {
+                flight.finish(false);
+                Err(Error::crashed(None, "and its host thread ended"))
+            }
+        }
+    }
+
+    /// Compiles `job` once for this pool, off the async threads.
+    async fn compiled(&self, job: &Job) -> Result<Arc<Compiled>, Error> {
+        let cell = self
+            .compiled
+            .lock()
+            .expect("compiled lock")
+            .entry(job.hash().to_string())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            let engine = self.engine.clone();
+            let settings = self.settings.clone();
+            let dir = self.cache_dir.clone();
+            let job = job.clone();
+            tokio::task::spawn_blocking(move || compile::compile(&engine, &settings, &dir, &job))
+                .await
+                .map_err(|e| Error::new(ErrorKind::InvalidComponent, format!("compiling panicked: {e}")))?
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
+    }
+
+    /// Takes the most recently used idle worker, or starts a new one.
+    async fn checkout(self: &Arc<Self>) -> Result<Worker, Error> {
+        loop {
+            let popped = self.idle.lock().expect("idle lock").pop();
+            match popped {
+                Some(w) if w.shared.is_dead() => drop(w),
+                Some(w) => return Ok(w),
+                None => break,
+            }
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::closed());
+        }
+        let id = self.next_worker.fetch_add(1, Ordering::Relaxed);
+        let rx = Worker::spawn(self, id, self.program.clone(), self.settings.clone());
+        let worker = rx
+            .await
+            .map_err(|_| Error::new(ErrorKind::Spawn, format!("worker {id}: its host thread ended")))??;
+        self.spawned.fetch_add(1, Ordering::Relaxed);
+        Ok(worker)
+    }
+
+    /// Returns a worker after a call: to the idle list, or to retirement.
+    pub(crate) fn checkin(&self, mut worker: Worker, permit: OwnedSemaphorePermit) {
+        worker.calls += 1;
+        worker.last_used = Instant::now();
+        let retire = self.closed.load(Ordering::SeqCst)
+            || worker.shared.is_dead()
+            || self.retire_after.is_some_and(|n| worker.calls >= n);
+        if retire {
+            drop(worker);
+        } else {
+            let mut idle = self.idle.lock().expect("idle lock");
+            let was_empty = idle.is_empty();
+            idle.push(worker);
+            if was_empty {
+                self.house.notify_one();
+            }
+        }
+        drop(permit);
+    }
+
+    pub(crate) fn register(&self, id: u64, shared: Arc<worker::Shared>) {
+        self.live.lock().expect("live lock").insert(id, shared);
+    }
+
+    pub(crate) fn unregister(&self, id: u64, crashed: bool) {
+        self.live.lock().expect("live lock").remove(&id);
+        if crashed {
+            self.crashed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.exited.notify_waiters();
+    }
+
+    /// Stops new calls and lets idle workers exit.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.semaphore.close();
+        let idle = std::mem::take(&mut *self.idle.lock().expect("idle lock"));
+        drop(idle);
+        self.house.notify_one();
+    }
+
+    /// The last `Pool` handle is gone: kill every worker. Never blocks; the
+    /// workers' threads reap them.
+    fn terminate(&self) {
+        self.close();
+        for shared in self.live.lock().expect("live lock").values() {
+            shared.kill();
+        }
+    }
+
+    /// The `wasmpool-housekeeper` thread: retires workers idle for longer
+    /// than the idle timeout; exits when the pool closes.
+    fn housekeeper(&self) {
+        let mut idle = self.idle.lock().expect("idle lock");
+        loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let now = Instant::now();
+            // The oldest worker is first: the list is used from the end.
+            let stale = idle
+                .iter()
+                .take_while(|w| now.duration_since(w.last_used) >= self.idle_timeout)
+                .count();
+            if stale > 0 {
+                let expired: Vec<Worker> = idle.drain(..stale).collect();
+                drop(idle);
+                drop(expired);
+                idle = self.idle.lock().expect("idle lock");
+                continue;
+            }
+            idle = match idle.first() {
+                Some(w) => {
+                    let due = (w.last_used + self.idle_timeout).saturating_duration_since(now);
+                    self.house.wait_timeout(idle, due).expect("idle lock").0
+                }
+                None => self.house.wait(idle).expect("idle lock"),
+            };
+        }
+    }
+}
+
+/// The default pool behind [`run`], created on first use with
+/// [`Pool::new`].
+pub fn default_pool() -> Result<Pool, Error> {
+    static DEFAULT: Mutex<Option<Pool>> = Mutex::new(None);
+    let mut slot = DEFAULT.lock().expect("default pool lock");
+    if let Some(p) = &*slot {
+        return Ok(p.clone());
+    }
+    let pool = Pool::new()?;
+    *slot = Some(pool.clone());
+    Ok(pool)
+}
+
+/// Calls `func` of `job` on the [`default_pool`]: the same as
+/// [`Pool::run`] with no pool to set up.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), wasmpool::Error> {
+/// let job = wasmpool::Job::from_file("fib.wasm")?;
+/// let n: u64 = wasmpool::run(&job, "fib", (30u64,)).await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// As [`Pool::run`], and as [`Pool::new`] when the default pool is first
+/// made.
+///
+/// # Cancel safety
+///
+/// As [`Pool::run`].
+pub fn run<'a, R: DeserializeOwned + Send + 'a>(
+    job: &'a Job,
+    func: &'a str,
+    args: impl Serialize,
+) -> impl Future<Output = Result<R, Error>> + Send + 'a {
+    let call = default_pool().map(|pool| pool.call(job, func, args));
+    async move { call?.await }
+}

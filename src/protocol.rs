@@ -1,0 +1,205 @@
+//! The frames exchanged between the host and a worker process.
+//!
+//! Every frame is a little-endian `u32` length followed by that many bytes of
+//! MessagePack (rmp-serde, structs as maps). A worker has two sockets:
+//!
+//! - the *data* socket carries [`Init`] then [`ToWorker`] frames one way and
+//!   [`FromWorker`] frames back. The worker serves one call at a time.
+//! - the *control* socket carries [`Control`] frames to the worker while a
+//!   call runs, so a cancel is seen even when the data side is busy. When it
+//!   closes, the host is gone and the worker exits.
+//!
+//! Neither is the worker's stdout, which is inherited from the host.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::EngineSettings;
+use crate::error::WireError;
+
+/// Bumped whenever a frame changes shape.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame either side accepts: 1 GiB.
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+
+/// The first frame, host to worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Init {
+    pub(crate) version: u32,
+    pub(crate) worker_id: u64,
+    pub(crate) engine: EngineSettings,
+}
+
+/// Frames the host sends on the data socket after [`Init`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    Call(CallRequest),
+}
+
+/// One call of an exported function.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CallRequest {
+    pub(crate) id: u64,
+    pub(crate) artifact: Artifact,
+    pub(crate) export: ExportPath,
+    /// The arguments: a MessagePack array with one element per parameter.
+    #[serde(with = "serde_bytes")]
+    pub(crate) args: Vec<u8>,
+}
+
+/// A compiled component on disk, as the host's engine serialized it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Artifact {
+    /// Content hash of the component and the engine's settings.
+    pub(crate) key: String,
+    pub(crate) path: PathBuf,
+}
+
+/// Where a function sits among a component's exports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct ExportPath {
+    /// The exported instance (interface), or `None` for a world-level
+    /// function.
+    pub(crate) instance: Option<String>,
+    pub(crate) func: String,
+}
+
+impl std::fmt::Display for ExportPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.instance {
+            Some(i) => write!(f, "{i}#{}", self.func),
+            None => f.write_str(&self.func),
+        }
+    }
+}
+
+/// Frames the worker sends on the data socket.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum FromWorker {
+    /// The answer to [`Init`]: the engine is up.
+    Ready { version: u32, pid: u32 },
+    /// The answer to [`Init`] when the engine could not be built.
+    Failed { message: String },
+    /// The outcome of a call: the MessagePack-encoded result, or an error.
+    Done {
+        id: u64,
+        outcome: Result<serde_bytes::ByteBuf, WireError>,
+    },
+}
+
+/// Frames the host sends on the control socket.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Control {
+    /// Interrupt call `id`, if it is still running.
+    Cancel { id: u64 },
+}
+
+/// Encodes `msg` as one frame and writes it with a single `write_all`.
+pub(crate) fn write_frame<W: Write, T: Serialize>(mut w: W, msg: &T) -> io::Result<()> {
+    let buf = encode_frame(msg)?;
+    w.write_all(&buf)
+}
+
+/// Encodes `msg` as one frame: length prefix and body.
+pub(crate) fn encode_frame<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(64);
+    buf.extend_from_slice(&[0; 4]);
+    rmp_serde::encode::write_named(&mut buf, msg)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let len = buf.len() - 4;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
+        ));
+    }
+    buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(buf)
+}
+
+/// Reads one frame into `buf` and decodes it. `Ok(None)` is a clean end of
+/// stream before the first byte of a frame; anything malformed is
+/// `InvalidData`.
+pub(crate) fn read_frame<R: Read, T: DeserializeOwned>(
+    mut r: R,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<T>> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame length {len} is over the limit"),
+        ));
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    r.read_exact(buf)?;
+    rmp_serde::from_slice(buf)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let req = ToWorker::Call(CallRequest {
+            id: 7,
+            artifact: Artifact {
+                key: "k".into(),
+                path: "/tmp/x".into(),
+            },
+            export: ExportPath {
+                instance: Some("a:b/c".into()),
+                func: "f".into(),
+            },
+            args: vec![0x91, 0x01],
+        });
+        let bytes = encode_frame(&req).unwrap();
+        let mut buf = Vec::new();
+        let back: ToWorker = read_frame(&bytes[..], &mut buf).unwrap().unwrap();
+        let ToWorker::Call(c) = back;
+        assert_eq!(c.id, 7);
+        assert_eq!(c.export.to_string(), "a:b/c#f");
+        assert_eq!(c.args, vec![0x91, 0x01]);
+    }
+
+    #[test]
+    fn clean_eof_is_none_and_torn_frame_is_an_error() {
+        let mut buf = Vec::new();
+        let none: Option<Control> = read_frame(&[][..], &mut buf).unwrap();
+        assert!(none.is_none());
+        let bytes = encode_frame(&Control::Cancel { id: 1 }).unwrap();
+        let torn = &bytes[..bytes.len() - 1];
+        assert!(read_frame::<_, Control>(torn, &mut buf).is_err());
+    }
+
+    #[test]
+    fn garbage_is_invalid_data() {
+        let mut bytes = 3u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0xc1, 0xc1, 0xc1]);
+        let mut buf = Vec::new();
+        let err = read_frame::<_, Control>(&bytes[..], &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let huge = u32::MAX.to_le_bytes();
+        let err = read_frame::<_, Control>(&huge[..], &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+}
