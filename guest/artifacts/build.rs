@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
-const GUESTS: &[&str] = &["fib", "cpu", "echo", "types", "faults", "hello"];
+const GUESTS: &[&str] = &["fib", "cpu", "echo", "types", "faults", "hello", "sandbox"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
