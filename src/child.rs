@@ -64,7 +64,12 @@ fn serve() -> io::Result<()> {
         return Ok(());
     };
     let fail = |message: String| {
-        let _ = write_frame(&data, &FromWorker::Failed { message: message.clone() });
+        let _ = write_frame(
+            &data,
+            &FromWorker::Failed {
+                message: message.clone(),
+            },
+        );
         io::Error::other(message)
     };
     if init.version != PROTOCOL_VERSION {
@@ -241,7 +246,11 @@ impl Loaded {
         }
         let missing = || WireError::new(ErrorKind::NoSuchFunction, format!("no export {path}"));
         let parent = match &path.instance {
-            Some(i) => Some(self.component.get_export_index(None, i).ok_or_else(missing)?),
+            Some(i) => Some(
+                self.component
+                    .get_export_index(None, i)
+                    .ok_or_else(missing)?,
+            ),
             None => None,
         };
         let (item, index) = self
@@ -308,9 +317,9 @@ async fn execute(
     let outcome = {
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
-            let f = instance
-                .get_func(&mut store, func.index)
-                .ok_or_else(|| wasmtime::Error::msg(format!("export {export} is not a function")))?;
+            let f = instance.get_func(&mut store, func.index).ok_or_else(|| {
+                wasmtime::Error::msg(format!("export {export} is not a function"))
+            })?;
             f.call_async(&mut store, &params, &mut results).await
         };
         tokio::select! {
@@ -325,8 +334,14 @@ async fn execute(
             (Some(v), Some(ty)) => wit::from_val(ty, v),
             _ => Value::Nil,
         }),
-        Err(_) if was_cancelled => Err(WireError::new(ErrorKind::Cancelled, "the call was cancelled")),
-        Err(None) => Err(WireError::new(ErrorKind::Cancelled, "the call was cancelled")),
+        Err(_) if was_cancelled => Err(WireError::new(
+            ErrorKind::Cancelled,
+            "the call was cancelled",
+        )),
+        Err(None) => Err(WireError::new(
+            ErrorKind::Cancelled,
+            "the call was cancelled",
+        )),
         Err(Some(e)) => Err(classify(e, &tail.lock().expect("tail lock"))),
     }
 }
@@ -371,12 +386,14 @@ fn classify(e: wasmtime::Error, stderr: &[u8]) -> WireError {
         let code = TrapCode::from_wasmtime(*trap);
         let mut w = match code {
             TrapCode::StackOverflow => {
-                let mut w = WireError::new(ErrorKind::ResourceLimit, "wasm trap: call stack exhausted");
+                let mut w =
+                    WireError::new(ErrorKind::ResourceLimit, "wasm trap: call stack exhausted");
                 w.limit = Some(Limit::Stack);
                 w
             }
             TrapCode::OutOfFuel => {
-                let mut w = WireError::new(ErrorKind::ResourceLimit, "wasm trap: all fuel consumed");
+                let mut w =
+                    WireError::new(ErrorKind::ResourceLimit, "wasm trap: all fuel consumed");
                 w.limit = Some(Limit::Fuel);
                 w
             }
@@ -386,7 +403,10 @@ fn classify(e: wasmtime::Error, stderr: &[u8]) -> WireError {
         w.trap_code = Some(code);
         w
     } else if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        WireError::new(ErrorKind::Trap, format!("the guest called exit({})", exit.0))
+        WireError::new(
+            ErrorKind::Trap,
+            format!("the guest called exit({})", exit.0),
+        )
     } else {
         WireError::new(ErrorKind::Trap, format!("the guest failed: {e:#}"))
     };
@@ -422,7 +442,10 @@ mod tests {
     #[test]
     fn finds_panic_messages() {
         let s = b"noise\nthread '<unnamed>' panicked at src/lib.rs:47:9:\nboom: it broke\nsecond line\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(s).as_deref(), Some("boom: it broke\nsecond line"));
+        assert_eq!(
+            panic_message(s).as_deref(),
+            Some("boom: it broke\nsecond line")
+        );
         let s = b"memory allocation of 1048576 bytes failed\n";
         assert_eq!(
             panic_message(s).as_deref(),

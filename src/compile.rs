@@ -73,7 +73,10 @@ pub(crate) fn compile(
     job: &Job,
 ) -> Result<Compiled, Error> {
     crate::platform::create_private_dir(cache_dir).map_err(|e| {
-        Error::io(format_args!("preparing cache directory {}", cache_dir.display()), e)
+        Error::io(
+            format_args!("preparing cache directory {}", cache_dir.display()),
+            e,
+        )
     })?;
     let key = artifact_key(engine, job, settings);
     let path = cache_dir.join(format!("{key}.cwasm"));
@@ -107,7 +110,9 @@ pub(crate) fn compile(
 fn store_artifact(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = dir.join(format!(
         ".{}.{}.{}.tmp",
-        path.file_name().and_then(|f| f.to_str()).unwrap_or("artifact"),
+        path.file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or("artifact"),
         std::process::id(),
         crate::platform::unique()
     ));
@@ -149,7 +154,9 @@ impl Compiled {
             if let Some(what) = wit::unsupported(&pty) {
                 return Err(Error::new(
                     ErrorKind::Unsupported,
-                    format!("{path}: parameter {i} ({pname}) carries {what}, which cannot cross a process boundary"),
+                    format!(
+                        "{path}: parameter {i} ({pname}) carries {what}, which cannot cross a process boundary"
+                    ),
                 ));
             }
         }
@@ -157,7 +164,9 @@ impl Compiled {
             if let Some(what) = wit::unsupported(&rty) {
                 return Err(Error::new(
                     ErrorKind::Unsupported,
-                    format!("{path}: the result carries {what}, which cannot cross a process boundary"),
+                    format!(
+                        "{path}: the result carries {what}, which cannot cross a process boundary"
+                    ),
                 ));
             }
         }
@@ -215,7 +224,8 @@ fn find(
     funcs: &[(ExportPath, ComponentFunc)],
     name: &str,
 ) -> Result<(ExportPath, ComponentFunc), Error> {
-    let matches: Vec<&(ExportPath, ComponentFunc)> = if let Some((iface, func)) = name.rsplit_once('#')
+    let matches: Vec<&(ExportPath, ComponentFunc)> = if let Some((iface, func)) =
+        name.rsplit_once('#')
     {
         let exact: Vec<_> = funcs
             .iter()
@@ -282,8 +292,16 @@ pub(crate) fn arg_count(args: &[u8]) -> Option<usize> {
     match *args.first()? {
         0xc0 => Some(0),
         b @ 0x90..=0x9f => Some(usize::from(b & 0x0f)),
-        0xdc => Some(usize::from(u16::from_be_bytes([*args.get(1)?, *args.get(2)?]))),
-        0xdd => Some(u32::from_be_bytes([*args.get(1)?, *args.get(2)?, *args.get(3)?, *args.get(4)?]) as usize),
+        0xdc => Some(usize::from(u16::from_be_bytes([
+            *args.get(1)?,
+            *args.get(2)?,
+        ]))),
+        0xdd => {
+            Some(
+                u32::from_be_bytes([*args.get(1)?, *args.get(2)?, *args.get(3)?, *args.get(4)?])
+                    as usize,
+            )
+        }
         _ => None,
     }
 }
@@ -296,7 +314,10 @@ mod tests {
     fn arg_count_reads_array_headers() {
         assert_eq!(arg_count(&rmp_serde::to_vec(&()).unwrap()), Some(0));
         assert_eq!(arg_count(&rmp_serde::to_vec(&(1u8,)).unwrap()), Some(1));
-        assert_eq!(arg_count(&rmp_serde::to_vec(&(1u8, "a", 2.5f64)).unwrap()), Some(3));
+        assert_eq!(
+            arg_count(&rmp_serde::to_vec(&(1u8, "a", 2.5f64)).unwrap()),
+            Some(3)
+        );
         let big: Vec<u8> = vec![0; 70_000];
         assert_eq!(arg_count(&rmp_serde::to_vec(&big).unwrap()), Some(70_000));
         assert_eq!(arg_count(&rmp_serde::to_vec(&17u32).unwrap()), None);

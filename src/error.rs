@@ -420,6 +420,9 @@ mod tests {
     fn display_appends_panic_message_once() {
         let mut w = WireError::new(ErrorKind::Trap, "wasm trap: unreachable");
         w.panic_message = Some("it broke".into());
-        assert_eq!(Error::from(w).to_string(), "wasm trap: unreachable: it broke");
+        assert_eq!(
+            Error::from(w).to_string(),
+            "wasm trap: unreachable: it broke"
+        );
     }
 }

@@ -51,8 +51,8 @@ impl Job {
     /// core module, say).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Job, Error> {
         let path = path.as_ref();
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::io(format_args!("reading {}", path.display()), e))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::io(format_args!("reading {}", path.display()), e))?;
         Job::new(bytes, path.display().to_string())
     }
 
@@ -138,10 +138,12 @@ fn validate(bytes: &[u8]) -> Result<(), String> {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]

@@ -45,7 +45,9 @@ pub(crate) fn inherited_sockets() -> io::Result<(UnixStream, UnixStream)> {
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{WORKER_ENV} is set but descriptor {fd} is not open: not started by a wasmpool host"),
+                format!(
+                    "{WORKER_ENV} is set but descriptor {fd} is not open: not started by a wasmpool host"
+                ),
             ));
         }
     }
@@ -62,11 +64,7 @@ pub(crate) fn inherited_sockets() -> io::Result<(UnixStream, UnixStream)> {
 /// descriptors 3 and 4, stdin closed, stdout and stderr inherited. On Linux
 /// the child gets SIGKILL when the calling thread exits, so the calling
 /// thread must live as long as the worker.
-pub(crate) fn spawn_worker(
-    program: &Path,
-    data: OwnedFd,
-    control: OwnedFd,
-) -> io::Result<Child> {
+pub(crate) fn spawn_worker(program: &Path, data: OwnedFd, control: OwnedFd) -> io::Result<Child> {
     let mut cmd = Command::new(program);
     cmd.env(WORKER_ENV, "1")
         .stdin(Stdio::null())

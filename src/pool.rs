@@ -237,15 +237,26 @@ impl PoolBuilder {
             on_cancel,
         } = self;
         let workers = match workers {
-            Some(0) => return Err(Error::new(ErrorKind::Config, "a pool needs at least one worker")),
+            Some(0) => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "a pool needs at least one worker",
+                ));
+            }
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         if retire_after == Some(0) {
-            return Err(Error::new(ErrorKind::Config, "retire_after must be at least 1 call"));
+            return Err(Error::new(
+                ErrorKind::Config,
+                "retire_after must be at least 1 call",
+            ));
         }
         if max_wasm_stack < 64 * 1024 {
-            return Err(Error::new(ErrorKind::Config, "max_wasm_stack must be at least 64 KiB"));
+            return Err(Error::new(
+                ErrorKind::Config,
+                "max_wasm_stack must be at least 64 KiB",
+            ));
         }
         let program = match worker_program {
             Some(p) => p,
@@ -549,9 +560,17 @@ impl<'a, R: DeserializeOwned + Send + 'a> IntoFuture for Call<'a, R> {
                 on_cancel,
                 _result,
             } = self;
-            let bytes = pool.handle.inner.clone().call(job, func, args?, on_cancel).await?;
+            let bytes = pool
+                .handle
+                .inner
+                .clone()
+                .call(job, func, args?, on_cancel)
+                .await?;
             let value = value::decode(&bytes).map_err(|e| {
-                Error::new(ErrorKind::Protocol, format!("result: not valid MessagePack: {e}"))
+                Error::new(
+                    ErrorKind::Protocol,
+                    format!("result: not valid MessagePack: {e}"),
+                )
             })?;
             value::from_value(value, "result")
                 .map_err(|e| Error::new(ErrorKind::ResultMismatch, e.to_string()))
@@ -573,10 +592,10 @@ impl InFlight {
     /// The call ended: the worker returns to the pool if it is alive.
     fn finish(mut self, alive: bool) {
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
-        if let (Some(worker), Some(permit)) = (self.worker.take(), self.permit.take()) {
-            if alive {
-                self.inner.checkin(worker, permit);
-            }
+        if let (Some(worker), Some(permit)) = (self.worker.take(), self.permit.take())
+            && alive
+        {
+            self.inner.checkin(worker, permit);
         }
     }
 }
@@ -668,7 +687,9 @@ impl PoolInner {
         match reply {
             Ok(Reply::Done(outcome)) => {
                 flight.finish(true);
-                outcome.map(serde_bytes::ByteBuf::into_vec).map_err(Error::from)
+                outcome
+                    .map(serde_bytes::ByteBuf::into_vec)
+                    .map_err(Error::from)
             }
             Ok(Reply::Lost(e)) => {
                 flight.finish(false);
@@ -697,7 +718,12 @@ impl PoolInner {
             let job = job.clone();
             tokio::task::spawn_blocking(move || compile::compile(&engine, &settings, &dir, &job))
                 .await
-                .map_err(|e| Error::new(ErrorKind::InvalidComponent, format!("compiling panicked: {e}")))?
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::InvalidComponent,
+                        format!("compiling panicked: {e}"),
+                    )
+                })?
                 .map(Arc::new)
         })
         .await
@@ -719,9 +745,12 @@ impl PoolInner {
         }
         let id = self.next_worker.fetch_add(1, Ordering::Relaxed);
         let rx = Worker::spawn(self, id, self.program.clone(), self.settings.clone());
-        let worker = rx
-            .await
-            .map_err(|_| Error::new(ErrorKind::Spawn, format!("worker {id}: its host thread ended")))??;
+        let worker = rx.await.map_err(|_| {
+            Error::new(
+                ErrorKind::Spawn,
+                format!("worker {id}: its host thread ended"),
+            )
+        })??;
         self.spawned.fetch_add(1, Ordering::Relaxed);
         Ok(worker)
     }

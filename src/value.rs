@@ -236,11 +236,7 @@ pub(crate) fn from_value<T: serde::de::DeserializeOwned>(
     root: &str,
 ) -> Result<T, FromValueError> {
     let path = Path::Root(root);
-    T::deserialize(ValueDe {
-        value,
-        path: &path,
-    })
-    .map_err(|e| at(&path, e))
+    T::deserialize(ValueDe { value, path: &path }).map_err(|e| at(&path, e))
 }
 
 struct ValueDe<'p> {
@@ -339,7 +335,11 @@ impl<'de, 'p> Deserializer<'de> for ValueDe<'p> {
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, FromValueError> {
         match self.value {
             // `list<u8>` comes as bytes; a `Vec<u8>` asks for a sequence.
-            Value::Bin(b) => visit_array(b.into_iter().map(|x| Value::Int(x.into())).collect(), self.path, v),
+            Value::Bin(b) => visit_array(
+                b.into_iter().map(|x| Value::Int(x.into())).collect(),
+                self.path,
+                v,
+            ),
             Value::Array(a) => visit_array(a, self.path, v),
             _ => Err(self.invalid(&v)),
         }
@@ -401,7 +401,9 @@ impl<'de, 'p> Deserializer<'de> for ValueDe<'p> {
                     }
                 }
             }
-            _ => return Err(self.invalid(&"a variant: a name, or a map of one name to its payload")),
+            _ => {
+                return Err(self.invalid(&"a variant: a name, or a map of one name to its payload"));
+            }
         };
         let name = variants
             .iter()
@@ -448,7 +450,10 @@ fn visit_array<'de, V: Visitor<'de>>(
     };
     let out = v.visit_seq(&mut seq)?;
     if seq.iter.len() != 0 {
-        return Err(de::Error::invalid_length(len, &format!("{} elements", seq.index).as_str()));
+        return Err(de::Error::invalid_length(
+            len,
+            &format!("{} elements", seq.index).as_str(),
+        ));
     }
     Ok(out)
 }
@@ -471,12 +476,9 @@ impl<'de> SeqAccess<'de> for SeqDe<'_> {
         };
         let path = Path::Index(self.path, self.index);
         self.index += 1;
-        seed.deserialize(ValueDe {
-            value,
-            path: &path,
-        })
-        .map(Some)
-        .map_err(|e| at(&path, e))
+        seed.deserialize(ValueDe { value, path: &path })
+            .map(Some)
+            .map_err(|e| at(&path, e))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -536,11 +538,8 @@ impl<'de> MapAccess<'de> for MapDe<'_> {
             .ok_or_else(|| <FromValueError as de::Error>::custom("value asked for before key"))?;
         let key = self.key.take().unwrap_or_default();
         let path = Path::Field(self.path, &key);
-        seed.deserialize(ValueDe {
-            value,
-            path: &path,
-        })
-        .map_err(|e| at(&path, e))
+        seed.deserialize(ValueDe { value, path: &path })
+            .map_err(|e| at(&path, e))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -562,7 +561,8 @@ impl<'de, 'p> EnumAccess<'de> for EnumDe<'p> {
         self,
         seed: V,
     ) -> Result<(V::Value, VariantDe<'p>), FromValueError> {
-        let name: de::value::StringDeserializer<FromValueError> = self.name.clone().into_deserializer();
+        let name: de::value::StringDeserializer<FromValueError> =
+            self.name.clone().into_deserializer();
         let tag = seed.deserialize(name)?;
         Ok((
             tag,
@@ -607,11 +607,7 @@ impl<'de> VariantAccess<'de> for VariantDe<'_> {
         .map_err(|e| at(&path, e))
     }
 
-    fn tuple_variant<V: Visitor<'de>>(
-        self,
-        len: usize,
-        v: V,
-    ) -> Result<V::Value, FromValueError> {
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, v: V) -> Result<V::Value, FromValueError> {
         let path = Path::Field(self.path, &self.name);
         ValueDe {
             value: self.payload.unwrap_or(Value::Nil),
@@ -660,13 +656,31 @@ mod tests {
 
     #[test]
     fn kebab_names_reach_rust_fields_and_variants() {
-        let v = Value::Map(vec![(s("x"), Value::Int(1)), (s("y-coord"), Value::Int(-2))]);
-        assert_eq!(from_value::<Point>(v, "result").unwrap(), Point { x: 1, y_coord: -2 });
-        let v = Value::Map(vec![(s("dark-square"), Value::Map(vec![(s("side"), Value::Int(3))]))]);
-        assert_eq!(from_value::<Shape>(v, "result").unwrap(), Shape::DarkSquare { side: 3 });
-        assert_eq!(from_value::<Shape>(s("empty"), "result").unwrap(), Shape::Empty);
+        let v = Value::Map(vec![
+            (s("x"), Value::Int(1)),
+            (s("y-coord"), Value::Int(-2)),
+        ]);
+        assert_eq!(
+            from_value::<Point>(v, "result").unwrap(),
+            Point { x: 1, y_coord: -2 }
+        );
+        let v = Value::Map(vec![(
+            s("dark-square"),
+            Value::Map(vec![(s("side"), Value::Int(3))]),
+        )]);
+        assert_eq!(
+            from_value::<Shape>(v, "result").unwrap(),
+            Shape::DarkSquare { side: 3 }
+        );
+        assert_eq!(
+            from_value::<Shape>(s("empty"), "result").unwrap(),
+            Shape::Empty
+        );
         let v = Value::Map(vec![(s("circle"), Value::F64(1.5))]);
-        assert_eq!(from_value::<Shape>(v, "result").unwrap(), Shape::Circle(1.5));
+        assert_eq!(
+            from_value::<Shape>(v, "result").unwrap(),
+            Shape::Circle(1.5)
+        );
     }
 
     #[test]
@@ -683,10 +697,20 @@ mod tests {
             Value::Map(vec![(s("x"), Value::Int(1)), (s("y-coord"), Value::Int(1))]),
             Value::Map(vec![(s("x"), s("no")), (s("y-coord"), Value::Int(1))]),
         ]);
-        let err = from_value::<Vec<Point>>(points, "result").unwrap_err().to_string();
-        assert!(err.starts_with("result[1].x: invalid type: string \"no\""), "{err}");
-        let err = from_value::<u8>(Value::Int(300), "result").unwrap_err().to_string();
-        assert!(err.starts_with("result: invalid value: integer `300`"), "{err}");
+        let err = from_value::<Vec<Point>>(points, "result")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("result[1].x: invalid type: string \"no\""),
+            "{err}"
+        );
+        let err = from_value::<u8>(Value::Int(300), "result")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("result: invalid value: integer `300`"),
+            "{err}"
+        );
     }
 
     #[test]

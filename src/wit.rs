@@ -108,7 +108,11 @@ fn write_type(s: &mut String, ty: &Type, depth: usize) {
             let _ = write!(s, "enum {{ {} }}", e.names().collect::<Vec<_>>().join(", "));
         }
         Type::Flags(f) => {
-            let _ = write!(s, "flags {{ {} }}", f.names().collect::<Vec<_>>().join(", "));
+            let _ = write!(
+                s,
+                "flags {{ {} }}",
+                f.names().collect::<Vec<_>>().join(", ")
+            );
         }
         Type::Option(o) => {
             s.push_str("option<");
@@ -368,7 +372,9 @@ pub(crate) fn to_val(path: &Path<'_>, ty: &Type, v: Value) -> Result<Val, Mismat
                         other.describe()
                     )));
                 }
-                (Some(t), payload) => Some(Box::new(to_val(&p, &t, payload.unwrap_or(Value::Nil))?)),
+                (Some(t), payload) => {
+                    Some(Box::new(to_val(&p, &t, payload.unwrap_or(Value::Nil))?))
+                }
             };
             Val::Result(if is_ok { Ok(inner) } else { Err(inner) })
         }
@@ -394,11 +400,7 @@ pub(crate) fn to_val(path: &Path<'_>, ty: &Type, v: Value) -> Result<Val, Mismat
             }
             Val::Flags(out)
         }
-        Type::Own(_)
-        | Type::Borrow(_)
-        | Type::Future(_)
-        | Type::Stream(_)
-        | Type::ErrorContext => {
+        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext => {
             return Err(Mismatch(format!(
                 "{path}: {} cannot be passed to a worker process",
                 type_name(ty)
@@ -477,7 +479,10 @@ fn record(
         Value::Array(items) if items.len() == fields.len() => {
             let mut out = Vec::with_capacity(fields.len());
             for (f, item) in fields.iter().zip(items) {
-                out.push((f.name.to_string(), to_val(&Path::Field(path, f.name), &f.ty, item)?));
+                out.push((
+                    f.name.to_string(),
+                    to_val(&Path::Field(path, f.name), &f.ty, item)?,
+                ));
             }
             Ok(Val::Record(out))
         }

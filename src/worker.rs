@@ -148,7 +148,10 @@ impl Worker {
                 // Too large to send: the worker is still fine.
                 let mut slot = self.shared.slot.lock().expect("slot lock");
                 if let Slot::Waiting { tx, .. } = std::mem::replace(&mut *slot, Slot::Idle) {
-                    let _ = tx.send(Reply::Lost(Error::new(ErrorKind::ArgumentMismatch, e.to_string())));
+                    let _ = tx.send(Reply::Lost(Error::new(
+                        ErrorKind::ArgumentMismatch,
+                        e.to_string(),
+                    )));
                 }
             } else {
                 // A broken pipe: the worker thread sees the end of file too.
@@ -166,7 +169,11 @@ impl Worker {
     /// Hands the worker to its thread until call `id` ends; the thread then
     /// returns it to the pool. Returns the worker back if the call has
     /// already ended (or the worker died).
-    pub(crate) fn abandon(self, id: u64, permit: OwnedSemaphorePermit) -> Option<(Worker, OwnedSemaphorePermit)> {
+    pub(crate) fn abandon(
+        self,
+        id: u64,
+        permit: OwnedSemaphorePermit,
+    ) -> Option<(Worker, OwnedSemaphorePermit)> {
         let shared = self.shared.clone();
         let mut slot = shared.slot.lock().expect("slot lock");
         match *slot {
@@ -210,8 +217,9 @@ fn worker_thread(
             UnixStream::pair().map_err(|e| spawn_err(format!("creating a socket pair: {e}")))?;
         let (control, child_control) =
             UnixStream::pair().map_err(|e| spawn_err(format!("creating a socket pair: {e}")))?;
-        let child = crate::platform::spawn_worker(&program, child_data.into(), child_control.into())
-            .map_err(|e| spawn_err(format!("starting {}: {e}", program.display())))?;
+        let child =
+            crate::platform::spawn_worker(&program, child_data.into(), child_control.into())
+                .map_err(|e| spawn_err(format!("starting {}: {e}", program.display())))?;
         Ok((data, control, child))
     })();
     let (data, control, mut child) = match started {
@@ -306,7 +314,10 @@ fn worker_thread(
     let expected = shared.expected_exit.load(Ordering::SeqCst);
     let pending = std::mem::replace(&mut *shared.slot.lock().expect("slot lock"), Slot::Dead);
     let error = match lost {
-        Some(what) => Error::new(ErrorKind::Protocol, format!("worker {id} broke the protocol: {what}")),
+        Some(what) => Error::new(
+            ErrorKind::Protocol,
+            format!("worker {id} broke the protocol: {what}"),
+        ),
         None => Error::crashed(status, "during the call"),
     };
     match pending {
@@ -353,7 +364,9 @@ fn deliver(
         }
         other => {
             *slot = other;
-            Some(format!("a result for call {call}, which it was not running"))
+            Some(format!(
+                "a result for call {call}, which it was not running"
+            ))
         }
     }
 }

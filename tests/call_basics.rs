@@ -20,10 +20,16 @@ async fn world_interface_and_bare_names() {
     let fib = job(wasmpool_guests::FIB);
     let n: u64 = pool.run(&fib, "fib", (20u64,)).await.unwrap();
     assert_eq!(n, 6765);
-    let n: u64 = pool.run(&fib, "wasmpool:jobs/math@0.1.0#fib", (10u64,)).await.unwrap();
+    let n: u64 = pool
+        .run(&fib, "wasmpool:jobs/math@0.1.0#fib", (10u64,))
+        .await
+        .unwrap();
     assert_eq!(n, 55);
     // Version left out: only one version is exported.
-    let n: u64 = pool.run(&fib, "wasmpool:jobs/math#fib", (11u64,)).await.unwrap();
+    let n: u64 = pool
+        .run(&fib, "wasmpool:jobs/math#fib", (11u64,))
+        .await
+        .unwrap();
     assert_eq!(n, 89);
 
     let types = job(wasmpool_guests::TYPES);
@@ -33,7 +39,10 @@ async fn world_interface_and_bare_names() {
     // `echo-u8` is both world-level and in `types`: the world-level one wins.
     let b: u8 = pool.run(&types, "echo-u8", (7u8,)).await.unwrap();
     assert_eq!(b, 7);
-    let b: u8 = pool.run(&types, "wasmpool:jobs/types#echo-u8", (8u8,)).await.unwrap();
+    let b: u8 = pool
+        .run(&types, "wasmpool:jobs/types#echo-u8", (8u8,))
+        .await
+        .unwrap();
     assert_eq!(b, 8);
 }
 
@@ -43,8 +52,14 @@ async fn unknown_names_list_what_exists() {
     let fib = job(wasmpool_guests::FIB);
     let e = pool.run::<u64>(&fib, "fob", (1u64,)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NoSuchFunction);
-    assert!(e.to_string().contains("wasmpool:jobs/math@0.1.0#fib"), "{e}");
-    let e = pool.run::<u64>(&fib, "wasmpool:jobs/other#fib", (1u64,)).await.unwrap_err();
+    assert!(
+        e.to_string().contains("wasmpool:jobs/math@0.1.0#fib"),
+        "{e}"
+    );
+    let e = pool
+        .run::<u64>(&fib, "wasmpool:jobs/other#fib", (1u64,))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NoSuchFunction);
     // No worker was needed to say so.
     assert_eq!(pool.statistics().spawned, 0);
@@ -57,7 +72,10 @@ async fn argument_count_and_shape_are_checked_before_sending() {
     let e = pool.run::<u64>(&fib, "fib", ()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ArgumentMismatch);
     assert!(e.to_string().contains("takes 1 arguments, got 0"), "{e}");
-    let e = pool.run::<u64>(&fib, "fib", (1u64, 2u64)).await.unwrap_err();
+    let e = pool
+        .run::<u64>(&fib, "fib", (1u64, 2u64))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ArgumentMismatch);
     // A bare value instead of a tuple.
     let e = pool.run::<u64>(&fib, "fib", 5u64).await.unwrap_err();
@@ -72,12 +90,19 @@ async fn type_mismatches_name_the_path_and_the_wit_type() {
     let fib = job(wasmpool_guests::FIB);
     let e = pool.run::<u64>(&fib, "fib", ("thirty",)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ArgumentMismatch);
-    assert_eq!(e.to_string(), "args[0]: expected u64, got string \"thirty\"");
+    assert_eq!(
+        e.to_string(),
+        "args[0]: expected u64, got string \"thirty\""
+    );
     let e = pool.run::<u64>(&fib, "fib", (-1i64,)).await.unwrap_err();
     assert_eq!(e.to_string(), "args[0]: -1 is out of range for u64");
     let e = pool.run::<String>(&fib, "fib", (3u64,)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ResultMismatch);
-    assert!(e.to_string().starts_with("result: invalid type: integer `2`"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("result: invalid type: integer `2`"),
+        "{e}"
+    );
     // The worker served all of that without dying.
     let n: u64 = pool.run(&fib, "fib", (3u64,)).await.unwrap();
     assert_eq!(n, 2);
@@ -88,10 +113,16 @@ async fn type_mismatches_name_the_path_and_the_wit_type() {
 async fn resources_are_refused_clearly() {
     let pool = pool(1);
     let types = job(wasmpool_guests::TYPES);
-    let e = pool.run::<u32>(&types, "make-counter", (1u32,)).await.unwrap_err();
+    let e = pool
+        .run::<u32>(&types, "make-counter", (1u32,))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     assert!(e.to_string().contains("resource"), "{e}");
-    let e = pool.run::<u32>(&types, "[method]counter.get", ()).await.unwrap_err();
+    let e = pool
+        .run::<u32>(&types, "[method]counter.get", ())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
 }
 
@@ -168,7 +199,11 @@ async fn a_missing_worker_program_is_a_spawn_error() {
     let e = pool.run::<u64>(&fib, "fib", (1u64,)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Spawn);
     // A program that is not a wasmpool worker exits during the handshake.
-    let pool = Pool::builder().workers(1).worker_program("/bin/true").build().unwrap();
+    let pool = Pool::builder()
+        .workers(1)
+        .worker_program("/bin/true")
+        .build()
+        .unwrap();
     let e = pool.run::<u64>(&fib, "fib", (1u64,)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Spawn);
     assert!(e.to_string().contains("handshake"), "{e}");

@@ -25,7 +25,10 @@ async fn idle_workers_exit_after_the_idle_timeout() {
     let stats = pool.statistics();
     assert_eq!((stats.idle, stats.crashed), (0, 0), "{stats:?}");
     // The pool still works: it starts a new worker.
-    let n: u64 = pool.run(&job(wasmpool_guests::FIB), "fib", (5u64,)).await.unwrap();
+    let n: u64 = pool
+        .run(&job(wasmpool_guests::FIB), "fib", (5u64,))
+        .await
+        .unwrap();
     assert_eq!(n, 5);
 }
 
@@ -104,11 +107,21 @@ async fn dropping_a_call_interrupts_it_and_keeps_the_worker() {
     }
     // And a guest asleep in WASI is dropped as well.
     let call = pool.run::<()>(&faults, "sleep", (60_000u64,));
-    assert!(tokio::time::timeout(Duration::from_millis(50), call).await.is_err());
-    let n: u64 = pool.run(&job(wasmpool_guests::FIB), "fib", (10u64,)).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), call)
+            .await
+            .is_err()
+    );
+    let n: u64 = pool
+        .run(&job(wasmpool_guests::FIB), "fib", (10u64,))
+        .await
+        .unwrap();
     assert_eq!(n, 55);
     let stats = pool.statistics();
-    assert_eq!(stats.spawned, 1, "the interrupted worker was reused: {stats:?}");
+    assert_eq!(
+        stats.spawned, 1,
+        "the interrupted worker was reused: {stats:?}"
+    );
     assert_eq!(stats.killed, 0);
 }
 
@@ -116,15 +129,30 @@ async fn dropping_a_call_interrupts_it_and_keeps_the_worker() {
 async fn cancel_kill_kills_and_cancel_finish_waits() {
     let pool = common::pool(1);
     let faults = job(wasmpool_guests::FAULTS);
-    let call = pool.call::<()>(&faults, "spin-forever", ()).on_cancel(Cancel::Kill);
-    assert!(tokio::time::timeout(Duration::from_millis(50), call.into_future()).await.is_err());
-    eventually("the killed worker to be reaped", || pool.worker_pids().is_empty()).await;
+    let call = pool
+        .call::<()>(&faults, "spin-forever", ())
+        .on_cancel(Cancel::Kill);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), call.into_future())
+            .await
+            .is_err()
+    );
+    eventually("the killed worker to be reaped", || {
+        pool.worker_pids().is_empty()
+    })
+    .await;
     let stats = pool.statistics();
     assert_eq!((stats.killed, stats.crashed), (1, 0), "{stats:?}");
 
     let cpu = job(wasmpool_guests::CPU);
-    let call = pool.call::<u64>(&cpu, "spin", (2_000_000u64,)).on_cancel(Cancel::Finish);
-    assert!(tokio::time::timeout(Duration::from_micros(10), call.into_future()).await.is_err());
+    let call = pool
+        .call::<u64>(&cpu, "spin", (2_000_000u64,))
+        .on_cancel(Cancel::Finish);
+    assert!(
+        tokio::time::timeout(Duration::from_micros(10), call.into_future())
+            .await
+            .is_err()
+    );
     // The next call waits for the finishing one, then reuses its worker.
     let n: u64 = pool.run(&cpu, "spin", (1u64,)).await.unwrap();
     assert_ne!(n, 0);

@@ -24,14 +24,28 @@ fn guest_println_reaches_the_host_stdout() {
         return;
     }
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "guest_println_reaches_the_host_stdout", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "guest_println_reaches_the_host_stdout",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "child failed: {stdout}\n{stderr}");
-    assert!(stdout.contains("hello from wasm, stdout test!"), "stdout was: {stdout}");
-    assert!(stderr.contains("a note on stderr for stdout test"), "stderr was: {stderr}");
-    assert!(!stdout.contains("a note on stderr"), "stderr leaked into stdout: {stdout}");
+    assert!(
+        stdout.contains("hello from wasm, stdout test!"),
+        "stdout was: {stdout}"
+    );
+    assert!(
+        stderr.contains("a note on stderr for stdout test"),
+        "stderr was: {stderr}"
+    );
+    assert!(
+        !stdout.contains("a note on stderr"),
+        "stderr leaked into stdout: {stdout}"
+    );
 }

@@ -50,13 +50,19 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| Fixture {
-        rt: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+        rt: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
         pool: common::pool(1),
         job: common::job(wasmpool_guests::TYPES),
     })
 }
 
-fn call<A: Serialize, R: serde::de::DeserializeOwned + Send>(func: &str, args: A) -> Result<R, wasmpool::Error> {
+fn call<A: Serialize, R: serde::de::DeserializeOwned + Send>(
+    func: &str,
+    args: A,
+) -> Result<R, wasmpool::Error> {
     let f = fixture();
     f.rt.block_on(f.pool.run(&f.job, func, args))
 }
@@ -101,15 +107,17 @@ fn drawing() -> impl Strategy<Value = Drawing> {
         prop::collection::vec("[a-z]{0,8}", 0..4),
         prop::option::of(prop::collection::vec(any::<u8>(), 0..64).prop_map(ByteBuf::from)),
     )
-        .prop_map(|(name, shapes, fill, perms, origin, tags, thumbnail)| Drawing {
-            name,
-            shapes,
-            fill,
-            perms,
-            origin,
-            tags,
-            thumbnail,
-        })
+        .prop_map(
+            |(name, shapes, fill, perms, origin, tags, thumbnail)| Drawing {
+                name,
+                shapes,
+                fill,
+                perms,
+                origin,
+                tags,
+                thumbnail,
+            },
+        )
 }
 
 proptest! {
@@ -184,8 +192,14 @@ proptest! {
 
 #[test]
 fn nested_options_keep_what_messagepack_can_say() {
-    assert_eq!(echo("echo-nested-option", &Some(Some(5u32))), Some(Some(5u32)));
-    assert_eq!(echo::<Option<Option<u32>>>("echo-nested-option", &None), None);
+    assert_eq!(
+        echo("echo-nested-option", &Some(Some(5u32))),
+        Some(Some(5u32))
+    );
+    assert_eq!(
+        echo::<Option<Option<u32>>>("echo-nested-option", &None),
+        None
+    );
 }
 
 #[test]
@@ -210,10 +224,16 @@ fn functions_over_records_and_variants() {
         thumbnail: Some(ByteBuf::from(vec![1, 2, 3])),
     };
     let s: String = call("describe", (d,)).unwrap();
-    assert_eq!(s, "sketch: 2 shapes, fill dark-blue, r-x at (-1, 2), tags [a,b], thumbnail 3");
+    assert_eq!(
+        s,
+        "sketch: 2 shapes, fill dark-blue, r-x at (-1, 2), tags [a,b], thumbnail 3"
+    );
     let mixed: (u8, String, ByteBuf, bool) =
         call("mix", (41u8, "abc", ByteBuf::from(vec![1, 2, 3]), false)).unwrap();
-    assert_eq!(mixed, (42, "ABC".to_string(), ByteBuf::from(vec![3, 2, 1]), true));
+    assert_eq!(
+        mixed,
+        (42, "ABC".to_string(), ByteBuf::from(vec![3, 2, 1]), true)
+    );
     let red: Result<String, u8> = call("only-red", (Color::Red,)).unwrap();
     assert_eq!(red, Ok("red".to_string()));
     let blue: Result<String, u8> = call("only-red", (Color::DarkBlue,)).unwrap();
@@ -231,8 +251,12 @@ fn wit_names_match_any_case_and_records_accept_positional_arrays() {
     let f: Vec<String> = call("echo-permissions", (vec!["EXEC_UTE", "read"],)).unwrap();
     assert_eq!(f, vec!["read", "exec-ute"]);
     // Results come back with WIT's names when read into a map.
-    let m: std::collections::BTreeMap<String, i32> = call("echo-point", (Point { x: 1, y: 2 },)).unwrap();
-    assert_eq!(m.into_iter().collect::<Vec<_>>(), vec![("x".into(), 1), ("y".into(), 2)]);
+    let m: std::collections::BTreeMap<String, i32> =
+        call("echo-point", (Point { x: 1, y: 2 },)).unwrap();
+    assert_eq!(
+        m.into_iter().collect::<Vec<_>>(),
+        vec![("x".into(), 1), ("y".into(), 2)]
+    );
 }
 
 #[test]
@@ -247,15 +271,25 @@ fn mismatches_name_the_path_the_wit_type_and_what_came() {
     let e = call::<_, u8>("echo-u8", (256u32,)).unwrap_err();
     assert_eq!(e.to_string(), "args[0]: 256 is out of range for u8");
     let e = call::<_, Color>("echo-color", ("purple",)).unwrap_err();
-    assert!(e.to_string().starts_with("args[0]: \"purple\" is not a case of enum { red, green, dark-blue }"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("args[0]: \"purple\" is not a case of enum { red, green, dark-blue }"),
+        "{e}"
+    );
     let e = call::<_, Vec<String>>("echo-permissions", (vec!["fly"],)).unwrap_err();
-    assert!(e.to_string().starts_with("args[0][0]: \"fly\" is not a flag"), "{e}");
-    let e = call::<_, Point>("echo-point", (std::collections::HashMap::from([("x", 1)]),)).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("args[0][0]: \"fly\" is not a flag"),
+        "{e}"
+    );
+    let e =
+        call::<_, Point>("echo-point", (std::collections::HashMap::from([("x", 1)]),)).unwrap_err();
     assert_eq!(e.to_string(), "args[0].y: missing field of type s32");
     let e = call::<_, char>("echo-char", ("ab",)).unwrap_err();
     assert_eq!(e.to_string(), "args[0]: expected char, got string \"ab\"");
     // A result that does not fit the asked-for type names its path too.
-    let e = call::<_, Vec<(i32, String)>>("echo-points", (vec![Some(Point { x: 1, y: 2 })],)).unwrap_err();
+    let e = call::<_, Vec<(i32, String)>>("echo-points", (vec![Some(Point { x: 1, y: 2 })],))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ResultMismatch);
     assert!(e.to_string().starts_with("result[0]"), "{e}");
 }

@@ -23,12 +23,18 @@ async fn kill_9_mid_call_is_worker_crashed_and_the_pool_carries_on() {
 
     let e = call.await.unwrap().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WorkerCrashed);
-    assert_eq!(e.exit_status().and_then(|s| s.signal()), Some(libc::SIGKILL));
+    assert_eq!(
+        e.exit_status().and_then(|s| s.signal()),
+        Some(libc::SIGKILL)
+    );
     assert!(e.to_string().contains("signal 9"), "{e}");
     assert!(!common::alive(pids[0]));
 
     // The pool starts a fresh worker for the next call.
-    let n: u64 = pool.run(&job(wasmpool_guests::FIB), "fib", (10u64,)).await.unwrap();
+    let n: u64 = pool
+        .run(&job(wasmpool_guests::FIB), "fib", (10u64,))
+        .await
+        .unwrap();
     assert_eq!(n, 55);
     let stats = pool.statistics();
     assert_eq!(stats.spawned, 2);
@@ -43,7 +49,10 @@ async fn an_idle_worker_killed_from_outside_is_replaced() {
     let _: u64 = pool.run(&fib, "fib", (1u64,)).await.unwrap();
     let pids = pool.worker_pids();
     sigkill(pids[0]);
-    eventually("the dead worker to be reaped", || pool.worker_pids().is_empty()).await;
+    eventually("the dead worker to be reaped", || {
+        pool.worker_pids().is_empty()
+    })
+    .await;
     let n: u64 = pool.run(&fib, "fib", (10u64,)).await.unwrap();
     assert_eq!(n, 55);
     assert_eq!(pool.statistics().crashed, 1);

@@ -18,8 +18,14 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let programs = manifest_dir.join("../programs").canonicalize().unwrap();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    println!("cargo:rerun-if-changed={}", programs.join("Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", programs.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        programs.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        programs.join("Cargo.lock").display()
+    );
     println!("cargo:rerun-if-changed={}", programs.join("wit").display());
     for guest in GUESTS {
         println!("cargo:rerun-if-changed={}", programs.join(guest).display());
@@ -51,16 +57,27 @@ fn main() {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("failed to run cargo for the guests");
-    assert!(status.success(), "building the guest components failed: {status}");
+    assert!(
+        status.success(),
+        "building the guest components failed: {status}"
+    );
 
     let mut code = String::new();
     let mut all = String::new();
     for guest in GUESTS {
-        let wasm = target_dir.join(TARGET).join("release").join(format!("{guest}.wasm"));
+        let wasm = target_dir
+            .join(TARGET)
+            .join("release")
+            .join(format!("{guest}.wasm"));
         assert!(wasm.exists(), "{} was not built", wasm.display());
         let konst = guest.to_uppercase();
         writeln!(code, "/// Path of the `{guest}` guest component.").unwrap();
-        writeln!(code, "pub const {konst}: &str = {:?};", wasm.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "pub const {konst}: &str = {:?};",
+            wasm.display().to_string()
+        )
+        .unwrap();
         writeln!(all, "    ({guest:?}, {konst}),").unwrap();
     }
     writeln!(code, "/// Every guest component, by name.").unwrap();
@@ -81,8 +98,14 @@ fn ensure_target() {
     let status = cmd.status().unwrap_or_else(|e| {
         panic!("the {TARGET} target is missing and rustup could not be run to add it: {e}")
     });
-    assert!(status.success(), "`rustup target add {TARGET}` failed: {status}");
-    assert!(target_installed(), "{TARGET} is still missing after `rustup target add`");
+    assert!(
+        status.success(),
+        "`rustup target add {TARGET}` failed: {status}"
+    );
+    assert!(
+        target_installed(),
+        "{TARGET} is still missing after `rustup target add`"
+    );
 }
 
 fn target_installed() -> bool {
@@ -97,6 +120,8 @@ fn target_installed() -> bool {
     out.status.success()
         && Path::new(&dir)
             .read_dir()
-            .map(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd"))))
+            .map(|mut d| {
+                d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd")))
+            })
             .unwrap_or(false)
 }

@@ -10,7 +10,10 @@ pub fn job(path: &str) -> Job {
 }
 
 pub fn pool(workers: usize) -> Pool {
-    Pool::builder().workers(workers).build().expect("pool builds")
+    Pool::builder()
+        .workers(workers)
+        .build()
+        .expect("pool builds")
 }
 
 /// Whether a process with this pid exists (zombies count as gone).
@@ -18,7 +21,10 @@ pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // The state follows the parenthesised command name.
-            let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start()).unwrap_or("");
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start())
+                .unwrap_or("");
             !state.starts_with('Z') && !state.starts_with('X')
         }
         Err(_) => false,
@@ -30,7 +36,10 @@ pub fn alive(pid: u32) -> bool {
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
