@@ -26,7 +26,8 @@ fn main() {
         "cargo:rerun-if-changed={}",
         programs.join("Cargo.lock").display()
     );
-    println!("cargo:rerun-if-changed={}", programs.join("wit").display());
+    let wit = manifest_dir.join("../../wit").canonicalize().unwrap();
+    println!("cargo:rerun-if-changed={}", wit.display());
     for guest in GUESTS {
         println!("cargo:rerun-if-changed={}", programs.join(guest).display());
     }

@@ -1,6 +1,6 @@
 //! A CPU-bound loop and a no-op.
 
-wit_bindgen::generate!({ path: "../wit", world: "cpu" });
+wit_bindgen::generate!({ path: "../../../wit/jobs", world: "cpu" });
 
 struct Cpu;
 

@@ -1,6 +1,6 @@
 //! Echoes of bytes and strings.
 
-wit_bindgen::generate!({ path: "../wit", world: "echo" });
+wit_bindgen::generate!({ path: "../../../wit/jobs", world: "echo" });
 
 struct Echo;
 

@@ -1,6 +1,6 @@
 //! One function for each kind of fault a guest can raise.
 
-wit_bindgen::generate!({ path: "../wit", world: "faults" });
+wit_bindgen::generate!({ path: "../../../wit/jobs", world: "faults" });
 
 struct Faults;
 

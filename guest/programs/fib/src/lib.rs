@@ -1,6 +1,6 @@
 //! `fib`, exported both at world level and from the `math` interface.
 
-wit_bindgen::generate!({ path: "../wit", world: "fib" });
+wit_bindgen::generate!({ path: "../../../wit/jobs", world: "fib" });
 
 struct Fib;
 

@@ -1,6 +1,6 @@
 //! Prints, to show that a guest's stdout reaches the host's stdout.
 
-wit_bindgen::generate!({ path: "../wit", world: "hello" });
+wit_bindgen::generate!({ path: "../../../wit/jobs", world: "hello" });
 
 struct Hello;
 

@@ -1,6 +1,6 @@
 //! A guest that tries to reach outside its sandbox.
 
-wit_bindgen::generate!({ path: "../wit", world: "sandbox" });
+wit_bindgen::generate!({ path: "../../../wit/jobs", world: "sandbox" });
 
 use wasi::http::outgoing_handler;
 use wasi::http::types::{Fields, OutgoingRequest, Scheme};

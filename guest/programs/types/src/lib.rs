@@ -1,7 +1,7 @@
 //! Every WIT value type, echoed back, plus functions over records, variants,
 //! enums, flags and options.
 
-wit_bindgen::generate!({ path: "../wit", world: "all-types" });
+wit_bindgen::generate!({ path: "../../../wit/jobs", world: "all-types" });
 
 use exports::wasmpool::jobs::types::{
     Color, Drawing, Guest as TypesGuest, GuestCounter, Permissions, Point, Shape,
