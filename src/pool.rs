@@ -826,11 +826,13 @@ impl PoolInner {
                 idle = self.idle.lock().expect("idle lock");
                 continue;
             }
-            idle = match idle.first() {
-                Some(w) => {
-                    let due = (w.last_used + self.idle_timeout).saturating_duration_since(now);
-                    self.house.wait_timeout(idle, due).expect("idle lock").0
-                }
+            // An idle timeout too long to add to an Instant never expires.
+            let due = idle
+                .first()
+                .and_then(|w| w.last_used.checked_add(self.idle_timeout))
+                .map(|at| at.saturating_duration_since(now));
+            idle = match due {
+                Some(due) => self.house.wait_timeout(idle, due).expect("idle lock").0,
                 None => self.house.wait(idle).expect("idle lock"),
             };
         }

@@ -205,9 +205,10 @@ impl de::Error for FromValueError {
     }
 }
 
-/// A path into a value, built on the stack as the deserializer descends.
+/// A path into a value (`args[0].points[3].x`), built on the stack as a
+/// conversion descends, for error messages.
 #[derive(Clone, Copy)]
-enum Path<'a> {
+pub(crate) enum Path<'a> {
     Root(&'a str),
     Index(&'a Path<'a>, usize),
     Field(&'a Path<'a>, &'a str),

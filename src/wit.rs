@@ -22,6 +22,7 @@ use std::fmt::Write as _;
 
 use wasmtime::component::{Type, Val};
 
+pub(crate) use crate::value::Path;
 use crate::value::{Value, names_match};
 
 /// The WIT spelling of a type, for error messages.
@@ -160,24 +161,6 @@ pub(crate) fn unsupported(ty: &Type) -> Option<String> {
             .and_then(|t| unsupported(&t))
             .or_else(|| r.err().and_then(|t| unsupported(&t))),
         _ => None,
-    }
-}
-
-/// Where in the arguments a value sits, for error messages.
-#[derive(Clone, Copy)]
-pub(crate) enum Path<'a> {
-    Root(&'a str),
-    Index(&'a Path<'a>, usize),
-    Field(&'a Path<'a>, &'a str),
-}
-
-impl std::fmt::Display for Path<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Path::Root(r) => f.write_str(r),
-            Path::Index(p, i) => write!(f, "{p}[{i}]"),
-            Path::Field(p, n) => write!(f, "{p}.{n}"),
-        }
     }
 }
 

@@ -166,3 +166,29 @@ async fn the_pool_closed_error_reaches_waiting_calls() {
     let e = pool.warm(1).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PoolClosed);
 }
+
+#[tokio::test]
+async fn reuse_is_lifo_so_the_spare_worker_idles_out() {
+    // With LIFO reuse, sequential calls always get the most recently used
+    // worker; the other one sits idle and its idle timeout retires it. With
+    // FIFO reuse the two would take turns and neither would retire.
+    let pool = Pool::builder()
+        .workers(2)
+        .idle_timeout(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    pool.warm(2).await.unwrap();
+    let fib = job(wasmpool_guests::FIB);
+    let start = std::time::Instant::now();
+    while pool.worker_pids().len() == 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the spare worker never idled out"
+        );
+        let _: u64 = pool.run(&fib, "fib", (5u64,)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = pool.statistics();
+    assert_eq!(stats.spawned, 2, "{stats:?}");
+    assert_eq!(pool.worker_pids().len(), 1);
+}
