@@ -254,14 +254,14 @@ fn worker_thread(
         engine: settings,
     };
     let handshake = write_frame(&data, &init)
-        .map_err(|e| e.to_string())
+        .map_err(|e| format!("handshake: sending the first frame: {e}"))
         .and_then(|()| match read_frame::<_, FromWorker>(&reader, &mut buf) {
             Ok(Some(FromWorker::Ready { version, .. })) if version == PROTOCOL_VERSION => Ok(()),
             Ok(Some(FromWorker::Ready { version, .. })) => Err(format!(
-                "protocol version {version}, expected {PROTOCOL_VERSION}"
+                "handshake: protocol version {version}, expected {PROTOCOL_VERSION}"
             )),
-            Ok(Some(FromWorker::Failed { message })) => Err(message),
-            Ok(Some(other)) => Err(format!("unexpected first frame {other:?}")),
+            Ok(Some(FromWorker::Failed { message })) => Err(format!("handshake: {message}")),
+            Ok(Some(other)) => Err(format!("handshake: unexpected first frame {other:?}")),
             Ok(None) => Err(format!(
                 "{} exited during the handshake; is it a program linked with wasmpool?",
                 program.display()

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ const CHILD_ENV: &str = "WASMPOOL_TEST_HOST_EXIT_CHILD";
 
 #[test]
 fn workers_exit_when_the_host_is_killed() {
-    if std::env::var_os(CHILD_ENV).is_some() {
+    if let Some(report) = std::env::var_os(CHILD_ENV) {
         // The child host: start two busy workers, report their pids, wait.
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
@@ -23,41 +22,40 @@ fn workers_exit_when_the_host_is_killed() {
             }
             common::eventually("both workers busy", || pool.statistics().busy == 2).await;
             let pids: Vec<String> = pool.worker_pids().iter().map(u32::to_string).collect();
-            println!("pids {}", pids.join(" "));
+            let tmp = std::path::PathBuf::from(&report).with_extension("tmp");
+            std::fs::write(&tmp, pids.join(" ")).unwrap();
+            std::fs::rename(&tmp, &report).unwrap();
             tokio::time::sleep(Duration::from_secs(3600)).await;
         });
         return;
     }
+    let report = std::env::temp_dir().join(format!("wasmpool-host-exit-{}", std::process::id()));
+    let _ = std::fs::remove_file(&report);
     let mut host = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "workers_exit_when_the_host_is_killed",
-            "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD_ENV, "1")
-        .stdout(Stdio::piped())
+        .env(CHILD_ENV, &report)
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    let mut out = BufReader::new(host.stdout.take().unwrap());
-    while !line.starts_with("pids ") {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "the child host ended early"
-        );
-    }
-    let pids: Vec<u32> = line["pids ".len()..]
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(common::eventually("the child host to report", || {
+        report.exists()
+    }));
+    let pids: Vec<u32> = std::fs::read_to_string(&report)
+        .unwrap()
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect();
+    std::fs::remove_file(&report).unwrap();
     assert_eq!(pids.len(), 2);
     assert!(pids.iter().all(|&p| common::alive(p)));
 
     common::sigkill(host.id());
     host.wait().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(common::eventually("orphaned workers to exit", || {
         pids.iter().all(|&p| !common::alive(p))
     }));
