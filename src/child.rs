@@ -10,22 +10,25 @@
 //!   wakes the call's future (a guest blocked in a host call is dropped).
 //!   When the control socket closes, the host is gone and the process
 //!   exits.
+//! - `wasmpool-timer` enforces a call's timeout the same way, at its
+//!   deadline.
 
 use std::collections::HashMap;
 use std::io::{self, Write as _};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
 use wasmtime::component::{ComponentExportIndex, InstancePre, Linker, ResourceTable, Type, Val};
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::error::{ErrorKind, Limit, TrapCode, WireError};
 use crate::protocol::{
-    Artifact, CallRequest, Control, ExportPath, FromWorker, Init, PROTOCOL_VERSION, ToWorker,
-    read_frame, write_frame,
+    Artifact, CallOptions, CallRequest, Control, ExportPath, FromWorker, Init, PROTOCOL_VERSION,
+    ToWorker, read_frame, write_frame,
 };
 use crate::value::{self, Value};
 use crate::wit;
@@ -53,8 +56,28 @@ struct Shared {
     current: AtomicU64,
     /// The id of the last call a cancel was asked for.
     cancelled: AtomicU64,
-    /// Wakes the running call's future on cancel.
+    /// The id of the last call that ran past its timeout.
+    timed_out: AtomicU64,
+    /// Wakes the running call's future on cancel or timeout.
     wake: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// The running call's deadline, for the timer thread.
+    deadline: Mutex<Option<(u64, Instant)>>,
+    deadline_set: Condvar,
+}
+
+impl Shared {
+    /// Interrupts call `id` if it is still the one running: bumps the
+    /// epoch for a guest in wasm, and wakes the call's future for a guest
+    /// blocked in a host call. `flag` records why.
+    fn interrupt(&self, id: u64, flag: &AtomicU64) {
+        if self.current.load(Ordering::SeqCst) == id {
+            flag.store(id, Ordering::SeqCst);
+            self.engine.increment_epoch();
+            if let Some(tx) = self.wake.lock().expect("wake lock").take() {
+                let _ = tx.send(());
+            }
+        }
+    }
 }
 
 fn serve() -> io::Result<()> {
@@ -99,13 +122,22 @@ fn serve() -> io::Result<()> {
         engine: engine.clone(),
         current: AtomicU64::new(NO_CALL),
         cancelled: AtomicU64::new(NO_CALL),
+        timed_out: AtomicU64::new(NO_CALL),
         wake: Mutex::new(None),
+        deadline: Mutex::new(None),
+        deadline_set: Condvar::new(),
     });
     {
         let shared = shared.clone();
         std::thread::Builder::new()
             .name("wasmpool-control".into())
             .spawn(move || control_loop(control, &shared))?;
+    }
+    {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("wasmpool-timer".into())
+            .spawn(move || timer_loop(&shared))?;
     }
 
     let mut jobs: HashMap<String, Loaded> = HashMap::new();
@@ -117,8 +149,13 @@ fn serve() -> io::Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         *shared.wake.lock().expect("wake lock") = Some(tx);
         shared.current.store(id, Ordering::SeqCst);
+        if let Some(timeout) = req.options.timeout {
+            *shared.deadline.lock().expect("deadline lock") = Some((id, Instant::now() + timeout));
+            shared.deadline_set.notify_one();
+        }
         let outcome = runtime.block_on(execute(&engine, &linker, &mut jobs, req, rx, &shared));
         shared.current.store(NO_CALL, Ordering::SeqCst);
+        shared.deadline.lock().expect("deadline lock").take();
         shared.wake.lock().expect("wake lock").take();
         let outcome = outcome.map(|v| serde_bytes::ByteBuf::from(value::encode(&v)));
         write_frame(&data, &FromWorker::Done { id, outcome })?;
@@ -129,15 +166,7 @@ fn control_loop(control: UnixStream, shared: &Shared) {
     let mut buf = Vec::new();
     loop {
         match read_frame::<_, Control>(&control, &mut buf) {
-            Ok(Some(Control::Cancel { id })) => {
-                if shared.current.load(Ordering::SeqCst) == id {
-                    shared.cancelled.store(id, Ordering::SeqCst);
-                    shared.engine.increment_epoch();
-                    if let Some(tx) = shared.wake.lock().expect("wake lock").take() {
-                        let _ = tx.send(());
-                    }
-                }
-            }
+            Ok(Some(Control::Cancel { id })) => shared.interrupt(id, &shared.cancelled),
             // The host is gone or broke the protocol: nothing left to serve.
             Ok(None) | Err(_) => {
                 let _ = io::stdout().flush();
@@ -147,13 +176,71 @@ fn control_loop(control: UnixStream, shared: &Shared) {
     }
 }
 
+/// Interrupts the running call when its deadline passes.
+fn timer_loop(shared: &Shared) {
+    let mut deadline = shared.deadline.lock().expect("deadline lock");
+    loop {
+        deadline = match *deadline {
+            None => shared.deadline_set.wait(deadline).expect("deadline lock"),
+            Some((id, at)) => {
+                let now = Instant::now();
+                if now >= at {
+                    *deadline = None;
+                    drop(deadline);
+                    shared.interrupt(id, &shared.timed_out);
+                    shared.deadline.lock().expect("deadline lock")
+                } else {
+                    shared
+                        .deadline_set
+                        .wait_timeout(deadline, at - now)
+                        .expect("deadline lock")
+                        .0
+                }
+            }
+        };
+    }
+}
+
 /// The per-call store data: WASI, wasi:http (outgoing requests denied) and
-/// the stderr tail.
+/// the limits.
 struct State {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: DenyHttp,
     table: ResourceTable,
+    limits: Limits,
+}
+
+/// Enforces a call's memory limit and remembers that it did.
+struct Limits {
+    max_memory: Option<u64>,
+    hit: Option<Limit>,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        match self.max_memory {
+            Some(max) if desired as u64 > max => {
+                self.hit = Some(Limit::Memory);
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
 }
 
 impl WasiView for State {
@@ -283,6 +370,7 @@ async fn execute(
         artifact,
         export,
         args,
+        options,
     } = req;
     let loaded = match jobs.entry(artifact.key.clone()) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -292,13 +380,7 @@ async fn execute(
     let params = decode_args(&args, &func.params)?;
 
     let tail = Arc::new(Mutex::new(Vec::new()));
-    let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-        .inherit_stdout()
-        .stderr(crate::stdio::TeeStderr::new(tail.clone(), STDERR_TAIL))
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build();
+    let wasi = wasi_ctx(&options, &tail)?;
     let mut store = Store::new(
         engine,
         State {
@@ -306,8 +388,13 @@ async fn execute(
             http: WasiHttpCtx::new(),
             hooks: DenyHttp,
             table: ResourceTable::new(),
+            limits: Limits {
+                max_memory: options.max_memory,
+                hit: None,
+            },
         },
     );
+    store.limiter(|s| &mut s.limits);
     // Any epoch bump from now on is a cancel of this call.
     store.set_epoch_deadline(1);
     store.epoch_deadline_trap();
@@ -328,13 +415,21 @@ async fn execute(
             _ = cancel => Err(None),
         }
     };
-    let was_cancelled = shared.cancelled.load(Ordering::SeqCst) == id;
+    let timed_out = shared.timed_out.load(Ordering::SeqCst) == id;
+    let cancelled = shared.cancelled.load(Ordering::SeqCst) == id;
     match outcome {
         Ok(()) => Ok(match (results.pop(), func.results.first()) {
             (Some(v), Some(ty)) => wit::from_val(ty, v),
             _ => Value::Nil,
         }),
-        Err(_) if was_cancelled => Err(WireError::new(
+        Err(_) if timed_out => Err(WireError::new(
+            ErrorKind::Timeout,
+            format!(
+                "the call ran past its timeout of {:?}",
+                options.timeout.unwrap_or_default()
+            ),
+        )),
+        Err(_) if cancelled => Err(WireError::new(
             ErrorKind::Cancelled,
             "the call was cancelled",
         )),
@@ -342,8 +437,47 @@ async fn execute(
             ErrorKind::Cancelled,
             "the call was cancelled",
         )),
-        Err(Some(e)) => Err(classify(e, &tail.lock().expect("tail lock"))),
+        Err(Some(e)) => {
+            let mut w = classify(e, &tail.lock().expect("tail lock"));
+            if let Some(limit) = store.data().limits.hit {
+                w.kind = ErrorKind::ResourceLimit;
+                w.limit = Some(limit);
+                w.message = format!(
+                    "the guest needed more than its memory limit of {} bytes ({})",
+                    options.max_memory.unwrap_or_default(),
+                    w.message
+                );
+            }
+            Err(w)
+        }
     }
+}
+
+/// The WASI context of one call: nothing but what `options` grants.
+fn wasi_ctx(options: &CallOptions, tail: &Arc<Mutex<Vec<u8>>>) -> Result<WasiCtx, WireError> {
+    let mut b = wasmtime_wasi::WasiCtxBuilder::new();
+    b.inherit_stdout()
+        .stderr(crate::stdio::TeeStderr::new(tail.clone(), STDERR_TAIL))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    for (k, v) in &options.env {
+        b.env(k, v);
+    }
+    for p in &options.preopens {
+        let perms = if p.read_only {
+            wasmtime_wasi::FsPerms::ReadOnly
+        } else {
+            wasmtime_wasi::FsPerms::ReadWrite
+        };
+        b.preopened_dir(&p.host, &p.guest, perms).map_err(|e| {
+            WireError::new(
+                ErrorKind::Io,
+                format!("preopening {} as {}: {e:#}", p.host.display(), p.guest),
+            )
+        })?;
+    }
+    Ok(b.build())
 }
 
 fn decode_args(args: &[u8], types: &[Type]) -> Result<Vec<Val>, WireError> {

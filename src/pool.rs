@@ -18,12 +18,82 @@ use crate::compile::{self, Compiled};
 use crate::engine::{DEFAULT_MAX_WASM_STACK, EngineSettings};
 use crate::error::{Error, ErrorKind};
 use crate::job::Job;
-use crate::protocol::CallRequest;
+use crate::protocol::{CallOptions, CallRequest, Preopen};
 use crate::value;
 use crate::worker::{self, Reply, Worker};
 
 /// How long an idle worker is kept before it exits: 10 minutes.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long an interrupted or timed-out call has to stop before its worker
+/// is killed: 100 ms.
+pub const DEFAULT_GRACE: Duration = Duration::from_millis(100);
+
+/// Whether a preopened directory may be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DirAccess {
+    /// The guest may read files and list directories.
+    ReadOnly,
+    /// The guest may also create, write and remove.
+    ReadWrite,
+}
+
+/// The sandbox and limit settings shared by [`PoolBuilder`] and [`Call`].
+macro_rules! call_option_setters {
+    () => {
+        /// Interrupt the call after this long; it fails with
+        /// [`ErrorKind::Timeout`]. The worker enforces it with an epoch
+        /// interrupt and survives; if it has not stopped `grace` later, the
+        /// host kills it. Default: none.
+        pub fn timeout(mut self, timeout: Duration) -> Self {
+            self.options.timeout = Some(timeout);
+            self
+        }
+
+        /// How long an interrupted call (timed out, or dropped with
+        /// [`Cancel::Interrupt`]) has to stop before its worker is killed.
+        /// Default: [`DEFAULT_GRACE`].
+        pub fn grace(mut self, grace: Duration) -> Self {
+            self.grace = grace;
+            self
+        }
+
+        /// The most linear memory the guest may grow to, in bytes. Growing
+        /// past it fails in the guest; a guest that traps as a result fails
+        /// with [`ErrorKind::ResourceLimit`] and
+        /// [`Limit::Memory`](crate::Limit::Memory). Default: none (up to
+        /// the 4 GiB a 32-bit memory can address).
+        pub fn max_memory(mut self, bytes: u64) -> Self {
+            self.options.max_memory = Some(bytes);
+            self
+        }
+
+        /// Sets an environment variable the guest sees. By default the
+        /// guest sees none.
+        pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+            self.options.env.push((key.into(), value.into()));
+            self
+        }
+
+        /// Makes the host directory `host` visible to the guest as `guest`
+        /// (through cap-std: the guest cannot leave it by `..` or
+        /// symlinks). By default the guest sees no files at all.
+        pub fn preopen_dir(
+            mut self,
+            host: impl Into<PathBuf>,
+            guest: impl Into<String>,
+            access: DirAccess,
+        ) -> Self {
+            self.options.preopens.push(Preopen {
+                host: host.into(),
+                guest: guest.into(),
+                read_only: access == DirAccess::ReadOnly,
+            });
+            self
+        }
+    };
+}
 
 /// What happens to a call whose future is dropped before it finishes.
 ///
@@ -85,6 +155,8 @@ pub(crate) struct PoolInner {
     cache_dir: PathBuf,
     settings: EngineSettings,
     on_cancel: Cancel,
+    options: CallOptions,
+    grace: Duration,
     engine: wasmtime::Engine,
     /// FIFO: a permit is the right to hold a worker.
     semaphore: Arc<Semaphore>,
@@ -138,6 +210,8 @@ pub struct PoolBuilder {
     cache_dir: Option<PathBuf>,
     max_wasm_stack: usize,
     on_cancel: Cancel,
+    options: CallOptions,
+    grace: Duration,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -150,6 +224,8 @@ impl fmt::Debug for PoolBuilder {
             cache_dir,
             max_wasm_stack,
             on_cancel,
+            options,
+            grace,
         } = self;
         f.debug_struct("PoolBuilder")
             .field("workers", workers)
@@ -159,11 +235,15 @@ impl fmt::Debug for PoolBuilder {
             .field("cache_dir", cache_dir)
             .field("max_wasm_stack", max_wasm_stack)
             .field("on_cancel", on_cancel)
+            .field("options", options)
+            .field("grace", grace)
             .finish()
     }
 }
 
 impl PoolBuilder {
+    call_option_setters!();
+
     /// The most worker processes to run at once. Calls beyond that wait,
     /// first come first served. Default: the number of CPUs
     /// (`std::thread::available_parallelism`).
@@ -235,6 +315,8 @@ impl PoolBuilder {
             cache_dir,
             max_wasm_stack,
             on_cancel,
+            options,
+            grace,
         } = self;
         let workers = match workers {
             Some(0) => {
@@ -275,6 +357,8 @@ impl PoolBuilder {
             cache_dir: cache_dir.unwrap_or_else(compile::default_cache_dir),
             settings,
             on_cancel,
+            options,
+            grace,
             engine,
             semaphore: Arc::new(Semaphore::new(workers)),
             idle: Mutex::new(Vec::new()),
@@ -310,7 +394,10 @@ impl Pool {
     /// - worker program: the current executable;
     /// - cache directory: `$XDG_CACHE_HOME/wasmpool` or `~/.cache/wasmpool`;
     /// - wasm stack: 1 MiB;
-    /// - on cancel: [`Cancel::Interrupt`].
+    /// - on cancel: [`Cancel::Interrupt`], with a grace of
+    ///   [`DEFAULT_GRACE`];
+    /// - no timeout and no memory limit;
+    /// - the sandbox: no environment variables, no preopened directories.
     ///
     /// # Errors
     ///
@@ -340,6 +427,8 @@ impl Pool {
             cache_dir: None,
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
             on_cancel: Cancel::Interrupt,
+            options: CallOptions::default(),
+            grace: DEFAULT_GRACE,
         }
     }
 
@@ -403,6 +492,8 @@ impl Pool {
             func,
             args,
             on_cancel: self.handle.inner.on_cancel,
+            options: self.handle.inner.options.clone(),
+            grace: self.handle.inner.grace,
             _result: PhantomData,
         }
     }
@@ -515,6 +606,8 @@ pub struct Call<'a, R> {
     func: &'a str,
     args: Result<Vec<u8>, Error>,
     on_cancel: Cancel,
+    options: CallOptions,
+    grace: Duration,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -526,6 +619,8 @@ impl<R> fmt::Debug for Call<'_, R> {
             func,
             args,
             on_cancel,
+            options,
+            grace,
             _result,
         } = self;
         f.debug_struct("Call")
@@ -533,11 +628,15 @@ impl<R> fmt::Debug for Call<'_, R> {
             .field("func", func)
             .field("args_len", &args.as_ref().map(Vec::len).ok())
             .field("on_cancel", on_cancel)
+            .field("options", options)
+            .field("grace", grace)
             .finish()
     }
 }
 
 impl<R> Call<'_, R> {
+    call_option_setters!();
+
     /// What dropping this call before it finishes does. Default: the
     /// pool's setting.
     pub fn on_cancel(mut self, mode: Cancel) -> Self {
@@ -558,13 +657,16 @@ impl<'a, R: DeserializeOwned + Send + 'a> IntoFuture for Call<'a, R> {
                 func,
                 args,
                 on_cancel,
+                options,
+                grace,
                 _result,
             } = self;
+            let policy = Policy { on_cancel, grace };
             let bytes = pool
                 .handle
                 .inner
                 .clone()
-                .call(job, func, args?, on_cancel)
+                .call(job, func, args?, options, policy)
                 .await?;
             let value = value::decode(&bytes).map_err(|e| {
                 Error::new(
@@ -585,10 +687,27 @@ struct InFlight {
     worker: Option<Worker>,
     permit: Option<OwnedSemaphorePermit>,
     id: u64,
+    policy: Policy,
+}
+
+/// What to do when a call is dropped or overruns.
+#[derive(Clone, Copy)]
+struct Policy {
     on_cancel: Cancel,
+    grace: Duration,
 }
 
 impl InFlight {
+    /// The call overran its timeout and grace: kill the worker.
+    fn kill(mut self) {
+        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.killed.fetch_add(1, Ordering::Relaxed);
+        if let Some(worker) = self.worker.take() {
+            worker.kill();
+        }
+        self.permit.take();
+    }
+
     /// The call ended: the worker returns to the pool if it is alive.
     fn finish(mut self, alive: bool) {
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
@@ -606,20 +725,27 @@ impl Drop for InFlight {
             return;
         };
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
-        match self.on_cancel {
+        match self.policy.on_cancel {
             Cancel::Kill => {
                 self.inner.killed.fetch_add(1, Ordering::Relaxed);
                 worker.kill();
             }
             Cancel::Interrupt | Cancel::Finish => {
-                if self.on_cancel == Cancel::Interrupt {
+                let interrupt = self.policy.on_cancel == Cancel::Interrupt;
+                if interrupt {
                     worker.cancel(self.id);
                 }
-                if let Some((worker, permit)) = worker.abandon(self.id, permit) {
+                let shared = worker.shared.clone();
+                match worker.abandon(self.id, permit) {
                     // The call had already ended.
-                    if !worker.shared.is_dead() {
+                    Some((worker, permit)) if !worker.shared.is_dead() => {
                         self.inner.checkin(worker, permit);
                     }
+                    Some(_) => {}
+                    None if interrupt => {
+                        worker::kill_after_grace(shared, self.id, self.policy.grace, &self.inner)
+                    }
+                    None => {}
                 }
             }
         }
@@ -632,7 +758,8 @@ impl PoolInner {
         job: &Job,
         func: &str,
         args: Vec<u8>,
-        on_cancel: Cancel,
+        options: CallOptions,
+        policy: Policy,
     ) -> Result<Vec<u8>, Error> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::closed());
@@ -674,16 +801,36 @@ impl PoolInner {
             artifact: compiled.artifact.clone(),
             export: resolved.export.clone(),
             args,
+            options,
         };
+        let timeout = req.options.timeout;
         let rx = worker.start(req);
         let flight = InFlight {
             inner: self.clone(),
             worker: Some(worker),
             permit: Some(permit),
             id,
-            on_cancel,
+            policy,
         };
-        let reply = rx.await;
+        let reply = match timeout {
+            None => rx.await,
+            // The watchdog: the worker interrupts itself at the timeout; if
+            // no answer comes within the grace period, kill it.
+            Some(t) => match tokio::time::timeout(t.saturating_add(policy.grace), rx).await {
+                Ok(reply) => reply,
+                Err(_) => {
+                    flight.kill();
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "the call ran past its timeout of {t:?} and did not stop within \
+                             {:?}; its worker was killed",
+                            policy.grace
+                        ),
+                    ));
+                }
+            },
+        };
         match reply {
             Ok(Reply::Done(outcome)) => {
                 flight.finish(true);
@@ -773,6 +920,10 @@ impl PoolInner {
             }
         }
         drop(permit);
+    }
+
+    pub(crate) fn count_kill(&self) {
+        self.killed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn register(&self, id: u64, shared: Arc<worker::Shared>) {

@@ -49,6 +49,28 @@ pub(crate) struct CallRequest {
     /// The arguments: a MessagePack array with one element per parameter.
     #[serde(with = "serde_bytes")]
     pub(crate) args: Vec<u8>,
+    pub(crate) options: CallOptions,
+}
+
+/// Per-call settings the worker enforces: limits and the WASI sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CallOptions {
+    /// Interrupt the call (epoch) after this long.
+    pub(crate) timeout: Option<std::time::Duration>,
+    /// The most linear memory an instance may grow to, in bytes.
+    pub(crate) max_memory: Option<u64>,
+    /// Environment variables the guest sees.
+    pub(crate) env: Vec<(String, String)>,
+    /// Host directories the guest sees.
+    pub(crate) preopens: Vec<Preopen>,
+}
+
+/// A host directory mapped into the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Preopen {
+    pub(crate) host: PathBuf,
+    pub(crate) guest: String,
+    pub(crate) read_only: bool,
 }
 
 /// A compiled component on disk, as the host's engine serialized it.
@@ -171,6 +193,7 @@ mod tests {
                 func: "f".into(),
             },
             args: vec![0x91, 0x01],
+            options: CallOptions::default(),
         });
         let bytes = encode_frame(&req).unwrap();
         let mut buf = Vec::new();

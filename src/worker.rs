@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
@@ -76,6 +76,11 @@ impl Shared {
 
     pub(crate) fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Whether call `id` was abandoned by its caller and has not ended.
+    fn is_abandoned(&self, id: u64) -> bool {
+        matches!(*self.slot.lock().expect("slot lock"), Slot::Abandoned { id: a, .. } if a == id)
     }
 
     pub(crate) fn is_dead(&self) -> bool {
@@ -202,6 +207,27 @@ impl Drop for Worker {
         let _ = self.data.shutdown(Shutdown::Both);
         let _ = self.control.shutdown(Shutdown::Both);
     }
+}
+
+/// Kills the worker if abandoned call `id` has not ended after `grace`.
+/// Runs on a short-lived `wasmpool-grace` thread, since no task is left to
+/// wait on the caller's behalf.
+pub(crate) fn kill_after_grace(
+    shared: Arc<Shared>,
+    id: u64,
+    grace: Duration,
+    pool: &Arc<PoolInner>,
+) {
+    let pool = pool.clone();
+    let _ = std::thread::Builder::new()
+        .name("wasmpool-grace".into())
+        .spawn(move || {
+            std::thread::sleep(grace);
+            if shared.is_abandoned(id) {
+                pool.count_kill();
+                shared.kill();
+            }
+        });
 }
 
 fn worker_thread(

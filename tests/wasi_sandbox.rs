@@ -43,3 +43,72 @@ async fn no_files_no_environment_no_sockets() {
     listener.set_nonblocking(true).unwrap();
     assert!(listener.accept().is_err(), "nothing connected");
 }
+
+#[tokio::test]
+async fn env_vars_are_granted_one_by_one() {
+    let pool = pool(1);
+    let sandbox = job(wasmpool_guests::SANDBOX);
+    let v: Option<String> = pool
+        .call(&sandbox, "env-var", ("GREETING",))
+        .env("GREETING", "hello")
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("hello"));
+    let v: Option<String> = pool
+        .call(&sandbox, "env-var", ("HOME",))
+        .env("GREETING", "hello")
+        .await
+        .unwrap();
+    assert_eq!(v, None);
+}
+
+#[tokio::test]
+async fn preopens_confine_the_guest_to_its_directory() {
+    let dir = std::env::temp_dir().join(format!("wasmpool-preopen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("ro")).unwrap();
+    std::fs::create_dir_all(dir.join("rw")).unwrap();
+    std::fs::write(dir.join("ro/data.txt"), "inside").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("ro/escape")).unwrap();
+    let pool = wasmpool::Pool::builder()
+        .workers(1)
+        .preopen_dir(dir.join("ro"), "/ro", wasmpool::DirAccess::ReadOnly)
+        .preopen_dir(dir.join("rw"), "/rw", wasmpool::DirAccess::ReadWrite)
+        .build()
+        .unwrap();
+    let sandbox = job(wasmpool_guests::SANDBOX);
+    let read = |path: &'static str| {
+        let pool = pool.clone();
+        let sandbox = sandbox.clone();
+        async move {
+            pool.run::<Result<String, String>>(&sandbox, "read-file", (path,))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(read("/ro/data.txt").await, Ok("inside".to_string()));
+    assert!(read("/ro/../../etc/passwd").await.is_err());
+    assert!(
+        read("/ro/escape").await.is_err(),
+        "a symlink out of the preopen"
+    );
+    assert!(read("/etc/passwd").await.is_err());
+
+    let w: Result<(), String> = pool
+        .run(&sandbox, "write-file", ("/ro/new.txt", "x"))
+        .await
+        .unwrap();
+    assert!(w.is_err(), "wrote to a read-only preopen");
+    assert!(!dir.join("ro/new.txt").exists());
+    let w: Result<(), String> = pool
+        .run(&sandbox, "write-file", ("/rw/new.txt", "x"))
+        .await
+        .unwrap();
+    assert_eq!(w, Ok(()));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("rw/new.txt")).unwrap(),
+        "x"
+    );
+    pool.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -33,6 +33,10 @@ impl Guest for Sandbox {
         std::fs::read_to_string(&path).map_err(|e| e.to_string())
     }
 
+    fn write_file(path: String, contents: String) -> Result<(), String> {
+        std::fs::write(&path, contents).map_err(|e| e.to_string())
+    }
+
     fn env_var(name: String) -> Option<String> {
         std::env::var(&name).ok()
     }
