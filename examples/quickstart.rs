@@ -1,7 +1,9 @@
 //! wasmpool's quickstart, after trio-parallel's README example: twelve
 //! CPU-bound jobs of mixed sizes run in a pool of worker processes while the
 //! tokio loop stays responsive, which a ticker task proves by printing its
-//! scheduling latency.
+//! scheduling latency. Then a job that would run far too long is cancelled
+//! after 2 s while a sensible one beside it finishes: only the cancelled
+//! job stops, and its worker is interrupted, not killed.
 //!
 //! Run with: `cargo run --release --example quickstart`
 
@@ -56,9 +58,25 @@ async fn main() -> Result<(), wasmpool::Error> {
     for t in tasks {
         t.await.expect("job task panicked")?;
     }
-    ticker.abort();
     println!("all 12 jobs done in {:?}", start.elapsed());
-    println!("{:?}", pool.statistics());
+
+    // A job that would take far too long, cancelled after 2 s by dropping
+    // its future, beside one that finishes.
+    let start = Instant::now();
+    let sensible = pool.run::<u64>(&job, "spin", (100_000_000u64,));
+    let too_long = tokio::time::timeout(
+        Duration::from_secs(2),
+        pool.run::<u64>(&job, "spin", (u64::MAX,)),
+    );
+    let (sensible, too_long) = tokio::join!(sensible, too_long);
+    println!("sensible job finished: {:016x}", sensible?);
+    match too_long {
+        Err(_) => println!("the too-long job was cancelled after {:?}", start.elapsed()),
+        Ok(r) => println!("the too-long job ended by itself?! {r:?}"),
+    }
+    ticker.abort();
     pool.shutdown().await;
+    // killed: 0 — the cancelled job's worker was interrupted, not killed.
+    println!("{:?}", pool.statistics());
     Ok(())
 }

@@ -26,8 +26,9 @@ use crate::worker::{self, Reply, Worker};
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How long an interrupted or timed-out call has to stop before its worker
-/// is killed: 100 ms.
-pub const DEFAULT_GRACE: Duration = Duration::from_millis(100);
+/// is killed: 500 ms. An epoch interrupt takes microseconds; the margin is
+/// for a loaded machine.
+pub const DEFAULT_GRACE: Duration = Duration::from_millis(500);
 
 /// Whether a preopened directory may be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

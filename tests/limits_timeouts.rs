@@ -53,6 +53,7 @@ async fn the_pool_timeout_applies_to_every_call() {
     let pool = Pool::builder()
         .workers(1)
         .timeout(Duration::from_millis(50))
+        .grace(Duration::from_secs(30))
         .build()
         .unwrap();
     let faults = job(wasmpool_guests::FAULTS);

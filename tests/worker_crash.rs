@@ -12,6 +12,9 @@ use wasmpool::ErrorKind;
 async fn kill_9_mid_call_is_worker_crashed_and_the_pool_carries_on() {
     let pool = pool(1);
     let faults = job(wasmpool_guests::FAULTS);
+    // Started first, so that "busy" below means "running the call", not
+    // "starting up".
+    pool.warm(1).await.unwrap();
     let call = {
         let (pool, faults) = (pool.clone(), faults.clone());
         tokio::spawn(async move { pool.run::<()>(&faults, "spin-forever", ()).await })
@@ -37,8 +40,8 @@ async fn kill_9_mid_call_is_worker_crashed_and_the_pool_carries_on() {
         .unwrap();
     assert_eq!(n, 55);
     let stats = pool.statistics();
-    assert_eq!(stats.spawned, 2);
-    assert_eq!(stats.crashed, 1);
+    assert_eq!(stats.spawned, 2, "{stats:?}");
+    assert_eq!(stats.crashed, 1, "{stats:?}");
     assert_ne!(pool.worker_pids(), pids);
 }
 
