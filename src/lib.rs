@@ -134,8 +134,8 @@ mod worker;
 pub use error::{Error, ErrorKind, Limit, TrapCode};
 pub use job::Job;
 pub use pool::{
-    Call, Cancel, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess, Pool, PoolBuilder, Statistics,
-    default_pool, run,
+    Call, Cancel, CancelHandle, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess, Pool, PoolBuilder,
+    Statistics, default_pool, run,
 };
 
 /// Serves as a worker and exits, if this process was started as one;

@@ -40,6 +40,63 @@ pub enum DirAccess {
     ReadWrite,
 }
 
+/// Cancels one call from anywhere: another task, a thread, a signal
+/// handler's task. From [`Call::cancel_handle`].
+///
+/// Cancelling is the same as dropping the call's future: the call's
+/// [`Cancel`] mode decides what happens to the guest, and the awaiting
+/// future resolves with [`ErrorKind::Cancelled`]. [`cancel`](Self::cancel)
+/// is cheap, never blocks, and can be called any number of times; cancelling
+/// a call that has already finished does nothing.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) {
+/// let call = pool.call::<u64>(&job, "spin", (u64::MAX,));
+/// let handle = call.cancel_handle();
+/// tokio::spawn(async move {
+///     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+///     handle.cancel();
+/// });
+/// assert!(call.await.unwrap_err().is_cancelled());
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct CancelHandle {
+    flag: Arc<CancelFlag>,
+}
+
+#[derive(Debug, Default)]
+struct CancelFlag {
+    cancelled: AtomicBool,
+    notify: Notify,
+}
+
+impl CancelHandle {
+    /// Cancels the call.
+    pub fn cancel(&self) {
+        if !self.flag.cancelled.swap(true, Ordering::SeqCst) {
+            self.flag.notify.notify_one();
+        }
+    }
+
+    /// Whether [`cancel`](Self::cancel) has been called.
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+impl CancelFlag {
+    async fn wait(&self) {
+        // `notify_one` leaves a permit if nobody waits yet, so a cancel
+        // between the check and the await is not lost.
+        while !self.cancelled.load(Ordering::SeqCst) {
+            self.notify.notified().await;
+        }
+    }
+}
+
 /// The sandbox and limit settings shared by [`PoolBuilder`] and [`Call`].
 macro_rules! call_option_setters {
     () => {
@@ -495,6 +552,7 @@ impl Pool {
             on_cancel: self.handle.inner.on_cancel,
             options: self.handle.inner.options.clone(),
             grace: self.handle.inner.grace,
+            cancel: Arc::default(),
             _result: PhantomData,
         }
     }
@@ -599,7 +657,21 @@ impl fmt::Debug for Pool {
 /// # Cancel safety
 ///
 /// Dropping the awaited future cancels the call as
-/// [`on_cancel`](Call::on_cancel) says.
+/// [`on_cancel`](Call::on_cancel) says:
+///
+/// - [`Cancel::Interrupt`] (the default): the guest is interrupted by an
+///   epoch bump (a guest in wasm) or by dropping its host call (a guest
+///   blocked in WASI, such as a sleep); the worker goes back to the pool.
+///   If it has not confirmed within the [`grace`](Call::grace) period, it
+///   is killed.
+/// - [`Cancel::Kill`]: the worker is killed with SIGKILL at once.
+/// - [`Cancel::Finish`]: the call runs to completion, its result is
+///   discarded, and the worker goes back to the pool.
+///
+/// A [`CancelHandle`] from [`cancel_handle`](Call::cancel_handle) does the
+/// same from another task, and the future resolves with
+/// [`ErrorKind::Cancelled`]. A [`timeout`](Call::timeout) is not a cancel:
+/// it fails with [`ErrorKind::Timeout`].
 #[must_use = "a call does nothing until awaited"]
 pub struct Call<'a, R> {
     pool: Pool,
@@ -609,6 +681,7 @@ pub struct Call<'a, R> {
     on_cancel: Cancel,
     options: CallOptions,
     grace: Duration,
+    cancel: Arc<CancelFlag>,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -622,6 +695,7 @@ impl<R> fmt::Debug for Call<'_, R> {
             on_cancel,
             options,
             grace,
+            cancel,
             _result,
         } = self;
         f.debug_struct("Call")
@@ -631,12 +705,21 @@ impl<R> fmt::Debug for Call<'_, R> {
             .field("on_cancel", on_cancel)
             .field("options", options)
             .field("grace", grace)
+            .field("cancelled", &cancel.cancelled.load(Ordering::Relaxed))
             .finish()
     }
 }
 
 impl<R> Call<'_, R> {
     call_option_setters!();
+
+    /// A handle that cancels this call from anywhere without dropping its
+    /// future. See [`CancelHandle`].
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle {
+            flag: self.cancel.clone(),
+        }
+    }
 
     /// What dropping this call before it finishes does. Default: the
     /// pool's setting.
@@ -660,15 +743,24 @@ impl<'a, R: DeserializeOwned + Send + 'a> IntoFuture for Call<'a, R> {
                 on_cancel,
                 options,
                 grace,
+                cancel,
                 _result,
             } = self;
             let policy = Policy { on_cancel, grace };
-            let bytes = pool
+            let call = pool
                 .handle
                 .inner
                 .clone()
-                .call(job, func, args?, options, policy)
-                .await?;
+                .call(job, func, args?, options, policy);
+            // A cancel through the handle drops the call's future, which
+            // applies the cancel mode just as the caller's drop would.
+            let bytes = tokio::select! {
+                biased;
+                () = cancel.wait() => {
+                    return Err(Error::new(ErrorKind::Cancelled, "the call was cancelled"));
+                }
+                r = call => r?,
+            };
             let value = value::decode(&bytes).map_err(|e| {
                 Error::new(
                     ErrorKind::Protocol,

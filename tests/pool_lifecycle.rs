@@ -192,3 +192,39 @@ async fn reuse_is_lifo_so_the_spare_worker_idles_out() {
     assert_eq!(stats.spawned, 2, "{stats:?}");
     assert_eq!(pool.worker_pids().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_handle_cancels_from_another_task() {
+    let pool = common::pool(1);
+    let faults = job(wasmpool_guests::FAULTS);
+    pool.warm(1).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = {
+        let (pool, faults) = (pool.clone(), faults.clone());
+        tokio::spawn(async move {
+            let call = pool.call::<()>(&faults, "spin-forever", ());
+            tx.send(call.cancel_handle()).unwrap();
+            call.await
+        })
+    };
+    let handle = rx.await.unwrap();
+    eventually("the call to start", || pool.statistics().busy == 1).await;
+    handle.cancel();
+    handle.cancel(); // idempotent
+    assert!(handle.is_cancelled());
+    let e = task.await.unwrap().unwrap_err();
+    assert!(e.is_cancelled(), "{e:?}");
+    let n: u64 = pool
+        .run(&job(wasmpool_guests::FIB), "fib", (10u64,))
+        .await
+        .unwrap();
+    assert_eq!(n, 55);
+    let stats = pool.statistics();
+    assert_eq!((stats.spawned, stats.killed), (1, 0), "{stats:?}");
+
+    // Cancelled before it is awaited: it never reaches a worker.
+    let call = pool.call::<u64>(&faults, "recurse", (1u64,));
+    call.cancel_handle().cancel();
+    assert!(call.await.unwrap_err().is_cancelled());
+    assert_eq!(pool.statistics().calls, stats.calls);
+}
