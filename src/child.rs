@@ -28,8 +28,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 use crate::error::{ErrorKind, Limit, TrapCode, WireError};
 use crate::protocol::{
     Artifact, CallOptions, CallRequest, Control, ExportPath, FromWorker, Init, PROTOCOL_VERSION,
-    ToWorker, read_frame, write_frame,
+    Report, ToWorker, read_frame, write_frame,
 };
+use crate::stdio::{Fd, GuestOutput};
 use crate::value::{self, Value};
 use crate::wit;
 
@@ -153,12 +154,28 @@ fn serve() -> io::Result<()> {
             *shared.deadline.lock().expect("deadline lock") = Some((id, Instant::now() + timeout));
             shared.deadline_set.notify_one();
         }
-        let outcome = runtime.block_on(execute(&engine, &linker, &mut jobs, req, rx, &shared));
+        let mut report = Report::default();
+        let outcome = runtime.block_on(execute(
+            &engine,
+            &linker,
+            &mut jobs,
+            req,
+            rx,
+            &shared,
+            &mut report,
+        ));
         shared.current.store(NO_CALL, Ordering::SeqCst);
         shared.deadline.lock().expect("deadline lock").take();
         shared.wake.lock().expect("wake lock").take();
         let outcome = outcome.map(|v| serde_bytes::ByteBuf::from(value::encode(&v)));
-        write_frame(&data, &FromWorker::Done { id, outcome })?;
+        write_frame(
+            &data,
+            &FromWorker::Done {
+                id,
+                outcome,
+                report,
+            },
+        )?;
     }
 }
 
@@ -364,6 +381,7 @@ async fn execute(
     req: CallRequest,
     cancel: tokio::sync::oneshot::Receiver<()>,
     shared: &Shared,
+    report: &mut Report,
 ) -> Result<Value, WireError> {
     let CallRequest {
         id,
@@ -380,7 +398,9 @@ async fn execute(
     let params = decode_args(&args, &func.params)?;
 
     let tail = Arc::new(Mutex::new(Vec::new()));
-    let wasi = wasi_ctx(&options, &tail)?;
+    let stdout = GuestOutput::new(Fd::Stdout, options.stdout);
+    let stderr = GuestOutput::new(Fd::Stderr, options.stderr).with_tail(tail.clone(), STDERR_TAIL);
+    let wasi = wasi_ctx(&options, &stdout, &stderr)?;
     let mut store = Store::new(
         engine,
         State {
@@ -395,6 +415,15 @@ async fn execute(
         },
     );
     store.limiter(|s| &mut s.limits);
+    let fuel = if engine.get_consume_fuel() {
+        let fuel = options.fuel.unwrap_or(u64::MAX);
+        store
+            .set_fuel(fuel)
+            .map_err(|e| WireError::new(ErrorKind::Config, format!("setting fuel: {e:#}")))?;
+        Some(fuel)
+    } else {
+        None
+    };
     // Any epoch bump from now on is a cancel of this call.
     store.set_epoch_deadline(1);
     store.epoch_deadline_trap();
@@ -415,6 +444,9 @@ async fn execute(
             _ = cancel => Err(None),
         }
     };
+    report.fuel_consumed = fuel.and_then(|f| Some(f - store.get_fuel().ok()?));
+    report.stdout = stdout.take_captured().map(serde_bytes::ByteBuf::from);
+    report.stderr = stderr.take_captured().map(serde_bytes::ByteBuf::from);
     let timed_out = shared.timed_out.load(Ordering::SeqCst) == id;
     let cancelled = shared.cancelled.load(Ordering::SeqCst) == id;
     match outcome {
@@ -454,10 +486,14 @@ async fn execute(
 }
 
 /// The WASI context of one call: nothing but what `options` grants.
-fn wasi_ctx(options: &CallOptions, tail: &Arc<Mutex<Vec<u8>>>) -> Result<WasiCtx, WireError> {
+fn wasi_ctx(
+    options: &CallOptions,
+    stdout: &GuestOutput,
+    stderr: &GuestOutput,
+) -> Result<WasiCtx, WireError> {
     let mut b = wasmtime_wasi::WasiCtxBuilder::new();
-    b.inherit_stdout()
-        .stderr(crate::stdio::TeeStderr::new(tail.clone(), STDERR_TAIL))
+    b.stdout(stdout.clone())
+        .stderr(stderr.clone())
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);

@@ -11,12 +11,16 @@ pub(crate) const DEFAULT_MAX_WASM_STACK: usize = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct EngineSettings {
     pub(crate) max_wasm_stack: usize,
+    /// Fuel metering: deterministic, but about 20% slower, so only when a
+    /// pool asks for it.
+    pub(crate) consume_fuel: bool,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
+            consume_fuel: false,
         }
     }
 }
@@ -28,6 +32,7 @@ impl EngineSettings {
     fn config(&self, pooling: bool) -> Config {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        config.consume_fuel(self.consume_fuel);
         config.wasm_component_model(true);
         config.max_wasm_stack(self.max_wasm_stack);
         // The fiber stack must hold the wasm stack plus host frames.

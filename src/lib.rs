@@ -134,9 +134,10 @@ mod worker;
 pub use error::{Error, ErrorKind, Limit, TrapCode};
 pub use job::Job;
 pub use pool::{
-    Call, Cancel, CancelHandle, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess, Pool, PoolBuilder,
-    Statistics, default_pool, run,
+    Call, Cancel, CancelHandle, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess, Output, Pool,
+    PoolBuilder, Statistics, default_pool, run,
 };
+pub use stdio::{CAPTURE_LIMIT, Stdio};
 
 /// Serves as a worker and exits, if this process was started as one;
 /// otherwise returns at once.

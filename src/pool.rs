@@ -18,7 +18,8 @@ use crate::compile::{self, Compiled};
 use crate::engine::{DEFAULT_MAX_WASM_STACK, EngineSettings};
 use crate::error::{Error, ErrorKind};
 use crate::job::Job;
-use crate::protocol::{CallOptions, CallRequest, Preopen};
+use crate::protocol::{CallOptions, CallRequest, Preopen, Report};
+use crate::stdio::Stdio;
 use crate::value;
 use crate::worker::{self, Reply, Worker};
 
@@ -124,6 +125,32 @@ macro_rules! call_option_setters {
         /// the 4 GiB a 32-bit memory can address).
         pub fn max_memory(mut self, bytes: u64) -> Self {
             self.options.max_memory = Some(bytes);
+            self
+        }
+
+        /// The call's fuel budget: a deterministic bound on the wasm
+        /// instructions it may run. Running out fails with
+        /// [`ErrorKind::ResourceLimit`] and
+        /// [`Limit::Fuel`](crate::Limit::Fuel);
+        /// [`Call::report`] tells how much was used. On a
+        /// [`PoolBuilder`] this also turns fuel metering on for the pool,
+        /// which costs about 20% of guest speed; a call can set a budget
+        /// only on such a pool.
+        pub fn fuel(mut self, fuel: u64) -> Self {
+            self.options.fuel = Some(fuel);
+            self
+        }
+
+        /// Where the guest's stdout goes. Default: [`Stdio::Inherit`].
+        pub fn stdout(mut self, mode: Stdio) -> Self {
+            self.options.stdout = mode;
+            self
+        }
+
+        /// Where the guest's stderr goes. Default: [`Stdio::Inherit`]. A
+        /// panic message is found in every mode.
+        pub fn stderr(mut self, mode: Stdio) -> Self {
+            self.options.stderr = mode;
             self
         }
 
@@ -403,7 +430,10 @@ impl PoolBuilder {
             None => std::env::current_exe()
                 .map_err(|e| Error::io("finding the current executable to start workers", e))?,
         };
-        let settings = EngineSettings { max_wasm_stack };
+        let settings = EngineSettings {
+            max_wasm_stack,
+            consume_fuel: options.fuel.is_some(),
+        };
         let engine = settings
             .host_engine()
             .map_err(|e| Error::new(ErrorKind::Config, format!("creating the engine: {e:#}")))?;
@@ -734,41 +764,93 @@ impl<'a, R: DeserializeOwned + Send + 'a> IntoFuture for Call<'a, R> {
     type IntoFuture = Pin<Box<dyn Future<Output = Result<R, Error>> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let Call {
-                pool,
-                job,
-                func,
-                args,
-                on_cancel,
-                options,
-                grace,
-                cancel,
-                _result,
-            } = self;
-            let policy = Policy { on_cancel, grace };
-            let call = pool
-                .handle
-                .inner
-                .clone()
-                .call(job, func, args?, options, policy);
-            // A cancel through the handle drops the call's future, which
-            // applies the cancel mode just as the caller's drop would.
-            let bytes = tokio::select! {
-                biased;
-                () = cancel.wait() => {
-                    return Err(Error::new(ErrorKind::Cancelled, "the call was cancelled"));
-                }
-                r = call => r?,
-            };
-            let value = value::decode(&bytes).map_err(|e| {
-                Error::new(
-                    ErrorKind::Protocol,
-                    format!("result: not valid MessagePack: {e}"),
-                )
-            })?;
-            value::from_value(value, "result")
-                .map_err(|e| Error::new(ErrorKind::ResultMismatch, e.to_string()))
+        Box::pin(async move { self.execute().await.map(|out| out.value) })
+    }
+}
+
+/// A call's result with what else it reported, from [`Call::report`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Output<R> {
+    /// The function's result.
+    pub value: R,
+    /// The fuel the call consumed, when the pool meters fuel
+    /// ([`PoolBuilder::fuel`]).
+    pub fuel_consumed: Option<u64>,
+    /// The guest's stdout, when captured ([`Stdio::Capture`]).
+    pub stdout: Option<Vec<u8>>,
+    /// The guest's stderr, when captured ([`Stdio::Capture`]).
+    pub stderr: Option<Vec<u8>>,
+}
+
+impl<'a, R: DeserializeOwned + Send + 'a> Call<'a, R> {
+    /// Awaits the call and returns its result together with the fuel it
+    /// consumed and its captured output.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// use wasmpool::Stdio;
+    /// let out = pool.call::<String>(&job, "hello", ("you",)).stdout(Stdio::Capture).report().await?;
+    /// println!("{} printed {:?}", out.value, out.stdout);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As awaiting the call.
+    ///
+    /// # Cancel safety
+    ///
+    /// As awaiting the call.
+    pub fn report(self) -> impl Future<Output = Result<Output<R>, Error>> + Send + 'a {
+        self.execute()
+    }
+
+    async fn execute(self) -> Result<Output<R>, Error> {
+        let Call {
+            pool,
+            job,
+            func,
+            args,
+            on_cancel,
+            options,
+            grace,
+            cancel,
+            _result,
+        } = self;
+        let policy = Policy { on_cancel, grace };
+        let call = pool
+            .handle
+            .inner
+            .clone()
+            .call(job, func, args?, options, policy);
+        // A cancel through the handle drops the call's future, which
+        // applies the cancel mode just as the caller's drop would.
+        let (bytes, report) = tokio::select! {
+            biased;
+            () = cancel.wait() => {
+                return Err(Error::new(ErrorKind::Cancelled, "the call was cancelled"));
+            }
+            r = call => r?,
+        };
+        let value = value::decode(&bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::Protocol,
+                format!("result: not valid MessagePack: {e}"),
+            )
+        })?;
+        let value = value::from_value(value, "result")
+            .map_err(|e| Error::new(ErrorKind::ResultMismatch, e.to_string()))?;
+        let Report {
+            fuel_consumed,
+            stdout,
+            stderr,
+        } = report;
+        Ok(Output {
+            value,
+            fuel_consumed,
+            stdout: stdout.map(serde_bytes::ByteBuf::into_vec),
+            stderr: stderr.map(serde_bytes::ByteBuf::into_vec),
         })
     }
 }
@@ -853,9 +935,15 @@ impl PoolInner {
         args: Vec<u8>,
         options: CallOptions,
         policy: Policy,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<(Vec<u8>, Report), Error> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::closed());
+        }
+        if options.fuel.is_some() && !self.settings.consume_fuel {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "a fuel budget needs a pool that meters fuel: set PoolBuilder::fuel",
+            ));
         }
         let compiled = self.compiled(job).await?;
         let resolved = compiled.resolve(&self.engine, func)?;
@@ -925,10 +1013,10 @@ impl PoolInner {
             },
         };
         match reply {
-            Ok(Reply::Done(outcome)) => {
+            Ok(Reply::Done(outcome, report)) => {
                 flight.finish(true);
                 outcome
-                    .map(serde_bytes::ByteBuf::into_vec)
+                    .map(|bytes| (bytes.into_vec(), report))
                     .map_err(Error::from)
             }
             Ok(Reply::Lost(e)) => {

@@ -63,6 +63,18 @@ pub(crate) struct CallOptions {
     pub(crate) env: Vec<(String, String)>,
     /// Host directories the guest sees.
     pub(crate) preopens: Vec<Preopen>,
+    /// The fuel budget; needs an engine with fuel turned on.
+    pub(crate) fuel: Option<u64>,
+    pub(crate) stdout: crate::stdio::Stdio,
+    pub(crate) stderr: crate::stdio::Stdio,
+}
+
+/// What a call reports besides its result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Report {
+    pub(crate) fuel_consumed: Option<u64>,
+    pub(crate) stdout: Option<serde_bytes::ByteBuf>,
+    pub(crate) stderr: Option<serde_bytes::ByteBuf>,
 }
 
 /// A host directory mapped into the guest.
@@ -110,6 +122,7 @@ pub(crate) enum FromWorker {
     Done {
         id: u64,
         outcome: Result<serde_bytes::ByteBuf, WireError>,
+        report: Report,
     },
 }
 

@@ -1,5 +1,7 @@
-//! A guest's stderr: written through to the worker's (inherited) stderr,
-//! with a bounded tail kept to find the guest's panic message.
+//! A guest's stdout and stderr: inherited (written through to the worker's
+//! own, which are the host's), captured into a buffer returned with the
+//! result, or discarded. Stderr also keeps a bounded tail in every mode, to
+//! find the guest's panic message.
 
 use std::io::Write;
 use std::pin::Pin;
@@ -7,41 +9,115 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
-/// Tees a guest's stderr into the process's stderr and a tail buffer.
-#[derive(Clone)]
-pub(crate) struct TeeStderr {
-    tail: Arc<Mutex<Vec<u8>>>,
-    cap: usize,
+/// Where a call's stdout or stderr goes. Set with
+/// [`Call::stdout`](crate::Call::stdout) and
+/// [`Call::stderr`](crate::Call::stderr).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Stdio {
+    /// To the host process's own stdout or stderr. The default: print just
+    /// works.
+    #[default]
+    Inherit,
+    /// Into a buffer returned with the result by
+    /// [`Call::report`](crate::Call::report), up to
+    /// [`CAPTURE_LIMIT`](crate::CAPTURE_LIMIT) bytes; writes past it fail in
+    /// the guest.
+    Capture,
+    /// Nowhere.
+    Discard,
 }
 
-impl TeeStderr {
-    pub(crate) fn new(tail: Arc<Mutex<Vec<u8>>>, cap: usize) -> TeeStderr {
-        TeeStderr { tail, cap }
+/// The most a captured stream holds: 16 MiB.
+pub const CAPTURE_LIMIT: usize = 16 << 20;
+
+#[derive(Clone, Copy)]
+pub(crate) enum Fd {
+    Stdout,
+    Stderr,
+}
+
+/// One of a guest's output streams.
+#[derive(Clone)]
+pub(crate) struct GuestOutput {
+    fd: Fd,
+    mode: Stdio,
+    captured: Arc<Mutex<Vec<u8>>>,
+    /// The last `tail_cap` bytes, whatever the mode.
+    tail: Option<(Arc<Mutex<Vec<u8>>>, usize)>,
+}
+
+impl GuestOutput {
+    pub(crate) fn new(fd: Fd, mode: Stdio) -> GuestOutput {
+        GuestOutput {
+            fd,
+            mode,
+            captured: Arc::default(),
+            tail: None,
+        }
+    }
+
+    /// Also keep the last `cap` bytes in `tail`.
+    pub(crate) fn with_tail(mut self, tail: Arc<Mutex<Vec<u8>>>, cap: usize) -> GuestOutput {
+        self.tail = Some((tail, cap));
+        self
+    }
+
+    /// What was captured, in [`Stdio::Capture`] mode.
+    pub(crate) fn take_captured(&self) -> Option<Vec<u8>> {
+        (self.mode == Stdio::Capture)
+            .then(|| std::mem::take(&mut *self.captured.lock().expect("capture lock")))
     }
 
     fn write_bytes(&self, bytes: &[u8]) -> std::io::Result<()> {
-        {
-            let mut tail = self.tail.lock().expect("tail lock");
+        if let Some((tail, cap)) = &self.tail {
+            let mut tail = tail.lock().expect("tail lock");
             tail.extend_from_slice(bytes);
-            if tail.len() > self.cap {
-                let cut = tail.len() - self.cap;
+            if tail.len() > *cap {
+                let cut = tail.len() - cap;
                 tail.drain(..cut);
             }
         }
-        std::io::stderr().write_all(bytes)
+        match self.mode {
+            Stdio::Inherit => match self.fd {
+                Fd::Stdout => std::io::stdout().write_all(bytes),
+                Fd::Stderr => std::io::stderr().write_all(bytes),
+            },
+            Stdio::Capture => {
+                let mut buf = self.captured.lock().expect("capture lock");
+                if buf.len() + bytes.len() > CAPTURE_LIMIT {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        "captured output is over its limit",
+                    ));
+                }
+                buf.extend_from_slice(bytes);
+                Ok(())
+            }
+            Stdio::Discard => Ok(()),
+        }
+    }
+
+    fn flush_host(&self) -> std::io::Result<()> {
+        match (self.mode, self.fd) {
+            (Stdio::Inherit, Fd::Stdout) => std::io::stdout().flush(),
+            (Stdio::Inherit, Fd::Stderr) => std::io::stderr().flush(),
+            _ => Ok(()),
+        }
     }
 }
 
-impl IsTerminal for TeeStderr {
+impl IsTerminal for GuestOutput {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl StdoutStream for TeeStderr {
+impl StdoutStream for GuestOutput {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
         Box::new(self.clone())
     }
@@ -51,15 +127,14 @@ impl StdoutStream for TeeStderr {
     }
 }
 
-impl OutputStream for TeeStderr {
+impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         self.write_bytes(&bytes)
             .map_err(|e| StreamError::LastOperationFailed(e.into()))
     }
 
     fn flush(&mut self) -> StreamResult<()> {
-        std::io::stderr()
-            .flush()
+        self.flush_host()
             .map_err(|e| StreamError::LastOperationFailed(e.into()))
     }
 
@@ -69,11 +144,11 @@ impl OutputStream for TeeStderr {
 }
 
 #[wasmtime_wasi::async_trait]
-impl Pollable for TeeStderr {
+impl Pollable for GuestOutput {
     async fn ready(&mut self) {}
 }
 
-impl tokio::io::AsyncWrite for TeeStderr {
+impl tokio::io::AsyncWrite for GuestOutput {
     fn poll_write(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
@@ -83,7 +158,7 @@ impl tokio::io::AsyncWrite for TeeStderr {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(std::io::stderr().flush())
+        Poll::Ready(self.flush_host())
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

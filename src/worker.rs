@@ -25,12 +25,13 @@ use crate::engine::EngineSettings;
 use crate::error::{Error, ErrorKind, WireError};
 use crate::pool::PoolInner;
 use crate::protocol::{
-    CallRequest, Control, FromWorker, Init, PROTOCOL_VERSION, ToWorker, read_frame, write_frame,
+    CallRequest, Control, FromWorker, Init, PROTOCOL_VERSION, Report, ToWorker, read_frame,
+    write_frame,
 };
 
 /// What a call gets back.
 pub(crate) enum Reply {
-    Done(Result<serde_bytes::ByteBuf, WireError>),
+    Done(Result<serde_bytes::ByteBuf, WireError>, Report),
     /// The worker died or broke the protocol.
     Lost(Error),
 }
@@ -320,8 +321,12 @@ fn worker_thread(
 
     let lost = loop {
         match read_frame::<_, FromWorker>(&reader, &mut buf) {
-            Ok(Some(FromWorker::Done { id: call, outcome })) => {
-                if let Some(lost) = deliver(&pool, &shared, call, outcome) {
+            Ok(Some(FromWorker::Done {
+                id: call,
+                outcome,
+                report,
+            })) => {
+                if let Some(lost) = deliver(&pool, &shared, call, outcome, report) {
                     break Some(lost);
                 }
             }
@@ -375,12 +380,13 @@ fn deliver(
     shared: &Shared,
     call: u64,
     outcome: Result<serde_bytes::ByteBuf, WireError>,
+    report: Report,
 ) -> Option<String> {
     let mut slot = shared.slot.lock().expect("slot lock");
     match std::mem::replace(&mut *slot, Slot::Idle) {
         Slot::Waiting { id, tx } if id == call => {
             drop(slot);
-            let _ = tx.send(Reply::Done(outcome));
+            let _ = tx.send(Reply::Done(outcome, report));
             None
         }
         Slot::Abandoned { id, worker, permit } if id == call => {

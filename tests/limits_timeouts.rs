@@ -108,3 +108,65 @@ async fn the_pool_memory_limit_applies_to_every_call() {
         .unwrap_err();
     assert_eq!(e.limit(), Some(Limit::Memory), "{e:?}");
 }
+
+#[tokio::test]
+async fn fuel_is_a_deterministic_budget() {
+    let pool = Pool::builder()
+        .workers(1)
+        .fuel(u64::MAX)
+        .grace(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let cpu = job(wasmpool_guests::CPU);
+    let a = pool
+        .call::<u64>(&cpu, "spin", (10_000u64,))
+        .report()
+        .await
+        .unwrap();
+    let b = pool
+        .call::<u64>(&cpu, "spin", (10_000u64,))
+        .report()
+        .await
+        .unwrap();
+    let used = a.fuel_consumed.unwrap();
+    assert!(used > 10_000, "{used}");
+    assert_eq!(
+        b.fuel_consumed,
+        Some(used),
+        "the same call burns the same fuel"
+    );
+    assert_eq!(a.value, b.value);
+
+    let e = pool
+        .call::<u64>(&cpu, "spin", (10_000_000u64,))
+        .fuel(used)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ResourceLimit, "{e:?}");
+    assert_eq!(e.limit(), Some(Limit::Fuel));
+    let c = pool
+        .call::<u64>(&cpu, "spin", (10_000u64,))
+        .fuel(used)
+        .report()
+        .await
+        .unwrap();
+    assert_eq!(c.fuel_consumed, Some(used), "exactly enough fuel is enough");
+    assert_eq!(pool.statistics().spawned, 1);
+}
+
+#[tokio::test]
+async fn a_fuel_budget_needs_a_metering_pool() {
+    let pool = pool(1);
+    let e = pool
+        .call::<u64>(&job(wasmpool_guests::CPU), "spin", (1u64,))
+        .fuel(100)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    let out = pool
+        .call::<u64>(&job(wasmpool_guests::CPU), "spin", (1u64,))
+        .report()
+        .await
+        .unwrap();
+    assert_eq!(out.fuel_consumed, None);
+}
