@@ -500,6 +500,13 @@ fn wasi_ctx(
     for (k, v) in &options.env {
         b.env(k, v);
     }
+    if let Some(seed) = options.deterministic {
+        b.secure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(seed)))
+            .insecure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(!seed)))
+            .insecure_random_seed(u128::from(seed))
+            .wall_clock(FixedWallClock)
+            .monotonic_clock(SteppingClock(std::sync::atomic::AtomicU64::new(0)));
+    }
     for p in &options.preopens {
         let perms = if p.read_only {
             wasmtime_wasi::FsPerms::ReadOnly
@@ -583,6 +590,44 @@ fn classify(e: wasmtime::Error, stderr: &[u8]) -> WireError {
     w.backtrace = backtrace;
     w.panic_message = panic_message;
     w
+}
+
+/// 4 KiB of bytes from a seed (splitmix64), cycled by `Deterministic`.
+fn seeded_bytes(seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..512)
+        .flat_map(|_| {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)).to_le_bytes()
+        })
+        .collect()
+}
+
+/// A wall clock stopped at 2023-11-14T22:13:20Z.
+struct FixedWallClock;
+
+impl wasmtime_wasi::HostWallClock for FixedWallClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(1)
+    }
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1_700_000_000)
+    }
+}
+
+/// A monotonic clock that advances 1 µs each time it is read.
+struct SteppingClock(std::sync::atomic::AtomicU64);
+
+impl wasmtime_wasi::HostMonotonicClock for SteppingClock {
+    fn resolution(&self) -> u64 {
+        1_000
+    }
+    fn now(&self) -> u64 {
+        self.0.fetch_add(1_000, Ordering::Relaxed)
+    }
 }
 
 /// Finds a Rust guest's panic message, or an allocation failure, in the

@@ -141,6 +141,16 @@ macro_rules! call_option_setters {
             self
         }
 
+        /// Makes the call reproducible: random numbers (secure and
+        /// insecure) come from a sequence derived from `seed`, the wall
+        /// clock reads a fixed time, and the monotonic clock advances by 1
+        /// µs per reading. Not for guests that need real randomness.
+        /// Default: real random numbers and clocks.
+        pub fn deterministic(mut self, seed: u64) -> Self {
+            self.options.deterministic = Some(seed);
+            self
+        }
+
         /// Where the guest's stdout goes. Default: [`Stdio::Inherit`].
         pub fn stdout(mut self, mode: Stdio) -> Self {
             self.options.stdout = mode;

@@ -67,6 +67,8 @@ pub(crate) struct CallOptions {
     pub(crate) fuel: Option<u64>,
     pub(crate) stdout: crate::stdio::Stdio,
     pub(crate) stderr: crate::stdio::Stdio,
+    /// Seed for deterministic random numbers and clocks.
+    pub(crate) deterministic: Option<u64>,
 }
 
 /// What a call reports besides its result.

@@ -170,3 +170,30 @@ async fn a_fuel_budget_needs_a_metering_pool() {
         .unwrap();
     assert_eq!(out.fuel_consumed, None);
 }
+
+#[tokio::test]
+async fn a_zero_grace_still_times_out_cleanly() {
+    // With no grace, the host's watchdog races the worker's own interrupt:
+    // either way the call is a Timeout and the pool keeps working.
+    let pool = Pool::builder()
+        .workers(1)
+        .timeout(Duration::from_millis(20))
+        .grace(Duration::ZERO)
+        .build()
+        .unwrap();
+    let faults = job(wasmpool_guests::FAULTS);
+    for _ in 0..5 {
+        let e = pool
+            .run::<()>(&faults, "spin-forever", ())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
+    }
+    let n: u64 = pool
+        .run(&job(wasmpool_guests::FIB), "fib", (10u64,))
+        .await
+        .unwrap();
+    assert_eq!(n, 55);
+    let stats = pool.statistics();
+    assert_eq!(stats.crashed, 0, "{stats:?}");
+}

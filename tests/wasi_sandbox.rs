@@ -112,3 +112,38 @@ async fn preopens_confine_the_guest_to_its_directory() {
     pool.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn deterministic_calls_repeat_exactly() {
+    let pool = pool(1);
+    let sandbox = job(wasmpool_guests::SANDBOX);
+    let det = |seed: u64| {
+        let (pool, sandbox) = (pool.clone(), sandbox.clone());
+        async move {
+            let bytes: Vec<u8> = pool
+                .call(&sandbox, "random-bytes", (64u32,))
+                .deterministic(seed)
+                .await
+                .unwrap();
+            let clocks: (u64, u64) = pool
+                .call(&sandbox, "clocks", ())
+                .deterministic(seed)
+                .await
+                .unwrap();
+            (bytes, clocks)
+        }
+    };
+    let (a, b, c) = (det(7).await, det(7).await, det(8).await);
+    assert_eq!(a, b, "the same seed gives the same bytes and times");
+    assert_ne!(a.0, c.0, "another seed gives other bytes");
+    assert_eq!(a.1.0, 1_700_000_000);
+
+    let r1: Vec<u8> = pool.run(&sandbox, "random-bytes", (64u32,)).await.unwrap();
+    let r2: Vec<u8> = pool.run(&sandbox, "random-bytes", (64u32,)).await.unwrap();
+    assert_ne!(r1, r2, "real randomness by default");
+    let (wall, _) = pool
+        .run::<(u64, u64)>(&sandbox, "clocks", ())
+        .await
+        .unwrap();
+    assert!(wall > 1_700_000_000);
+}

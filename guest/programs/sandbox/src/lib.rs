@@ -41,6 +41,17 @@ impl Guest for Sandbox {
         std::env::var(&name).ok()
     }
 
+    fn random_bytes(n: u32) -> Vec<u8> {
+        wasi::random::random::get_random_bytes(u64::from(n))
+    }
+
+    fn clocks() -> (u64, u64) {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        (wall, wasi::clocks::monotonic_clock::now())
+    }
+
     fn tcp_connect(addr: String) -> Result<(), String> {
         std::net::TcpStream::connect(&addr).map(drop).map_err(|e| e.to_string())
     }
