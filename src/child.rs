@@ -155,15 +155,22 @@ fn serve() -> io::Result<()> {
             shared.deadline_set.notify_one();
         }
         let mut report = Report::default();
-        let outcome = runtime.block_on(execute(
-            &engine,
-            &linker,
-            &mut jobs,
-            req,
-            rx,
-            &shared,
-            &mut report,
-        ));
+        let outcome = if shared.cancelled.load(Ordering::SeqCst) == id {
+            Err(WireError::new(
+                ErrorKind::Cancelled,
+                "the call was cancelled",
+            ))
+        } else {
+            runtime.block_on(execute(
+                &engine,
+                &linker,
+                &mut jobs,
+                req,
+                rx,
+                &shared,
+                &mut report,
+            ))
+        };
         shared.current.store(NO_CALL, Ordering::SeqCst);
         shared.deadline.lock().expect("deadline lock").take();
         shared.wake.lock().expect("wake lock").take();
@@ -183,7 +190,13 @@ fn control_loop(control: UnixStream, shared: &Shared) {
     let mut buf = Vec::new();
     loop {
         match read_frame::<_, Control>(&control, &mut buf) {
-            Ok(Some(Control::Cancel { id })) => shared.interrupt(id, &shared.cancelled),
+            Ok(Some(Control::Cancel { id })) => {
+                // Recorded even when the call has not started yet: the
+                // cancel frame can overtake the call frame, and the main
+                // thread checks this before running the call.
+                shared.cancelled.store(id, Ordering::SeqCst);
+                shared.interrupt(id, &shared.cancelled);
+            }
             // The host is gone or broke the protocol: nothing left to serve.
             Ok(None) | Err(_) => {
                 let _ = io::stdout().flush();

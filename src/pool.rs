@@ -171,6 +171,17 @@ macro_rules! call_option_setters {
             self
         }
 
+        /// Passes the host's own value of environment variable `key` to the
+        /// guest, if the host has it: an allowlist entry. The value is read
+        /// when this is called.
+        pub fn env_from_host(mut self, key: impl Into<String>) -> Self {
+            let key = key.into();
+            if let Ok(value) = std::env::var(&key) {
+                self.options.env.push((key, value));
+            }
+            self
+        }
+
         /// Makes the host directory `host` visible to the guest as `guest`
         /// (through cap-std: the guest cannot leave it by `..` or
         /// symlinks). By default the guest sees no files at all.

@@ -228,3 +228,24 @@ async fn a_cancel_handle_cancels_from_another_task() {
     assert!(call.await.unwrap_err().is_cancelled());
     assert_eq!(pool.statistics().calls, stats.calls);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_that_overtakes_its_call_is_not_lost() {
+    // Dropped right after the request is written, the cancel frame can
+    // reach the worker before the call frame is read. The worker must still
+    // cancel the call, not run it forever until the grace kill.
+    let pool = common::pool(1);
+    let faults = job(wasmpool_guests::FAULTS);
+    pool.warm(1).await.unwrap();
+    for _ in 0..20 {
+        let call = pool.run::<()>(&faults, "spin-forever", ());
+        assert!(tokio::time::timeout(Duration::ZERO, call).await.is_err());
+    }
+    let n: u64 = pool
+        .run(&job(wasmpool_guests::FIB), "fib", (10u64,))
+        .await
+        .unwrap();
+    assert_eq!(n, 55);
+    let stats = pool.statistics();
+    assert_eq!((stats.spawned, stats.killed), (1, 0), "{stats:?}");
+}

@@ -60,6 +60,14 @@ async fn env_vars_are_granted_one_by_one() {
         .await
         .unwrap();
     assert_eq!(v, None);
+    // An allowlisted host variable passes through; others still do not.
+    let v: Option<String> = pool
+        .call(&sandbox, "env-var", ("PATH",))
+        .env_from_host("PATH")
+        .env_from_host("WASMPOOL_SURELY_UNSET")
+        .await
+        .unwrap();
+    assert_eq!(v, std::env::var("PATH").ok());
 }
 
 #[tokio::test]
