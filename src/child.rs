@@ -437,9 +437,26 @@ async fn execute(
     } else {
         None
     };
-    // Any epoch bump from now on is a cancel of this call.
+    // Any epoch bump from now on interrupts this call.
     store.set_epoch_deadline(1);
     store.epoch_deadline_trap();
+    // A bump that came before the deadline was set is not seen by it, but
+    // `interrupt` raises its flag before bumping, so check the flags now.
+    if shared.cancelled.load(Ordering::SeqCst) == id {
+        return Err(WireError::new(
+            ErrorKind::Cancelled,
+            "the call was cancelled",
+        ));
+    }
+    if shared.timed_out.load(Ordering::SeqCst) == id {
+        return Err(WireError::new(
+            ErrorKind::Timeout,
+            format!(
+                "the call ran past its timeout of {:?}",
+                options.timeout.unwrap_or_default()
+            ),
+        ));
+    }
 
     let mut results = vec![Val::Bool(false); func.results.len()];
     let pre = loaded.pre.clone();
@@ -452,9 +469,10 @@ async fn execute(
             f.call_async(&mut store, &params, &mut results).await
         };
         tokio::select! {
+            // A wake that already fired wins before the guest is entered.
             biased;
-            r = call => r.map_err(Some),
             _ = cancel => Err(None),
+            r = call => r.map_err(Some),
         }
     };
     report.fuel_consumed = fuel.and_then(|f| Some(f - store.get_fuel().ok()?));

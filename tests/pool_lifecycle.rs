@@ -237,6 +237,7 @@ async fn a_cancel_that_overtakes_its_call_is_not_lost() {
     let pool = common::pool(1);
     let faults = job(wasmpool_guests::FAULTS);
     pool.warm(1).await.unwrap();
+    pool.prepare(&faults).await.unwrap();
     for _ in 0..20 {
         let call = pool.run::<()>(&faults, "spin-forever", ());
         assert!(tokio::time::timeout(Duration::ZERO, call).await.is_err());
@@ -248,4 +249,8 @@ async fn a_cancel_that_overtakes_its_call_is_not_lost() {
     assert_eq!(n, 55);
     let stats = pool.statistics();
     assert_eq!((stats.spawned, stats.killed), (1, 0), "{stats:?}");
+    assert!(
+        stats.calls > 1,
+        "some cancels reached the worker: {stats:?}"
+    );
 }

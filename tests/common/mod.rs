@@ -9,9 +9,12 @@ pub fn job(path: &str) -> Job {
     Job::from_file(path).expect("guest component loads")
 }
 
+/// A pool whose grace period is long enough that a slow machine never
+/// turns an interrupt into a kill; tests that count kills rely on it.
 pub fn pool(workers: usize) -> Pool {
     Pool::builder()
         .workers(workers)
+        .grace(Duration::from_secs(30))
         .build()
         .expect("pool builds")
 }
