@@ -61,8 +61,10 @@
 //! - **Host threads.** Each worker has a host thread, `wasmpool-worker-{id}`,
 //!   which starts the process, reads every frame it sends, hands results to
 //!   the waiting call, and reaps the process when it exits. Each pool has a
-//!   `wasmpool-housekeeper` thread that retires idle workers. Components are
-//!   compiled on tokio's blocking pool, once per pool.
+//!   `wasmpool-housekeeper` thread that retires idle workers. A call dropped
+//!   with [`Cancel::Interrupt`] starts a short-lived `wasmpool-grace` thread
+//!   that kills its worker if it has not stopped within the grace period.
+//!   Components are compiled on tokio's blocking pool, once per pool.
 //! - **Worker processes.** A worker is the current executable started again
 //!   with an environment marker; code that runs before `main` (an
 //!   `.init_array` entry on Linux) diverts it into the worker loop, so tests,
@@ -73,8 +75,9 @@
 //! - **Inside a worker**, the main thread runs one call at a time on async
 //!   wasmtime: a fresh `Store` and instance per call from an `InstancePre`,
 //!   with the pooling allocator. A `wasmpool-control` thread reads cancel
-//!   frames and bumps the epoch. The compiled artifact is mapped from the
-//!   on-disk cache, never recompiled per worker.
+//!   frames and a `wasmpool-timer` thread enforces timeouts; both interrupt
+//!   the call by bumping the engine's epoch. The compiled artifact is mapped
+//!   from the on-disk cache, never recompiled per worker.
 //! - **Scheduling.** A FIFO semaphore with one permit per worker gives fair
 //!   back-pressure; idle workers are reused last-in, first-out, so the
 //!   warmest worker serves the next call.
@@ -82,11 +85,20 @@
 //! # Cancellation
 //!
 //! Dropping a call's future cancels it, as its [`Cancel`] mode says:
-//! [`Cancel::Interrupt`] (the default) interrupts the guest by epoch and
-//! keeps the worker; [`Cancel::Kill`] kills the process; [`Cancel::Finish`]
-//! lets the call finish and discards the result. A guest blocked in a WASI
-//! call (a sleep, a poll) is dropped on interrupt too, since workers run
-//! wasmtime asynchronously.
+//!
+//! - [`Cancel::Interrupt`] (the default) interrupts the guest and keeps the
+//!   worker. A guest running wasm traps at its next epoch check; a guest
+//!   blocked in a WASI call (a sleep, a poll) has that call dropped, since
+//!   workers run wasmtime asynchronously. A worker that has not stopped
+//!   within the [grace period](PoolBuilder::grace) is killed.
+//! - [`Cancel::Kill`] kills the process at once (trio-parallel's
+//!   `kill_on_cancel`).
+//! - [`Cancel::Finish`] lets the call finish and discards its result.
+//!
+//! A [`CancelHandle`] cancels from another task without a drop. A
+//! [`timeout`](Call::timeout) interrupts the same way but fails with
+//! [`ErrorKind::Timeout`], and the host kills a worker that overruns it by
+//! more than the grace period.
 //!
 //! # Sandbox
 //!
@@ -97,8 +109,18 @@
 //! - no network: TCP, UDP and name lookup are denied, and `wasi:http`
 //!   outgoing requests (imported by componentize-js components) fail with
 //!   `HTTP-request-denied`;
-//! - clocks and random numbers are available;
-//! - the wasm stack is 1 MiB ([`PoolBuilder::max_wasm_stack`]).
+//! - real clocks and random numbers;
+//! - no timeout, no fuel budget, no memory limit beyond a 32-bit memory's
+//!   4 GiB; a 1 MiB wasm stack.
+//!
+//! Per pool ([`PoolBuilder`]) and per call ([`Call`]):
+//! [`preopen_dir`](Call::preopen_dir) (read-only or read-write, confined by
+//! cap-std), [`env`](Call::env) and [`env_from_host`](Call::env_from_host),
+//! [`deterministic`](Call::deterministic) random numbers and clocks,
+//! [`stdout`](Call::stdout)/[`stderr`](Call::stderr) inherited, captured or
+//! discarded, [`timeout`](Call::timeout), [`max_memory`](Call::max_memory)
+//! and [`fuel`](Call::fuel). A limit exceeded fails with
+//! [`ErrorKind::ResourceLimit`] and says which ([`Limit`]).
 //!
 //! # Platform support
 //!
@@ -110,6 +132,10 @@
 //! - Resources, futures and streams cannot cross the process boundary.
 //! - `option<option<T>>` loses `some(none)`: MessagePack writes both as nil.
 //! - A worker runs one call at a time; the pool's size bounds parallelism.
+//! - The wasm stack size and fuel metering are engine settings, so they are
+//!   set per pool; a call can set its own fuel budget on a metering pool.
+//! - Requests are written to the worker's socket by the calling task, so a
+//!   very large argument blocks that task while the worker reads it.
 #![warn(
     missing_docs,
     missing_debug_implementations,
