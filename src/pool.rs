@@ -1052,6 +1052,10 @@ impl PoolInner {
     }
 
     /// Compiles `job` once for this pool, off the async threads.
+    ///
+    /// The compile runs in a spawned task, so a caller that gives up (its
+    /// call is dropped) does not throw away a compile that may take many
+    /// seconds: the next caller finds it done or joins it.
     async fn compiled(&self, job: &Job) -> Result<Arc<Compiled>, Error> {
         let cell = self
             .compiled
@@ -1060,12 +1064,18 @@ impl PoolInner {
             .entry(job.hash().to_string())
             .or_default()
             .clone();
-        cell.get_or_try_init(|| async {
-            let engine = self.engine.clone();
-            let settings = self.settings.clone();
-            let dir = self.cache_dir.clone();
-            let job = job.clone();
-            tokio::task::spawn_blocking(move || compile::compile(&engine, &settings, &dir, &job))
+        if let Some(done) = cell.get() {
+            return Ok(done.clone());
+        }
+        let engine = self.engine.clone();
+        let settings = self.settings.clone();
+        let dir = self.cache_dir.clone();
+        let job = job.clone();
+        tokio::spawn(async move {
+            cell.get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || {
+                    compile::compile(&engine, &settings, &dir, &job)
+                })
                 .await
                 .map_err(|e| {
                     Error::new(
@@ -1074,9 +1084,17 @@ impl PoolInner {
                     )
                 })?
                 .map(Arc::new)
+            })
+            .await
+            .cloned()
         })
         .await
-        .cloned()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidComponent,
+                format!("compiling failed: {e}"),
+            )
+        })?
     }
 
     /// Takes the most recently used idle worker, or starts a new one.
