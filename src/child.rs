@@ -67,16 +67,38 @@ struct Shared {
 }
 
 impl Shared {
-    /// Interrupts call `id` if it is still the one running: bumps the
-    /// epoch for a guest in wasm, and wakes the call's future for a guest
-    /// blocked in a host call. `flag` records why.
+    /// Interrupts call `id`: `flag` records why, and if it is the call
+    /// running, bumps the epoch for a guest in wasm and wakes the call's
+    /// future for a guest blocked in a host call. The flag is raised even
+    /// when the call has not started yet (a cancel frame can overtake its
+    /// call frame); [`Shared::interrupted`] reads it before the guest runs.
     fn interrupt(&self, id: u64, flag: &AtomicU64) {
+        flag.store(id, Ordering::SeqCst);
         if self.current.load(Ordering::SeqCst) == id {
-            flag.store(id, Ordering::SeqCst);
             self.engine.increment_epoch();
             if let Some(tx) = self.wake.lock().expect("wake lock").take() {
                 let _ = tx.send(());
             }
+        }
+    }
+
+    /// The error for call `id` if it was cancelled or timed out.
+    fn interrupted(&self, id: u64, options: &CallOptions) -> Option<WireError> {
+        if self.timed_out.load(Ordering::SeqCst) == id {
+            Some(WireError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the call ran past its timeout of {:?}",
+                    options.timeout.unwrap_or_default()
+                ),
+            ))
+        } else if self.cancelled.load(Ordering::SeqCst) == id {
+            Some(WireError::new(
+                ErrorKind::Cancelled,
+                "the call was cancelled",
+            ))
+        } else {
+            None
         }
     }
 }
@@ -155,22 +177,15 @@ fn serve() -> io::Result<()> {
             shared.deadline_set.notify_one();
         }
         let mut report = Report::default();
-        let outcome = if shared.cancelled.load(Ordering::SeqCst) == id {
-            Err(WireError::new(
-                ErrorKind::Cancelled,
-                "the call was cancelled",
-            ))
-        } else {
-            runtime.block_on(execute(
-                &engine,
-                &linker,
-                &mut jobs,
-                req,
-                rx,
-                &shared,
-                &mut report,
-            ))
-        };
+        let outcome = runtime.block_on(execute(
+            &engine,
+            &linker,
+            &mut jobs,
+            req,
+            rx,
+            &shared,
+            &mut report,
+        ));
         shared.current.store(NO_CALL, Ordering::SeqCst);
         shared.deadline.lock().expect("deadline lock").take();
         shared.wake.lock().expect("wake lock").take();
@@ -190,13 +205,7 @@ fn control_loop(control: UnixStream, shared: &Shared) {
     let mut buf = Vec::new();
     loop {
         match read_frame::<_, Control>(&control, &mut buf) {
-            Ok(Some(Control::Cancel { id })) => {
-                // Recorded even when the call has not started yet: the
-                // cancel frame can overtake the call frame, and the main
-                // thread checks this before running the call.
-                shared.cancelled.store(id, Ordering::SeqCst);
-                shared.interrupt(id, &shared.cancelled);
-            }
+            Ok(Some(Control::Cancel { id })) => shared.interrupt(id, &shared.cancelled),
             // The host is gone or broke the protocol: nothing left to serve.
             Ok(None) | Err(_) => {
                 let _ = io::stdout().flush();
@@ -442,20 +451,8 @@ async fn execute(
     store.epoch_deadline_trap();
     // A bump that came before the deadline was set is not seen by it, but
     // `interrupt` raises its flag before bumping, so check the flags now.
-    if shared.cancelled.load(Ordering::SeqCst) == id {
-        return Err(WireError::new(
-            ErrorKind::Cancelled,
-            "the call was cancelled",
-        ));
-    }
-    if shared.timed_out.load(Ordering::SeqCst) == id {
-        return Err(WireError::new(
-            ErrorKind::Timeout,
-            format!(
-                "the call ran past its timeout of {:?}",
-                options.timeout.unwrap_or_default()
-            ),
-        ));
+    if let Some(e) = shared.interrupted(id, &options) {
+        return Err(e);
     }
 
     let mut results = vec![Val::Bool(false); func.results.len()];
@@ -478,29 +475,19 @@ async fn execute(
     report.fuel_consumed = fuel.and_then(|f| Some(f - store.get_fuel().ok()?));
     report.stdout = stdout.take_captured().map(serde_bytes::ByteBuf::from);
     report.stderr = stderr.take_captured().map(serde_bytes::ByteBuf::from);
-    let timed_out = shared.timed_out.load(Ordering::SeqCst) == id;
-    let cancelled = shared.cancelled.load(Ordering::SeqCst) == id;
     match outcome {
         Ok(()) => Ok(match (results.pop(), func.results.first()) {
             (Some(v), Some(ty)) => wit::from_val(ty, v),
             _ => Value::Nil,
         }),
-        Err(_) if timed_out => Err(WireError::new(
-            ErrorKind::Timeout,
-            format!(
-                "the call ran past its timeout of {:?}",
-                options.timeout.unwrap_or_default()
-            ),
-        )),
-        Err(_) if cancelled => Err(WireError::new(
-            ErrorKind::Cancelled,
-            "the call was cancelled",
-        )),
-        Err(None) => Err(WireError::new(
-            ErrorKind::Cancelled,
-            "the call was cancelled",
-        )),
+        // Only `interrupt` sends the wake, and it raises a flag first.
+        Err(None) => Err(shared
+            .interrupted(id, &options)
+            .unwrap_or_else(|| WireError::new(ErrorKind::Cancelled, "the call was cancelled"))),
         Err(Some(e)) => {
+            if let Some(interrupted) = shared.interrupted(id, &options) {
+                return Err(interrupted);
+            }
             let mut w = classify(e, &tail.lock().expect("tail lock"));
             if let Some(limit) = store.data().limits.hit {
                 w.kind = ErrorKind::ResourceLimit;

@@ -30,7 +30,6 @@ pub(crate) const MAX_FRAME: usize = 1 << 30;
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Init {
     pub(crate) version: u32,
-    pub(crate) worker_id: u64,
     pub(crate) engine: EngineSettings,
 }
 

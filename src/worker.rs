@@ -277,7 +277,6 @@ fn worker_thread(
     };
     let init = Init {
         version: PROTOCOL_VERSION,
-        worker_id: id,
         engine: settings,
     };
     let handshake = write_frame(&data, &init)
