@@ -7,6 +7,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// Default size of the wasm stack: 1 MiB.
 pub(crate) const DEFAULT_MAX_WASM_STACK: usize = 1 << 20;
 
+/// How many freed instance slots a worker decommits at once.
+const DECOMMIT_BATCH: usize = 8;
+
 /// Everything that shapes an engine. Sent to each worker in the `Init` frame.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct EngineSettings {
@@ -39,20 +42,30 @@ impl EngineSettings {
         config.async_stack_size(self.max_wasm_stack + (1 << 20));
         config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(32));
         config.parallel_compilation(!pooling);
+        // No copy-on-write memory images: the guest's first write to each
+        // page of its data would be a copy-on-write fault, and each of
+        // those flushes the TLB of every core the process runs on, by
+        // inter-processor interrupt. In a thread worker that is most of a
+        // no-op call's cost. Copying the data segments in at instantiation
+        // is cheaper for all but guests with megabytes of data.
+        config.memory_init_cow(false);
         if pooling {
             let mut p = PoolingAllocationConfig::new();
-            // One call at a time; a second slot lets a new instance come up
-            // while the last one is still being torn down.
-            p.total_component_instances(2);
-            p.total_stacks(2);
+            // One call at a time, but slots are only address space: with
+            // spare ones, freed slots are decommitted in batches, one
+            // `madvise` (and one TLB shoot-down across cores) per batch
+            // instead of per call.
+            p.total_component_instances(DECOMMIT_BATCH as u32 * 2);
+            p.total_stacks(DECOMMIT_BATCH as u32 * 2);
+            p.decommit_batch_size(DECOMMIT_BATCH);
             // Large guests (componentize-py, componentize-js) hold dozens of
             // core instances, memories and tables.
             p.max_core_instances_per_component(64);
             p.total_core_instances(128);
             p.max_memories_per_component(16);
-            p.total_memories(32);
+            p.total_memories(64);
             p.max_tables_per_component(32);
-            p.total_tables(64);
+            p.total_tables(128);
             p.table_elements(1 << 20);
             p.max_core_instance_size(16 << 20);
             p.max_component_instance_size(16 << 20);

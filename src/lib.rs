@@ -148,6 +148,7 @@ mod child;
 mod compile;
 mod engine;
 mod error;
+mod exec;
 mod job;
 mod platform;
 mod pool;
@@ -161,7 +162,7 @@ pub use error::{Error, ErrorKind, Limit, TrapCode};
 pub use job::Job;
 pub use pool::{
     Call, Cancel, CancelHandle, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess, Output, Pool,
-    PoolBuilder, Statistics, default_pool, run,
+    PoolBuilder, Statistics, WorkerKind, default_pool, run,
 };
 pub use stdio::{CAPTURE_LIMIT, Stdio};
 

@@ -3,6 +3,7 @@
 //! crate's `unsafe` lives here.
 
 use std::io;
+use std::io::{PipeReader, PipeWriter};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -13,10 +14,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The environment variable that marks a process as a wasmpool worker.
 pub(crate) const WORKER_ENV: &str = "WASMPOOL_WORKER";
 
-/// The data socket's descriptor in a worker.
-const DATA_FD: RawFd = 3;
-/// The control socket's descriptor in a worker.
+/// The descriptor a worker reads requests from (a pipe).
+const REQUEST_FD: RawFd = 3;
+/// The descriptor a worker reads control frames from (a socket).
 const CONTROL_FD: RawFd = 4;
+/// The descriptor a worker writes replies to (a pipe).
+const REPLY_FD: RawFd = 5;
+
+/// A worker's three channels to its host.
+///
+/// Requests and replies travel on two one-way pipes rather than one
+/// socket: a Unix socket wakes every thread blocked reading it whenever
+/// the peer reads (its write-space callback), so a shared socket costs a
+/// spurious wake-up on each side per call. A pipe wakes only readers on
+/// write, and writers only when it was full.
+#[derive(Debug)]
+pub(crate) struct Channels<R, C, W> {
+    pub(crate) requests: R,
+    pub(crate) control: C,
+    pub(crate) replies: W,
+}
 
 /// Runs before `main` in every program linked with wasmpool: when the
 /// process was started as a worker, it serves calls and exits without ever
@@ -37,9 +54,9 @@ pub(crate) fn is_worker() -> bool {
     std::env::var_os(WORKER_ENV).is_some()
 }
 
-/// The sockets a worker inherited from its host.
-pub(crate) fn inherited_sockets() -> io::Result<(UnixStream, UnixStream)> {
-    for fd in [DATA_FD, CONTROL_FD] {
+/// The channels a worker inherited from its host.
+pub(crate) fn inherited_channels() -> io::Result<Channels<PipeReader, UnixStream, PipeWriter>> {
+    for fd in [REQUEST_FD, CONTROL_FD, REPLY_FD] {
         // SAFETY: F_GETFD only reads the descriptor's flags; it is valid to
         // call on any integer.
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
@@ -51,41 +68,58 @@ pub(crate) fn inherited_sockets() -> io::Result<(UnixStream, UnixStream)> {
             ));
         }
     }
-    // SAFETY: both descriptors are open (checked above) and were placed
+    // SAFETY: the descriptors are open (checked above) and were placed
     // there by `spawn_worker` for this process alone; nothing else in the
     // worker owns them.
-    let data = unsafe { UnixStream::from_raw_fd(DATA_FD) };
+    let requests = unsafe { PipeReader::from_raw_fd(REQUEST_FD) };
     // SAFETY: as above.
     let control = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
-    Ok((data, control))
+    // SAFETY: as above.
+    let replies = unsafe { PipeWriter::from_raw_fd(REPLY_FD) };
+    Ok(Channels {
+        requests,
+        control,
+        replies,
+    })
 }
 
-/// Starts `program` as a worker with `data` and `control` as its
-/// descriptors 3 and 4, stdin closed, stdout and stderr inherited. On Linux
-/// the child gets SIGKILL when the calling thread exits, so the calling
-/// thread must live as long as the worker.
-pub(crate) fn spawn_worker(program: &Path, data: OwnedFd, control: OwnedFd) -> io::Result<Child> {
+/// Starts `program` as a worker with the given channel ends as its
+/// descriptors 3, 4 and 5, stdin closed, stdout and stderr inherited. On
+/// Linux the child gets SIGKILL when the calling thread exits, so the
+/// calling thread must live as long as the worker.
+pub(crate) fn spawn_worker(
+    program: &Path,
+    ends: Channels<OwnedFd, OwnedFd, OwnedFd>,
+) -> io::Result<Child> {
     let mut cmd = Command::new(program);
     cmd.env(WORKER_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
-    let (d, c) = (data.as_raw_fd(), control.as_raw_fd());
+    let fds = [
+        (ends.requests.as_raw_fd(), REQUEST_FD),
+        (ends.control.as_raw_fd(), CONTROL_FD),
+        (ends.replies.as_raw_fd(), REPLY_FD),
+    ];
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before exec and calls
     // only async-signal-safe functions (fcntl, dup2, prctl, getppid); it
-    // allocates nothing and touches no locks.
+    // allocates nothing and touches no locks (`fds` is a copied array).
     unsafe {
         cmd.pre_exec(move || {
-            // Move both out of the way first, so that dup2 onto 3 and 4
-            // cannot clobber one with the other.
-            let d2 = libc::fcntl(d, libc::F_DUPFD_CLOEXEC, 10);
-            let c2 = libc::fcntl(c, libc::F_DUPFD_CLOEXEC, 10);
-            if d2 < 0 || c2 < 0 {
-                return Err(io::Error::last_os_error());
+            // Move all out of the way first, so that dup2 onto 3, 4 and 5
+            // cannot clobber one with another.
+            let mut moved = [0; 3];
+            for (m, (fd, _)) in moved.iter_mut().zip(fds) {
+                *m = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                if *m < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
-            if libc::dup2(d2, DATA_FD) < 0 || libc::dup2(c2, CONTROL_FD) < 0 {
-                return Err(io::Error::last_os_error());
+            for (m, (_, target)) in moved.into_iter().zip(fds) {
+                if libc::dup2(m, target) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             #[cfg(target_os = "linux")]
             {
@@ -103,8 +137,7 @@ pub(crate) fn spawn_worker(program: &Path, data: OwnedFd, control: OwnedFd) -> i
     }
     let child = cmd.spawn();
     // The child has its own copies now; ours must close so that EOF works.
-    drop(data);
-    drop(control);
+    drop(ends);
     child
 }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
@@ -21,7 +22,7 @@ use crate::job::Job;
 use crate::protocol::{CallOptions, CallRequest, Preopen, Report};
 use crate::stdio::Stdio;
 use crate::value;
-use crate::worker::{self, Reply, Worker};
+use crate::worker::{self, Reply, Spec, Worker};
 
 /// How long an idle worker is kept before it exits: 10 minutes.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -201,6 +202,35 @@ macro_rules! call_option_setters {
     };
 }
 
+/// Where a pool runs its calls. Set with [`PoolBuilder::worker_kind`].
+///
+/// | | [`Process`](WorkerKind::Process) | [`Thread`](WorkerKind::Thread) |
+/// | --- | --- | --- |
+/// | isolation | an OS process per worker | threads of the host process |
+/// | soft cancel (epoch interrupt), timeouts, limits, sandbox | yes | yes |
+/// | hard cancel ([`Cancel::Kill`]) | SIGKILL | no: interrupts instead |
+/// | a crash in wasmtime or the host's code | an error | takes the host down |
+/// | start-up | a few ms (re-exec, engine) | about 1 ms (engine) |
+/// | round trip of a no-op call | tens of µs | a few µs to tens of µs |
+///
+/// Both run each call in its own store, sandboxed the same way; a trap is an
+/// error in both. Choose threads for many tiny calls to trusted (or at
+/// least well-behaved) code, processes when a guest may need to be killed
+/// or when the host must survive anything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkerKind {
+    /// Worker processes: the current executable re-executed. The default.
+    #[default]
+    Process,
+    /// Worker threads in the host process, each with its own engine.
+    /// There is no hard kill: [`Cancel::Kill`] and an overrun
+    /// [`grace`](PoolBuilder::grace) period interrupt the guest instead,
+    /// and a worker that still does not stop is abandoned (its thread ends
+    /// when the call does) and replaced.
+    Thread,
+}
+
 /// What happens to a call whose future is dropped before it finishes.
 ///
 /// Set per pool with [`PoolBuilder::on_cancel`] and per call with
@@ -213,7 +243,8 @@ pub enum Cancel {
     #[default]
     Interrupt,
     /// Kill the worker process at once with SIGKILL. The pool starts a new
-    /// one when it next needs it.
+    /// one when it next needs it. Thread workers cannot be killed; for them
+    /// this is [`Interrupt`](Cancel::Interrupt).
     Kill,
     /// Let the call run to completion and discard its result; the worker
     /// then returns to the pool.
@@ -257,7 +288,7 @@ pub(crate) struct PoolInner {
     workers: usize,
     idle_timeout: Duration,
     retire_after: Option<u64>,
-    program: PathBuf,
+    spec: Spec,
     cache_dir: PathBuf,
     settings: EngineSettings,
     on_cancel: Cancel,
@@ -270,6 +301,9 @@ pub(crate) struct PoolInner {
     idle: Mutex<Vec<Worker>>,
     /// Wakes the housekeeper (paired with `idle`).
     house: Condvar,
+    /// The housekeeper waits with no deadline (the idle list was empty),
+    /// so a check-in must wake it. Read and written under the `idle` lock.
+    house_unarmed: AtomicBool,
     /// Every worker process that has not been reaped.
     live: Mutex<HashMap<u64, Arc<worker::Shared>>>,
     exited: Notify,
@@ -310,6 +344,8 @@ pub struct Statistics {
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct PoolBuilder {
     workers: Option<usize>,
+    kind: WorkerKind,
+    reuse_instances: bool,
     idle_timeout: Duration,
     retire_after: Option<u64>,
     worker_program: Option<PathBuf>,
@@ -324,6 +360,8 @@ impl fmt::Debug for PoolBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let PoolBuilder {
             workers,
+            kind,
+            reuse_instances,
             idle_timeout,
             retire_after,
             worker_program,
@@ -335,6 +373,8 @@ impl fmt::Debug for PoolBuilder {
         } = self;
         f.debug_struct("PoolBuilder")
             .field("workers", workers)
+            .field("kind", kind)
+            .field("reuse_instances", reuse_instances)
             .field("idle_timeout", idle_timeout)
             .field("retire_after", retire_after)
             .field("worker_program", worker_program)
@@ -355,6 +395,40 @@ impl PoolBuilder {
     /// (`std::thread::available_parallelism`).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
+        self
+    }
+
+    /// Whether workers are processes or threads of this process. Default:
+    /// [`WorkerKind::Process`]. See [`WorkerKind`] for the trade-off.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmpool::Error> {
+    /// use wasmpool::{Pool, WorkerKind};
+    /// let pool = Pool::builder().worker_kind(WorkerKind::Thread).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn worker_kind(mut self, kind: WorkerKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Keep each job's instance alive between calls on a worker, instead of
+    /// giving every call a fresh one. Default: `false`.
+    ///
+    /// This saves the instantiation (a few µs for a small Rust guest, much
+    /// more for large ones), but a call then sees the state earlier calls on
+    /// the same worker left in the guest's memory and globals: use it only
+    /// for trusted jobs that expect it. An instance is used for calls with
+    /// the same sandbox options ([`env`](Self::env),
+    /// [`preopen_dir`](Self::preopen_dir), stdio, limits) only, and is
+    /// discarded after any call that fails (trap, cancel, timeout, limit),
+    /// so a broken instance is never entered again.
+    ///
+    /// Without reuse, a worker still prepares the next call's fresh
+    /// instance ahead of time, after answering the last call, so that
+    /// instantiation is off the latency path either way.
+    pub fn reuse_instances(mut self, reuse: bool) -> Self {
+        self.reuse_instances = reuse;
         self
     }
 
@@ -415,6 +489,8 @@ impl PoolBuilder {
     pub fn build(self) -> Result<Pool, Error> {
         let PoolBuilder {
             workers,
+            kind,
+            reuse_instances,
             idle_timeout,
             retire_after,
             worker_program,
@@ -462,7 +538,12 @@ impl PoolBuilder {
             workers,
             idle_timeout,
             retire_after,
-            program,
+            spec: Spec {
+                kind,
+                program,
+                settings: settings.clone(),
+                reuse_instances,
+            },
             cache_dir: cache_dir.unwrap_or_else(compile::default_cache_dir),
             settings,
             on_cancel,
@@ -472,6 +553,7 @@ impl PoolBuilder {
             semaphore: Arc::new(Semaphore::new(workers)),
             idle: Mutex::new(Vec::new()),
             house: Condvar::new(),
+            house_unarmed: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
             exited: Notify::new(),
             compiled: Mutex::new(HashMap::new()),
@@ -530,6 +612,8 @@ impl Pool {
     pub fn builder() -> PoolBuilder {
         PoolBuilder {
             workers: None,
+            kind: WorkerKind::Process,
+            reuse_instances: false,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             retire_after: None,
             worker_program: None,
@@ -608,6 +692,80 @@ impl Pool {
         }
     }
 
+    /// Calls `func` once per item of `args`, and yields the results in the
+    /// order of the items, like an ordered parallel map.
+    ///
+    /// At most as many calls are in flight as the pool has workers; items
+    /// are taken from `args` as calls finish, so it may be a long or
+    /// endless iterator. A failing item yields its error and the stream
+    /// goes on. Dropping the stream cancels the calls in flight (as
+    /// [`PoolBuilder::on_cancel`] says) and takes no more items.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// use futures_util::StreamExt;
+    /// let fibs: Vec<u64> = pool
+    ///     .map(&job, "fib", (0..20u64).map(|n| (n,)))
+    ///     .collect::<Vec<_>>()
+    ///     .await
+    ///     .into_iter()
+    ///     .collect::<Result<_, _>>()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn map<'a, A, R, I>(
+        &self,
+        job: &'a Job,
+        func: &'a str,
+        args: I,
+    ) -> impl Stream<Item = Result<R, Error>> + Send + 'a
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'a,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        let pool = self.clone();
+        let limit = self.handle.inner.workers;
+        futures_util::stream::iter(args)
+            .map(move |a| pool.call::<R>(job, func, a).into_future())
+            .buffered(limit)
+    }
+
+    /// Like [`map`](Pool::map), but yields each result as soon as it is
+    /// ready, whatever the order of the items. Each result comes with its
+    /// item's index.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) {
+    /// use futures_util::StreamExt;
+    /// let mut results = pool.map_unordered::<_, u64, _>(&job, "fib", [(30u64,), (5,), (20,)]);
+    /// while let Some((index, result)) = results.next().await {
+    ///     println!("item {index}: {result:?}");
+    /// }
+    /// # }
+    /// ```
+    pub fn map_unordered<'a, A, R, I>(
+        &self,
+        job: &'a Job,
+        func: &'a str,
+        args: I,
+    ) -> impl Stream<Item = (usize, Result<R, Error>)> + Send + 'a
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'a,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'a,
+    {
+        let pool = self.clone();
+        let limit = self.handle.inner.workers;
+        futures_util::stream::iter(args.into_iter().enumerate())
+            .map(move |(i, a)| {
+                let call = pool.call::<R>(job, func, a).into_future();
+                async move { (i, call.await) }
+            })
+            .buffer_unordered(limit)
+    }
+
     /// Compiles `job` for this pool now, off the async threads, instead of
     /// on its first call. Later calls and workers reuse the artifact.
     ///
@@ -660,10 +818,11 @@ impl Pool {
         }
     }
 
-    /// The pids of the live worker processes.
+    /// The pids of the live worker processes; empty for a pool of
+    /// [`WorkerKind::Thread`] workers.
     pub fn worker_pids(&self) -> Vec<u32> {
         let live = self.handle.inner.live.lock().expect("live lock");
-        live.values().map(|s| s.pid()).collect()
+        live.values().filter_map(|s| s.pid()).collect()
     }
 
     /// Closes the pool and waits until every worker has exited and been
@@ -922,12 +1081,12 @@ impl Drop for InFlight {
         };
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
         match self.policy.on_cancel {
-            Cancel::Kill => {
+            Cancel::Kill if worker.is_process() => {
                 self.inner.killed.fetch_add(1, Ordering::Relaxed);
                 worker.kill();
             }
-            Cancel::Interrupt | Cancel::Finish => {
-                let interrupt = self.policy.on_cancel == Cancel::Interrupt;
+            Cancel::Interrupt | Cancel::Kill | Cancel::Finish => {
+                let interrupt = self.policy.on_cancel != Cancel::Finish;
                 if interrupt {
                     worker.cancel(self.id);
                 }
@@ -1111,7 +1270,7 @@ impl PoolInner {
             return Err(Error::closed());
         }
         let id = self.next_worker.fetch_add(1, Ordering::Relaxed);
-        let rx = Worker::spawn(self, id, self.program.clone(), self.settings.clone());
+        let rx = Worker::spawn(self, id, self.spec.clone());
         let worker = rx.await.map_err(|_| {
             Error::new(
                 ErrorKind::Spawn,
@@ -1133,9 +1292,11 @@ impl PoolInner {
             drop(worker);
         } else {
             let mut idle = self.idle.lock().expect("idle lock");
-            let was_empty = idle.is_empty();
             idle.push(worker);
-            if was_empty {
+            // Only a housekeeper with no deadline needs waking: one that
+            // has a deadline sees this worker when it next looks, and a
+            // wake-up per call would cost a context switch per call.
+            if self.house_unarmed.swap(false, Ordering::SeqCst) {
                 self.house.notify_one();
             }
         }
@@ -1204,7 +1365,12 @@ impl PoolInner {
                 .map(|at| at.saturating_duration_since(now));
             idle = match due {
                 Some(due) => self.house.wait_timeout(idle, due).expect("idle lock").0,
-                None => self.house.wait(idle).expect("idle lock"),
+                None => {
+                    // With workers idle, this is an idle timeout that never
+                    // expires: only `close` needs to wake it.
+                    self.house_unarmed.store(idle.is_empty(), Ordering::SeqCst);
+                    self.house.wait(idle).expect("idle lock")
+                }
             };
         }
     }

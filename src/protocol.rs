@@ -21,7 +21,7 @@ use crate::engine::EngineSettings;
 use crate::error::WireError;
 
 /// Bumped whenever a frame changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side accepts: 1 GiB.
 pub(crate) const MAX_FRAME: usize = 1 << 30;
@@ -31,6 +31,8 @@ pub(crate) const MAX_FRAME: usize = 1 << 30;
 pub(crate) struct Init {
     pub(crate) version: u32,
     pub(crate) engine: EngineSettings,
+    /// Keep a job's instance between calls ([`crate::PoolBuilder::reuse_instances`]).
+    pub(crate) reuse_instances: bool,
 }
 
 /// Frames the host sends on the data socket after [`Init`].

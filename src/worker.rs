@@ -1,14 +1,17 @@
-//! The host's side of one worker process.
+//! The host's side of one worker: a process, or an in-process thread.
 //!
-//! Each worker has one host thread, `wasmpool-worker-{id}`. It spawns the
-//! process (so that the Linux parent-death signal is tied to a thread that
-//! lives exactly as long as the worker), performs the handshake, then reads
-//! every frame the worker sends and hands each result to the waiting call.
-//! When the worker's socket reaches end of file, the thread reaps the
+//! A process worker has one host thread, `wasmpool-worker-{id}`. It spawns
+//! the process (so that the Linux parent-death signal is tied to a thread
+//! that lives exactly as long as the worker), performs the handshake, then
+//! reads every frame the worker sends and hands each result to the waiting
+//! call. When the worker's socket reaches end of file, the thread reaps the
 //! process and fails the call in flight, if any, with `WorkerCrashed`.
-//!
 //! Requests are written by the calling task itself, straight into the
 //! socket: one hop fewer than handing them to a thread.
+//!
+//! A thread worker is the thread `wasmpool-thread-{id}`, which runs an
+//! [`Executor`] of its own and receives requests in a [`Mailbox`]. Both kinds
+//! hand results over through the same [`Slot`].
 
 use std::io;
 use std::net::Shutdown;
@@ -23,7 +26,8 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::engine::EngineSettings;
 use crate::error::{Error, ErrorKind, WireError};
-use crate::pool::PoolInner;
+use crate::exec::{Executor, Interrupts};
+use crate::pool::{PoolInner, WorkerKind};
 use crate::protocol::{
     CallRequest, Control, FromWorker, Init, PROTOCOL_VERSION, Report, ToWorker, read_frame,
     write_frame,
@@ -62,20 +66,28 @@ pub(crate) struct Shared {
     /// Set when the host ends the worker on purpose (retire, kill), so its
     /// exit is not counted as a crash.
     expected_exit: AtomicBool,
-    pid: u32,
+    /// The process, for a process worker.
+    pid: Option<u32>,
+    /// The executor's interrupts, for a thread worker.
+    interrupts: Option<Arc<Interrupts>>,
 }
 
 impl Shared {
-    /// Sends SIGKILL unless the process is already reaped.
+    /// Sends SIGKILL unless the process is already reaped. A thread cannot
+    /// be killed: its call is interrupted instead.
     pub(crate) fn kill(&self) {
         self.expected_exit.store(true, Ordering::SeqCst);
+        if let Some(interrupts) = &self.interrupts {
+            interrupts.cancel_current();
+        }
         let reaped = self.reaped.lock().expect("reaped lock");
-        if !*reaped {
-            crate::platform::kill(self.pid);
+        if let (false, Some(pid)) = (*reaped, self.pid) {
+            crate::platform::kill(pid);
         }
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    /// The worker's process id; `None` for a thread worker.
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.pid
     }
 
@@ -89,11 +101,31 @@ impl Shared {
     }
 }
 
-/// A live worker process, owned by the pool's idle list or by one call.
+/// How the host reaches a worker.
+enum Link {
+    Process {
+        /// The request pipe; the worker's thread reads the reply pipe.
+        data: std::io::PipeWriter,
+        control: UnixStream,
+    },
+    Thread {
+        requests: Arc<Mailbox>,
+    },
+}
+
+/// What a new worker is made of.
+#[derive(Clone, Debug)]
+pub(crate) struct Spec {
+    pub(crate) kind: WorkerKind,
+    pub(crate) program: PathBuf,
+    pub(crate) settings: EngineSettings,
+    pub(crate) reuse_instances: bool,
+}
+
+/// A live worker, owned by the pool's idle list or by one call.
 pub(crate) struct Worker {
     pub(crate) id: u64,
-    data: UnixStream,
-    control: UnixStream,
+    link: Link,
     pub(crate) shared: Arc<Shared>,
     pub(crate) calls: u64,
     pub(crate) last_used: Instant,
@@ -110,18 +142,22 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// Starts a worker process. Resolves once it has answered the handshake.
+    /// Starts a worker. Resolves once it is ready for calls.
     pub(crate) fn spawn(
         pool: &Arc<PoolInner>,
         id: u64,
-        program: PathBuf,
-        settings: EngineSettings,
+        spec: Spec,
     ) -> oneshot::Receiver<Result<Worker, Error>> {
         let (tx, rx) = oneshot::channel();
         let pool = pool.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("wasmpool-worker-{id}"))
-            .spawn(move || worker_thread(pool, id, program, settings, tx));
+        let spawned = match spec.kind {
+            WorkerKind::Process => std::thread::Builder::new()
+                .name(format!("wasmpool-worker-{id}"))
+                .spawn(move || process_thread(pool, id, spec, tx)),
+            WorkerKind::Thread => std::thread::Builder::new()
+                .name(format!("wasmpool-thread-{id}"))
+                .spawn(move || worker_thread(pool, id, spec, tx)),
+        };
         if let Err(e) = spawned {
             let (tx, rx) = oneshot::channel();
             let _ = tx.send(Err(Error::new(
@@ -149,7 +185,23 @@ impl Worker {
                 _ => *slot = Slot::Waiting { id, tx },
             }
         }
-        if let Err(e) = write_frame(&self.data, &ToWorker::Call(req)) {
+        let data = match &self.link {
+            Link::Process { data, .. } => data,
+            Link::Thread { requests } => {
+                if let Err(unsent) = requests.send(req) {
+                    // The thread is gone; it marks the slot dead as it goes.
+                    let mut slot = self.shared.slot.lock().expect("slot lock");
+                    if let Slot::Waiting { tx, .. } = std::mem::replace(&mut *slot, Slot::Dead) {
+                        let _ = tx.send(Reply::Lost(Error::crashed(
+                            None,
+                            &format!("before call {} started", unsent.id),
+                        )));
+                    }
+                }
+                return rx;
+            }
+        };
+        if let Err(e) = write_frame(data, &ToWorker::Call(req)) {
             if e.kind() == io::ErrorKind::InvalidInput {
                 // Too large to send: the worker is still fine.
                 let mut slot = self.shared.slot.lock().expect("slot lock");
@@ -159,17 +211,27 @@ impl Worker {
                         e.to_string(),
                     )));
                 }
-            } else {
-                // A broken pipe: the worker thread sees the end of file too.
-                let _ = self.data.shutdown(Shutdown::Both);
             }
+            // Otherwise the pipe is broken: the worker is gone, and its
+            // thread sees the end of file and fails the call.
         }
         rx
     }
 
     /// Asks the worker to interrupt call `id`.
     pub(crate) fn cancel(&self, id: u64) {
-        let _ = write_frame(&self.control, &Control::Cancel { id });
+        match (&self.link, &self.shared.interrupts) {
+            (Link::Process { control, .. }, _) => {
+                let _ = write_frame(control, &Control::Cancel { id });
+            }
+            (Link::Thread { .. }, Some(interrupts)) => interrupts.cancel(id),
+            (Link::Thread { .. }, None) => {}
+        }
+    }
+
+    /// Whether the worker can be killed: a process can, a thread cannot.
+    pub(crate) fn is_process(&self) -> bool {
+        matches!(self.link, Link::Process { .. })
     }
 
     /// Hands the worker to its thread until call `id` ends; the thread then
@@ -203,10 +265,16 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Closing the sockets ends the worker: it exits on end of file.
+        // Closing the sockets ends the worker: it exits on end of file. A
+        // thread ends when its channel closes, after its call, if any.
         self.shared.expected_exit.store(true, Ordering::SeqCst);
-        let _ = self.data.shutdown(Shutdown::Both);
-        let _ = self.control.shutdown(Shutdown::Both);
+        // (The request pipe closes as the link is dropped.)
+        match &self.link {
+            Link::Process { control, .. } => {
+                let _ = control.shutdown(Shutdown::Both);
+            }
+            Link::Thread { requests } => requests.close(),
+        }
     }
 }
 
@@ -231,25 +299,36 @@ pub(crate) fn kill_after_grace(
         });
 }
 
-fn worker_thread(
+fn process_thread(
     pool: Arc<PoolInner>,
     id: u64,
-    program: PathBuf,
-    settings: EngineSettings,
+    spec: Spec,
     ready: oneshot::Sender<Result<Worker, Error>>,
 ) {
+    let Spec {
+        program,
+        settings,
+        reuse_instances,
+        ..
+    } = spec;
     let spawn_err = |what: String| Error::new(ErrorKind::Spawn, format!("worker {id}: {what}"));
     let started = (|| -> Result<_, Error> {
-        let (data, child_data) =
-            UnixStream::pair().map_err(|e| spawn_err(format!("creating a socket pair: {e}")))?;
+        let (child_requests, data) =
+            std::io::pipe().map_err(|e| spawn_err(format!("creating a pipe: {e}")))?;
         let (control, child_control) =
             UnixStream::pair().map_err(|e| spawn_err(format!("creating a socket pair: {e}")))?;
-        let child =
-            crate::platform::spawn_worker(&program, child_data.into(), child_control.into())
-                .map_err(|e| spawn_err(format!("starting {}: {e}", program.display())))?;
-        Ok((data, control, child))
+        let (reader, child_replies) =
+            std::io::pipe().map_err(|e| spawn_err(format!("creating a pipe: {e}")))?;
+        let ends = crate::platform::Channels {
+            requests: child_requests.into(),
+            control: child_control.into(),
+            replies: child_replies.into(),
+        };
+        let child = crate::platform::spawn_worker(&program, ends)
+            .map_err(|e| spawn_err(format!("starting {}: {e}", program.display())))?;
+        Ok((data, control, reader, child))
     })();
-    let (data, control, mut child) = match started {
+    let (data, control, reader, mut child) = match started {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -260,24 +339,16 @@ fn worker_thread(
         slot: Mutex::new(Slot::Idle),
         reaped: Mutex::new(false),
         expected_exit: AtomicBool::new(false),
-        pid: child.id(),
+        pid: Some(child.id()),
+        interrupts: None,
     });
     pool.register(id, shared.clone());
 
     let mut buf = Vec::new();
-    let reader = match data.try_clone() {
-        Ok(r) => r,
-        Err(e) => {
-            shared.kill();
-            wait(&shared, &mut child);
-            pool.unregister(id, false);
-            let _ = ready.send(Err(spawn_err(format!("cloning the socket: {e}"))));
-            return;
-        }
-    };
     let init = Init {
         version: PROTOCOL_VERSION,
         engine: settings,
+        reuse_instances,
     };
     let handshake = write_frame(&data, &init)
         .map_err(|e| format!("handshake: sending the first frame: {e}"))
@@ -307,8 +378,7 @@ fn worker_thread(
     }
     let worker = Worker {
         id,
-        data,
-        control,
+        link: Link::Process { data, control },
         shared: shared.clone(),
         calls: 0,
         last_used: Instant::now(),
@@ -341,8 +411,6 @@ fn worker_thread(
         shared.kill();
     }
     let status = wait(&shared, &mut child);
-    let expected = shared.expected_exit.load(Ordering::SeqCst);
-    let pending = std::mem::replace(&mut *shared.slot.lock().expect("slot lock"), Slot::Dead);
     let error = match lost {
         Some(what) => Error::new(
             ErrorKind::Protocol,
@@ -350,6 +418,14 @@ fn worker_thread(
         ),
         None => Error::crashed(status, "during the call"),
     };
+    end(&pool, &shared, id, error);
+}
+
+/// A worker has ended: fails its call in flight, if any, and takes it off
+/// the pool's books.
+fn end(pool: &Arc<PoolInner>, shared: &Shared, id: u64, error: Error) {
+    let expected = shared.expected_exit.load(Ordering::SeqCst);
+    let pending = std::mem::replace(&mut *shared.slot.lock().expect("slot lock"), Slot::Dead);
     match pending {
         Slot::Waiting { tx, .. } => {
             let _ = tx.send(Reply::Lost(error));
@@ -363,9 +439,128 @@ fn worker_thread(
     pool.unregister(id, !expected);
 }
 
+/// The `wasmpool-thread-{id}` thread: a worker in this process.
+fn worker_thread(
+    pool: Arc<PoolInner>,
+    id: u64,
+    spec: Spec,
+    ready: oneshot::Sender<Result<Worker, Error>>,
+) {
+    let mut executor = match Executor::new(&spec.settings, spec.reuse_instances) {
+        Ok(e) => e,
+        Err(what) => {
+            let _ = ready.send(Err(Error::new(
+                ErrorKind::Spawn,
+                format!("worker thread {id}: {what}"),
+            )));
+            return;
+        }
+    };
+    let shared = Arc::new(Shared {
+        slot: Mutex::new(Slot::Idle),
+        reaped: Mutex::new(true),
+        expected_exit: AtomicBool::new(false),
+        pid: None,
+        interrupts: Some(executor.interrupts()),
+    });
+    pool.register(id, shared.clone());
+    let mailbox = Arc::new(Mailbox::default());
+    let worker = Worker {
+        id,
+        link: Link::Thread {
+            requests: mailbox.clone(),
+        },
+        shared: shared.clone(),
+        calls: 0,
+        last_used: Instant::now(),
+    };
+    if let Err(Ok(worker)) = ready.send(Ok(worker)) {
+        drop(worker);
+    }
+    let mut error = Error::crashed(None, "during the call");
+    // The mailbox closes when the pool drops this worker.
+    while let Some(req) = mailbox.recv() {
+        let call = req.id;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            executor.run(req, |(outcome, report)| {
+                match deliver(&pool, &shared, call, outcome, report) {
+                    None => Ok(()),
+                    Some(complaint) => Err(complaint),
+                }
+            })
+        }));
+        match ran {
+            Ok(Ok(())) => {}
+            Ok(Err(complaint)) => {
+                error = Error::new(ErrorKind::Protocol, complaint);
+                break;
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                error = Error::new(
+                    ErrorKind::WorkerCrashed,
+                    format!("worker thread {id} panicked during the call: {what}"),
+                );
+                break;
+            }
+        }
+    }
+    mailbox.close();
+    drop(executor);
+    end(&pool, &shared, id, error);
+}
+
+/// Hands requests to a worker thread, one at a time (the [`Slot`] sees to
+/// that). A plain mutex and condition variable: on this kind of machine a
+/// `std::sync::mpsc` ping-pong was several times slower.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    state: Mutex<(Option<CallRequest>, bool)>,
+    posted: std::sync::Condvar,
+}
+
+impl Mailbox {
+    /// Posts `req`; gives it back if the mailbox is closed.
+    fn send(&self, req: CallRequest) -> Result<(), CallRequest> {
+        let mut state = self.state.lock().expect("mailbox lock");
+        if state.1 {
+            return Err(req);
+        }
+        state.0 = Some(req);
+        drop(state);
+        self.posted.notify_one();
+        Ok(())
+    }
+
+    /// No more requests: the thread ends once it has seen this.
+    fn close(&self) {
+        self.state.lock().expect("mailbox lock").1 = true;
+        self.posted.notify_one();
+    }
+
+    /// The next request, or `None` once closed.
+    fn recv(&self) -> Option<CallRequest> {
+        let mut state = self.state.lock().expect("mailbox lock");
+        loop {
+            if let Some(req) = state.0.take() {
+                return Some(req);
+            }
+            if state.1 {
+                return None;
+            }
+            state = self.posted.wait(state).expect("mailbox lock");
+        }
+    }
+}
+
 /// Reaps the process, marking it reaped under the lock `kill` takes.
 fn wait(shared: &Shared, child: &mut std::process::Child) -> Option<ExitStatus> {
-    crate::platform::wait_exit_without_reaping(shared.pid);
+    let pid = child.id();
+    crate::platform::wait_exit_without_reaping(pid);
     let mut reaped = shared.reaped.lock().expect("reaped lock");
     let status = child.wait().ok();
     *reaped = true;

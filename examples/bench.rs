@@ -1,0 +1,559 @@
+//! The end-to-end benchmark harness: what wasmpool costs, measured against
+//! two baselines in the same run.
+//!
+//! Run with: `cargo run --release --example bench` (about a minute).
+//! `-- --quick` takes fewer samples. Every figure is printed as a
+//! `metric value unit` line as it is measured, then all of them as a table.
+//!
+//! Baselines:
+//!
+//! - `native_*`: the same work as a native Rust function on
+//!   `tokio::task::spawn_blocking`, the floor for a hand-off to a thread;
+//! - `inproc_*`: wasmtime called in-process on `spawn_blocking`, with no
+//!   pool: a pooled store and a fresh instance per call, as wasmpool does.
+
+use std::future::IntoFuture;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::task::JoinSet;
+use wasmpool::{Cancel, Job, Pool, WorkerKind};
+
+/// Set in a child process started to measure bare-process CPU scaling.
+const SPIN_CHILD_ENV: &str = "WASMPOOL_BENCH_SPIN";
+
+/// The work of the `cpu` guest's `spin`, natively.
+fn spin(iterations: u64) -> u64 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..iterations {
+        h ^= i;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 29;
+    }
+    h
+}
+
+/// The `fib` guest's function, natively.
+fn fib(n: u64) -> u64 {
+    if n < 2 {
+        n
+    } else {
+        fib(n - 1).wrapping_add(fib(n - 2))
+    }
+}
+
+struct Report {
+    quick: bool,
+    rows: Vec<(String, f64, &'static str)>,
+}
+
+impl Report {
+    fn add(&mut self, metric: &str, value: f64, unit: &'static str) {
+        println!("{metric} {value:.2} {unit}");
+        self.rows.push((metric.to_string(), value, unit));
+    }
+
+    /// Records p50 and p99 of `samples` in µs.
+    fn latency(&mut self, metric: &str, samples: &mut [Duration]) {
+        samples.sort();
+        let at = |p: f64| {
+            let i = ((samples.len() as f64 * p) as usize).min(samples.len() - 1);
+            samples[i].as_secs_f64() * 1e6
+        };
+        self.add(&format!("{metric}_p50"), at(0.50), "us");
+        self.add(&format!("{metric}_p99"), at(0.99), "us");
+    }
+
+    fn n(&self, full: usize) -> usize {
+        if self.quick { full / 5 } else { full }
+    }
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if let Ok(n) = std::env::var(SPIN_CHILD_ENV) {
+        let n: u64 = n.parse()?;
+        println!("{}", spin(n));
+        return Ok(());
+    }
+    let quick = std::env::args().any(|a| a == "--quick");
+    let mut r = Report {
+        quick,
+        rows: Vec::new(),
+    };
+    let cpu = Job::from_file(wasmpool_guests::CPU)?;
+    let echo = Job::from_file(wasmpool_guests::ECHO)?;
+    let fibj = Job::from_file(wasmpool_guests::FIB)?;
+    // Leaked, so that calls on them can be spawned as tasks.
+    let faults: &'static Job = Box::leak(Box::new(Job::from_file(wasmpool_guests::FAULTS)?));
+
+    // Compile (or load from the persistent cache) once, up front.
+    let t = Instant::now();
+    let pool = Pool::builder().workers(2).build()?;
+    for job in [&cpu, &echo, &fibj, faults] {
+        pool.prepare(job).await?;
+    }
+    r.add("prepare_4_jobs", ms(t.elapsed()), "ms");
+
+    roundtrips(&mut r, &cpu).await?;
+    throughput(&mut r, &cpu).await?;
+    echo_1mib(&mut r, &echo).await?;
+    first_result(&mut r, &cpu).await?;
+    cancels(&mut r, &cpu, faults).await?;
+    failures(&mut r, faults).await?;
+    cpu_scaling(&mut r, &cpu).await?;
+    scheduling(&mut r, &cpu).await?;
+    idle_rss(&mut r, &cpu).await?;
+    fib_speed(&mut r, &fibj).await?;
+    pool.shutdown().await;
+
+    println!();
+    println!("| metric | value | unit |");
+    println!("| --- | ---: | --- |");
+    for (m, v, u) in &r.rows {
+        println!("| {m} | {v:.1} | {u} |");
+    }
+    Ok(())
+}
+
+/// The warm no-op round trip for each kind of worker, beside the two
+/// floors: a native no-op on spawn_blocking, and wasmtime in process on
+/// spawn_blocking. The cases take turns in batches, so that the machine's
+/// noise falls on all of them alike.
+async fn roundtrips(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    const BATCH: usize = 250;
+    let rounds = r.n(10_000) / BATCH;
+    let inproc = std::sync::Arc::new(inproc::Runner::new(wasmpool_guests::CPU)?);
+    let cases = [
+        ("process", WorkerKind::Process, false),
+        ("process_reuse", WorkerKind::Process, true),
+        ("thread", WorkerKind::Thread, false),
+        ("thread_reuse", WorkerKind::Thread, true),
+    ];
+    let mut pools = Vec::new();
+    for (_, kind, reuse) in cases {
+        let pool = Pool::builder()
+            .workers(1)
+            .worker_kind(kind)
+            .reuse_instances(reuse)
+            .build()?;
+        let () = pool.run(cpu, "noop", ()).await?;
+        pools.push(pool);
+    }
+    let mut native = Vec::new();
+    let mut in_process = Vec::new();
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); pools.len()];
+    for _ in 0..rounds {
+        for _ in 0..BATCH {
+            let t = Instant::now();
+            tokio::task::spawn_blocking(|| std::hint::black_box(0u64)).await?;
+            native.push(t.elapsed());
+        }
+        for _ in 0..BATCH {
+            let run = inproc.clone();
+            let t = Instant::now();
+            tokio::task::spawn_blocking(move || run.noop()).await??;
+            in_process.push(t.elapsed());
+        }
+        for (pool, out) in pools.iter().zip(&mut times) {
+            for _ in 0..BATCH {
+                let t = Instant::now();
+                let () = pool.run(cpu, "noop", ()).await?;
+                out.push(t.elapsed());
+            }
+        }
+    }
+    r.latency("native_spawn_blocking_roundtrip", &mut native);
+    r.latency("inproc_wasmtime_roundtrip", &mut in_process);
+    for ((name, _, _), out) in cases.iter().zip(&mut times) {
+        r.latency(&format!("noop_roundtrip_{name}"), out);
+    }
+    for pool in pools {
+        pool.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Tiny jobs per second: two callers with one call in flight each, and a
+/// map over many items.
+async fn throughput(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    let n = r.n(40_000);
+    for (name, kind) in [
+        ("process", WorkerKind::Process),
+        ("thread", WorkerKind::Thread),
+    ] {
+        let pool = Pool::builder().workers(2).worker_kind(kind).build()?;
+        pool.warm(2).await?;
+        let t = Instant::now();
+        let mut set = JoinSet::new();
+        for _ in 0..2 {
+            let pool = pool.clone();
+            let cpu = cpu.clone();
+            set.spawn(async move {
+                for _ in 0..n / 2 {
+                    let () = pool.run(&cpu, "noop", ()).await?;
+                }
+                Ok::<_, wasmpool::Error>(())
+            });
+        }
+        while let Some(done) = set.join_next().await {
+            done??;
+        }
+        r.add(
+            &format!("tiny_jobs_2_in_flight_{name}"),
+            n as f64 / t.elapsed().as_secs_f64() / 1e3,
+            "k/s",
+        );
+
+        let t = Instant::now();
+        let mut results = pool.map::<_, (), _>(cpu, "noop", (0..n).map(|_| ()));
+        let mut count = 0;
+        while let Some(done) = results.next().await {
+            done?;
+            count += 1;
+        }
+        assert_eq!(count, n);
+        r.add(
+            &format!("tiny_jobs_map_{name}"),
+            n as f64 / t.elapsed().as_secs_f64() / 1e3,
+            "k/s",
+        );
+        pool.shutdown().await;
+    }
+    Ok(())
+}
+
+/// A 1 MiB `list<u8>` there and back.
+async fn echo_1mib(r: &mut Report, echo: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    let pool = Pool::builder().workers(1).build()?;
+    let data = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
+    let back: serde_bytes::ByteBuf = pool.run(echo, "echo-bytes", (&data,)).await?;
+    assert_eq!(back.len(), data.len());
+    let mut times = Vec::new();
+    for _ in 0..r.n(200) {
+        let t = Instant::now();
+        let back: serde_bytes::ByteBuf = pool.run(echo, "echo-bytes", (&data,)).await?;
+        times.push(t.elapsed());
+        assert_eq!(back.len(), 1 << 20);
+    }
+    r.latency("echo_1mib", &mut times);
+    pool.shutdown().await;
+    Ok(())
+}
+
+/// The first result from a new pool, whose worker process starts cold but
+/// finds the artifact cached.
+async fn first_result(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    let mut times = Vec::new();
+    let mut thread_times = Vec::new();
+    for _ in 0..r.n(20).max(5) {
+        for (kind, out) in [
+            (WorkerKind::Process, &mut times),
+            (WorkerKind::Thread, &mut thread_times),
+        ] {
+            let pool = Pool::builder().workers(1).worker_kind(kind).build()?;
+            let t = Instant::now();
+            let () = pool.run(cpu, "noop", ()).await?;
+            out.push(t.elapsed());
+            pool.shutdown().await;
+        }
+    }
+    r.add("first_result_fresh_process", ms(median(&mut times)), "ms");
+    r.add(
+        "first_result_fresh_thread",
+        ms(median(&mut thread_times)),
+        "ms",
+    );
+    Ok(())
+}
+
+/// Cancel to resume (the cancelled caller gets its error) and cancel to the
+/// next call's result, for an interrupt and for a kill, on a one-worker
+/// pool running a guest that spins forever.
+async fn cancels(
+    r: &mut Report,
+    cpu: &Job,
+    faults: &'static Job,
+) -> Result<(), Box<dyn std::error::Error>> {
+    for mode in [Cancel::Interrupt, Cancel::Kill] {
+        let pool = Pool::builder().workers(1).on_cancel(mode).build()?;
+        let () = pool.run(cpu, "noop", ()).await?;
+        let before = pool.statistics();
+        let mut resume = Vec::new();
+        let mut next = Vec::new();
+        let rounds = r.n(50).max(10);
+        for _ in 0..rounds {
+            let call = pool.call::<()>(faults, "spin-forever", ());
+            let handle = call.cancel_handle();
+            let task = tokio::spawn(call.into_future());
+            // Let it get into the guest.
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            let t = Instant::now();
+            handle.cancel();
+            let err = task.await?.expect_err("a cancelled call fails");
+            resume.push(t.elapsed());
+            assert!(err.is_cancelled(), "{err}");
+            let () = pool.run(cpu, "noop", ()).await?;
+            next.push(t.elapsed());
+        }
+        let after = pool.statistics();
+        let name = format!("{mode:?}").to_lowercase();
+        r.add(
+            &format!("cancel_to_resume_{name}"),
+            us(median(&mut resume)),
+            "us",
+        );
+        r.add(
+            &format!("cancel_to_next_result_{name}"),
+            us(median(&mut next)),
+            "us",
+        );
+        r.add(
+            &format!("cancel_{name}_workers_spawned_per_round"),
+            (after.spawned - before.spawned) as f64 / rounds as f64,
+            "workers",
+        );
+        pool.shutdown().await;
+    }
+    Ok(())
+}
+
+/// A trap turned into an error (a whole call), and a worker killed from
+/// outside mid-call until the caller has its error.
+async fn failures(r: &mut Report, faults: &'static Job) -> Result<(), Box<dyn std::error::Error>> {
+    let pool = Pool::builder().workers(1).build()?;
+    let _ = pool.run::<()>(faults, "unreachable", ()).await;
+    let mut traps = Vec::new();
+    for _ in 0..r.n(500) {
+        let t = Instant::now();
+        let err = pool.run::<()>(faults, "unreachable", ()).await.unwrap_err();
+        traps.push(t.elapsed());
+        assert_eq!(err.kind(), wasmpool::ErrorKind::Trap);
+    }
+    r.latency("trap_to_error", &mut traps);
+
+    let mut crashes = Vec::new();
+    for _ in 0..r.n(30).max(5) {
+        pool.warm(1).await?;
+        let pid = pool.worker_pids()[0];
+        let call = tokio::spawn(pool.call::<()>(faults, "spin-forever", ()).into_future());
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let t = Instant::now();
+        // SAFETY-free: kill(1) from the shell would do the same.
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()?;
+        let sent = t.elapsed();
+        let err = call.await?.unwrap_err();
+        crashes.push(t.elapsed().saturating_sub(sent));
+        assert_eq!(err.kind(), wasmpool::ErrorKind::WorkerCrashed, "{err}");
+    }
+    r.add("crash_to_error", us(median(&mut crashes)), "us");
+    pool.shutdown().await;
+    Ok(())
+}
+
+/// Two CPU-bound calls at once against one, beside the same for two bare
+/// processes running the same loop natively.
+async fn cpu_scaling(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    const ITER: u64 = 300_000_000;
+    let pool = Pool::builder().workers(2).build()?;
+    pool.warm(2).await?;
+    let mut ratio_wasm = Vec::new();
+    let mut ratio_bare = Vec::new();
+    let exe = std::env::current_exe()?;
+    let bare = |k: usize| -> std::io::Result<Duration> {
+        let t = Instant::now();
+        let children: Vec<_> = (0..k)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .env(SPIN_CHILD_ENV, ITER.to_string())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+            })
+            .collect::<Result<_, _>>()?;
+        for mut c in children {
+            c.wait()?;
+        }
+        Ok(t.elapsed())
+    };
+    for _ in 0..3 {
+        let t = Instant::now();
+        let _: u64 = pool.run(cpu, "spin", (ITER,)).await?;
+        let one = t.elapsed();
+        let t = Instant::now();
+        let (a, b) = tokio::join!(
+            pool.run::<u64>(cpu, "spin", (ITER,)),
+            pool.run::<u64>(cpu, "spin", (ITER,))
+        );
+        a?;
+        b?;
+        let two = t.elapsed();
+        ratio_wasm.push(2.0 * one.as_secs_f64() / two.as_secs_f64());
+        let one = bare(1)?;
+        let two = bare(2)?;
+        ratio_bare.push(2.0 * one.as_secs_f64() / two.as_secs_f64());
+    }
+    ratio_wasm.sort_by(f64::total_cmp);
+    ratio_bare.sort_by(f64::total_cmp);
+    let (w, b) = (ratio_wasm[1], ratio_bare[1]);
+    r.add("speedup_2_cpu_jobs_wasmpool", w, "x");
+    r.add("speedup_2_cpu_jobs_bare_processes", b, "x");
+    r.add("speedup_2_vs_bare", 100.0 * w / b, "%");
+    pool.shutdown().await;
+    Ok(())
+}
+
+/// How late a 1 ms tokio timer fires while every worker is busy.
+async fn scheduling(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    let pool = Pool::builder().workers(2).build()?;
+    pool.warm(2).await?;
+    let busy = {
+        let pool = pool.clone();
+        let cpu = cpu.clone();
+        tokio::spawn(async move {
+            let (a, b) = tokio::join!(
+                pool.run::<u64>(&cpu, "spin", (600_000_000u64,)),
+                pool.run::<u64>(&cpu, "spin", (600_000_000u64,))
+            );
+            a.and(b)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut late = Vec::new();
+    while !busy.is_finished() {
+        let t = Instant::now();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        late.push(t.elapsed().saturating_sub(Duration::from_millis(1)));
+    }
+    busy.await??;
+    r.latency("tokio_timer_lateness_workers_busy", &mut late);
+    pool.shutdown().await;
+    Ok(())
+}
+
+/// Resident memory of an idle worker process that has served a call.
+async fn idle_rss(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    let pool = Pool::builder().workers(2).build()?;
+    let (a, b) = tokio::join!(
+        pool.run::<()>(cpu, "noop", ()),
+        pool.run::<()>(cpu, "noop", ())
+    );
+    a?;
+    b?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut total = 0.0;
+    let pids = pool.worker_pids();
+    for pid in &pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        total += kb;
+    }
+    r.add("idle_worker_rss", total / pids.len() as f64 / 1024.0, "MB");
+    pool.shutdown().await;
+    Ok(())
+}
+
+/// Recursive fib in wasm through the pool against natively on
+/// spawn_blocking.
+async fn fib_speed(r: &mut Report, fibj: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    const N: u64 = 32;
+    let pool = Pool::builder().workers(1).build()?;
+    let mut wasm = Vec::new();
+    let mut native = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let a: u64 = pool.run(fibj, "fib", (N,)).await?;
+        wasm.push(t.elapsed());
+        let t = Instant::now();
+        let b = tokio::task::spawn_blocking(|| fib(std::hint::black_box(N))).await?;
+        native.push(t.elapsed());
+        assert_eq!(a, b);
+    }
+    let (w, n) = (median(&mut wasm), median(&mut native));
+    r.add("fib32_wasm", ms(w), "ms");
+    r.add("fib32_native", ms(n), "ms");
+    r.add(
+        "fib32_wasm_over_native",
+        w.as_secs_f64() / n.as_secs_f64(),
+        "x",
+    );
+    pool.shutdown().await;
+    Ok(())
+}
+
+/// wasmtime in-process, no pool: the baseline for what a worker does.
+mod inproc {
+    use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
+    use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+    use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+    struct State {
+        wasi: WasiCtx,
+        table: ResourceTable,
+    }
+
+    impl WasiView for State {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
+        }
+    }
+
+    pub(super) struct Runner {
+        engine: Engine,
+        pre: InstancePre<State>,
+    }
+
+    impl Runner {
+        pub(super) fn new(path: &str) -> wasmtime::Result<Runner> {
+            let mut config = Config::new();
+            let mut pooling = PoolingAllocationConfig::new();
+            pooling.total_component_instances(4);
+            pooling.total_memories(8);
+            pooling.total_tables(8);
+            pooling.total_core_instances(16);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+            let engine = Engine::new(&config)?;
+            let component = Component::from_file(&engine, path)?;
+            let mut linker = Linker::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+            let pre = linker.instantiate_pre(&component)?;
+            Ok(Runner { engine, pre })
+        }
+
+        /// A fresh store and instance, then `noop`.
+        pub(super) fn noop(&self) -> wasmtime::Result<()> {
+            let mut store = Store::new(
+                &self.engine,
+                State {
+                    wasi: WasiCtx::builder().build(),
+                    table: ResourceTable::new(),
+                },
+            );
+            let instance = self.pre.instantiate(&mut store)?;
+            let f = instance.get_typed_func::<(), ()>(&mut store, "noop")?;
+            f.call(&mut store, ())
+        }
+    }
+}
