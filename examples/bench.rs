@@ -2,7 +2,9 @@
 //! two baselines in the same run.
 //!
 //! Run with: `cargo run --release --example bench` (about a minute).
-//! `-- --quick` takes fewer samples. Every figure is printed as a
+//! `-- --quick` takes fewer samples; naming sections (`-- roundtrip echo`)
+//! runs only those: roundtrip, throughput, echo, first, cancel, failure,
+//! scaling, scheduling, rss, fib. Every figure is printed as a
 //! `metric value unit` line as it is measured, then all of them as a table.
 //!
 //! Baselines:
@@ -109,16 +111,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     r.add("prepare_4_jobs", ms(t.elapsed()), "ms");
 
-    roundtrips(&mut r, &cpu).await?;
-    throughput(&mut r, &cpu).await?;
-    echo_1mib(&mut r, &echo).await?;
-    first_result(&mut r, &cpu).await?;
-    cancels(&mut r, &cpu, faults).await?;
-    failures(&mut r, faults).await?;
-    cpu_scaling(&mut r, &cpu).await?;
-    scheduling(&mut r, &cpu).await?;
-    idle_rss(&mut r, &cpu).await?;
-    fib_speed(&mut r, &fibj).await?;
+    // Sections named on the command line, or all of them.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if run("roundtrip") {
+        roundtrips(&mut r, &cpu).await?;
+    }
+    if run("throughput") {
+        throughput(&mut r, &cpu).await?;
+    }
+    if run("echo") {
+        echo_1mib(&mut r, &echo).await?;
+    }
+    if run("first") {
+        first_result(&mut r, &cpu).await?;
+    }
+    if run("cancel") {
+        cancels(&mut r, &cpu, faults).await?;
+    }
+    if run("failure") {
+        failures(&mut r, faults).await?;
+    }
+    if run("scaling") {
+        cpu_scaling(&mut r, &cpu).await?;
+    }
+    if run("scheduling") {
+        scheduling(&mut r, &cpu).await?;
+    }
+    if run("rss") {
+        idle_rss(&mut r, &cpu).await?;
+    }
+    if run("fib") {
+        fib_speed(&mut r, &fibj).await?;
+    }
     pool.shutdown().await;
 
     println!();

@@ -29,6 +29,7 @@ pub(crate) fn run() -> i32 {
 }
 
 fn serve() -> io::Result<()> {
+    crate::platform::keep_freed_memory();
     let crate::platform::Channels {
         requests,
         control,

@@ -440,6 +440,94 @@ struct Func {
     index: ComponentExportIndex,
     params: Vec<Type>,
     results: Vec<Type>,
+    /// Set when the signature can be called through wasmtime's typed API.
+    typed: Option<TypedOut>,
+}
+
+/// Functions of one `list<u8>` or `string` parameter, whose result is one
+/// of these, are called through wasmtime's typed API. It copies bytes and
+/// strings across with `memcpy`, where the dynamic [`Val`] API holds a
+/// byte list as one `Val` per byte (about 0.1 µs per byte, both ways): for
+/// a 1 MiB payload that is 1 ms against 100.
+#[derive(Clone, Copy, Debug)]
+enum TypedOut {
+    Unit,
+    Bytes,
+    Str,
+    Bool,
+    U32,
+    S32,
+    U64,
+    S64,
+    F64,
+}
+
+/// A call's arguments: for the dynamic API, or one payload for the typed.
+enum Params {
+    Dynamic(Vec<Val>),
+    Bytes(Vec<u8>),
+    Str(String),
+}
+
+fn typed_shape(params: &[Type], results: &[Type]) -> Option<TypedOut> {
+    let is_bytes = |t: &Type| matches!(t, Type::List(l) if matches!(l.ty(), Type::U8));
+    match params {
+        [p] if is_bytes(p) || matches!(p, Type::String) => {}
+        _ => return None,
+    }
+    Some(match results {
+        [] => TypedOut::Unit,
+        [r] if is_bytes(r) => TypedOut::Bytes,
+        [Type::String] => TypedOut::Str,
+        [Type::Bool] => TypedOut::Bool,
+        [Type::U32] => TypedOut::U32,
+        [Type::S32] => TypedOut::S32,
+        [Type::U64] => TypedOut::U64,
+        [Type::S64] => TypedOut::S64,
+        [Type::Float64] => TypedOut::F64,
+        _ => return None,
+    })
+}
+
+/// Calls a function with a [`TypedOut`] shape through the typed API.
+async fn call_typed(
+    store: &mut Store<State>,
+    instance: &Instance,
+    index: ComponentExportIndex,
+    params: &Params,
+    out: TypedOut,
+) -> wasmtime::Result<Value> {
+    macro_rules! call {
+        ($arg:expr, $R:ty, $wrap:expr) => {{
+            let f = instance.get_typed_func::<(_,), ($R,)>(&mut *store, index)?;
+            let (r,) = f.call_async(&mut *store, ($arg,)).await?;
+            $wrap(r)
+        }};
+    }
+    macro_rules! by_result {
+        ($arg:expr) => {
+            match out {
+                TypedOut::Unit => {
+                    let f = instance.get_typed_func::<(_,), ()>(&mut *store, index)?;
+                    f.call_async(&mut *store, ($arg,)).await?;
+                    Value::Nil
+                }
+                TypedOut::Bytes => call!($arg, Vec<u8>, Value::Bin),
+                TypedOut::Str => call!($arg, String, Value::Str),
+                TypedOut::Bool => call!($arg, bool, Value::Bool),
+                TypedOut::U32 => call!($arg, u32, |x: u32| Value::Int(x.into())),
+                TypedOut::S32 => call!($arg, i32, |x: i32| Value::Int(x.into())),
+                TypedOut::U64 => call!($arg, u64, |x: u64| Value::Int(x.into())),
+                TypedOut::S64 => call!($arg, i64, |x: i64| Value::Int(x.into())),
+                TypedOut::F64 => call!($arg, f64, Value::F64),
+            }
+        };
+    }
+    Ok(match params {
+        Params::Bytes(b) => by_result!(b.as_slice()),
+        Params::Str(s) => by_result!(s.as_str()),
+        Params::Dynamic(_) => unreachable!("only typed payloads come here"),
+    })
 }
 
 fn load(engine: &Engine, linker: &Linker<State>, artifact: &Artifact) -> Result<Loaded, WireError> {
@@ -483,10 +571,13 @@ impl Loaded {
         let wasmtime::component::types::ComponentItem::ComponentFunc(ty) = item else {
             return Err(missing());
         };
+        let params: Vec<Type> = ty.params().map(|(_, t)| t).collect();
+        let results: Vec<Type> = ty.results().collect();
         let f = Arc::new(Func {
             index,
-            params: ty.params().map(|(_, t)| t).collect(),
-            results: ty.results().collect(),
+            typed: typed_shape(&params, &results),
+            params,
+            results,
         });
         self.funcs.insert(path.clone(), f.clone());
         Ok(f)
@@ -550,7 +641,7 @@ async fn execute(
         Ok(f) => f,
         Err(e) => return (Err(e), ready.map_or(Leftover::Nothing, Leftover::Instance)),
     };
-    let params = match decode_args(&args, &func.params) {
+    let params = match decode_args(&args, &func) {
         Ok(p) => p,
         Err(e) => return (Err(e), ready.map_or(Leftover::Nothing, Leftover::Instance)),
     };
@@ -563,9 +654,12 @@ async fn execute(
     };
     store.data_mut().limits.hit = None;
     tail.lock().expect("tail lock").clear();
+    // Fuel counts the call, not the instantiation, which a prepared
+    // instance has already done: so that the same call always burns the
+    // same fuel. (Until the call, the store has all the fuel there is.)
     let fuel = if engine.get_consume_fuel() {
         let fuel = options.fuel.unwrap_or(u64::MAX);
-        if let Err(e) = store.set_fuel(fuel) {
+        if let Err(e) = store.set_fuel(u64::MAX) {
             let e = WireError::new(ErrorKind::Config, format!("setting fuel: {e:#}"));
             return (Err(e), Leftover::Store(store));
         }
@@ -590,11 +684,26 @@ async fn execute(
                 Some(i) => i,
                 None => pre.instantiate_async(&mut store).await?,
             };
-            let f = instance.get_func(&mut store, func.index).ok_or_else(|| {
-                wasmtime::Error::msg(format!("export {export} is not a function"))
-            })?;
-            f.call_async(&mut store, &params, &mut results).await?;
-            Ok(instance)
+            if let Some(fuel) = fuel {
+                store.set_fuel(fuel)?;
+            }
+            let value = match (&params, func.typed) {
+                (Params::Dynamic(params), _) => {
+                    let f = instance.get_func(&mut store, func.index).ok_or_else(|| {
+                        wasmtime::Error::msg(format!("export {export} is not a function"))
+                    })?;
+                    f.call_async(&mut store, params, &mut results).await?;
+                    match (results.pop(), func.results.first()) {
+                        (Some(v), Some(ty)) => wit::from_val(ty, v),
+                        _ => Value::Nil,
+                    }
+                }
+                (payload, Some(out)) => {
+                    call_typed(&mut store, &instance, func.index, payload, out).await?
+                }
+                (_, None) => unreachable!("payloads are only decoded for typed calls"),
+            };
+            Ok((instance, value))
         };
         tokio::select! {
             // A wake that already fired wins before the guest is entered.
@@ -607,11 +716,7 @@ async fn execute(
     report.stdout = stdout.take_captured().map(serde_bytes::ByteBuf::from);
     report.stderr = stderr.take_captured().map(serde_bytes::ByteBuf::from);
     let result = match outcome {
-        Ok(instance) => {
-            let value = match (results.pop(), func.results.first()) {
-                (Some(v), Some(ty)) => wit::from_val(ty, v),
-                _ => Value::Nil,
-            };
+        Ok((instance, value)) => {
             let used = Ready {
                 options: store_options(&options),
                 store,
@@ -695,9 +800,10 @@ fn wasi_ctx(
     Ok(b.build())
 }
 
-fn decode_args(args: &[u8], types: &[Type]) -> Result<Vec<Val>, WireError> {
+fn decode_args(args: &[u8], func: &Func) -> Result<Params, WireError> {
+    let types = &func.params;
     let bad = |m: String| WireError::new(ErrorKind::ArgumentMismatch, m);
-    let items = match value::decode(args) {
+    let mut items = match value::decode(args) {
         Ok(Value::Array(items)) => items,
         Ok(Value::Nil) => Vec::new(),
         Ok(other) => {
@@ -715,13 +821,28 @@ fn decode_args(args: &[u8], types: &[Type]) -> Result<Vec<Val>, WireError> {
             items.len()
         )));
     }
+    if func.typed.is_some() {
+        match (&items[..], &types[0]) {
+            ([Value::Bin(_)], Type::List(_)) | ([Value::Str(_)], Type::String) => {
+                return Ok(match items.pop() {
+                    Some(Value::Bin(b)) => Params::Bytes(b),
+                    Some(Value::Str(s)) => Params::Str(s),
+                    _ => unreachable!("matched above"),
+                });
+            }
+            // Anything else (a byte list sent as an array of integers, a
+            // mismatch) takes the dynamic path, which also explains errors.
+            _ => {}
+        }
+    }
     let root = wit::Path::Root("args");
     types
         .iter()
         .zip(items)
         .enumerate()
         .map(|(i, (ty, v))| wit::to_val(&wit::Path::Index(&root, i), ty, v).map_err(|m| bad(m.0)))
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Params::Dynamic)
 }
 
 /// Classifies a failed call, once, here at the boundary.

@@ -141,6 +141,30 @@ pub(crate) fn spawn_worker(
     child
 }
 
+/// Asks for a pipe buffer of `bytes`; returns the size granted. Fewer,
+/// larger hand-offs for big payloads. Failure is harmless (the pipe keeps
+/// its default 64 KiB), so it is ignored.
+pub(crate) fn grow_pipe(pipe: &impl AsRawFd, bytes: usize) -> usize {
+    let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours; on a
+    // descriptor that is not a pipe it fails with EBADF.
+    let got = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
+    usize::try_from(got).unwrap_or(0)
+}
+
+/// In a worker process: keeps freed memory for reuse instead of handing
+/// it back to the OS at once, so that each large payload does not fault in
+/// fresh pages (glibc otherwise maps blocks over 128 KiB anew each time).
+pub(crate) fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; it is called before the
+    // worker starts any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 /// Sends SIGKILL to `pid`. The caller guarantees the process has not been
 /// reaped, so the pid cannot have been reused.
 pub(crate) fn kill(pid: u32) {

@@ -133,7 +133,8 @@ macro_rules! call_option_setters {
         /// instructions it may run. Running out fails with
         /// [`ErrorKind::ResourceLimit`] and
         /// [`Limit::Fuel`](crate::Limit::Fuel);
-        /// [`Call::report`] tells how much was used. On a
+        /// [`Call::report`] tells how much was used. It counts the call
+        /// itself, not the instantiation before it. On a
         /// [`PoolBuilder`] this also turns fuel metering on for the pool,
         /// which costs about 20% of guest speed; a call can set a budget
         /// only on such a pool.

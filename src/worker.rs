@@ -33,6 +33,12 @@ use crate::protocol::{
     write_frame,
 };
 
+/// The buffer size asked for each request and reply pipe. Linux caps a
+/// user's pipes at 64 MiB in all (`pipe-user-pages-soft`) before new pipes
+/// shrink to one page, so this leaves room for 32 workers per user at
+/// full size; past that, workers still work, with smaller pipes.
+const PIPE_SIZE: usize = 1 << 20;
+
 /// What a call gets back.
 pub(crate) enum Reply {
     Done(Result<serde_bytes::ByteBuf, WireError>, Report),
@@ -319,6 +325,9 @@ fn process_thread(
             UnixStream::pair().map_err(|e| spawn_err(format!("creating a socket pair: {e}")))?;
         let (reader, child_replies) =
             std::io::pipe().map_err(|e| spawn_err(format!("creating a pipe: {e}")))?;
+        // A 1 MiB payload then crosses in one hand-off instead of 16.
+        crate::platform::grow_pipe(&data, PIPE_SIZE);
+        crate::platform::grow_pipe(&reader, PIPE_SIZE);
         let ends = crate::platform::Channels {
             requests: child_requests.into(),
             control: child_control.into(),
