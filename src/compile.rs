@@ -147,6 +147,26 @@ impl Compiled {
         Ok(resolved)
     }
 
+    /// The parameter and result types of function `name`.
+    pub(crate) fn signature(
+        &self,
+        engine: &Engine,
+        name: &str,
+    ) -> Result<
+        (
+            Vec<wasmtime::component::Type>,
+            Vec<wasmtime::component::Type>,
+        ),
+        Error,
+    > {
+        let funcs = exported_funcs(engine, &self.component);
+        let (_, ty) = find(&funcs, name)?;
+        Ok((
+            ty.params().map(|(_, t)| t).collect(),
+            ty.results().collect(),
+        ))
+    }
+
     fn resolve_uncached(&self, engine: &Engine, name: &str) -> Result<Resolved, Error> {
         let funcs = exported_funcs(engine, &self.component);
         let (path, ty) = find(&funcs, name)?;

@@ -144,6 +144,8 @@
 )]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[doc(hidden)]
+pub mod bench_support;
 mod child;
 mod compile;
 mod engine;

@@ -1,5 +1,7 @@
 //! A CPU-bound loop and a no-op.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 wit_bindgen::generate!({ path: "../../../wit/jobs", world: "cpu" });
 
 struct Cpu;
@@ -18,6 +20,13 @@ impl Guest for Cpu {
     }
 
     fn noop() {}
+
+    fn count() -> u64 {
+        CALLS.fetch_add(1, Ordering::Relaxed) + 1
+    }
 }
+
+/// Calls of `count` on this instance.
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 export!(Cpu);
