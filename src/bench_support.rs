@@ -28,7 +28,7 @@ pub fn call_frame_roundtrip(args: &[u8]) -> usize {
             instance: Some("wasmpool:jobs/math@0.1.0".into()),
             func: "fib".into(),
         },
-        args: args.to_vec(),
+        items: vec![serde_bytes::ByteBuf::from(args.to_vec())],
         options: CallOptions::default(),
     });
     let frame = encode_frame(&req).expect("encodes");
@@ -43,8 +43,10 @@ pub fn call_frame_roundtrip(args: &[u8]) -> usize {
 pub fn reply_frame_roundtrip(result: &[u8]) -> usize {
     let done = FromWorker::Done {
         id: 7,
-        outcome: Ok(serde_bytes::ByteBuf::from(result.to_vec())),
-        report: Report::default(),
+        outcomes: vec![(
+            Ok(serde_bytes::ByteBuf::from(result.to_vec())),
+            Report::default(),
+        )],
     };
     let frame = encode_frame(&done).expect("encodes");
     let mut buf = Vec::new();
@@ -150,14 +152,14 @@ impl Runner {
             id: self.next,
             artifact: self.compiled.artifact.clone(),
             export: resolved.export.clone(),
-            args: args.to_vec(),
+            items: vec![serde_bytes::ByteBuf::from(args.to_vec())],
             options: CallOptions::default(),
         };
         let mut out = None;
         let () = self
             .executor
-            .run(req, |(outcome, _)| {
-                out = Some(outcome);
+            .run(req, |mut outcomes| {
+                out = outcomes.pop().map(|(o, _)| o);
                 Ok::<(), ()>(())
             })
             .expect("the reply closure never fails");

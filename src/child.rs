@@ -72,15 +72,8 @@ fn serve() -> io::Result<()> {
             return Ok(());
         };
         let id = req.id;
-        executor.run(req, |(outcome, report)| {
-            write_frame(
-                &replies,
-                &FromWorker::Done {
-                    id,
-                    outcome,
-                    report,
-                },
-            )
+        executor.run(req, |outcomes| {
+            write_frame(&replies, &FromWorker::Done { id, outcomes })
         })?;
     }
 }

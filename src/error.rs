@@ -190,6 +190,28 @@ impl fmt::Display for Limit {
 }
 
 impl Error {
+    /// A copy for another item of a failed batch. The source, which cannot
+    /// be cloned, is folded into the message.
+    pub(crate) fn duplicate(&self) -> Error {
+        let i = &self.inner;
+        let message = match &i.source {
+            Some(source) => format!("{}: {source}", i.message),
+            None => i.message.clone(),
+        };
+        Error {
+            inner: Box::new(Inner {
+                kind: i.kind,
+                message,
+                trap_code: i.trap_code,
+                limit: i.limit,
+                panic_message: i.panic_message.clone(),
+                backtrace: i.backtrace.clone(),
+                exit_status: i.exit_status,
+                source: None,
+            }),
+        }
+    }
+
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error {
             inner: Box::new(Inner {

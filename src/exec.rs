@@ -28,7 +28,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::engine::EngineSettings;
 use crate::error::{ErrorKind, Limit, TrapCode, WireError};
-use crate::protocol::{Artifact, CallOptions, CallRequest, ExportPath, Report};
+use crate::protocol::{Artifact, CallOptions, CallRequest, ExportPath, Outcome, Report};
 use crate::stdio::{Fd, GuestOutput};
 use crate::value::{self, Value};
 use crate::wit;
@@ -41,9 +41,6 @@ const NO_CALL: u64 = u64::MAX;
 
 /// An instance is being prepared ahead of the next call.
 const PREPARING: u64 = u64::MAX - 1;
-
-/// What a call produced: its encoded result or error, and its report.
-pub(crate) type Outcome = (Result<serde_bytes::ByteBuf, WireError>, Report);
 
 /// How an executor's calls are interrupted, from other threads.
 pub(crate) struct Interrupts {
@@ -250,48 +247,75 @@ impl Executor {
         self.interrupts.clone()
     }
 
-    /// Runs `req` and hands its outcome to `reply`; then, off the latency
-    /// path, tears the instance down and prepares the next one.
+    /// Runs each call of `req` in turn and hands their outcomes to `reply`;
+    /// then, off the latency path, tears the last instance down and
+    /// prepares the next one.
     pub(crate) fn run<E>(
         &mut self,
         req: CallRequest,
-        reply: impl FnOnce(Outcome) -> Result<(), E>,
+        reply: impl FnOnce(Vec<Outcome>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let id = req.id;
-        let key = req.artifact.key.clone();
-        let options = store_options(&req.options);
-        let timed = req.options.timeout.is_some();
-        let wake = self.interrupts.begin(id, req.options.timeout);
-        let mut report = Report::default();
-        let ready = match self.ready.take() {
-            Some((k, r)) if k == key && r.options == options => Some(r),
-            // Frees its pool slot before this call takes one.
-            _ => None,
-        };
-        let (outcome, used) = self.runtime.block_on(execute(
-            &self.engine,
-            &self.linker,
-            &mut self.jobs,
-            req,
-            ready,
-            wake,
-            &self.interrupts,
-            &mut report,
-        ));
-        self.interrupts.end(timed);
-        let outcome = outcome.map(|v| serde_bytes::ByteBuf::from(value::encode(&v)));
-        let ok = outcome.is_ok();
-        let sent = reply((outcome, report));
-        // Now, with the caller served: keep the instance, or drop it and
-        // make the next one.
+        let CallRequest {
+            id,
+            artifact,
+            export,
+            items,
+            options,
+        } = req;
+        let key = artifact.key.clone();
+        let shape = store_options(&options);
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut used = Leftover::Nothing;
+        for (i, args) in items.into_iter().enumerate() {
+            if i > 0 {
+                let ok = outcomes.last().is_some_and(|(o, _): &Outcome| o.is_ok());
+                self.recycle(used, ok, &key, &shape);
+            }
+            let wake = self.interrupts.begin(id, options.timeout);
+            let mut report = Report::default();
+            let ready = match self.ready.take() {
+                Some((k, r)) if k == key && r.options == shape => Some(r),
+                // Frees its pool slot before this call takes one.
+                _ => None,
+            };
+            let (outcome, left) = self.runtime.block_on(execute(
+                &self.engine,
+                &self.linker,
+                &mut self.jobs,
+                Item {
+                    id,
+                    artifact: &artifact,
+                    export: &export,
+                    args: &args,
+                    options: &options,
+                },
+                ready,
+                wake,
+                &self.interrupts,
+                &mut report,
+            ));
+            self.interrupts.end(options.timeout.is_some());
+            let outcome = outcome.map(|v| serde_bytes::ByteBuf::from(value::encode(&v)));
+            outcomes.push((outcome, report));
+            used = left;
+        }
+        let ok = outcomes.last().is_some_and(|(o, _)| o.is_ok());
+        let sent = reply(outcomes);
+        // Now, with the caller served.
+        self.recycle(used, ok, &key, &shape);
+        sent
+    }
+
+    /// After a call: keeps its instance for the next call (reuse, and the
+    /// call succeeded), or drops it and prepares a fresh one.
+    fn recycle(&mut self, used: Leftover, ok: bool, key: &str, shape: &CallOptions) {
         match used {
-            Leftover::Instance(r) if ok && self.reuse => self.ready = Some((key, r)),
+            Leftover::Instance(r) if ok && self.reuse => self.ready = Some((key.to_string(), r)),
             used => {
                 drop(used);
-                self.prepare(&key, options);
+                self.prepare(key, shape.clone());
             }
         }
-        sent
     }
 
     /// Instantiates job `key` with `options` for the next call. A failure
@@ -612,42 +636,51 @@ fn new_store(engine: &Engine, options: &CallOptions) -> Result<NewStore, WireErr
 
 /// Runs one call, on `ready` if given, else on a new instance. Returns what
 /// it used, for the caller to keep or drop once it has answered.
+/// One call of a request.
+struct Item<'a> {
+    id: u64,
+    artifact: &'a Artifact,
+    export: &'a ExportPath,
+    args: &'a [u8],
+    options: &'a CallOptions,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn execute(
     engine: &Engine,
     linker: &Linker<State>,
     jobs: &mut HashMap<String, Loaded>,
-    req: CallRequest,
+    item: Item<'_>,
     ready: Option<Ready>,
     cancel: tokio::sync::oneshot::Receiver<()>,
     interrupts: &Interrupts,
     report: &mut Report,
 ) -> (Result<Value, WireError>, Leftover) {
-    let CallRequest {
+    let Item {
         id,
         artifact,
         export,
         args,
         options,
-    } = req;
+    } = item;
     let loaded = match jobs.entry(artifact.key.clone()) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(v) => match load(engine, linker, &artifact) {
+        std::collections::hash_map::Entry::Vacant(v) => match load(engine, linker, artifact) {
             Ok(l) => v.insert(l),
             Err(e) => return (Err(e), Leftover::Nothing),
         },
     };
-    let func = match loaded.func(&export) {
+    let func = match loaded.func(export) {
         Ok(f) => f,
         Err(e) => return (Err(e), ready.map_or(Leftover::Nothing, Leftover::Instance)),
     };
-    let params = match decode_args(&args, &func) {
+    let params = match decode_args(args, &func) {
         Ok(p) => p,
         Err(e) => return (Err(e), ready.map_or(Leftover::Nothing, Leftover::Instance)),
     };
     let (mut store, instance, stdout, stderr, tail) = match ready {
         Some(r) => (r.store, Some(r.instance), r.stdout, r.stderr, r.tail),
-        None => match new_store(engine, &options) {
+        None => match new_store(engine, options) {
             Ok((store, stdout, stderr, tail)) => (store, None, stdout, stderr, tail),
             Err(e) => return (Err(e), Leftover::Nothing),
         },
@@ -672,7 +705,7 @@ async fn execute(
     store.epoch_deadline_trap();
     // A bump that came before the deadline was set is not seen by it, but
     // `interrupt` raises its flag before bumping, so check the flags now.
-    if let Some(e) = interrupts.interrupted(id, &options) {
+    if let Some(e) = interrupts.interrupted(id, options) {
         return (Err(e), Leftover::Store(store));
     }
 
@@ -718,7 +751,7 @@ async fn execute(
     let result = match outcome {
         Ok((instance, value)) => {
             let used = Ready {
-                options: store_options(&options),
+                options: store_options(options),
                 store,
                 instance,
                 stdout,
@@ -729,10 +762,10 @@ async fn execute(
         }
         // Only `interrupt` sends the wake, and it raises a flag first.
         Err(None) => Err(interrupts
-            .interrupted(id, &options)
+            .interrupted(id, options)
             .unwrap_or_else(|| WireError::new(ErrorKind::Cancelled, "the call was cancelled"))),
         Err(Some(e)) => {
-            if let Some(interrupted) = interrupts.interrupted(id, &options) {
+            if let Some(interrupted) = interrupts.interrupted(id, options) {
                 Err(interrupted)
             } else {
                 let mut w = classify(e, &tail.lock().expect("tail lock"));

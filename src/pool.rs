@@ -674,12 +674,7 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn call<'a, R>(&self, job: &'a Job, func: &'a str, args: impl Serialize) -> Call<'a, R> {
-        let args = rmp_serde::to_vec_named(&args).map_err(|e| {
-            Error::new(
-                ErrorKind::ArgumentMismatch,
-                format!("args: cannot be encoded: {e}"),
-            )
-        });
+        let args = encode_args(&args);
         Call {
             pool: self.clone(),
             job,
@@ -696,11 +691,18 @@ impl Pool {
     /// Calls `func` once per item of `args`, and yields the results in the
     /// order of the items, like an ordered parallel map.
     ///
-    /// At most as many calls are in flight as the pool has workers; items
-    /// are taken from `args` as calls finish, so it may be a long or
-    /// endless iterator. A failing item yields its error and the stream
-    /// goes on. Dropping the stream cancels the calls in flight (as
-    /// [`PoolBuilder::on_cancel`] says) and takes no more items.
+    /// Items are taken from `args` as calls finish, so it may be a long or
+    /// endless iterator. At most as many requests are in flight as the pool
+    /// has workers. Tiny items are sent in batches: a worker runs a batch
+    /// item after item (each on its own instance, as always) and answers it
+    /// in one message, which saves a round trip per item. The batch size
+    /// adapts to how long items take, aiming at about 2 ms of work per
+    /// batch; items that take longer go one at a time.
+    ///
+    /// A failing item yields its error and the stream goes on. Dropping the
+    /// stream cancels the calls in flight (as [`PoolBuilder::on_cancel`]
+    /// says) and takes no more items. The pool's call options (timeout,
+    /// limits, sandbox) apply to each item.
     ///
     /// ```no_run
     /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
@@ -725,16 +727,16 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        let pool = self.clone();
         let limit = self.handle.inner.workers;
-        futures_util::stream::iter(args)
-            .map(move |a| pool.call::<R>(job, func, a).into_future())
+        self.batches(job, func, args.into_iter())
             .buffered(limit)
+            .flat_map(futures_util::stream::iter)
+            .map(|(_, r)| r)
     }
 
-    /// Like [`map`](Pool::map), but yields each result as soon as it is
-    /// ready, whatever the order of the items. Each result comes with its
-    /// item's index.
+    /// Like [`map`](Pool::map), but yields each result as soon as its
+    /// batch is done, whatever the order of the items. Each result comes
+    /// with its item's index.
     ///
     /// ```no_run
     /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) {
@@ -757,14 +759,64 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        let pool = self.clone();
         let limit = self.handle.inner.workers;
-        futures_util::stream::iter(args.into_iter().enumerate())
-            .map(move |(i, a)| {
-                let call = pool.call::<R>(job, func, a).into_future();
-                async move { (i, call.await) }
-            })
+        self.batches(job, func, args.into_iter())
             .buffer_unordered(limit)
+            .flat_map(futures_util::stream::iter)
+    }
+
+    /// The items of `args` as a stream of batch futures, each resolving to
+    /// its items' indices and results. Sizes adapt (see [`Pool::map`]).
+    fn batches<'a, A, R, I>(
+        &self,
+        job: &'a Job,
+        func: &'a str,
+        args: I,
+    ) -> impl Stream<Item = impl Future<Output = Vec<(usize, Result<R, Error>)>> + Send + 'a> + Send + 'a
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'a,
+        I: Iterator<Item = A> + Send + 'a,
+    {
+        let inner = self.handle.inner.clone();
+        let sizer = Arc::new(BatchSizer::default());
+        let mut next_index = 0;
+        futures_util::stream::iter(std::iter::from_fn({
+            let sizer = sizer.clone();
+            let mut args = args;
+            move || {
+                let size = sizer.next_size();
+                let items: Vec<Result<Vec<u8>, Error>> =
+                    args.by_ref().take(size).map(|a| encode_args(&a)).collect();
+                (!items.is_empty()).then_some(items)
+            }
+        }))
+        .map(move |items| {
+            let first = next_index;
+            next_index += items.len();
+            let inner = inner.clone();
+            let sizer = sizer.clone();
+            let options = inner.options.clone();
+            let policy = Policy {
+                on_cancel: inner.on_cancel,
+                grace: inner.grace,
+            };
+            async move {
+                let count = items.len();
+                let started = Instant::now();
+                let results = inner.call_many(job, func, items, options, policy).await;
+                sizer.record(started.elapsed(), count);
+                let results: Vec<Result<R, Error>> = match results {
+                    Ok(results) => results
+                        .into_iter()
+                        .map(|r| r.and_then(|(bytes, report)| decode_result(&bytes, report)))
+                        .map(|r| r.map(|out: Output<R>| out.value))
+                        .collect(),
+                    Err(e) => (0..count).map(|_| Err(e.duplicate())).collect(),
+                };
+                (first..).zip(results).collect::<Vec<_>>()
+            }
+        })
     }
 
     /// Compiles `job` for this pool now, off the async threads, instead of
@@ -1014,25 +1066,7 @@ impl<'a, R: DeserializeOwned + Send + 'a> Call<'a, R> {
             }
             r = call => r?,
         };
-        let value = value::decode(&bytes).map_err(|e| {
-            Error::new(
-                ErrorKind::Protocol,
-                format!("result: not valid MessagePack: {e}"),
-            )
-        })?;
-        let value = value::from_value(value, "result")
-            .map_err(|e| Error::new(ErrorKind::ResultMismatch, e.to_string()))?;
-        let Report {
-            fuel_consumed,
-            stdout,
-            stderr,
-        } = report;
-        Ok(Output {
-            value,
-            fuel_consumed,
-            stdout: stdout.map(serde_bytes::ByteBuf::into_vec),
-            stderr: stderr.map(serde_bytes::ByteBuf::into_vec),
-        })
+        decode_result(&bytes, report)
     }
 }
 
@@ -1043,6 +1077,8 @@ struct InFlight {
     worker: Option<Worker>,
     permit: Option<OwnedSemaphorePermit>,
     id: u64,
+    /// How many calls the request carries.
+    items: u64,
     policy: Policy,
 }
 
@@ -1056,7 +1092,7 @@ struct Policy {
 impl InFlight {
     /// The call overran its timeout and grace: kill the worker.
     fn kill(mut self) {
-        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.calls.fetch_add(self.items, Ordering::Relaxed);
         self.inner.killed.fetch_add(1, Ordering::Relaxed);
         if let Some(worker) = self.worker.take() {
             worker.kill();
@@ -1066,7 +1102,7 @@ impl InFlight {
 
     /// The call ended: the worker returns to the pool if it is alive.
     fn finish(mut self, alive: bool) {
-        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.calls.fetch_add(self.items, Ordering::Relaxed);
         if let (Some(worker), Some(permit)) = (self.worker.take(), self.permit.take())
             && alive
         {
@@ -1080,7 +1116,7 @@ impl Drop for InFlight {
         let (Some(worker), Some(permit)) = (self.worker.take(), self.permit.take()) else {
             return;
         };
-        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.calls.fetch_add(self.items, Ordering::Relaxed);
         match self.policy.on_cancel {
             Cancel::Kill if worker.is_process() => {
                 self.inner.killed.fetch_add(1, Ordering::Relaxed);
@@ -1109,6 +1145,7 @@ impl Drop for InFlight {
 }
 
 impl PoolInner {
+    /// One call: [`PoolInner::call_many`] with one item.
     async fn call(
         self: Arc<Self>,
         job: &Job,
@@ -1117,6 +1154,29 @@ impl PoolInner {
         options: CallOptions,
         policy: Policy,
     ) -> Result<(Vec<u8>, Report), Error> {
+        let mut results = self
+            .call_many(job, func, vec![Ok(args)], options, policy)
+            .await?;
+        results.pop().unwrap_or_else(|| {
+            Err(Error::new(
+                ErrorKind::Protocol,
+                "the worker answered no call",
+            ))
+        })
+    }
+
+    /// Calls `func` once per item, in one request to one worker, which runs
+    /// them in order. Items that cannot be sent (bad arguments) get their
+    /// error without being sent. The outer error is one for all items: the
+    /// pool is closed, the job does not compile, the worker died.
+    async fn call_many(
+        self: Arc<Self>,
+        job: &Job,
+        func: &str,
+        items: Vec<Result<Vec<u8>, Error>>,
+        options: CallOptions,
+        policy: Policy,
+    ) -> Result<Vec<Result<(Vec<u8>, Report), Error>>, Error> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::closed());
         }
@@ -1128,27 +1188,19 @@ impl PoolInner {
         }
         let compiled = self.compiled(job).await?;
         let resolved = compiled.resolve(&self.engine, func)?;
-        match compile::arg_count(&args) {
-            Some(n) if n == resolved.params => {}
-            Some(n) => {
-                return Err(Error::new(
-                    ErrorKind::ArgumentMismatch,
-                    format!(
-                        "args: {} takes {} arguments, got {n}",
-                        resolved.export, resolved.params
-                    ),
-                ));
+        let mut results: Vec<Option<Result<(Vec<u8>, Report), Error>>> = Vec::new();
+        let mut sent = Vec::new();
+        for item in items {
+            match item.and_then(|args| check_args(&resolved, args)) {
+                Ok(args) => {
+                    sent.push(serde_bytes::ByteBuf::from(args));
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
             }
-            None => {
-                return Err(Error::new(
-                    ErrorKind::ArgumentMismatch,
-                    format!(
-                        "args: expected a tuple with one element per parameter of {} ({} here), \
-                         such as `(x,)` or `()`",
-                        resolved.export, resolved.params
-                    ),
-                ));
-            }
+        }
+        if sent.is_empty() {
+            return Ok(results.into_iter().flatten().collect());
         }
         let permit = self
             .semaphore
@@ -1158,11 +1210,12 @@ impl PoolInner {
             .map_err(|_| Error::closed())?;
         let worker = self.checkout().await?;
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let count = sent.len();
         let req = CallRequest {
             id,
             artifact: compiled.artifact.clone(),
             export: resolved.export.clone(),
-            args,
+            items: sent,
             options,
         };
         let timeout = req.options.timeout;
@@ -1172,43 +1225,68 @@ impl PoolInner {
             worker: Some(worker),
             permit: Some(permit),
             id,
+            items: count as u64,
             policy,
         };
         let reply = match timeout {
             None => rx.await,
-            // The watchdog: the worker interrupts itself at the timeout; if
-            // no answer comes within the grace period, kill it.
-            Some(t) => match tokio::time::timeout(t.saturating_add(policy.grace), rx).await {
-                Ok(reply) => reply,
-                Err(_) => {
-                    flight.kill();
-                    return Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "the call ran past its timeout of {t:?} and did not stop within \
-                             {:?}; its worker was killed",
-                            policy.grace
-                        ),
-                    ));
+            // The watchdog: the worker interrupts each call at its timeout;
+            // if no answer comes within the grace period after the last
+            // could have timed out, kill it.
+            Some(t) => {
+                let limit = t
+                    .saturating_mul(u32::try_from(count).unwrap_or(u32::MAX))
+                    .saturating_add(policy.grace);
+                match tokio::time::timeout(limit, rx).await {
+                    Ok(reply) => reply,
+                    Err(_) => {
+                        flight.kill();
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "the call ran past its timeout of {t:?} and did not stop within \
+                                 {:?}; its worker was killed",
+                                policy.grace
+                            ),
+                        ));
+                    }
                 }
-            },
+            }
         };
-        match reply {
-            Ok(Reply::Done(outcome, report)) => {
+        let outcomes = match reply {
+            Ok(Reply::Done(outcomes)) if outcomes.len() == count => {
                 flight.finish(true);
-                outcome
-                    .map(|bytes| (bytes.into_vec(), report))
-                    .map_err(Error::from)
+                outcomes
+            }
+            Ok(Reply::Done(outcomes)) => {
+                flight.finish(false);
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("the worker answered {} calls of {count}", outcomes.len()),
+                ));
             }
             Ok(Reply::Lost(e)) => {
                 flight.finish(false);
-                Err(e)
+                return Err(e);
             }
             Err(_) => {
                 flight.finish(false);
-                Err(Error::crashed(None, "and its host thread ended"))
+                return Err(Error::crashed(None, "and its host thread ended"));
             }
-        }
+        };
+        let mut outcomes = outcomes.into_iter();
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Some(early) => early,
+                None => match outcomes.next() {
+                    Some((outcome, report)) => outcome
+                        .map(|bytes| (bytes.into_vec(), report))
+                        .map_err(Error::from),
+                    None => Err(Error::new(ErrorKind::Protocol, "a call went unanswered")),
+                },
+            })
+            .collect())
     }
 
     /// Compiles `job` once for this pool, off the async threads.
@@ -1375,6 +1453,90 @@ impl PoolInner {
             };
         }
     }
+}
+
+/// Sizes [`Pool::map`]'s batches from how long the last one took per item.
+#[derive(Debug, Default)]
+struct BatchSizer {
+    /// Nanoseconds per item of the last batch; 0 before the first.
+    per_item: AtomicU64,
+}
+
+impl BatchSizer {
+    /// About this much work per batch.
+    const TARGET: Duration = Duration::from_millis(2);
+    const MAX: usize = 64;
+
+    fn next_size(&self) -> usize {
+        match self.per_item.load(Ordering::Relaxed) {
+            0 => 1,
+            per_item => {
+                let n = Self::TARGET.as_nanos() / u128::from(per_item);
+                usize::try_from(n).unwrap_or(Self::MAX).clamp(1, Self::MAX)
+            }
+        }
+    }
+
+    fn record(&self, took: Duration, items: usize) {
+        let per_item = took.as_nanos() / items.max(1) as u128;
+        let per_item = u64::try_from(per_item).unwrap_or(u64::MAX).max(1);
+        self.per_item.store(per_item, Ordering::Relaxed);
+    }
+}
+
+/// Checks that `args` is a tuple with one element per parameter.
+fn check_args(resolved: &compile::Resolved, args: Vec<u8>) -> Result<Vec<u8>, Error> {
+    match compile::arg_count(&args) {
+        Some(n) if n == resolved.params => Ok(args),
+        Some(n) => Err(Error::new(
+            ErrorKind::ArgumentMismatch,
+            format!(
+                "args: {} takes {} arguments, got {n}",
+                resolved.export, resolved.params
+            ),
+        )),
+        None => Err(Error::new(
+            ErrorKind::ArgumentMismatch,
+            format!(
+                "args: expected a tuple with one element per parameter of {} ({} here), \
+                 such as `(x,)` or `()`",
+                resolved.export, resolved.params
+            ),
+        )),
+    }
+}
+
+/// Encodes a call's arguments.
+fn encode_args(args: &impl Serialize) -> Result<Vec<u8>, Error> {
+    rmp_serde::to_vec_named(args).map_err(|e| {
+        Error::new(
+            ErrorKind::ArgumentMismatch,
+            format!("args: cannot be encoded: {e}"),
+        )
+    })
+}
+
+/// Decodes a call's result into `R`.
+fn decode_result<R: DeserializeOwned>(bytes: &[u8], report: Report) -> Result<Output<R>, Error> {
+    let value = value::decode(bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::Protocol,
+            format!("result: not valid MessagePack: {e}"),
+        )
+    })?;
+    let value = value::from_value(value, "result")
+        .map_err(|e| Error::new(ErrorKind::ResultMismatch, e.to_string()))?;
+    let Report {
+        fuel_consumed,
+        stdout,
+        stderr,
+    } = report;
+    Ok(Output {
+        value,
+        fuel_consumed,
+        stdout: stdout.map(serde_bytes::ByteBuf::into_vec),
+        stderr: stderr.map(serde_bytes::ByteBuf::into_vec),
+    })
 }
 
 /// The default pool behind [`run`], created on first use with

@@ -21,7 +21,7 @@ use crate::engine::EngineSettings;
 use crate::error::WireError;
 
 /// Bumped whenever a frame changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side accepts: 1 GiB.
 pub(crate) const MAX_FRAME: usize = 1 << 30;
@@ -41,17 +41,24 @@ pub(crate) enum ToWorker {
     Call(CallRequest),
 }
 
-/// One call of an exported function.
+/// Calls of one exported function: usually one, several for a batch from
+/// [`crate::Pool::map`]. The worker runs them in order, each on its own
+/// instance, and answers them together in one [`FromWorker::Done`]. A
+/// cancel of `id` cancels the item running and every item after it.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct CallRequest {
     pub(crate) id: u64,
     pub(crate) artifact: Artifact,
     pub(crate) export: ExportPath,
-    /// The arguments: a MessagePack array with one element per parameter.
-    #[serde(with = "serde_bytes")]
-    pub(crate) args: Vec<u8>,
+    /// The arguments of each call: a MessagePack array with one element
+    /// per parameter.
+    pub(crate) items: Vec<serde_bytes::ByteBuf>,
     pub(crate) options: CallOptions,
 }
+
+/// How one call ended: its MessagePack-encoded result, or an error, and
+/// what it reported.
+pub(crate) type Outcome = (Result<serde_bytes::ByteBuf, WireError>, Report);
 
 /// Per-call settings the worker enforces: limits and the WASI sandbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,12 +128,8 @@ pub(crate) enum FromWorker {
     Ready { version: u32, pid: u32 },
     /// The answer to [`Init`] when the engine could not be built.
     Failed { message: String },
-    /// The outcome of a call: the MessagePack-encoded result, or an error.
-    Done {
-        id: u64,
-        outcome: Result<serde_bytes::ByteBuf, WireError>,
-        report: Report,
-    },
+    /// The outcomes of a request's calls, one per item, in order.
+    Done { id: u64, outcomes: Vec<Outcome> },
 }
 
 /// Frames the host sends on the control socket.
@@ -208,7 +211,7 @@ mod tests {
                 instance: Some("a:b/c".into()),
                 func: "f".into(),
             },
-            args: vec![0x91, 0x01],
+            items: vec![serde_bytes::ByteBuf::from(vec![0x91, 0x01])],
             options: CallOptions::default(),
         });
         let bytes = encode_frame(&req).unwrap();
@@ -217,7 +220,7 @@ mod tests {
         let ToWorker::Call(c) = back;
         assert_eq!(c.id, 7);
         assert_eq!(c.export.to_string(), "a:b/c#f");
-        assert_eq!(c.args, vec![0x91, 0x01]);
+        assert_eq!(c.items[0].as_slice(), [0x91, 0x01]);
     }
 
     #[test]

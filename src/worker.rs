@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::engine::EngineSettings;
-use crate::error::{Error, ErrorKind, WireError};
+use crate::error::{Error, ErrorKind};
 use crate::exec::{Executor, Interrupts};
 use crate::pool::{PoolInner, WorkerKind};
 use crate::protocol::{
-    CallRequest, Control, FromWorker, Init, PROTOCOL_VERSION, Report, ToWorker, read_frame,
+    CallRequest, Control, FromWorker, Init, Outcome, PROTOCOL_VERSION, ToWorker, read_frame,
     write_frame,
 };
 
@@ -41,7 +41,8 @@ const PIPE_SIZE: usize = 1 << 20;
 
 /// What a call gets back.
 pub(crate) enum Reply {
-    Done(Result<serde_bytes::ByteBuf, WireError>, Report),
+    /// One outcome per item of the request.
+    Done(Vec<Outcome>),
     /// The worker died or broke the protocol.
     Lost(Error),
 }
@@ -399,12 +400,8 @@ fn process_thread(
 
     let lost = loop {
         match read_frame::<_, FromWorker>(&reader, &mut buf) {
-            Ok(Some(FromWorker::Done {
-                id: call,
-                outcome,
-                report,
-            })) => {
-                if let Some(lost) = deliver(&pool, &shared, call, outcome, report) {
+            Ok(Some(FromWorker::Done { id: call, outcomes })) => {
+                if let Some(lost) = deliver(&pool, &shared, call, outcomes) {
                     break Some(lost);
                 }
             }
@@ -491,8 +488,8 @@ fn worker_thread(
     while let Some(req) = mailbox.recv() {
         let call = req.id;
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            executor.run(req, |(outcome, report)| {
-                match deliver(&pool, &shared, call, outcome, report) {
+            executor.run(req, |outcomes| {
+                match deliver(&pool, &shared, call, outcomes) {
                     None => Ok(()),
                     Some(complaint) => Err(complaint),
                 }
@@ -582,14 +579,13 @@ fn deliver(
     pool: &Arc<PoolInner>,
     shared: &Shared,
     call: u64,
-    outcome: Result<serde_bytes::ByteBuf, WireError>,
-    report: Report,
+    outcomes: Vec<Outcome>,
 ) -> Option<String> {
     let mut slot = shared.slot.lock().expect("slot lock");
     match std::mem::replace(&mut *slot, Slot::Idle) {
         Slot::Waiting { id, tx } if id == call => {
             drop(slot);
-            let _ = tx.send(Reply::Done(outcome, report));
+            let _ = tx.send(Reply::Done(outcomes));
             None
         }
         Slot::Abandoned { id, worker, permit } if id == call => {
