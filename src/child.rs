@@ -68,6 +68,9 @@ fn serve() -> io::Result<()> {
         .spawn(move || control_loop(control, &interrupts))?;
 
     loop {
+        // A request that follows within the spin arrives without a sleep
+        // and a wake-up on either side.
+        crate::platform::spin_until_readable(&requests, crate::exec::SPIN);
         let Some(ToWorker::Call(req)) = read_frame::<_, ToWorker>(&requests, &mut buf)? else {
             return Ok(());
         };

@@ -165,6 +165,28 @@ pub(crate) fn keep_freed_memory() {
     }
 }
 
+/// Polls `fd` for input without sleeping for up to `spin`; returns whether
+/// input arrived.
+pub(crate) fn spin_until_readable(fd: &impl AsRawFd, spin: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `pfd` is a valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if n != 0 {
+            return true;
+        }
+        if start.elapsed() >= spin {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+}
+
 /// Sends SIGKILL to `pid`. The caller guarantees the process has not been
 /// reaped, so the pid cannot have been reused.
 pub(crate) fn kill(pid: u32) {

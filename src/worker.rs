@@ -527,6 +527,8 @@ fn worker_thread(
 pub(crate) struct Mailbox {
     state: Mutex<(Option<CallRequest>, bool)>,
     posted: std::sync::Condvar,
+    /// Set with the state; lets the thread poll before it sleeps.
+    waiting: AtomicBool,
 }
 
 impl Mailbox {
@@ -538,6 +540,7 @@ impl Mailbox {
         }
         state.0 = Some(req);
         drop(state);
+        self.waiting.store(true, Ordering::Release);
         self.posted.notify_one();
         Ok(())
     }
@@ -545,11 +548,18 @@ impl Mailbox {
     /// No more requests: the thread ends once it has seen this.
     fn close(&self) {
         self.state.lock().expect("mailbox lock").1 = true;
+        self.waiting.store(true, Ordering::Release);
         self.posted.notify_one();
     }
 
-    /// The next request, or `None` once closed.
+    /// The next request, or `None` once closed. Polls for up to
+    /// [`crate::exec::SPIN`] before it sleeps.
     fn recv(&self) -> Option<CallRequest> {
+        let start = Instant::now();
+        while !self.waiting.load(Ordering::Acquire) && start.elapsed() < crate::exec::SPIN {
+            std::hint::spin_loop();
+        }
+        self.waiting.store(false, Ordering::Release);
         let mut state = self.state.lock().expect("mailbox lock");
         loop {
             if let Some(req) = state.0.take() {
