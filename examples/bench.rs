@@ -446,10 +446,18 @@ async fn cpu_scaling(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error
     Ok(())
 }
 
-/// How late a 1 ms tokio timer fires while every worker is busy.
+/// How late a 1 ms tokio timer fires while every worker is busy, beside
+/// the same with the workers idle (tokio's timer has a 1 ms granularity).
 async fn scheduling(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error::Error>> {
     let pool = Pool::builder().workers(2).build()?;
     pool.warm(2).await?;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let t = Instant::now();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        idle.push(t.elapsed().saturating_sub(Duration::from_millis(1)));
+    }
+    r.latency("tokio_timer_lateness_workers_idle", &mut idle);
     let busy = {
         let pool = pool.clone();
         let cpu = cpu.clone();
