@@ -317,7 +317,7 @@ impl Executor {
     /// call succeeded), or drops it and prepares a fresh one.
     fn recycle(&mut self, used: Leftover, ok: bool, key: &str, shape: &CallOptions) {
         match used {
-            Leftover::Instance(r) if ok && self.reuse => self.ready = Some((key.to_string(), r)),
+            Leftover::Instance(r) if ok && self.reuse => self.ready = Some((key.to_string(), *r)),
             used => {
                 drop(used);
                 self.prepare(key, shape.clone());
@@ -679,11 +679,21 @@ async fn execute(
     };
     let func = match loaded.func(export) {
         Ok(f) => f,
-        Err(e) => return (Err(e), ready.map_or(Leftover::Nothing, Leftover::Instance)),
+        Err(e) => {
+            return (
+                Err(e),
+                ready.map_or(Leftover::Nothing, |r| Leftover::Instance(Box::new(r))),
+            );
+        }
     };
     let params = match decode_args(args, &func) {
         Ok(p) => p,
-        Err(e) => return (Err(e), ready.map_or(Leftover::Nothing, Leftover::Instance)),
+        Err(e) => {
+            return (
+                Err(e),
+                ready.map_or(Leftover::Nothing, |r| Leftover::Instance(Box::new(r))),
+            );
+        }
     };
     let (mut store, instance, stdout, stderr, tail) = match ready {
         Some(r) => (r.store, Some(r.instance), r.stdout, r.stderr, r.tail),
@@ -765,7 +775,7 @@ async fn execute(
                 stderr,
                 tail,
             };
-            return (Ok(value), Leftover::Instance(used));
+            return (Ok(value), Leftover::Instance(Box::new(used)));
         }
         // Only `interrupt` sends the wake, and it raises a flag first.
         Err(None) => Err(interrupts
@@ -798,7 +808,7 @@ async fn execute(
 /// after the caller has its answer.
 enum Leftover {
     Nothing,
-    Instance(Ready),
+    Instance(Box<Ready>),
     Store(#[expect(dead_code, reason = "held only to be dropped after the reply")] Store<State>),
 }
 

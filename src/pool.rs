@@ -287,6 +287,8 @@ impl Drop for Handle {
 
 pub(crate) struct PoolInner {
     workers: usize,
+    /// The machine's parallelism.
+    cores: usize,
     idle_timeout: Duration,
     retire_after: Option<u64>,
     spec: Spec,
@@ -537,6 +539,7 @@ impl PoolBuilder {
             .map_err(|e| Error::new(ErrorKind::Config, format!("creating the engine: {e:#}")))?;
         let inner = Arc::new(PoolInner {
             workers,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             idle_timeout,
             retire_after,
             spec: Spec {
@@ -1176,7 +1179,7 @@ impl PoolInner {
         items: Vec<Result<Vec<u8>, Error>>,
         options: CallOptions,
         policy: Policy,
-    ) -> Result<Vec<Result<(Vec<u8>, Report), Error>>, Error> {
+    ) -> Result<Vec<CallResult>, Error> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(Error::closed());
         }
@@ -1188,7 +1191,8 @@ impl PoolInner {
         }
         let compiled = self.compiled(job).await?;
         let resolved = compiled.resolve(&self.engine, func)?;
-        let mut results: Vec<Option<Result<(Vec<u8>, Report), Error>>> = Vec::new();
+        // An early error per item that was not sent; `None` for one sent.
+        let mut results: Vec<Option<CallResult>> = Vec::new();
         let mut sent = Vec::new();
         for item in items {
             match item.and_then(|args| check_args(&resolved, args)) {
@@ -1382,6 +1386,12 @@ impl PoolInner {
         drop(permit);
     }
 
+    /// Whether at most one call is in flight and a core is left over for a
+    /// host thread to poll on.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.cores > 1 && self.semaphore.available_permits() + 1 >= self.workers
+    }
+
     pub(crate) fn count_kill(&self) {
         self.killed.fetch_add(1, Ordering::Relaxed);
     }
@@ -1454,6 +1464,9 @@ impl PoolInner {
         }
     }
 }
+
+/// How one call of a request ended: its encoded result and report.
+type CallResult = Result<(Vec<u8>, Report), Error>;
 
 /// Sizes [`Pool::map`]'s batches from how long the last one took per item.
 #[derive(Debug, Default)]

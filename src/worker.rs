@@ -208,19 +208,19 @@ impl Worker {
                 return rx;
             }
         };
-        if let Err(e) = write_frame(data, &ToWorker::Call(req)) {
-            if e.kind() == io::ErrorKind::InvalidInput {
-                // Too large to send: the worker is still fine.
-                let mut slot = self.shared.slot.lock().expect("slot lock");
-                if let Slot::Waiting { tx, .. } = std::mem::replace(&mut *slot, Slot::Idle) {
-                    let _ = tx.send(Reply::Lost(Error::new(
-                        ErrorKind::ArgumentMismatch,
-                        e.to_string(),
-                    )));
-                }
+        // Any other error is a broken pipe: the worker is gone, and its
+        // thread sees the end of file and fails the call.
+        if let Err(e) = write_frame(data, &ToWorker::Call(req))
+            && e.kind() == io::ErrorKind::InvalidInput
+        {
+            // Too large to send: the worker is still fine.
+            let mut slot = self.shared.slot.lock().expect("slot lock");
+            if let Slot::Waiting { tx, .. } = std::mem::replace(&mut *slot, Slot::Idle) {
+                let _ = tx.send(Reply::Lost(Error::new(
+                    ErrorKind::ArgumentMismatch,
+                    e.to_string(),
+                )));
             }
-            // Otherwise the pipe is broken: the worker is gone, and its
-            // thread sees the end of file and fails the call.
         }
         rx
     }
@@ -399,6 +399,12 @@ fn process_thread(
     }
 
     let lost = loop {
+        // With the rest of the pool quiet, the next reply is worth polling
+        // for: it spares a wake-up of this thread on each call. With other
+        // calls in flight, the cores are better left to them.
+        if pool.is_quiet() {
+            crate::platform::spin_until_readable(&reader, crate::exec::SPIN);
+        }
         match read_frame::<_, FromWorker>(&reader, &mut buf) {
             Ok(Some(FromWorker::Done { id: call, outcomes })) => {
                 if let Some(lost) = deliver(&pool, &shared, call, outcomes) {
@@ -533,10 +539,10 @@ pub(crate) struct Mailbox {
 
 impl Mailbox {
     /// Posts `req`; gives it back if the mailbox is closed.
-    fn send(&self, req: CallRequest) -> Result<(), CallRequest> {
+    fn send(&self, req: CallRequest) -> Result<(), Box<CallRequest>> {
         let mut state = self.state.lock().expect("mailbox lock");
         if state.1 {
-            return Err(req);
+            return Err(Box::new(req));
         }
         state.0 = Some(req);
         drop(state);
