@@ -377,11 +377,21 @@ async fn failures(r: &mut Report, faults: &'static Job) -> Result<(), Box<dyn st
     let mut crashes = Vec::new();
     for _ in 0..r.n(30).max(5) {
         pool.warm(1).await?;
-        let pid = pool.worker_pids()[0];
-        let call = tokio::spawn(pool.call::<()>(faults, "spin-forever", ()).into_future());
+        // The last round's worker may still be on the books until its
+        // host thread has reaped it.
+        let pid = loop {
+            match pool.worker_pids()[..] {
+                [pid] => break pid,
+                _ => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        };
+        let call = tokio::spawn(
+            pool.call::<()>(faults, "spin-forever", ())
+                .timeout(Duration::from_secs(10))
+                .into_future(),
+        );
         tokio::time::sleep(Duration::from_millis(3)).await;
         let t = Instant::now();
-        // SAFETY-free: kill(1) from the shell would do the same.
         std::process::Command::new("kill")
             .args(["-9", &pid.to_string()])
             .status()?;

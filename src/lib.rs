@@ -63,8 +63,8 @@
 //! [`Pool::map_unordered`] yields them as they finish, with each item's
 //! index. A failing item yields its error and the stream goes on; dropping
 //! the stream cancels what is in flight. Tiny items travel in batches,
-//! sized to about 2 ms of work, so a map of 100 000 no-op calls runs at
-//! about 100 000 calls a second on two cores.
+//! sized to about 2 ms of work, so a map of no-op calls runs at about
+//! 100 000 calls a second on two cores.
 //!
 //! ```no_run
 //! # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
