@@ -1,15 +1,18 @@
 //! The frames exchanged between the host and a worker process.
 //!
 //! Every frame is a little-endian `u32` length followed by that many bytes of
-//! MessagePack (rmp-serde, structs as maps). A worker has two sockets:
+//! MessagePack (rmp-serde, structs as maps). A worker has three channels
+//! (see `platform::Channels`):
 //!
-//! - the *data* socket carries [`Init`] then [`ToWorker`] frames one way and
-//!   [`FromWorker`] frames back. The worker serves one call at a time.
+//! - the *request* pipe carries [`Init`] then [`ToWorker`] frames to the
+//!   worker, which serves one request at a time;
+//! - the *reply* pipe carries [`FromWorker`] frames back;
 //! - the *control* socket carries [`Control`] frames to the worker while a
-//!   call runs, so a cancel is seen even when the data side is busy. When it
+//!   request runs, so a cancel is seen even when the worker is busy. When it
 //!   closes, the host is gone and the worker exits.
 //!
-//! Neither is the worker's stdout, which is inherited from the host.
+//! None is the worker's stdout, which is inherited from the host. A thread
+//! worker uses the same [`CallRequest`] and outcomes, without the frames.
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -35,7 +38,7 @@ pub(crate) struct Init {
     pub(crate) reuse_instances: bool,
 }
 
-/// Frames the host sends on the data socket after [`Init`].
+/// Frames the host sends on the request pipe after [`Init`].
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
     Call(CallRequest),
@@ -121,7 +124,7 @@ impl std::fmt::Display for ExportPath {
     }
 }
 
-/// Frames the worker sends on the data socket.
+/// Frames the worker sends on the reply pipe.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum FromWorker {
     /// The answer to [`Init`]: the engine is up.
