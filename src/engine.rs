@@ -17,6 +17,8 @@ pub(crate) struct EngineSettings {
     /// Fuel metering: deterministic, but about 20% slower, so only when a
     /// pool asks for it.
     pub(crate) consume_fuel: bool,
+    /// Copy-on-write memory images ([`crate::PoolBuilder::copy_on_write_memory`]).
+    pub(crate) memory_cow: bool,
 }
 
 impl Default for EngineSettings {
@@ -24,6 +26,7 @@ impl Default for EngineSettings {
         EngineSettings {
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
             consume_fuel: false,
+            memory_cow: true,
         }
     }
 }
@@ -42,13 +45,14 @@ impl EngineSettings {
         config.async_stack_size(self.max_wasm_stack + (1 << 20));
         config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(32));
         config.parallel_compilation(!pooling);
-        // No copy-on-write memory images: the guest's first write to each
-        // page of its data would be a copy-on-write fault, and each of
-        // those flushes the TLB of every core the process runs on, by
-        // inter-processor interrupt. In a thread worker that is most of a
-        // no-op call's cost. Copying the data segments in at instantiation
-        // is cheaper for all but guests with megabytes of data.
-        config.memory_init_cow(false);
+        // With copy-on-write memory images, instantiating maps the data
+        // segments instead of copying them: much faster for guests with
+        // megabytes of data. But the guest's first write to each of those
+        // pages is a copy-on-write fault, which flushes the TLB of every
+        // core the process runs on by inter-processor interrupt: cheap in a
+        // worker process, most of a small call's cost in a busy host
+        // process. Hence the default depends on the worker kind.
+        config.memory_init_cow(self.memory_cow);
         if pooling {
             let mut p = PoolingAllocationConfig::new();
             // One call at a time, but slots are only address space: with

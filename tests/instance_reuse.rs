@@ -82,3 +82,25 @@ async fn different_sandbox_options_get_their_own_instance() {
         .unwrap();
     assert_eq!(with_env, 1, "an instance is never shared across options");
 }
+
+#[tokio::test]
+async fn memory_images_mapped_or_copied_give_the_same_fresh_instances() {
+    let cpu = job(wasmpool_guests::CPU);
+    let types = job(wasmpool_guests::TYPES);
+    for kind in KINDS {
+        for cow in [true, false] {
+            let pool = Pool::builder()
+                .workers(1)
+                .worker_kind(kind)
+                .copy_on_write_memory(cow)
+                .build()
+                .unwrap();
+            for _ in 0..3 {
+                let n: u64 = pool.run(&cpu, "count", ()).await.unwrap();
+                assert_eq!(n, 1, "{kind:?}, cow {cow}: memory is reset between calls");
+            }
+            let s: String = pool.run(&types, "echo-string", ("data",)).await.unwrap();
+            assert_eq!(s, "data");
+        }
+    }
+}
