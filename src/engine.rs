@@ -26,7 +26,7 @@ impl Default for EngineSettings {
         EngineSettings {
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
             consume_fuel: false,
-            memory_cow: true,
+            memory_cow: false,
         }
     }
 }
@@ -49,9 +49,8 @@ impl EngineSettings {
         // segments instead of copying them: much faster for guests with
         // megabytes of data. But the guest's first write to each of those
         // pages is a copy-on-write fault, which flushes the TLB of every
-        // core the process runs on by inter-processor interrupt: cheap in a
-        // worker process, most of a small call's cost in a busy host
-        // process. Hence the default depends on the worker kind.
+        // core the process runs on by inter-processor interrupt: for a
+        // small guest, most of a call's cost. Off unless a pool asks.
         config.memory_init_cow(self.memory_cow);
         if pooling {
             let mut p = PoolingAllocationConfig::new();

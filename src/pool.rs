@@ -439,17 +439,17 @@ impl PoolBuilder {
     }
 
     /// Whether a new instance maps its guest's initial memory copy-on-write
-    /// rather than copying it in. Default: `true` for
-    /// [`WorkerKind::Process`], `false` for [`WorkerKind::Thread`].
+    /// rather than copying it in. Default: `false`.
     ///
-    /// Mapping is much faster for guests with megabytes of data (a
-    /// componentize-py guest: about 1.5 ms a call against 10 ms copied),
-    /// but every first write to a mapped page is a copy-on-write fault that
-    /// interrupts every core the process runs on. Worker processes run
-    /// little else, so they map; in the host process, with its other
-    /// threads busy, those interrupts doubled a small guest's no-op call
-    /// (about 45 µs against 22 µs), so thread workers copy. Turn it on for
-    /// thread workers running large guests.
+    /// Mapping is much faster for guests with megabytes of data: a
+    /// componentize-py guest took about 1.5 ms a call mapped against 10 ms
+    /// copied, a componentize-js guest 0.8 ms against 4 ms. But the first
+    /// write to each mapped page is a copy-on-write fault, which interrupts
+    /// every other core the process runs on to flush its TLB. For a small
+    /// guest that costs more than copying its few pages: a thread worker's
+    /// no-op call took about 45 µs mapped against 22 µs copied, and two
+    /// callers on process workers got 4–8 k calls/s mapped against 13–22 k
+    /// copied, on two cores. Turn it on for large guests.
     pub fn copy_on_write_memory(mut self, on: bool) -> Self {
         self.memory_cow = Some(on);
         self
@@ -554,7 +554,7 @@ impl PoolBuilder {
         let settings = EngineSettings {
             max_wasm_stack,
             consume_fuel: options.fuel.is_some(),
-            memory_cow: memory_cow.unwrap_or(kind == WorkerKind::Process),
+            memory_cow: memory_cow.unwrap_or(false),
         };
         let engine = settings
             .host_engine()
