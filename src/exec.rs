@@ -56,11 +56,14 @@ pub(crate) struct Interrupts {
     current: AtomicU64,
     /// The id of the last call a cancel was asked for.
     cancelled: AtomicU64,
-    /// The id of the last call that ran past its timeout.
+    /// Counts [`Interrupts::begin`]s: the number of the item running. The
+    /// calls of a batched request share their id, but not this.
+    item: AtomicU64,
+    /// The number of the last item that ran past its timeout.
     timed_out: AtomicU64,
     /// Wakes the running call's future on cancel or timeout.
     wake: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
-    /// The running call's deadline, for the timer thread.
+    /// The running item's number and deadline, for the timer thread.
     deadline: Mutex<Option<(u64, Instant)>>,
     deadline_set: Condvar,
     /// The executor is gone: the timer thread exits.
@@ -100,9 +103,23 @@ impl Interrupts {
         }
     }
 
-    /// The error for call `id` if it was cancelled or timed out.
+    /// Times out item `item`, if it is still the one running.
+    fn time_out(&self, item: u64) {
+        self.timed_out.store(item, Ordering::SeqCst);
+        if self.item.load(Ordering::SeqCst) == item
+            && self.current.load(Ordering::SeqCst) != NO_CALL
+        {
+            self.engine.increment_epoch();
+            if let Some(tx) = self.wake.lock().expect("wake lock").take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// The error for the running item of call `id` if it timed out or the
+    /// call was cancelled.
     fn interrupted(&self, id: u64, options: &CallOptions) -> Option<WireError> {
-        if self.timed_out.load(Ordering::SeqCst) == id {
+        if self.timed_out.load(Ordering::SeqCst) == self.item.load(Ordering::SeqCst) {
             Some(WireError::new(
                 ErrorKind::Timeout,
                 format!(
@@ -129,9 +146,10 @@ impl Interrupts {
     ) -> tokio::sync::oneshot::Receiver<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         *self.wake.lock().expect("wake lock") = Some(tx);
+        let item = self.item.fetch_add(1, Ordering::SeqCst) + 1;
         self.current.store(id, Ordering::SeqCst);
         if let Some(timeout) = timeout {
-            *self.deadline.lock().expect("deadline lock") = Some((id, Instant::now() + timeout));
+            *self.deadline.lock().expect("deadline lock") = Some((item, Instant::now() + timeout));
             self.deadline_set.notify_one();
         }
         rx
@@ -156,12 +174,12 @@ impl Interrupts {
             }
             deadline = match *deadline {
                 None => self.deadline_set.wait(deadline).expect("deadline lock"),
-                Some((id, at)) => {
+                Some((item, at)) => {
                     let now = Instant::now();
                     if now >= at {
                         *deadline = None;
                         drop(deadline);
-                        self.interrupt(id, &self.timed_out);
+                        self.time_out(item);
                         self.deadline.lock().expect("deadline lock")
                     } else {
                         self.deadline_set
@@ -227,6 +245,7 @@ impl Executor {
             engine: engine.clone(),
             current: AtomicU64::new(NO_CALL),
             cancelled: AtomicU64::new(NO_CALL),
+            item: AtomicU64::new(0),
             timed_out: AtomicU64::new(NO_CALL),
             wake: Mutex::new(None),
             deadline: Mutex::new(None),

@@ -88,3 +88,31 @@ async fn dropping_the_stream_cancels_what_is_in_flight() {
         assert_eq!(s.calls, 4, "{kind:?}: two cancelled, two served: {s:?}");
     }
 }
+
+#[tokio::test]
+async fn a_timeout_inside_a_batch_fails_that_item_only() {
+    let pool = wasmpool::Pool::builder()
+        .workers(2)
+        .timeout(Duration::from_millis(200))
+        .grace(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let cpu = job(wasmpool_guests::CPU);
+    // Quick items first, so that batches have grown by the time the
+    // endless one comes.
+    let items: Vec<(u64,)> = (0..400u64)
+        .map(|i| if i == 300 { (u64::MAX,) } else { (i,) })
+        .collect();
+    let results: Vec<_> = pool.map::<_, u64, _>(&cpu, "spin", items).collect().await;
+    assert_eq!(results.len(), 400);
+    for (i, r) in results.iter().enumerate() {
+        match r {
+            Err(e) if i == 300 => assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}"),
+            Err(e) => panic!("item {i} failed: {e:?}"),
+            Ok(_) if i == 300 => panic!("the endless item returned"),
+            Ok(_) => {}
+        }
+    }
+    let s = pool.statistics();
+    assert_eq!((s.killed, s.calls), (0, 400), "{s:?}");
+}
