@@ -72,9 +72,17 @@ pub(crate) struct Interrupts {
 
 impl Interrupts {
     /// Cancels call `id`: the guest traps at its next epoch check, or its
-    /// blocked host call is dropped.
+    /// blocked host call is dropped. The flag is raised even when the call
+    /// has not started yet (a cancel can overtake its call);
+    /// [`Interrupts::interrupted`] reads it before the guest runs. An
+    /// instance being prepared for a next call is interrupted too, so that
+    /// a guest whose start-up never ends cannot hold the worker.
     pub(crate) fn cancel(&self, id: u64) {
-        self.interrupt(id, &self.cancelled);
+        self.cancelled.store(id, Ordering::SeqCst);
+        let current = self.current.load(Ordering::SeqCst);
+        if current == id || current == PREPARING {
+            self.stop_running();
+        }
     }
 
     /// Interrupts whatever runs now, whichever call it is.
@@ -85,34 +93,22 @@ impl Interrupts {
         }
     }
 
-    /// Interrupts call `id`: `flag` records why, and if it is the call
-    /// running, bumps the epoch for a guest in wasm and wakes the call's
-    /// future for a guest blocked in a host call. The flag is raised even
-    /// when the call has not started yet (a cancel can overtake its call);
-    /// [`Interrupts::interrupted`] reads it before the guest runs. An
-    /// instance being prepared for a next call is interrupted too, so that
-    /// a guest whose start-up never ends cannot hold the worker.
-    fn interrupt(&self, id: u64, flag: &AtomicU64) {
-        flag.store(id, Ordering::SeqCst);
-        let current = self.current.load(Ordering::SeqCst);
-        if current == id || current == PREPARING {
-            self.engine.increment_epoch();
-            if let Some(tx) = self.wake.lock().expect("wake lock").take() {
-                let _ = tx.send(());
-            }
-        }
-    }
-
     /// Times out item `item`, if it is still the one running.
     fn time_out(&self, item: u64) {
         self.timed_out.store(item, Ordering::SeqCst);
         if self.item.load(Ordering::SeqCst) == item
             && self.current.load(Ordering::SeqCst) != NO_CALL
         {
-            self.engine.increment_epoch();
-            if let Some(tx) = self.wake.lock().expect("wake lock").take() {
-                let _ = tx.send(());
-            }
+            self.stop_running();
+        }
+    }
+
+    /// Bumps the epoch for a guest in wasm and wakes the running future for
+    /// a guest blocked in a host call.
+    fn stop_running(&self) {
+        self.engine.increment_epoch();
+        if let Some(tx) = self.wake.lock().expect("wake lock").take() {
+            let _ = tx.send(());
         }
     }
 

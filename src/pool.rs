@@ -349,7 +349,7 @@ pub struct PoolBuilder {
     workers: Option<usize>,
     kind: WorkerKind,
     reuse_instances: bool,
-    memory_cow: Option<bool>,
+    memory_cow: bool,
     idle_timeout: Duration,
     retire_after: Option<u64>,
     worker_program: Option<PathBuf>,
@@ -451,7 +451,7 @@ impl PoolBuilder {
     /// callers on process workers got 4–8 k calls/s mapped against 13–22 k
     /// copied, on two cores. Turn it on for large guests.
     pub fn copy_on_write_memory(mut self, on: bool) -> Self {
-        self.memory_cow = Some(on);
+        self.memory_cow = on;
         self
     }
 
@@ -554,7 +554,7 @@ impl PoolBuilder {
         let settings = EngineSettings {
             max_wasm_stack,
             consume_fuel: options.fuel.is_some(),
-            memory_cow: memory_cow.unwrap_or(false),
+            memory_cow,
         };
         let engine = settings
             .host_engine()
@@ -640,7 +640,7 @@ impl Pool {
             workers: None,
             kind: WorkerKind::Process,
             reuse_instances: false,
-            memory_cow: None,
+            memory_cow: false,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             retire_after: None,
             worker_program: None,
