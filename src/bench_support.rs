@@ -133,8 +133,13 @@ impl Runner {
     pub fn new(path: &Path, cache: &Path, reuse: bool) -> Result<Runner, Error> {
         let settings = EngineSettings::default();
         let (engine, compiled) = compiled(path, cache, &settings)?;
-        let executor =
-            Executor::new(&settings, reuse).map_err(|e| Error::new(crate::ErrorKind::Spawn, e))?;
+        let executor = Executor::new(
+            &settings,
+            reuse,
+            std::sync::Arc::default(),
+            Box::new(|_, _| Err(std::io::Error::other("no registry in a benchmark"))),
+        )
+        .map_err(|e| Error::new(crate::ErrorKind::Spawn, e))?;
         Ok(Runner {
             executor,
             compiled,

@@ -5,17 +5,20 @@
 //! - the main thread reads [`ToWorker`] frames from the request pipe, runs
 //!   each call on its [`Executor`] and writes the reply to the reply pipe;
 //! - `wasmpool-control` reads [`Control`] frames. A cancel interrupts the
-//!   call (see [`Interrupts`]). When the control socket closes, the host
+//!   call (see [`Interrupts`]); an answer to a guest's `wasmpool:sync`
+//!   operation goes to the executor's [`Inbox`]. When the control socket closes, the host
 //!   is gone and the process exits.
 //! - `wasmpool-timer`, the executor's, enforces a call's timeout.
 
 use std::io::{self, Write as _};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 
 use crate::exec::{Executor, Interrupts};
 use crate::protocol::{
     Control, FromWorker, Init, PROTOCOL_VERSION, ToWorker, read_frame, write_frame,
 };
+use crate::sync::Inbox;
 
 /// Runs the worker; returns the process exit code.
 pub(crate) fn run() -> i32 {
@@ -54,7 +57,14 @@ fn serve() -> io::Result<()> {
             init.version, PROTOCOL_VERSION
         )));
     }
-    let mut executor = Executor::new(&init.engine, init.reuse_instances).map_err(fail)?;
+    let inbox = Arc::new(Inbox::default());
+    // Only this thread writes replies: the executor's operations go out
+    // while it runs a call, its outcomes after.
+    let ops = replies.try_clone()?;
+    let send: crate::sync::Send =
+        Box::new(move |seq, op| write_frame(&ops, &FromWorker::Sync { seq, op }));
+    let mut executor =
+        Executor::new(&init.engine, init.reuse_instances, inbox.clone(), send).map_err(fail)?;
     write_frame(
         &replies,
         &FromWorker::Ready {
@@ -65,7 +75,7 @@ fn serve() -> io::Result<()> {
     let interrupts = executor.interrupts();
     std::thread::Builder::new()
         .name("wasmpool-control".into())
-        .spawn(move || control_loop(control, &interrupts))?;
+        .spawn(move || control_loop(control, &interrupts, &inbox))?;
 
     loop {
         // A request that follows within the spin arrives without a sleep
@@ -81,11 +91,12 @@ fn serve() -> io::Result<()> {
     }
 }
 
-fn control_loop(control: UnixStream, interrupts: &Interrupts) {
+fn control_loop(control: UnixStream, interrupts: &Interrupts, inbox: &Inbox) {
     let mut buf = Vec::new();
     loop {
         match read_frame::<_, Control>(&control, &mut buf) {
             Ok(Some(Control::Cancel { id })) => interrupts.cancel(id),
+            Ok(Some(Control::Answer { seq, answer })) => inbox.post(seq, answer),
             // The host is gone or broke the protocol: nothing left to serve.
             Ok(None) | Err(_) => {
                 let _ = io::stdout().flush();

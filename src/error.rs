@@ -87,6 +87,12 @@ pub enum ErrorKind {
     Protocol,
     /// An I/O error on the host, such as an unreadable component file.
     Io,
+    /// A queue, or a job's channel, is closed: its job has finished, or
+    /// [`Queue::close`](crate::Queue::close) was called.
+    Closed,
+    /// A synchronisation primitive was misused: a name taken by another
+    /// kind, or one created again with other settings.
+    Sync,
 }
 
 /// The WebAssembly trap behind an [`ErrorKind::Trap`] or

@@ -28,8 +28,10 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::engine::EngineSettings;
 use crate::error::{ErrorKind, Limit, TrapCode, WireError};
+use crate::imports::Port;
 use crate::protocol::{Artifact, CallOptions, CallRequest, ExportPath, Outcome, Report};
 use crate::stdio::{Fd, GuestOutput};
+use crate::sync::Inbox;
 use crate::value::{self, Value};
 use crate::wit;
 
@@ -68,6 +70,8 @@ pub(crate) struct Interrupts {
     deadline_set: Condvar,
     /// The executor is gone: the timer thread exits.
     closed: AtomicBool,
+    /// Where a guest blocked in a `wasmpool:sync` import waits.
+    inbox: Arc<crate::sync::Inbox>,
 }
 
 impl Interrupts {
@@ -110,6 +114,16 @@ impl Interrupts {
         if let Some(tx) = self.wake.lock().expect("wake lock").take() {
             let _ = tx.send(());
         }
+        self.inbox.wake();
+    }
+
+    /// Whether the running item was cancelled or timed out.
+    pub(crate) fn is_stopped(&self) -> bool {
+        let current = self.current.load(Ordering::SeqCst);
+        self.timed_out.load(Ordering::SeqCst) == self.item.load(Ordering::SeqCst)
+            || (current != NO_CALL
+                && current != PREPARING
+                && self.cancelled.load(Ordering::SeqCst) == current)
     }
 
     /// The error for the running item of call `id` if it timed out or the
@@ -201,6 +215,8 @@ pub(crate) struct Executor {
     /// from the last call when instances are reused. At most one, since
     /// the pooling allocator has few slots.
     ready: Option<(String, Ready)>,
+    /// The guest's way to the host's `wasmpool:sync` registry.
+    port: Arc<Port>,
 }
 
 /// An instance waiting for a call of its job with the same options.
@@ -228,7 +244,15 @@ impl Executor {
     /// An executor with its own engine, and its `wasmpool-timer` thread.
     /// With `reuse`, a job's instance serves call after call until one
     /// fails.
-    pub(crate) fn new(settings: &EngineSettings, reuse: bool) -> Result<Executor, String> {
+    ///
+    /// A guest's `wasmpool:sync` operations go out through `send`; their
+    /// answers must be posted to `inbox`.
+    pub(crate) fn new(
+        settings: &EngineSettings,
+        reuse: bool,
+        inbox: Arc<Inbox>,
+        send: crate::sync::Send,
+    ) -> Result<Executor, String> {
         let engine = settings
             .worker_engine()
             .map_err(|e| format!("creating the engine: {e:#}"))?;
@@ -247,7 +271,9 @@ impl Executor {
             deadline: Mutex::new(None),
             deadline_set: Condvar::new(),
             closed: AtomicBool::new(false),
+            inbox: inbox.clone(),
         });
+        let port = Arc::new(Port::new(send, inbox, interrupts.clone()));
         let timer = interrupts.clone();
         std::thread::Builder::new()
             .name("wasmpool-timer".into())
@@ -261,6 +287,7 @@ impl Executor {
             interrupts,
             reuse,
             ready: None,
+            port,
         })
     }
 
@@ -302,6 +329,7 @@ impl Executor {
             };
             let (outcome, left) = self.runtime.block_on(execute(
                 &self.engine,
+                &self.port,
                 &self.linker,
                 &mut self.jobs,
                 Item {
@@ -317,6 +345,7 @@ impl Executor {
                 &mut report,
             ));
             self.interrupts.end(options.timeout.is_some());
+            self.port.item_ended();
             let outcome = outcome.map(|v| serde_bytes::ByteBuf::from(value::encode(&v)));
             outcomes.push((outcome, report));
             used = left;
@@ -349,7 +378,8 @@ impl Executor {
         let pre = loaded.pre.clone();
         let wake = self.interrupts.begin(PREPARING, None);
         let made = self.runtime.block_on(async {
-            let (mut store, stdout, stderr, tail) = new_store(&self.engine, &options).ok()?;
+            let (mut store, stdout, stderr, tail) =
+                new_store(&self.engine, &self.port, &options).ok()?;
             store.set_epoch_deadline(1);
             store.epoch_deadline_trap();
             if self.engine.get_consume_fuel() {
@@ -384,12 +414,13 @@ impl Drop for Executor {
 
 /// The per-call store data: WASI, wasi:http (outgoing requests denied) and
 /// the limits.
-struct State {
+pub(crate) struct State {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: DenyHttp,
     table: ResourceTable,
     limits: Limits,
+    pub(crate) port: Arc<Port>,
 }
 
 /// Enforces a call's memory limit and remembers that it did.
@@ -471,6 +502,7 @@ fn make_linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::imports::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -634,7 +666,11 @@ type NewStore = (Store<State>, GuestOutput, GuestOutput, Arc<Mutex<Vec<u8>>>);
 
 /// A store whose WASI context grants what `options` grants, and nothing
 /// else.
-fn new_store(engine: &Engine, options: &CallOptions) -> Result<NewStore, WireError> {
+fn new_store(
+    engine: &Engine,
+    port: &Arc<Port>,
+    options: &CallOptions,
+) -> Result<NewStore, WireError> {
     let tail = Arc::new(Mutex::new(Vec::new()));
     let stdout = GuestOutput::new(Fd::Stdout, options.stdout);
     let stderr = GuestOutput::new(Fd::Stderr, options.stderr).with_tail(tail.clone(), STDERR_TAIL);
@@ -650,6 +686,7 @@ fn new_store(engine: &Engine, options: &CallOptions) -> Result<NewStore, WireErr
                 max_memory: options.max_memory,
                 hit: None,
             },
+            port: port.clone(),
         },
     );
     store.limiter(|s| &mut s.limits);
@@ -670,6 +707,7 @@ struct Item<'a> {
 #[allow(clippy::too_many_arguments)]
 async fn execute(
     engine: &Engine,
+    port: &Arc<Port>,
     linker: &Linker<State>,
     jobs: &mut HashMap<String, Loaded>,
     item: Item<'_>,
@@ -712,7 +750,7 @@ async fn execute(
     };
     let (mut store, instance, stdout, stderr, tail) = match ready {
         Some(r) => (r.store, Some(r.instance), r.stdout, r.stderr, r.tail),
-        None => match new_store(engine, options) {
+        None => match new_store(engine, port, options) {
             Ok((store, stdout, stderr, tail)) => (store, None, stdout, stderr, tail),
             Err(e) => return (Err(e), Leftover::Nothing),
         },

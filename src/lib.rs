@@ -194,16 +194,23 @@ mod compile;
 mod engine;
 mod error;
 mod exec;
+mod handles;
+mod imports;
 mod job;
 mod platform;
 mod pool;
 mod protocol;
 mod stdio;
+mod sync;
 mod value;
 mod wit;
 mod worker;
 
 pub use error::{Error, ErrorKind, Limit, TrapCode};
+pub use handles::{
+    Barrier, Condition, ConditionGuard, Event, JobHandle, Lock, LockGuard, Queue, Semaphore,
+    SemaphorePermit,
+};
 pub use job::Job;
 pub use pool::{
     Call, Cancel, CancelHandle, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess, Output, Pool,

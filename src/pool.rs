@@ -18,9 +18,11 @@ use tokio::sync::{Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
 use crate::compile::{self, Compiled};
 use crate::engine::{DEFAULT_MAX_WASM_STACK, EngineSettings};
 use crate::error::{Error, ErrorKind};
+use crate::handles::{Barrier, Condition, Event, JobHandle, Lock, Queue};
 use crate::job::Job;
 use crate::protocol::{CallOptions, CallRequest, Preopen, Report};
 use crate::stdio::Stdio;
+use crate::sync::Spec as SyncSpec;
 use crate::value;
 use crate::worker::{self, Reply, Spec, Worker};
 
@@ -318,6 +320,8 @@ pub(crate) struct PoolInner {
     crashed: AtomicU64,
     killed: AtomicU64,
     calls: AtomicU64,
+    /// The named primitives and job channels.
+    pub(crate) sync: Arc<crate::sync::Registry>,
 }
 
 /// A snapshot of a pool's counters, from [`Pool::statistics`].
@@ -590,6 +594,7 @@ impl PoolBuilder {
             crashed: AtomicU64::new(0),
             killed: AtomicU64::new(0),
             calls: AtomicU64::new(0),
+            sync: Arc::default(),
         });
         let house = inner.clone();
         std::thread::Builder::new()
@@ -710,6 +715,7 @@ impl Pool {
             options: self.handle.inner.options.clone(),
             grace: self.handle.inner.grace,
             cancel: Arc::default(),
+            link: None,
             _result: PhantomData,
         }
     }
@@ -826,6 +832,7 @@ impl Pool {
             let policy = Policy {
                 on_cancel: inner.on_cancel,
                 grace: inner.grace,
+                job: None,
             };
             async move {
                 let count = items.len();
@@ -932,6 +939,203 @@ impl Pool {
     }
 }
 
+/// Spawned jobs and the pool's named primitives (`wasmpool:sync`).
+///
+/// Primitives are created on the pool by name, and typed on the host.
+/// Guests open them by the same name through the `wasmpool:sync` imports
+/// (the `wasmpool-guest` SDK: `Queue::open(name)`, `Lock::open(name)`,
+/// ...), and block on them; a guest's blocking call takes a timeout, and
+/// wakes at once when its call is cancelled or times out. When a guest's
+/// call ends, however it ends, everything it held is released: see
+/// [`Queue`], [`Lock`](crate::Lock), [`Semaphore`](crate::Semaphore) and
+/// [`Barrier`](crate::Barrier).
+///
+/// Creating a primitive whose name exists returns a handle to the same one
+/// if the kind and settings match, and an [`ErrorKind::Sync`] error if not.
+/// Primitives live as long as the pool.
+impl Pool {
+    /// Starts `func` as a job with a handle: see [`JobHandle`]. The same as
+    /// `pool.call(job, func, args).spawn()`, which also takes call options.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// // A guest that emits its progress as it goes.
+    /// let handle = pool.spawn::<u64>(&job, "progress", (100u64,));
+    /// while let Some(done) = handle.recv::<u64>().await? {
+    ///     println!("{done}/100");
+    /// }
+    /// assert_eq!(handle.await?, 100);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// The handle resolves to an [`ErrorKind::Config`] error when called
+    /// outside a Tokio runtime.
+    pub fn spawn<R: DeserializeOwned + Send + 'static>(
+        &self,
+        job: &Job,
+        func: &str,
+        args: impl Serialize,
+    ) -> JobHandle<R> {
+        self.call(job, func, args).spawn()
+    }
+
+    /// The queue `name` of values of type `T`, holding at most `capacity`
+    /// values (0: no bound).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool) -> Result<(), wasmpool::Error> {
+    /// let work = pool.queue::<u64>("work", 100)?;
+    /// work.put(&7).await?;
+    /// work.close();
+    /// assert_eq!(work.get().await?, Some(7));
+    /// assert_eq!(work.get().await?, None);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Sync`] if the name is taken by another kind or another
+    /// capacity.
+    pub fn queue<T>(&self, name: &str, capacity: usize) -> Result<Queue<T>, Error> {
+        self.create(
+            name,
+            SyncSpec::Queue {
+                capacity,
+                joinable: false,
+            },
+        )?;
+        Ok(Queue::new(self.handle.inner.sync.clone(), name))
+    }
+
+    /// A queue whose values are marked done as they are handled
+    /// ([`Queue::task_done`]), so that [`Queue::join`] can wait for all of
+    /// them. A guest that ends without marking a value it took done gives
+    /// it back to the queue.
+    ///
+    /// # Errors
+    ///
+    /// As [`queue`](Self::queue).
+    pub fn joinable_queue<T>(&self, name: &str, capacity: usize) -> Result<Queue<T>, Error> {
+        self.create(
+            name,
+            SyncSpec::Queue {
+                capacity,
+                joinable: true,
+            },
+        )?;
+        Ok(Queue::new(self.handle.inner.sync.clone(), name))
+    }
+
+    /// The lock `name`.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool) -> Result<(), wasmpool::Error> {
+    /// let lock = pool.lock("ledger")?;
+    /// let guard = lock.lock().await?;
+    /// // ... no guest holds "ledger" here ...
+    /// drop(guard);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Sync`] if the name is taken by another kind.
+    pub fn lock(&self, name: &str) -> Result<Lock, Error> {
+        self.create(name, SyncSpec::Lock)?;
+        Ok(Lock::new(self.handle.inner.sync.clone(), name))
+    }
+
+    /// The reentrant lock `name`: a guest's call that holds it may take it
+    /// again, and releases it as often.
+    ///
+    /// # Errors
+    ///
+    /// As [`lock`](Self::lock).
+    pub fn rlock(&self, name: &str) -> Result<Lock, Error> {
+        self.create(name, SyncSpec::RLock)?;
+        Ok(Lock::new(self.handle.inner.sync.clone(), name))
+    }
+
+    /// The semaphore `name`, with `permits` permits.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] for 0 permits; [`ErrorKind::Sync`] if the name
+    /// is taken by another kind or another count.
+    pub fn semaphore(
+        &self,
+        name: &str,
+        permits: usize,
+    ) -> Result<crate::handles::Semaphore, Error> {
+        if permits == 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "a semaphore needs at least one permit",
+            ));
+        }
+        self.create(name, SyncSpec::Semaphore { permits })?;
+        Ok(crate::handles::Semaphore::new(
+            self.handle.inner.sync.clone(),
+            name,
+        ))
+    }
+
+    /// The event `name`, initially clear.
+    ///
+    /// # Errors
+    ///
+    /// As [`lock`](Self::lock).
+    pub fn event(&self, name: &str) -> Result<Event, Error> {
+        self.create(name, SyncSpec::Event)?;
+        Ok(Event::new(self.handle.inner.sync.clone(), name))
+    }
+
+    /// The condition variable `name`, with a lock of its own.
+    ///
+    /// # Errors
+    ///
+    /// As [`lock`](Self::lock).
+    pub fn condition(&self, name: &str) -> Result<Condition, Error> {
+        self.create(name, SyncSpec::Condition)?;
+        Ok(Condition::new(self.handle.inner.sync.clone(), name))
+    }
+
+    /// The barrier `name`, for `parties` waiters.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] for 0 parties; [`ErrorKind::Sync`] if the name
+    /// is taken by another kind or another count.
+    pub fn barrier(&self, name: &str, parties: usize) -> Result<Barrier, Error> {
+        if parties == 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "a barrier needs at least one party",
+            ));
+        }
+        self.create(name, SyncSpec::Barrier { parties })?;
+        Ok(Barrier::new(self.handle.inner.sync.clone(), name))
+    }
+
+    fn create(&self, name: &str, spec: SyncSpec) -> Result<(), Error> {
+        if name.is_empty() || name.starts_with('\0') {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("{name:?} is not a primitive's name"),
+            ));
+        }
+        self.handle
+            .inner
+            .sync
+            .create(name, spec)
+            .map_err(|m| Error::new(ErrorKind::Sync, m))
+    }
+}
+
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
@@ -971,6 +1175,8 @@ pub struct Call<'a, R> {
     options: CallOptions,
     grace: Duration,
     cancel: Arc<CancelFlag>,
+    /// Set for a call made by [`Call::spawn`].
+    link: Option<Arc<crate::handles::JobLink>>,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -985,6 +1191,7 @@ impl<R> fmt::Debug for Call<'_, R> {
             options,
             grace,
             cancel,
+            link: _,
             _result,
         } = self;
         f.debug_struct("Call")
@@ -1015,6 +1222,45 @@ impl<R> Call<'_, R> {
     pub fn on_cancel(mut self, mode: Cancel) -> Self {
         self.on_cancel = mode;
         self
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Call<'_, R> {
+    /// Starts the call as a job with a handle, which can be awaited for
+    /// the result, cancelled or killed, and has a duplex channel to the
+    /// guest. See [`JobHandle`] and [`Pool::spawn`].
+    pub fn spawn(self) -> JobHandle<R> {
+        let registry = self.pool.handle.inner.sync.clone();
+        let channel = registry.open_channel();
+        let cancel = self.cancel_handle();
+        let job = self.job.clone();
+        let func = self.func.to_string();
+        let Call {
+            pool,
+            args,
+            on_cancel,
+            options,
+            grace,
+            cancel: flag,
+            ..
+        } = self;
+        JobHandle::spawn(registry, channel, cancel, move |link| {
+            Box::pin(async move {
+                let call = Call {
+                    pool,
+                    job: &job,
+                    func: &func,
+                    args,
+                    on_cancel,
+                    options,
+                    grace,
+                    cancel: flag,
+                    link: Some(link),
+                    _result: PhantomData,
+                };
+                call.execute().await.map(|out| out.value)
+            })
+        })
     }
 }
 
@@ -1075,9 +1321,14 @@ impl<'a, R: DeserializeOwned + Send + 'a> Call<'a, R> {
             options,
             grace,
             cancel,
+            link,
             _result,
         } = self;
-        let policy = Policy { on_cancel, grace };
+        let policy = Policy {
+            on_cancel,
+            grace,
+            job: link,
+        };
         let call = pool
             .handle
             .inner
@@ -1109,10 +1360,22 @@ struct InFlight {
 }
 
 /// What to do when a call is dropped or overruns.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Policy {
     on_cancel: Cancel,
     grace: Duration,
+    /// The handle's side of a spawned job.
+    job: Option<Arc<crate::handles::JobLink>>,
+}
+
+impl Policy {
+    /// The cancel mode, unless the job's handle asked for a kill.
+    fn on_cancel(&self) -> Cancel {
+        match &self.job {
+            Some(job) if job.kill_requested() => Cancel::Kill,
+            _ => self.on_cancel,
+        }
+    }
 }
 
 impl InFlight {
@@ -1143,13 +1406,14 @@ impl Drop for InFlight {
             return;
         };
         self.inner.calls.fetch_add(self.items, Ordering::Relaxed);
-        match self.policy.on_cancel {
+        let on_cancel = self.policy.on_cancel();
+        match on_cancel {
             Cancel::Kill if worker.is_process() => {
                 self.inner.killed.fetch_add(1, Ordering::Relaxed);
                 worker.kill();
             }
             Cancel::Interrupt | Cancel::Kill | Cancel::Finish => {
-                let interrupt = self.policy.on_cancel != Cancel::Finish;
+                let interrupt = on_cancel != Cancel::Finish;
                 if interrupt {
                     worker.cancel(self.id);
                 }
@@ -1246,7 +1510,11 @@ impl PoolInner {
             options,
         };
         let timeout = req.options.timeout;
+        if let Some(job) = &policy.job {
+            job.started(&worker.shared);
+        }
         let rx = worker.start(req);
+        let grace = policy.grace;
         let flight = InFlight {
             inner: self.clone(),
             worker: Some(worker),
@@ -1263,7 +1531,7 @@ impl PoolInner {
             Some(t) => {
                 let limit = t
                     .saturating_mul(u32::try_from(count).unwrap_or(u32::MAX))
-                    .saturating_add(policy.grace);
+                    .saturating_add(grace);
                 match tokio::time::timeout(limit, rx).await {
                     Ok(reply) => reply,
                     Err(_) => {
@@ -1273,7 +1541,7 @@ impl PoolInner {
                             format!(
                                 "the call ran past its timeout of {t:?} and did not stop within \
                                  {:?}; its worker was killed",
-                                policy.grace
+                                grace
                             ),
                         ));
                     }

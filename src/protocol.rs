@@ -8,8 +8,9 @@
 //!   worker, which serves one request at a time;
 //! - the *reply* pipe carries [`FromWorker`] frames back;
 //! - the *control* socket carries [`Control`] frames to the worker while a
-//!   request runs, so a cancel is seen even when the worker is busy. When it
-//!   closes, the host is gone and the worker exits.
+//!   request runs, so a cancel is seen even when the worker is busy, and a
+//!   guest blocked in a `wasmpool:sync` import gets its answer there. When
+//!   it closes, the host is gone and the worker exits.
 //!
 //! None is the worker's stdout, which is inherited from the host. A thread
 //! worker uses the same [`CallRequest`] and outcomes, without the frames.
@@ -24,7 +25,7 @@ use crate::engine::EngineSettings;
 use crate::error::WireError;
 
 /// Bumped whenever a frame changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest frame either side accepts: 1 GiB.
 pub(crate) const MAX_FRAME: usize = 1 << 30;
@@ -133,6 +134,9 @@ pub(crate) enum FromWorker {
     Failed { message: String },
     /// The outcomes of a request's calls, one per item, in order.
     Done { id: u64, outcomes: Vec<Outcome> },
+    /// A `wasmpool:sync` operation of the running guest; answered with
+    /// [`Control::Answer`] of the same `seq`.
+    Sync { seq: u64, op: crate::sync::GuestOp },
 }
 
 /// Frames the host sends on the control socket.
@@ -140,6 +144,11 @@ pub(crate) enum FromWorker {
 pub(crate) enum Control {
     /// Interrupt call `id`, if it is still running.
     Cancel { id: u64 },
+    /// The answer to the guest's [`FromWorker::Sync`] operation `seq`.
+    Answer {
+        seq: u64,
+        answer: crate::sync::Answer,
+    },
 }
 
 /// Encodes `msg` as one frame and writes it with a single `write_all`.

@@ -32,6 +32,7 @@ use crate::protocol::{
     CallRequest, Control, FromWorker, Init, Outcome, PROTOCOL_VERSION, ToWorker, read_frame,
     write_frame,
 };
+use crate::sync::{GuestSink, Inbox, Owner, Sink};
 
 /// The buffer size asked for each request and reply pipe. Linux caps a
 /// user's pipes at 64 MiB in all (`pipe-user-pages-soft`) before new pipes
@@ -77,6 +78,9 @@ pub(crate) struct Shared {
     pid: Option<u32>,
     /// The executor's interrupts, for a thread worker.
     interrupts: Option<Arc<Interrupts>>,
+    /// The channel of the spawned job in flight, if any
+    /// ([`crate::Pool::spawn`]).
+    channel: Arc<Mutex<Option<String>>>,
 }
 
 impl Shared {
@@ -106,6 +110,22 @@ impl Shared {
     pub(crate) fn is_dead(&self) -> bool {
         matches!(*self.slot.lock().expect("slot lock"), Slot::Dead)
     }
+
+    /// Gives the next call the job channel `key`.
+    pub(crate) fn attach_channel(&self, key: String) {
+        *self.channel.lock().expect("channel lock") = Some(key);
+    }
+}
+
+/// The worker's call ended, or the worker did: everything its guest held
+/// is released and its job channel, if any, closes.
+fn call_ended(pool: &PoolInner, shared: &Shared, worker: u64) {
+    let owner = Owner::Worker(worker);
+    pool.sync.release_all(owner);
+    let channel = shared.channel.lock().expect("channel lock").take();
+    if let Some(key) = channel {
+        pool.sync.end_channel(&key, Some(owner));
+    }
 }
 
 /// How the host reaches a worker.
@@ -113,7 +133,8 @@ enum Link {
     Process {
         /// The request pipe; the worker's thread reads the reply pipe.
         data: std::io::PipeWriter,
-        control: UnixStream,
+        /// Shared with the registry, which answers guests here.
+        control: Arc<Mutex<UnixStream>>,
     },
     Thread {
         requests: Arc<Mailbox>,
@@ -229,7 +250,8 @@ impl Worker {
     pub(crate) fn cancel(&self, id: u64) {
         match (&self.link, &self.shared.interrupts) {
             (Link::Process { control, .. }, _) => {
-                let _ = write_frame(control, &Control::Cancel { id });
+                let control = control.lock().expect("control lock");
+                let _ = write_frame(&*control, &Control::Cancel { id });
             }
             (Link::Thread { .. }, Some(interrupts)) => interrupts.cancel(id),
             (Link::Thread { .. }, None) => {}
@@ -278,7 +300,10 @@ impl Drop for Worker {
         // (The request pipe closes as the link is dropped.)
         match &self.link {
             Link::Process { control, .. } => {
-                let _ = control.shutdown(Shutdown::Both);
+                let _ = control
+                    .lock()
+                    .expect("control lock")
+                    .shutdown(Shutdown::Both);
             }
             Link::Thread { requests } => requests.close(),
         }
@@ -351,6 +376,7 @@ fn process_thread(
         expected_exit: AtomicBool::new(false),
         pid: Some(child.id()),
         interrupts: None,
+        channel: Arc::default(),
     });
     pool.register(id, shared.clone());
 
@@ -386,6 +412,8 @@ fn process_thread(
         let _ = ready.send(Err(spawn_err(what)));
         return;
     }
+    let control = Arc::new(Mutex::new(control));
+    let sink = GuestSink::Process(control.clone());
     let worker = Worker {
         id,
         link: Link::Process { data, control },
@@ -407,9 +435,20 @@ fn process_thread(
         }
         match read_frame::<_, FromWorker>(&reader, &mut buf) {
             Ok(Some(FromWorker::Done { id: call, outcomes })) => {
-                if let Some(lost) = deliver(&pool, &shared, call, outcomes) {
+                if let Some(lost) = deliver(&pool, &shared, id, call, outcomes) {
                     break Some(lost);
                 }
+            }
+            Ok(Some(FromWorker::Sync { seq, op })) => {
+                let channel = shared.channel.lock().expect("channel lock").clone();
+                pool.sync.submit(
+                    Owner::Worker(id),
+                    seq,
+                    op,
+                    Sink::Guest(sink.clone()),
+                    channel.as_deref(),
+                    false,
+                );
             }
             Ok(Some(other)) => break Some(format!("unexpected frame {other:?}")),
             Ok(None) => break None,
@@ -436,6 +475,7 @@ fn process_thread(
 /// A worker has ended: fails its call in flight, if any, and takes it off
 /// the pool's books.
 fn end(pool: &Arc<PoolInner>, shared: &Shared, id: u64, error: Error) {
+    call_ended(pool, shared, id);
     let expected = shared.expected_exit.load(Ordering::SeqCst);
     let pending = std::mem::replace(&mut *shared.slot.lock().expect("slot lock"), Slot::Dead);
     match pending {
@@ -458,7 +498,26 @@ fn worker_thread(
     spec: Spec,
     ready: oneshot::Sender<Result<Worker, Error>>,
 ) {
-    let mut executor = match Executor::new(&spec.settings, spec.reuse_instances) {
+    let inbox = Arc::new(Inbox::default());
+    let channel: Arc<Mutex<Option<String>>> = Arc::default();
+    let send: crate::sync::Send = {
+        let pool = pool.clone();
+        let channel = channel.clone();
+        let sink = GuestSink::Thread(inbox.clone());
+        Box::new(move |seq, op| {
+            let key = channel.lock().expect("channel lock").clone();
+            pool.sync.submit(
+                Owner::Worker(id),
+                seq,
+                op,
+                Sink::Guest(sink.clone()),
+                key.as_deref(),
+                false,
+            );
+            Ok(())
+        })
+    };
+    let mut executor = match Executor::new(&spec.settings, spec.reuse_instances, inbox, send) {
         Ok(e) => e,
         Err(what) => {
             let _ = ready.send(Err(Error::new(
@@ -474,6 +533,7 @@ fn worker_thread(
         expected_exit: AtomicBool::new(false),
         pid: None,
         interrupts: Some(executor.interrupts()),
+        channel,
     });
     pool.register(id, shared.clone());
     let mailbox = Arc::new(Mailbox::default());
@@ -495,7 +555,7 @@ fn worker_thread(
         let call = req.id;
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             executor.run(req, |outcomes| {
-                match deliver(&pool, &shared, call, outcomes) {
+                match deliver(&pool, &shared, id, call, outcomes) {
                     None => Ok(()),
                     Some(complaint) => Err(complaint),
                 }
@@ -594,9 +654,13 @@ fn wait(shared: &Shared, child: &mut std::process::Child) -> Option<ExitStatus> 
 fn deliver(
     pool: &Arc<PoolInner>,
     shared: &Shared,
+    worker: u64,
     call: u64,
     outcomes: Vec<Outcome>,
 ) -> Option<String> {
+    // Before the caller hears of it, so that what the call held is free
+    // by the time its result is seen.
+    call_ended(pool, shared, worker);
     let mut slot = shared.slot.lock().expect("slot lock");
     match std::mem::replace(&mut *slot, Slot::Idle) {
         Slot::Waiting { id, tx } if id == call => {

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
-const GUESTS: &[&str] = &["fib", "cpu", "echo", "types", "faults", "hello", "sandbox"];
+const GUESTS: &[&str] = &[
+    "fib", "cpu", "echo", "types", "faults", "hello", "sandbox", "coop",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
@@ -28,6 +30,9 @@ fn main() {
     );
     let wit = manifest_dir.join("../../wit").canonicalize().unwrap();
     println!("cargo:rerun-if-changed={}", wit.display());
+    // The guest SDK, which guests such as `coop` depend on by path.
+    let sdk = manifest_dir.join("../sdk").canonicalize().unwrap();
+    println!("cargo:rerun-if-changed={}", sdk.display());
     for guest in GUESTS {
         println!("cargo:rerun-if-changed={}", programs.join(guest).display());
     }

@@ -1,0 +1,850 @@
+//! The host's side of `wasmpool:sync`: job handles with their duplex
+//! channel, and async handles on the pool's named primitives.
+//!
+//! Every future here is cancel-safe: dropping it before it resolves takes
+//! nothing and loses nothing. A value a dropped `get` or `recv` had already
+//! received goes back to the front of its queue, and a lock or permit it
+//! had already been granted is released. So a timeout is
+//! `tokio::time::timeout` around any of them.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, ErrorKind};
+use crate::pool::CancelHandle;
+use crate::sync::{Answer, GuestOp, Owner, Registry, Sink};
+
+/// A host operation: submits `op` and awaits its answer. If dropped before
+/// the answer, it undoes what the answer would have given.
+struct HostOp<'a> {
+    registry: &'a Registry,
+    owner: Owner,
+    rx: Option<oneshot::Receiver<Answer>>,
+    /// The queue (or, with `true`, the job channel) a received value goes
+    /// back to.
+    unget: Option<(&'a str, bool)>,
+}
+
+impl<'a> HostOp<'a> {
+    fn submit(
+        registry: &'a Registry,
+        owner: Owner,
+        op: GuestOp,
+        channel: Option<&'a str>,
+        unget: Option<(&'a str, bool)>,
+    ) -> HostOp<'a> {
+        let (tx, rx) = oneshot::channel();
+        registry.submit(owner, 0, op, Sink::Host(tx), channel, true);
+        HostOp {
+            registry,
+            owner,
+            rx: Some(rx),
+            unget,
+        }
+    }
+
+    /// The answer, which operations that never wait have already.
+    fn now(mut self) -> Answer {
+        let answer = match self.rx.take().map(|mut rx| rx.try_recv()) {
+            Some(Ok(a)) => a,
+            _ => Answer::Invalid("no answer".into()),
+        };
+        answer
+    }
+
+    async fn answer(mut self) -> Answer {
+        let rx = self.rx.as_mut().expect("not yet answered");
+        let answer = rx.await;
+        self.rx = None;
+        // The registry drops a waiter only when its primitive goes: a
+        // job's channel whose handle is gone.
+        answer.unwrap_or(Answer::Closed)
+    }
+}
+
+impl Drop for HostOp<'_> {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
+        rx.close();
+        // Drops the wait, or gives back a lock or permit granted since.
+        self.registry.release_all(self.owner);
+        if let (Ok(Answer::Value(v)), Some((key, channel))) = (rx.try_recv(), self.unget) {
+            self.registry.unget(key, channel, v.into_vec());
+        }
+    }
+}
+
+/// Runs `op` for a new owner: the answer, or a blocking one's future.
+fn host_op(registry: &Registry, op: GuestOp) -> HostOp<'_> {
+    HostOp::submit(registry, registry.host_owner(), op, None, None)
+}
+
+/// Turns an answer that is an error into an [`Error`].
+fn check(answer: Answer, what: &str) -> Result<Answer, Error> {
+    match answer {
+        Answer::Timeout => Err(Error::new(ErrorKind::Timeout, format!("{what}: timed out"))),
+        Answer::NotFound(m) => Err(Error::new(ErrorKind::Sync, format!("{what}: {m}"))),
+        Answer::Closed => Err(Error::new(ErrorKind::Closed, format!("{what}: closed"))),
+        Answer::Invalid(m) => Err(Error::new(ErrorKind::Sync, format!("{what}: {m}"))),
+        a => Ok(a),
+    }
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<serde_bytes::ByteBuf, Error> {
+    rmp_serde::to_vec_named(value)
+        .map(serde_bytes::ByteBuf::from)
+        .map_err(|e| Error::new(ErrorKind::ArgumentMismatch, format!("{what}: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Error> {
+    rmp_serde::from_slice(bytes)
+        .map_err(|e| Error::new(ErrorKind::ResultMismatch, format!("{what}: {e}")))
+}
+
+/// The handle's side of a spawned job, shared with its call.
+pub(crate) struct JobLink {
+    channel: String,
+    kill: AtomicBool,
+    pid: Mutex<Option<u32>>,
+}
+
+impl JobLink {
+    pub(crate) fn kill_requested(&self) -> bool {
+        self.kill.load(Ordering::SeqCst)
+    }
+
+    /// The call was handed to `worker`: it gets the channel.
+    pub(crate) fn started(&self, worker: &crate::worker::Shared) {
+        *self.pid.lock().expect("pid lock") = worker.pid();
+        worker.attach_channel(self.channel.clone());
+    }
+}
+
+/// A job started with [`Pool::spawn`](crate::Pool::spawn) or
+/// [`Call::spawn`](crate::Call::spawn): await it for the result, and talk
+/// to the guest while it runs.
+///
+/// The job runs whether or not the handle is polled. It has a duplex
+/// channel: [`send`](Self::send) values that the guest takes with `recv`
+/// (`wasmpool_guest::recv`), [`close`](Self::close) the input so that the
+/// guest's `recv` returns `None`, and [`recv`](Self::recv) values that the
+/// guest `emit`s: results or progress as it goes. Each direction buffers
+/// 64 values; beyond that the sender waits.
+///
+/// Dropping the handle cancels the job, as its [`Cancel`](crate::Cancel)
+/// mode says, like dropping a call's future.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+/// // A guest that doubles every number it receives until end of input.
+/// let handle = pool.spawn::<u64>(&job, "double-stream", ());
+/// for x in 1..=3u64 {
+///     handle.send(&x).await?;
+/// }
+/// handle.close();
+/// while let Some(y) = handle.recv::<u64>().await? {
+///     println!("{y}");
+/// }
+/// let received: u64 = handle.await?;
+/// assert_eq!(received, 3);
+/// # Ok(()) }
+/// ```
+#[must_use = "dropping a job handle cancels the job"]
+pub struct JobHandle<R> {
+    registry: Arc<Registry>,
+    link: Arc<JobLink>,
+    cancel: CancelHandle,
+    task: Result<tokio::task::JoinHandle<Result<R, Error>>, Option<Error>>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for JobHandle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("pid", &self.pid())
+            .field("finished", &self.is_finished())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Send + 'static> JobHandle<R> {
+    /// Runs `call` as a task of the current Tokio runtime.
+    pub(crate) fn spawn(
+        registry: Arc<Registry>,
+        channel: String,
+        cancel: CancelHandle,
+        call: impl FnOnce(Arc<JobLink>) -> Pin<Box<dyn Future<Output = Result<R, Error>> + Send>>,
+    ) -> JobHandle<R> {
+        let link = Arc::new(JobLink {
+            channel,
+            kill: AtomicBool::new(false),
+            pid: Mutex::new(None),
+        });
+        let task = match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let fut = call(link.clone());
+                let registry = registry.clone();
+                let link = link.clone();
+                Ok(rt.spawn(async move {
+                    let r = fut.await;
+                    // Whether or not it reached a worker, the job is over.
+                    registry.end_channel(&link.channel, None);
+                    r
+                }))
+            }
+            Err(_) => Err(Some(Error::new(
+                ErrorKind::Config,
+                "Pool::spawn needs a Tokio runtime: call it from within one",
+            ))),
+        };
+        JobHandle {
+            registry,
+            link,
+            cancel,
+            task,
+            _result: PhantomData,
+        }
+    }
+}
+
+impl<R> JobHandle<R> {
+    /// Cancels the job: it is interrupted (or killed, or left to finish,
+    /// as its [`Cancel`](crate::Cancel) mode says) and the handle resolves
+    /// with [`ErrorKind::Cancelled`]. A guest blocked in a `wasmpool:sync`
+    /// call wakes at once.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Cancels the job by killing its worker process, whatever its cancel
+    /// mode. A thread worker cannot be killed: its guest is interrupted.
+    pub fn kill(&self) {
+        self.link.kill.store(true, Ordering::SeqCst);
+        self.cancel.cancel();
+    }
+
+    /// Whether the job has finished, so that awaiting the handle returns
+    /// at once.
+    pub fn is_finished(&self) -> bool {
+        match &self.task {
+            Ok(task) => task.is_finished(),
+            Err(_) => true,
+        }
+    }
+
+    /// The process id of the worker running the job: `None` before it has
+    /// started, and for thread workers.
+    pub fn pid(&self) -> Option<u32> {
+        *self.link.pid.lock().expect("pid lock")
+    }
+
+    /// Sends `value` to the guest, which takes it with `recv`. Waits while
+    /// 64 values are buffered.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Closed`] once the job has finished or the input was
+    /// closed; [`ErrorKind::ArgumentMismatch`] if `value` cannot be
+    /// encoded.
+    pub async fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
+        let value = encode(value, "sending to the job")?;
+        let op = HostOp::submit(
+            &self.registry,
+            self.registry.host_owner(),
+            GuestOp::Emit { value },
+            Some(&self.link.channel),
+            None,
+        );
+        check(op.answer().await, "sending to the job").map(drop)
+    }
+
+    /// The next value the guest emitted, or `None` once the job has
+    /// finished and every value it emitted was received.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ResultMismatch`] if the value does not decode as a `T`;
+    /// the value is consumed.
+    pub async fn recv<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        let op = HostOp::submit(
+            &self.registry,
+            self.registry.host_owner(),
+            GuestOp::Recv,
+            Some(&self.link.channel),
+            Some((&self.link.channel, true)),
+        );
+        match check(op.answer().await, "receiving from the job")? {
+            Answer::Value(v) => decode(&v, "a value the job emitted").map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Closes the job's input: once it has taken what was sent, its `recv`
+    /// returns `None`. Further sends fail with [`ErrorKind::Closed`].
+    pub fn close(&self) {
+        self.registry.close_input(&self.link.channel);
+    }
+}
+
+impl<R> Future for JobHandle<R> {
+    type Output = Result<R, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.task {
+            Ok(task) => Pin::new(task).poll(cx).map(|r| match r {
+                Ok(r) => r,
+                Err(e) if e.is_cancelled() => Err(Error::new(
+                    ErrorKind::Cancelled,
+                    "the job's task was cancelled",
+                )),
+                Err(e) => Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("the job's task failed: {e}"),
+                )),
+            }),
+            Err(e) => Poll::Ready(Err(e.take().unwrap_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    "the job handle was polled after it resolved",
+                )
+            }))),
+        }
+    }
+}
+
+impl<R> Drop for JobHandle<R> {
+    fn drop(&mut self) {
+        if let Ok(task) = &self.task {
+            task.abort();
+        }
+        self.registry.remove(&self.link.channel);
+    }
+}
+
+/// The pool's queue `name`: FIFO, optionally bounded, shared by the host
+/// and every guest of the pool. From [`Pool::queue`](crate::Pool::queue)
+/// and [`Pool::joinable_queue`](crate::Pool::joinable_queue).
+///
+/// A closed queue takes no more values; once empty, `get` returns `None`.
+/// In a joinable queue every value put must be marked done
+/// ([`task_done`](Self::task_done)); [`join`](Self::join) waits for that.
+/// A guest's call that took values from a joinable queue and ends without
+/// marking them done (it returned, trapped, was cancelled or killed) gives
+/// them back, to the front of the queue: no value is lost.
+pub struct Queue<T> {
+    registry: Arc<Registry>,
+    name: Arc<str>,
+    _values: PhantomData<fn(T) -> T>,
+}
+
+/// A named primitive's handle: the registry and the name.
+macro_rules! handle_common {
+    ($ty:ident $(<$t:ident>)?) => {
+        impl$(<$t>)? Clone for $ty$(<$t>)? {
+            fn clone(&self) -> Self {
+                $ty {
+                    registry: self.registry.clone(),
+                    name: self.name.clone(),
+                    $(_values: PhantomData::<fn($t) -> $t>,)?
+                }
+            }
+        }
+
+        impl$(<$t>)? fmt::Debug for $ty$(<$t>)? {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty)).field("name", &self.name).finish()
+            }
+        }
+
+        impl$(<$t>)? $ty$(<$t>)? {
+            /// The name guests open it by.
+            pub fn name(&self) -> &str {
+                &self.name
+            }
+        }
+    };
+}
+
+handle_common!(Queue<T>);
+
+impl<T> Queue<T> {
+    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Queue<T> {
+        Queue {
+            registry,
+            name: name.into(),
+            _values: PhantomData,
+        }
+    }
+
+    fn name_op(&self) -> String {
+        self.name.to_string()
+    }
+
+    /// Marks one value taken from a joinable queue done.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Sync`] if the queue is not joinable, or more values
+    /// were marked done than were put.
+    pub fn task_done(&self) -> Result<(), Error> {
+        let name = self.name_op();
+        check(
+            host_op(&self.registry, GuestOp::QueueTaskDone { name }).now(),
+            "queue task_done",
+        )
+        .map(drop)
+    }
+
+    /// Waits until every value put in this joinable queue was marked done.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Sync`] if the queue is not joinable.
+    pub async fn join(&self) -> Result<(), Error> {
+        let name = self.name_op();
+        check(
+            host_op(&self.registry, GuestOp::QueueJoin { name })
+                .answer()
+                .await,
+            "queue join",
+        )
+        .map(drop)
+    }
+
+    /// Closes the queue: puts fail with [`ErrorKind::Closed`], and gets
+    /// return `None` once it is empty. Puts waiting for room fail at once.
+    pub fn close(&self) {
+        let name = self.name_op();
+        let _ = host_op(&self.registry, GuestOp::QueueClose { name }).now();
+    }
+
+    /// How many values wait in the queue.
+    pub fn len(&self) -> usize {
+        let name = self.name_op();
+        match host_op(&self.registry, GuestOp::QueueLen { name }).now() {
+            Answer::Count(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            _ => 0,
+        }
+    }
+
+    /// Whether no value waits in the queue.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Puts `value` at the back, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Closed`] if the queue is closed;
+    /// [`ErrorKind::ArgumentMismatch`] if `value` cannot be encoded.
+    pub async fn put(&self, value: &T) -> Result<(), Error> {
+        let value = encode(value, "queue put")?;
+        let name = self.name_op();
+        let op = host_op(&self.registry, GuestOp::QueuePut { name, value });
+        check(op.answer().await, "queue put").map(drop)
+    }
+
+    /// Takes the value at the front, waiting while the queue is empty;
+    /// `None` once it is closed and empty.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ResultMismatch`] if the value does not decode as a `T`;
+    /// the value is consumed.
+    pub async fn get(&self) -> Result<Option<T>, Error> {
+        let name = self.name_op();
+        let op = HostOp::submit(
+            &self.registry,
+            self.registry.host_owner(),
+            GuestOp::QueueGet { name },
+            None,
+            Some((&self.name, false)),
+        );
+        match check(op.answer().await, "queue get")? {
+            Answer::Value(v) => decode(&v, "a queue value").map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The pool's lock (or rlock) `name`, from [`Pool::lock`](crate::Pool::lock)
+/// or [`Pool::rlock`](crate::Pool::rlock).
+///
+/// An rlock can be taken again by the guest call that holds it. On the
+/// host each [`LockGuard`] is a holder of its own.
+pub struct Lock {
+    registry: Arc<Registry>,
+    name: Arc<str>,
+}
+
+handle_common!(Lock);
+
+/// Holds a [`Lock`] (or a [`Condition`]'s lock) until dropped.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard {
+    registry: Arc<Registry>,
+    owner: Owner,
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.registry.release_all(self.owner);
+    }
+}
+
+/// Acquires lock `name` for a new owner and returns its guard.
+async fn acquire(registry: &Arc<Registry>, name: &str, what: &str) -> Result<LockGuard, Error> {
+    let owner = registry.host_owner();
+    let op = HostOp::submit(
+        registry,
+        owner,
+        GuestOp::LockAcquire { name: name.into() },
+        None,
+        None,
+    );
+    let answer = op.answer().await;
+    // The guard owns the lock from here, even if the answer is an error
+    // (then there is nothing to release).
+    let guard = LockGuard {
+        registry: registry.clone(),
+        owner,
+    };
+    check(answer, what).map(|_| guard)
+}
+
+impl Lock {
+    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Lock {
+        Lock {
+            registry,
+            name: name.into(),
+        }
+    }
+
+    /// Waits for the lock and holds it until the guard is dropped.
+    ///
+    /// # Errors
+    ///
+    /// None in practice; a [`ErrorKind::Sync`] error would mean the lock
+    /// was not created on this pool.
+    pub async fn lock(&self) -> Result<LockGuard, Error> {
+        acquire(&self.registry, &self.name, "lock").await
+    }
+}
+
+/// The pool's bounded semaphore `name`, from
+/// [`Pool::semaphore`](crate::Pool::semaphore).
+///
+/// A permit is given back by its holder only: by dropping a
+/// [`SemaphorePermit`] on the host, by `release` in a guest, or when a
+/// guest's call ends.
+pub struct Semaphore {
+    registry: Arc<Registry>,
+    name: Arc<str>,
+}
+
+handle_common!(Semaphore);
+
+/// One permit of a [`Semaphore`], given back when dropped.
+#[must_use = "the permit is given back when dropped"]
+pub struct SemaphorePermit {
+    registry: Arc<Registry>,
+    owner: Owner,
+}
+
+impl fmt::Debug for SemaphorePermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphorePermit").finish_non_exhaustive()
+    }
+}
+
+impl Drop for SemaphorePermit {
+    fn drop(&mut self) {
+        self.registry.release_all(self.owner);
+    }
+}
+
+impl Semaphore {
+    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Semaphore {
+        Semaphore {
+            registry,
+            name: name.into(),
+        }
+    }
+
+    /// Waits for a permit.
+    ///
+    /// # Errors
+    ///
+    /// None in practice (see [`Lock::lock`]).
+    pub async fn acquire(&self) -> Result<SemaphorePermit, Error> {
+        let owner = self.registry.host_owner();
+        let op = HostOp::submit(
+            &self.registry,
+            owner,
+            GuestOp::SemaphoreAcquire {
+                name: self.name.to_string(),
+            },
+            None,
+            None,
+        );
+        let answer = op.answer().await;
+        let permit = SemaphorePermit {
+            registry: self.registry.clone(),
+            owner,
+        };
+        check(answer, "semaphore acquire").map(|_| permit)
+    }
+}
+
+/// The pool's event `name`, from [`Pool::event`](crate::Pool::event): a
+/// flag that waiters wait to see set.
+pub struct Event {
+    registry: Arc<Registry>,
+    name: Arc<str>,
+}
+
+handle_common!(Event);
+
+impl Event {
+    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Event {
+        Event {
+            registry,
+            name: name.into(),
+        }
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        let _ = host_op(
+            &self.registry,
+            GuestOp::EventSet {
+                name: self.name.to_string(),
+            },
+        )
+        .now();
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        let _ = host_op(
+            &self.registry,
+            GuestOp::EventClear {
+                name: self.name.to_string(),
+            },
+        )
+        .now();
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        let op = host_op(
+            &self.registry,
+            GuestOp::EventIsSet {
+                name: self.name.to_string(),
+            },
+        );
+        matches!(op.now(), Answer::Bool(true))
+    }
+
+    /// Waits until the flag is set; at once if it is.
+    ///
+    /// # Errors
+    ///
+    /// None in practice (see [`Lock::lock`]).
+    pub async fn wait(&self) -> Result<(), Error> {
+        let op = host_op(
+            &self.registry,
+            GuestOp::EventWait {
+                name: self.name.to_string(),
+            },
+        );
+        check(op.answer().await, "event wait").map(drop)
+    }
+}
+
+/// The pool's condition variable `name`, with its own lock, from
+/// [`Pool::condition`](crate::Pool::condition).
+pub struct Condition {
+    registry: Arc<Registry>,
+    name: Arc<str>,
+}
+
+handle_common!(Condition);
+
+/// Holds a [`Condition`]'s lock; waits and notifies under it.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ConditionGuard {
+    guard: LockGuard,
+    name: Arc<str>,
+}
+
+impl fmt::Debug for ConditionGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConditionGuard")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Condition {
+    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Condition {
+        Condition {
+            registry,
+            name: name.into(),
+        }
+    }
+
+    /// Waits for the condition's lock.
+    ///
+    /// # Errors
+    ///
+    /// None in practice (see [`Lock::lock`]).
+    pub async fn lock(&self) -> Result<ConditionGuard, Error> {
+        let guard = acquire(&self.registry, &self.name, "condition lock").await?;
+        Ok(ConditionGuard {
+            guard,
+            name: self.name.clone(),
+        })
+    }
+}
+
+impl ConditionGuard {
+    /// Releases the lock, waits for a notify, and takes the lock again.
+    ///
+    /// Dropping this future before it resolves leaves the lock released:
+    /// drop the guard too. [`wait_timeout`](Self::wait_timeout) keeps the
+    /// lock's state right on a timeout.
+    ///
+    /// # Errors
+    ///
+    /// None in practice (see [`Lock::lock`]).
+    pub async fn wait(&mut self) -> Result<(), Error> {
+        self.wait_until(None).await.map(drop)
+    }
+
+    /// As [`wait`](Self::wait), giving up after `timeout`; returns `false`
+    /// if it timed out. The lock is held again either way.
+    ///
+    /// # Errors
+    ///
+    /// None in practice (see [`Lock::lock`]).
+    pub async fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, Error> {
+        self.wait_until(Some(timeout)).await
+    }
+
+    async fn wait_until(&mut self, timeout: Option<Duration>) -> Result<bool, Error> {
+        let registry = &self.guard.registry;
+        let owner = self.guard.owner;
+        let mut op = HostOp::submit(
+            registry,
+            owner,
+            GuestOp::ConditionWait {
+                name: self.name.to_string(),
+            },
+            None,
+            None,
+        );
+        let rx = op.rx.as_mut().expect("not yet answered");
+        let answer = match timeout {
+            None => rx.await,
+            Some(t) => match tokio::time::timeout(t, &mut *rx).await {
+                Ok(a) => a,
+                Err(_) => {
+                    // The registry decides: a notify that crossed the
+                    // timeout wins.
+                    registry.abandon(owner, 0);
+                    rx.await
+                }
+            },
+        };
+        op.rx = None;
+        match check(answer.unwrap_or(Answer::Closed), "condition wait")? {
+            Answer::Bool(b) => Ok(b),
+            _ => Ok(true),
+        }
+    }
+
+    /// Wakes up to `n` waiters; each takes the lock in turn once this
+    /// guard is dropped.
+    pub fn notify(&self, n: u32) {
+        let op = HostOp::submit(
+            &self.guard.registry,
+            self.guard.owner,
+            GuestOp::ConditionNotify {
+                name: self.name.to_string(),
+                n,
+            },
+            None,
+            None,
+        );
+        let _ = op.now();
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&self) {
+        self.notify(u32::MAX);
+    }
+}
+
+/// The pool's barrier `name`, from [`Pool::barrier`](crate::Pool::barrier):
+/// its waiters go on together once `parties` of them have arrived.
+///
+/// A guest that leaves the barrier early (cancelled, killed, timed out)
+/// gives its place up: the others wait for another party.
+pub struct Barrier {
+    registry: Arc<Registry>,
+    name: Arc<str>,
+}
+
+handle_common!(Barrier);
+
+impl Barrier {
+    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Barrier {
+        Barrier {
+            registry,
+            name: name.into(),
+        }
+    }
+
+    /// Waits for the other parties; returns this waiter's place in arrival
+    /// order, from 0.
+    ///
+    /// # Errors
+    ///
+    /// None in practice (see [`Lock::lock`]).
+    pub async fn wait(&self) -> Result<usize, Error> {
+        let op = host_op(
+            &self.registry,
+            GuestOp::BarrierWait {
+                name: self.name.to_string(),
+            },
+        );
+        match check(op.answer().await, "barrier wait")? {
+            Answer::Count(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            _ => Ok(0),
+        }
+    }
+}
