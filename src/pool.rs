@@ -1384,7 +1384,7 @@ impl InFlight {
         self.inner.calls.fetch_add(self.items, Ordering::Relaxed);
         self.inner.killed.fetch_add(1, Ordering::Relaxed);
         if let Some(worker) = self.worker.take() {
-            worker.kill();
+            self.inner.kill(worker);
         }
         self.permit.take();
     }
@@ -1410,7 +1410,7 @@ impl Drop for InFlight {
         match on_cancel {
             Cancel::Kill if worker.is_process() => {
                 self.inner.killed.fetch_add(1, Ordering::Relaxed);
-                worker.kill();
+                self.inner.kill(worker);
             }
             Cancel::Interrupt | Cancel::Kill | Cancel::Finish => {
                 let interrupt = on_cancel != Cancel::Finish;
@@ -1681,6 +1681,16 @@ impl PoolInner {
     /// host thread to poll on.
     pub(crate) fn is_quiet(&self) -> bool {
         self.cores > 1 && self.semaphore.available_permits() + 1 >= self.workers
+    }
+
+    /// Kills `worker` and releases what its guest held at once, so that
+    /// whoever learns of the kill finds it free. (Its host thread releases
+    /// again when it reaps the process, in case the guest took something
+    /// on its way out.)
+    fn kill(&self, worker: Worker) {
+        let owner = crate::sync::Owner::Worker(worker.id);
+        worker.kill();
+        self.sync.release_all(owner);
     }
 
     pub(crate) fn count_kill(&self) {
