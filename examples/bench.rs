@@ -4,7 +4,7 @@
 //! Run with: `cargo run --release --example bench` (about a minute).
 //! `-- --quick` takes fewer samples; naming sections (`-- roundtrip echo`)
 //! runs only those: roundtrip, throughput, echo, first, cancel, failure,
-//! scaling, scheduling, rss, fib. Every figure is printed as a
+//! scaling, scheduling, rss, fib, sync. Every figure is printed as a
 //! `metric value unit` line as it is measured, then all of them as a table.
 //!
 //! Baselines:
@@ -125,6 +125,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if run("echo") {
         echo_1mib(&mut r, &echo).await?;
+    }
+    if run("sync") {
+        sync_ops(&mut r).await?;
     }
     if run("first") {
         first_result(&mut r, &cpu).await?;
@@ -247,18 +250,70 @@ async fn throughput(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error:
             "k/s",
         );
 
+        // 100k tiny jobs through `map`.
+        let items = r.n(100_000);
         let t = Instant::now();
-        let mut results = pool.map::<_, (), _>(cpu, "noop", (0..n).map(|_| ()));
+        let mut results = pool.map::<_, (), _>(cpu, "noop", (0..items).map(|_| ()));
         let mut count = 0;
         while let Some(done) = results.next().await {
             done?;
             count += 1;
         }
-        assert_eq!(count, n);
+        assert_eq!(count, items);
         r.add(
             &format!("tiny_jobs_map_{name}"),
+            items as f64 / t.elapsed().as_secs_f64() / 1e3,
+            "k/s",
+        );
+        pool.shutdown().await;
+    }
+    Ok(())
+}
+
+/// `wasmpool:sync` from a guest: values a job emits to its handle per
+/// second, and the round trip of a lock a guest takes and releases (two
+/// blocking imports) while the host holds nothing.
+async fn sync_ops(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
+    let coop = Job::from_file(wasmpool_guests::COOP)?;
+    for (name, kind) in [
+        ("process", WorkerKind::Process),
+        ("thread", WorkerKind::Thread),
+    ] {
+        let pool = Pool::builder().workers(1).worker_kind(kind).build()?;
+        pool.prepare(&coop).await?;
+        let n = r.n(20_000) as u64;
+        let t = Instant::now();
+        let handle = pool.spawn::<u64>(&coop, "progress", (n,));
+        let mut got = 0;
+        while let Some(i) = handle.recv::<u64>().await? {
+            got = i;
+        }
+        assert_eq!(handle.await?, n);
+        assert_eq!(got, n);
+        r.add(
+            &format!("emit_to_handle_{name}"),
             n as f64 / t.elapsed().as_secs_f64() / 1e3,
             "k/s",
+        );
+
+        let _lock = pool.lock("bench")?;
+        let log = pool.queue::<u64>("log", 0)?;
+        let mut times = Vec::new();
+        for _ in 0..r.n(500) {
+            let t = Instant::now();
+            let ok: bool = pool
+                .run(&coop, "with-lock", ("bench", "log", 0u64, 0u64, None::<u64>))
+                .await?;
+            times.push(t.elapsed());
+            assert!(ok);
+            // Two log entries per call.
+            log.get().await?;
+            log.get().await?;
+        }
+        r.add(
+            &format!("call_with_lock_and_2_puts_p50_{name}"),
+            us(median(&mut times)),
+            "us",
         );
         pool.shutdown().await;
     }

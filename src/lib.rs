@@ -76,6 +76,58 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Job handles and shared primitives
+//!
+//! [`Pool::spawn`] (or [`Call::spawn`], with call options) starts a job and
+//! returns a [`JobHandle`]: await it for the result, [`cancel`] or [`kill`]
+//! it, and talk to the guest while it runs. [`JobHandle::send`] values that
+//! the guest takes with `recv`, [`JobHandle::close`] its input (its `recv`
+//! then returns `None`), and [`JobHandle::recv`] values it `emit`s as it
+//! goes: progress, or results streamed one by one.
+//!
+//! The pool also holds named primitives, created by the host and typed
+//! there: [`Queue`] ([`Pool::queue`], [`Pool::joinable_queue`]), [`Lock`]
+//! ([`Pool::lock`], [`Pool::rlock`]), [`Semaphore`], [`Event`],
+//! [`Condition`] and [`Barrier`]. The host awaits them; guests open them by
+//! name and block on them through the `wasmpool:sync` imports
+//! (`wit/sync/sync.wit`), most easily with the `wasmpool-guest` SDK in
+//! `guest/sdk`. Every blocking guest call takes a timeout and wakes at once
+//! when its call is cancelled or times out. When a guest's call ends, by
+//! return, trap, cancel or kill, everything it held is released: locks,
+//! permits, its place at a barrier, and values it took from a joinable
+//! queue without marking them done, which go back to the queue. Host
+//! futures are cancel-safe, so a timeout is `tokio::time::timeout`.
+//!
+//! ```no_run
+//! # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+//! let results = pool.queue::<u64>("results", 0)?;
+//! let work = pool.joinable_queue::<u64>("work", 16)?;
+//! for x in 1..=100u64 {
+//!     work.put(&x).await?;
+//! }
+//! work.close();
+//! // Guests that take from "work" and put on "results".
+//! let consumers: Vec<_> = (0..2)
+//!     .map(|_| pool.spawn::<u64>(&job, "consume", ("work", "results")))
+//!     .collect();
+//! work.join().await?;
+//! for consumer in consumers {
+//!     consumer.await?;
+//! }
+//! results.close();
+//! while let Some(square) = results.get().await? {
+//!     println!("{square}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! In the guest, a primitive's state lives on the host, so each operation
+//! is a round trip to it (tens of microseconds); a guest that runs none of
+//! them pays nothing.
+//!
+//! [`cancel`]: JobHandle::cancel
+//! [`kill`]: JobHandle::kill
+//!
 //! # Worker kinds and instance reuse
 //!
 //! Workers are processes by default. [`WorkerKind::Thread`] runs the same
@@ -108,7 +160,9 @@
 //!   can be set with [`PoolBuilder::worker_program`]. A worker's stdout and
 //!   stderr are the host's, so a guest's `println!` just works. Requests
 //!   and replies travel on two pipes (descriptors 3 and 5), cancels on a
-//!   socket (descriptor 4), never on stdout.
+//!   socket (descriptor 4), never on stdout. A guest's `wasmpool:sync`
+//!   operations go out on the reply pipe and their answers come back on
+//!   the socket, where the control thread hands them to the waiting guest.
 //! - **Inside a worker** (process or thread), one call runs at a time on
 //!   async wasmtime, each in its own `Store` and instance from an
 //!   `InstancePre`, with the pooling allocator. A `wasmpool-control` thread
