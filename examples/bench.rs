@@ -302,7 +302,11 @@ async fn sync_ops(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
         for _ in 0..r.n(500) {
             let t = Instant::now();
             let ok: bool = pool
-                .run(&coop, "with-lock", ("bench", "log", 0u64, 0u64, None::<u64>))
+                .run(
+                    &coop,
+                    "with-lock",
+                    ("bench", "log", 0u64, 0u64, None::<u64>),
+                )
                 .await?;
             times.push(t.elapsed());
             assert!(ok);

@@ -49,7 +49,10 @@ async fn main() -> Result<(), wasmpool::Error> {
         .map(|_| pool.spawn::<u64>(&job, "consume", ("work", "results")))
         .collect();
 
-    let held = taken.get().await?.expect("the stuck consumer took a number");
+    let held = taken
+        .get()
+        .await?
+        .expect("the stuck consumer took a number");
     tokio::time::sleep(Duration::from_millis(20)).await;
     stuck.kill();
     let err = stuck.await.unwrap_err();

@@ -22,10 +22,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let job = Job::from_file(wasmpool_guests::COOP)?;
     let pool = Pool::new()?;
     pool.prepare(&job).await?;
-    let style = ProgressStyle::with_template(
-        "{msg:>8} [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
-    )?
-    .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{msg:>8} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")?
+            .progress_chars("=> ");
 
     let bar = ProgressBar::new(items).with_style(style.clone());
     bar.set_message("map");

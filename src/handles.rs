@@ -55,11 +55,10 @@ impl<'a> HostOp<'a> {
 
     /// The answer, which operations that never wait have already.
     fn now(mut self) -> Answer {
-        let answer = match self.rx.take().map(|mut rx| rx.try_recv()) {
+        match self.rx.take().map(|mut rx| rx.try_recv()) {
             Some(Ok(a)) => a,
             _ => Answer::Invalid("no answer".into()),
-        };
-        answer
+        }
     }
 
     async fn answer(mut self) -> Answer {

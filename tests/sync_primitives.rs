@@ -456,3 +456,27 @@ async fn host_futures_are_cancel_safe() {
     // task_done needs a joinable queue.
     assert_eq!(q.task_done().unwrap_err().kind(), ErrorKind::Sync);
 }
+
+#[tokio::test]
+async fn a_call_timeout_stops_a_guest_blocked_on_a_lock_without_a_kill() {
+    let pool = pool(1);
+    let job = coop();
+    let lock = pool.lock("L").unwrap();
+    let _log = pool.queue::<u64>("log", 0).unwrap();
+    let guard = lock.lock().await.unwrap();
+    let err = pool
+        .call::<bool>(&job, "with-lock", ("L", "log", 1u64, 0u64, None::<u64>))
+        .timeout(Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(pool.statistics().killed, 0);
+    // It no longer waits: the host takes the lock again at once.
+    drop(guard);
+    drop(
+        tokio::time::timeout(Duration::from_secs(20), lock.lock())
+            .await
+            .expect("nobody else holds it")
+            .unwrap(),
+    );
+}
