@@ -5,8 +5,7 @@
 //! - the main thread reads [`ToWorker`] frames from the request pipe, runs
 //!   each call on its [`Executor`] and writes the reply to the reply pipe;
 //! - `wasmpool-control` reads [`Control`] frames. A cancel interrupts the
-//!   call (see [`Interrupts`]); an answer to a guest's `wasmpool:sync`
-//!   operation goes to the executor's [`Inbox`]. When the control socket closes, the host
+//!   call (see [`Interrupts`]). When the control socket closes, the host
 //!   is gone and the process exits.
 //! - `wasmpool-timer`, the executor's, enforces a call's timeout.
 
@@ -15,10 +14,10 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
 use crate::exec::{Executor, Interrupts};
+use crate::imports::Answers;
 use crate::protocol::{
     Control, FromWorker, Init, PROTOCOL_VERSION, ToWorker, read_frame, write_frame,
 };
-use crate::sync::Inbox;
 
 /// Runs the worker; returns the process exit code.
 pub(crate) fn run() -> i32 {
@@ -57,14 +56,18 @@ fn serve() -> io::Result<()> {
             init.version, PROTOCOL_VERSION
         )));
     }
-    let inbox = Arc::new(Inbox::default());
+    let requests = Arc::new(requests);
+    let answers = Arc::new(Answers::Pipe {
+        requests: requests.clone(),
+        wake: crate::platform::WakePipe::new()?,
+    });
     // Only this thread writes replies: the executor's operations go out
     // while it runs a call, its outcomes after.
     let ops = replies.try_clone()?;
     let send: crate::sync::Send =
         Box::new(move |seq, op| write_frame(&ops, &FromWorker::Sync { seq, op }));
     let mut executor =
-        Executor::new(&init.engine, init.reuse_instances, inbox.clone(), send).map_err(fail)?;
+        Executor::new(&init.engine, init.reuse_instances, answers, send).map_err(fail)?;
     write_frame(
         &replies,
         &FromWorker::Ready {
@@ -75,14 +78,17 @@ fn serve() -> io::Result<()> {
     let interrupts = executor.interrupts();
     std::thread::Builder::new()
         .name("wasmpool-control".into())
-        .spawn(move || control_loop(control, &interrupts, &inbox))?;
+        .spawn(move || control_loop(control, &interrupts))?;
 
     loop {
         // A request that follows within the spin arrives without a sleep
         // and a wake-up on either side.
-        crate::platform::spin_until_readable(&requests, crate::exec::SPIN);
-        let Some(ToWorker::Call(req)) = read_frame::<_, ToWorker>(&requests, &mut buf)? else {
-            return Ok(());
+        crate::platform::spin_until_readable(&*requests, crate::exec::SPIN);
+        let req = match read_frame::<_, ToWorker>(&*requests, &mut buf)? {
+            Some(ToWorker::Call(req)) => req,
+            // Left behind by a guest stopped while it waited.
+            Some(ToWorker::Answer { .. }) => continue,
+            None => return Ok(()),
         };
         let id = req.id;
         executor.run(req, |outcomes| {
@@ -91,12 +97,11 @@ fn serve() -> io::Result<()> {
     }
 }
 
-fn control_loop(control: UnixStream, interrupts: &Interrupts, inbox: &Inbox) {
+fn control_loop(control: UnixStream, interrupts: &Interrupts) {
     let mut buf = Vec::new();
     loop {
         match read_frame::<_, Control>(&control, &mut buf) {
             Ok(Some(Control::Cancel { id })) => interrupts.cancel(id),
-            Ok(Some(Control::Answer { seq, answer })) => inbox.post(seq, answer),
             // The host is gone or broke the protocol: nothing left to serve.
             Ok(None) | Err(_) => {
                 let _ = io::stdout().flush();

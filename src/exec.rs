@@ -28,10 +28,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::engine::EngineSettings;
 use crate::error::{ErrorKind, Limit, TrapCode, WireError};
-use crate::imports::Port;
+use crate::imports::{Answers, Port};
 use crate::protocol::{Artifact, CallOptions, CallRequest, ExportPath, Outcome, Report};
 use crate::stdio::{Fd, GuestOutput};
-use crate::sync::Inbox;
 use crate::value::{self, Value};
 use crate::wit;
 
@@ -71,7 +70,7 @@ pub(crate) struct Interrupts {
     /// The executor is gone: the timer thread exits.
     closed: AtomicBool,
     /// Where a guest blocked in a `wasmpool:sync` import waits.
-    inbox: Arc<crate::sync::Inbox>,
+    answers: Arc<Answers>,
 }
 
 impl Interrupts {
@@ -114,7 +113,7 @@ impl Interrupts {
         if let Some(tx) = self.wake.lock().expect("wake lock").take() {
             let _ = tx.send(());
         }
-        self.inbox.wake();
+        self.answers.wake();
     }
 
     /// Whether the running item was cancelled or timed out.
@@ -246,11 +245,11 @@ impl Executor {
     /// fails.
     ///
     /// A guest's `wasmpool:sync` operations go out through `send`; their
-    /// answers must be posted to `inbox`.
+    /// answers come from `answers`.
     pub(crate) fn new(
         settings: &EngineSettings,
         reuse: bool,
-        inbox: Arc<Inbox>,
+        answers: Arc<Answers>,
         send: crate::sync::Send,
     ) -> Result<Executor, String> {
         let engine = settings
@@ -271,9 +270,9 @@ impl Executor {
             deadline: Mutex::new(None),
             deadline_set: Condvar::new(),
             closed: AtomicBool::new(false),
-            inbox: inbox.clone(),
+            answers: answers.clone(),
         });
-        let port = Arc::new(Port::new(send, inbox, interrupts.clone()));
+        let port = Arc::new(Port::new(send, answers, interrupts.clone()));
         let timer = interrupts.clone();
         std::thread::Builder::new()
             .name("wasmpool-timer".into())

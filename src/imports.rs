@@ -2,10 +2,9 @@
 //! side.
 //!
 //! Each import sends a [`GuestOp`] through the executor's [`Port`] and
-//! blocks the guest until the host's answer. A guest blocked here is
-//! stopped like one running wasm: a cancel or a timeout wakes the
-//! [`Inbox`], and the import fails, which ends the call with the
-//! interrupt's error. A timeout given to an import is the host's to
+//! blocks the guest until the host's answer ([`Answers`]). A guest blocked
+//! here is stopped like one running wasm: a cancel or a timeout wakes it,
+//! and the import fails, which ends the call with the interrupt's error. A timeout given to an import is the host's to
 //! decide: once it passes, the guest asks the host to give up
 //! ([`GuestOp::Abandon`]) and takes whichever answer comes, the timeout or
 //! a grant that crossed it.
@@ -18,12 +17,92 @@ use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Lift, Linker, Lower};
 
 use crate::exec::{Interrupts, State};
+use crate::platform::WakePipe;
+use crate::protocol::{ToWorker, read_frame};
 use crate::sync::{Answer, GuestOp, Inbox, Kind, Waited};
+
+/// Where a waiting guest gets its answers.
+pub(crate) enum Answers {
+    /// A worker thread's: the registry posts them.
+    Inbox(Arc<Inbox>),
+    /// A worker process's: its request pipe, which the guest's thread reads
+    /// itself while the guest waits (between calls, the worker's main loop
+    /// reads it and drops stale answers). An interrupt rings `wake`.
+    Pipe {
+        requests: Arc<std::io::PipeReader>,
+        wake: WakePipe,
+    },
+}
+
+impl Answers {
+    /// Wakes a waiting guest to check whether it was stopped.
+    pub(crate) fn wake(&self) {
+        match self {
+            Answers::Inbox(inbox) => inbox.wake(),
+            Answers::Pipe { wake, .. } => wake.ring(),
+        }
+    }
+
+    fn wait(&self, seq: u64, deadline: Option<Instant>, stopped: impl Fn() -> bool) -> Waited {
+        match self {
+            Answers::Inbox(inbox) => inbox.wait(seq, deadline, stopped),
+            Answers::Pipe { requests, wake } => wait_pipe(requests, wake, seq, deadline, stopped),
+        }
+    }
+}
+
+/// Reads the request pipe until the answer to `seq` arrives.
+fn wait_pipe(
+    requests: &std::io::PipeReader,
+    wake: &WakePipe,
+    seq: u64,
+    deadline: Option<Instant>,
+    stopped: impl Fn() -> bool,
+) -> Waited {
+    let mut buf = Vec::new();
+    loop {
+        if stopped() {
+            return Waited::Stopped;
+        }
+        // Most answers come at once: poll before sleeping.
+        let mut readable = crate::platform::spin_until_readable(requests, crate::exec::SPIN);
+        if !readable {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Waited::Deadline;
+            }
+            match crate::platform::wait_readable(requests, wake.readable(), left) {
+                Ok((r, woken)) => {
+                    if woken {
+                        wake.drain();
+                    }
+                    readable = r;
+                }
+                Err(e) => return Waited::Lost(format!("waiting for the host: {e}")),
+            }
+        }
+        if !readable {
+            continue;
+        }
+        match read_frame::<_, ToWorker>(requests, &mut buf) {
+            Ok(Some(ToWorker::Answer { seq: s, answer })) if s == seq => {
+                return Waited::Answer(answer);
+            }
+            // An answer left behind by an earlier, stopped wait.
+            Ok(Some(ToWorker::Answer { .. })) => {}
+            Ok(Some(ToWorker::Call(_))) => {
+                return Waited::Lost("the host sent a call while one runs".into());
+            }
+            Ok(None) => return Waited::Lost("the host is gone".into()),
+            Err(e) => return Waited::Lost(format!("reading from the host: {e}")),
+        }
+    }
+}
 
 /// A worker's way to the registry.
 pub(crate) struct Port {
     send: crate::sync::Send,
-    inbox: Arc<Inbox>,
+    answers: Arc<Answers>,
     interrupts: Arc<Interrupts>,
     next_seq: AtomicU64,
     /// Set once the running item has used an import.
@@ -33,12 +112,12 @@ pub(crate) struct Port {
 impl Port {
     pub(crate) fn new(
         send: crate::sync::Send,
-        inbox: Arc<Inbox>,
+        answers: Arc<Answers>,
         interrupts: Arc<Interrupts>,
     ) -> Port {
         Port {
             send,
-            inbox,
+            answers,
             interrupts,
             next_seq: AtomicU64::new(1),
             used: AtomicBool::new(false),
@@ -61,12 +140,12 @@ impl Port {
         (self.send)(seq, op)
             .map_err(|e| wasmtime::Error::msg(format!("wasmpool: the host is gone: {e}")))?;
         let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
-        let waited = match self.inbox.wait(seq, deadline, stopped) {
+        let waited = match self.answers.wait(seq, deadline, stopped) {
             Waited::Deadline => {
                 (self.send)(seq, GuestOp::Abandon { seq }).map_err(|e| {
                     wasmtime::Error::msg(format!("wasmpool: the host is gone: {e}"))
                 })?;
-                self.inbox.wait(seq, None, stopped)
+                self.answers.wait(seq, None, stopped)
             }
             w => w,
         };
@@ -75,6 +154,7 @@ impl Port {
             Waited::Stopped | Waited::Deadline => Err(wasmtime::Error::msg(
                 "wasmpool: the call was interrupted while it waited",
             )),
+            Waited::Lost(why) => Err(wasmtime::Error::msg(format!("wasmpool: {why}"))),
         }
     }
 }

@@ -187,6 +187,76 @@ pub(crate) fn spin_until_readable(fd: &impl AsRawFd, spin: std::time::Duration) 
     }
 }
 
+/// Waits until `a` or `b` has input, or `timeout` passes (`None`: no
+/// limit); returns which have input.
+pub(crate) fn wait_readable(
+    a: &impl AsRawFd,
+    b: &impl AsRawFd,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<(bool, bool)> {
+    let mut pfds = [a.as_raw_fd(), b.as_raw_fd()].map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let ms = match timeout {
+        None => -1,
+        // Rounded up, so that a wait never ends before its deadline.
+        Some(t) => libc::c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX),
+    };
+    // SAFETY: `pfds` is a valid array of two pollfds for the call.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok((false, false))
+        } else {
+            Err(e)
+        };
+    }
+    // Hang-up and errors count as input: the read that follows sees them.
+    let ready = |p: &libc::pollfd| p.revents != 0;
+    Ok((ready(&pfds[0]), ready(&pfds[1])))
+}
+
+/// A self-pipe that wakes a thread waiting in [`wait_readable`].
+pub(crate) struct WakePipe {
+    reader: PipeReader,
+    writer: PipeWriter,
+}
+
+impl WakePipe {
+    pub(crate) fn new() -> io::Result<WakePipe> {
+        let (reader, writer) = std::io::pipe()?;
+        for fd in [reader.as_raw_fd(), writer.as_raw_fd()] {
+            // SAFETY: F_GETFL/F_SETFL only change the descriptor's flags.
+            unsafe {
+                let flags = libc::fcntl(fd, libc::F_GETFL);
+                libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            }
+        }
+        Ok(WakePipe { reader, writer })
+    }
+
+    /// Makes the pipe readable. Never blocks: a full pipe is readable.
+    pub(crate) fn ring(&self) {
+        use std::io::Write as _;
+        let _ = (&self.writer).write(&[1]);
+    }
+
+    /// Empties the pipe.
+    pub(crate) fn drain(&self) {
+        use std::io::Read as _;
+        let mut buf = [0u8; 64];
+        while matches!((&self.reader).read(&mut buf), Ok(n) if n > 0) {}
+    }
+
+    /// What [`wait_readable`] waits on.
+    pub(crate) fn readable(&self) -> &PipeReader {
+        &self.reader
+    }
+}
+
 /// Sends SIGKILL to `pid`. The caller guarantees the process has not been
 /// reaped, so the pid cannot have been reused.
 pub(crate) fn kill(pid: u32) {

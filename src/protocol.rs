@@ -8,9 +8,13 @@
 //!   worker, which serves one request at a time;
 //! - the *reply* pipe carries [`FromWorker`] frames back;
 //! - the *control* socket carries [`Control`] frames to the worker while a
-//!   request runs, so a cancel is seen even when the worker is busy, and a
-//!   guest blocked in a `wasmpool:sync` import gets its answer there. When
+//!   request runs, so a cancel is seen even when the worker is busy. When
 //!   it closes, the host is gone and the worker exits.
+//!
+//! While a guest runs, it may send `wasmpool:sync` operations
+//! ([`FromWorker::Sync`]) on the reply pipe; the host answers each on the
+//! request pipe ([`ToWorker::Answer`]), which the blocked guest's thread
+//! reads itself.
 //!
 //! None is the worker's stdout, which is inherited from the host. A thread
 //! worker uses the same [`CallRequest`] and outcomes, without the frames.
@@ -43,6 +47,11 @@ pub(crate) struct Init {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
     Call(CallRequest),
+    /// The answer to the guest's [`FromWorker::Sync`] operation `seq`.
+    Answer {
+        seq: u64,
+        answer: crate::sync::Answer,
+    },
 }
 
 /// Calls of one exported function: usually one, several for a batch from
@@ -135,7 +144,7 @@ pub(crate) enum FromWorker {
     /// The outcomes of a request's calls, one per item, in order.
     Done { id: u64, outcomes: Vec<Outcome> },
     /// A `wasmpool:sync` operation of the running guest; answered with
-    /// [`Control::Answer`] of the same `seq`.
+    /// [`ToWorker::Answer`] of the same `seq`.
     Sync { seq: u64, op: crate::sync::GuestOp },
 }
 
@@ -144,11 +153,6 @@ pub(crate) enum FromWorker {
 pub(crate) enum Control {
     /// Interrupt call `id`, if it is still running.
     Cancel { id: u64 },
-    /// The answer to the guest's [`FromWorker::Sync`] operation `seq`.
-    Answer {
-        seq: u64,
-        answer: crate::sync::Answer,
-    },
 }
 
 /// Encodes `msg` as one frame and writes it with a single `write_all`.
@@ -229,7 +233,9 @@ mod tests {
         let bytes = encode_frame(&req).unwrap();
         let mut buf = Vec::new();
         let back: ToWorker = read_frame(&bytes[..], &mut buf).unwrap().unwrap();
-        let ToWorker::Call(c) = back;
+        let ToWorker::Call(c) = back else {
+            panic!("not a call");
+        };
         assert_eq!(c.id, 7);
         assert_eq!(c.export.to_string(), "a:b/c#f");
         assert_eq!(c.items[0].as_slice(), [0x91, 0x01]);

@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::unix::net::UnixStream;
+use std::io::PipeWriter;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use tokio::sync::oneshot;
 
-use crate::protocol::{Control, write_frame};
+use crate::protocol::{ToWorker, write_frame};
 
 /// The kinds of named primitive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,8 +161,8 @@ pub(crate) enum Owner {
 /// Where a guest's answers go.
 #[derive(Clone)]
 pub(crate) enum GuestSink {
-    /// A worker process, through its control socket.
-    Process(Arc<Mutex<UnixStream>>),
+    /// A worker process, through its request pipe.
+    Process(Arc<Mutex<PipeWriter>>),
     /// A worker thread's inbox.
     Thread(Arc<Inbox>),
 }
@@ -170,11 +170,11 @@ pub(crate) enum GuestSink {
 impl GuestSink {
     fn deliver(&self, seq: u64, answer: Answer) {
         match self {
-            GuestSink::Process(control) => {
-                let control = control.lock().expect("control lock");
+            GuestSink::Process(requests) => {
+                let requests = requests.lock().expect("request pipe lock");
                 // A worker that cannot be written to is dead; its host
                 // thread sees that and releases what it held.
-                let _ = write_frame(&*control, &Control::Answer { seq, answer });
+                let _ = write_frame(&*requests, &ToWorker::Answer { seq, answer });
             }
             GuestSink::Thread(inbox) => inbox.post(seq, answer),
         }
@@ -964,20 +964,24 @@ fn not_found(name: &str, kind: &str) -> Answer {
     Answer::NotFound(format!("the pool has no {kind} named {name:?}"))
 }
 
-/// Where a worker receives its answers: the control thread of a worker
-/// process posts them, and a worker thread's registry calls do directly.
-/// An interrupt wakes a waiting guest through [`Inbox::wake`].
+/// Where a worker thread receives its answers: the registry posts them
+/// directly. An interrupt wakes a waiting guest through [`Inbox::wake`].
+/// (A worker process reads its answers from its request pipe.)
 #[derive(Default)]
 pub(crate) struct Inbox {
     answers: Mutex<VecDeque<(u64, Answer)>>,
     posted: Condvar,
+    /// Counts posts, to poll on before sleeping.
+    posts: AtomicU64,
 }
 
-/// How [`Inbox::wait`] ended.
+/// How a wait for an answer ended.
 pub(crate) enum Waited {
     Answer(Answer),
     Deadline,
     Stopped,
+    /// The host is gone or broke the protocol.
+    Lost(String),
 }
 
 impl Inbox {
@@ -986,6 +990,7 @@ impl Inbox {
             .lock()
             .expect("inbox lock")
             .push_back((seq, answer));
+        self.posts.fetch_add(1, Ordering::Release);
         self.posted.notify_all();
     }
 
@@ -1005,6 +1010,7 @@ impl Inbox {
         stopped: impl Fn() -> bool,
     ) -> Waited {
         let mut answers = self.answers.lock().expect("inbox lock");
+        let mut spun = false;
         loop {
             while let Some((s, _)) = answers.front()
                 && *s < seq
@@ -1017,6 +1023,21 @@ impl Inbox {
             }
             if stopped() {
                 return Waited::Stopped;
+            }
+            if !spun {
+                // Most answers come soon: poll for one before sleeping.
+                spun = true;
+                let posts = self.posts.load(Ordering::Acquire);
+                drop(answers);
+                let start = Instant::now();
+                while self.posts.load(Ordering::Acquire) == posts
+                    && start.elapsed() < crate::exec::SPIN
+                    && deadline.is_none_or(|d| Instant::now() < d)
+                {
+                    std::hint::spin_loop();
+                }
+                answers = self.answers.lock().expect("inbox lock");
+                continue;
             }
             answers = match deadline {
                 None => self.posted.wait(answers).expect("inbox lock"),

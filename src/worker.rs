@@ -27,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use crate::engine::EngineSettings;
 use crate::error::{Error, ErrorKind};
 use crate::exec::{Executor, Interrupts};
+use crate::imports::Answers;
 use crate::pool::{PoolInner, WorkerKind};
 use crate::protocol::{
     CallRequest, Control, FromWorker, Init, Outcome, PROTOCOL_VERSION, ToWorker, read_frame,
@@ -131,10 +132,10 @@ fn call_ended(pool: &PoolInner, shared: &Shared, worker: u64) {
 /// How the host reaches a worker.
 enum Link {
     Process {
-        /// The request pipe; the worker's thread reads the reply pipe.
-        data: std::io::PipeWriter,
-        /// Shared with the registry, which answers guests here.
-        control: Arc<Mutex<UnixStream>>,
+        /// The request pipe, shared with the registry, which answers
+        /// guests there. The worker's thread reads the reply pipe.
+        data: Arc<Mutex<std::io::PipeWriter>>,
+        control: UnixStream,
     },
     Thread {
         requests: Arc<Mailbox>,
@@ -231,7 +232,11 @@ impl Worker {
         };
         // Any other error is a broken pipe: the worker is gone, and its
         // thread sees the end of file and fails the call.
-        if let Err(e) = write_frame(data, &ToWorker::Call(req))
+        let written = write_frame(
+            &*data.lock().expect("request pipe lock"),
+            &ToWorker::Call(req),
+        );
+        if let Err(e) = written
             && e.kind() == io::ErrorKind::InvalidInput
         {
             // Too large to send: the worker is still fine.
@@ -250,8 +255,7 @@ impl Worker {
     pub(crate) fn cancel(&self, id: u64) {
         match (&self.link, &self.shared.interrupts) {
             (Link::Process { control, .. }, _) => {
-                let control = control.lock().expect("control lock");
-                let _ = write_frame(&*control, &Control::Cancel { id });
+                let _ = write_frame(control, &Control::Cancel { id });
             }
             (Link::Thread { .. }, Some(interrupts)) => interrupts.cancel(id),
             (Link::Thread { .. }, None) => {}
@@ -300,10 +304,7 @@ impl Drop for Worker {
         // (The request pipe closes as the link is dropped.)
         match &self.link {
             Link::Process { control, .. } => {
-                let _ = control
-                    .lock()
-                    .expect("control lock")
-                    .shutdown(Shutdown::Both);
+                let _ = control.shutdown(Shutdown::Both);
             }
             Link::Thread { requests } => requests.close(),
         }
@@ -412,8 +413,8 @@ fn process_thread(
         let _ = ready.send(Err(spawn_err(what)));
         return;
     }
-    let control = Arc::new(Mutex::new(control));
-    let sink = GuestSink::Process(control.clone());
+    let data = Arc::new(Mutex::new(data));
+    let sink = GuestSink::Process(data.clone());
     let worker = Worker {
         id,
         link: Link::Process { data, control },
@@ -517,7 +518,8 @@ fn worker_thread(
             Ok(())
         })
     };
-    let mut executor = match Executor::new(&spec.settings, spec.reuse_instances, inbox, send) {
+    let answers = Arc::new(Answers::Inbox(inbox));
+    let mut executor = match Executor::new(&spec.settings, spec.reuse_instances, answers, send) {
         Ok(e) => e,
         Err(what) => {
             let _ = ready.send(Err(Error::new(
