@@ -64,7 +64,7 @@ fn serve() -> io::Result<()> {
     // Only this thread writes replies: the executor's operations go out
     // while it runs a call, its outcomes after.
     let ops = replies.try_clone()?;
-    let send: crate::sync::Send =
+    let send: crate::sync::OpSender =
         Box::new(move |seq, op| write_frame(&ops, &FromWorker::Sync { seq, op }));
     let mut executor =
         Executor::new(&init.engine, init.reuse_instances, answers, send).map_err(fail)?;

@@ -250,7 +250,7 @@ impl Executor {
         settings: &EngineSettings,
         reuse: bool,
         answers: Arc<Answers>,
-        send: crate::sync::Send,
+        send: crate::sync::OpSender,
     ) -> Result<Executor, String> {
         let engine = settings
             .worker_engine()

@@ -1,11 +1,12 @@
 //! The host's side of `wasmpool:sync`: job handles with their duplex
 //! channel, and async handles on the pool's named primitives.
 //!
-//! Every future here is cancel-safe: dropping it before it resolves takes
-//! nothing and loses nothing. A value a dropped `get` or `recv` had already
-//! received goes back to the front of its queue, and a lock or permit it
-//! had already been granted is released. So a timeout is
-//! `tokio::time::timeout` around any of them.
+//! Every future here but [`ConditionGuard::wait`] is cancel-safe: dropping
+//! it before it resolves takes nothing and loses nothing. A value a dropped
+//! `get` or `recv` had already received goes back to the front of its
+//! queue, and a lock or permit it had already been granted is released. So
+//! a timeout is `tokio::time::timeout` around any of them (and
+//! [`ConditionGuard::wait_timeout`] for a condition).
 
 use std::fmt;
 use std::future::Future;
@@ -201,14 +202,18 @@ impl<R: Send + 'static> JobHandle<R> {
                 Ok(rt.spawn(async move {
                     let r = fut.await;
                     // Whether or not it reached a worker, the job is over.
-                    registry.end_channel(&link.channel, None);
+                    registry.end_channel(&link.channel);
                     r
                 }))
             }
-            Err(_) => Err(Some(Error::new(
-                ErrorKind::Config,
-                "Pool::spawn needs a Tokio runtime: call it from within one",
-            ))),
+            Err(_) => {
+                // Nothing will run: the channel is over before it began.
+                registry.end_channel(&link.channel);
+                Err(Some(Error::new(
+                    ErrorKind::Config,
+                    "Pool::spawn needs a Tokio runtime: call it from within one",
+                )))
+            }
         };
         JobHandle {
             registry,
@@ -330,7 +335,7 @@ impl<R> Drop for JobHandle<R> {
         if let Ok(task) = &self.task {
             task.abort();
         }
-        self.registry.remove(&self.link.channel);
+        self.registry.remove_channel(&self.link.channel);
     }
 }
 

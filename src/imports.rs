@@ -101,7 +101,7 @@ fn wait_pipe(
 
 /// A worker's way to the registry.
 pub(crate) struct Port {
-    send: crate::sync::Send,
+    send: crate::sync::OpSender,
     answers: Arc<Answers>,
     interrupts: Arc<Interrupts>,
     next_seq: AtomicU64,
@@ -111,7 +111,7 @@ pub(crate) struct Port {
 
 impl Port {
     pub(crate) fn new(
-        send: crate::sync::Send,
+        send: crate::sync::OpSender,
         answers: Arc<Answers>,
         interrupts: Arc<Interrupts>,
     ) -> Port {

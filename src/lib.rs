@@ -96,20 +96,21 @@
 //! return, trap, cancel or kill, everything it held is released: locks,
 //! permits, its place at a barrier, and values it took from a joinable
 //! queue without marking them done, which go back to the queue. Host
-//! futures are cancel-safe, so a timeout is `tokio::time::timeout`.
+//! futures are cancel-safe, so a timeout is `tokio::time::timeout`
+//! (for a condition, [`ConditionGuard::wait_timeout`]).
 //!
 //! ```no_run
 //! # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
 //! let results = pool.queue::<u64>("results", 0)?;
 //! let work = pool.joinable_queue::<u64>("work", 16)?;
-//! for x in 1..=100u64 {
-//!     work.put(&x).await?;
-//! }
-//! work.close();
 //! // Guests that take from "work" and put on "results".
 //! let consumers: Vec<_> = (0..2)
 //!     .map(|_| pool.spawn::<u64>(&job, "consume", ("work", "results")))
 //!     .collect();
+//! for x in 1..=100u64 {
+//!     work.put(&x).await?; // waits while 16 are queued
+//! }
+//! work.close();
 //! work.join().await?;
 //! for consumer in consumers {
 //!     consumer.await?;

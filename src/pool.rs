@@ -1683,14 +1683,17 @@ impl PoolInner {
         self.cores > 1 && self.semaphore.available_permits() + 1 >= self.workers
     }
 
-    /// Kills `worker` and releases what its guest held at once, so that
-    /// whoever learns of the kill finds it free. (Its host thread releases
-    /// again when it reaps the process, in case the guest took something
-    /// on its way out.)
+    /// Kills `worker`. A process's guest lets go of what it held at once,
+    /// so that whoever learns of the kill finds it free; its host thread
+    /// ignores what the guest asks for after. A thread's guest is only
+    /// interrupted, and lets go when it stops.
     fn kill(&self, worker: Worker) {
         let owner = crate::sync::Owner::Worker(worker.id);
+        let process = worker.is_process();
         worker.kill();
-        self.sync.release_all(owner);
+        if process {
+            self.sync.release_all(owner);
+        }
     }
 
     pub(crate) fn count_kill(&self) {

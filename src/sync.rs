@@ -17,10 +17,10 @@
 //! cross: a guest whose deadline passes sends [`GuestOp::Abandon`] and
 //! takes whichever answer the host gives, the grant or the timeout.
 //!
-//! Answers are decided under the lock and delivered after it, since
-//! delivering to a worker process writes to a socket.
+//! Answers to guests are decided under the lock and delivered after it,
+//! since delivering to a worker process writes to its request pipe.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::io::PipeWriter;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -220,9 +220,39 @@ impl Outbox {
 /// The pool's primitives and job channels.
 #[derive(Default)]
 pub(crate) struct Registry {
-    prims: Mutex<HashMap<String, Prim>>,
+    prims: Mutex<Prims>,
     next_owner: AtomicU64,
     next_channel: AtomicU64,
+}
+
+#[derive(Default)]
+struct Prims {
+    map: HashMap<String, Prim>,
+    /// Workers that have submitted an operation since they last released
+    /// everything: only they can hold or wait, so the end of any other
+    /// worker's call costs no scan.
+    active: HashSet<u64>,
+}
+
+impl Prims {
+    fn release_all(&mut self, owner: Owner, out: &mut Outbox) {
+        if let Owner::Worker(w) = owner
+            && !self.active.remove(&w)
+        {
+            return;
+        }
+        for prim in self.map.values_mut() {
+            prim.release_all(owner, out);
+        }
+    }
+
+    fn abandon(&mut self, owner: Owner, seq: u64, out: &mut Outbox) {
+        for prim in self.map.values_mut() {
+            if prim.abandon(owner, seq, out) {
+                break;
+            }
+        }
+    }
 }
 
 /// The settings a primitive is created with, to check a second creation.
@@ -425,7 +455,8 @@ impl QueueState {
 
     /// Moves values from putters into the queue and from the queue to
     /// getters for as long as it can.
-    fn pump(&mut self, out: &mut Outbox) {
+    /// Lets waiting putters in while there is room.
+    fn admit(&mut self, out: &mut Outbox) {
         while self.has_room()
             && let Some((w, value)) = self.putters.pop_front()
         {
@@ -437,6 +468,10 @@ impl QueueState {
                 }
             }
         }
+    }
+
+    fn pump(&mut self, out: &mut Outbox) {
+        self.admit(out);
         while !self.items.is_empty()
             && let Some(w) = self.getters.pop_front()
         {
@@ -453,16 +488,7 @@ impl QueueState {
                 Err(_) => {}
             }
             // A get made room: a waiting putter can come in.
-            while self.has_room()
-                && let Some((w, value)) = self.putters.pop_front()
-            {
-                if out.give(w, Answer::Done).is_ok() {
-                    self.items.push_back(value);
-                    if self.joinable {
-                        self.unfinished += 1;
-                    }
-                }
-            }
+            self.admit(out);
         }
         if self.closed && self.items.is_empty() {
             for w in self.getters.drain(..) {
@@ -484,7 +510,10 @@ impl QueueState {
             return Answer::Invalid("task-done called more times than values were put".into());
         }
         self.unfinished -= 1;
-        if let Some(i) = self.taken.iter().position(|(o, _)| *o == owner) {
+        // The caller's oldest value, or else anyone's: a value marked done,
+        // by whoever, must not come back.
+        let i = self.taken.iter().position(|(o, _)| *o == owner);
+        if let Some(i) = i.or((!self.taken.is_empty()).then_some(0)) {
             self.taken.remove(i);
         }
         self.pump(out);
@@ -684,7 +713,7 @@ impl Registry {
     /// Creates primitive `name`, or checks that the one of that name has
     /// the same settings.
     pub(crate) fn create(&self, name: &str, spec: Spec) -> Result<(), String> {
-        let mut prims = self.prims.lock().expect("sync lock");
+        let prims = &mut self.prims.lock().expect("sync lock").map;
         match prims.get(name) {
             None => {
                 prims.insert(name.to_string(), Prim::new(spec));
@@ -717,23 +746,18 @@ impl Registry {
         self.prims
             .lock()
             .expect("sync lock")
+            .map
             .insert(key.clone(), channel);
         key
     }
 
-    /// The job's call ended: its channel closes both ways, and its worker's
-    /// waits are dropped.
-    pub(crate) fn end_channel(&self, key: &str, worker: Option<Owner>) {
+    /// The job's call ended, or its handle went away: its channel closes
+    /// both ways, and whoever waits on it is answered.
+    pub(crate) fn end_channel(&self, key: &str) {
         let mut out = Outbox::default();
-        {
-            let mut prims = self.prims.lock().expect("sync lock");
-            if let Some(Prim::Channel(c)) = prims.get_mut(key) {
-                for q in c.iter_mut() {
-                    if let Some(owner) = worker {
-                        q.release_all(owner, &mut out);
-                    }
-                    q.close(&mut out);
-                }
+        if let Some(Prim::Channel(c)) = self.prims.lock().expect("sync lock").map.get_mut(key) {
+            for q in c.iter_mut() {
+                q.close(&mut out);
             }
         }
         out.deliver();
@@ -743,33 +767,37 @@ impl Registry {
     /// with a timeout if it still waits.
     pub(crate) fn abandon(&self, owner: Owner, seq: u64) {
         let mut out = Outbox::default();
-        for prim in self.prims.lock().expect("sync lock").values_mut() {
-            if prim.abandon(owner, seq, &mut out) {
-                break;
-            }
-        }
+        self.prims
+            .lock()
+            .expect("sync lock")
+            .abandon(owner, seq, &mut out);
         out.deliver();
     }
 
     /// Closes the job's input: its `recv` returns `none` once drained.
     pub(crate) fn close_input(&self, key: &str) {
         let mut out = Outbox::default();
-        if let Some(Prim::Channel(c)) = self.prims.lock().expect("sync lock").get_mut(key) {
+        if let Some(Prim::Channel(c)) = self.prims.lock().expect("sync lock").map.get_mut(key) {
             c[TO_GUEST].close(&mut out);
         }
         out.deliver();
     }
 
-    /// Forgets the channel: its handle is gone.
-    pub(crate) fn remove(&self, key: &str) {
-        self.prims.lock().expect("sync lock").remove(key);
+    /// Forgets the channel, answering whoever waits on it: its handle is
+    /// gone.
+    pub(crate) fn remove_channel(&self, key: &str) {
+        self.end_channel(key);
+        self.prims.lock().expect("sync lock").map.remove(key);
     }
 
     /// Gives a value a dropped host `get` received back to its queue, or
     /// (with `channel`) to the channel's values for the host.
     pub(crate) fn unget(&self, key: &str, channel: bool, value: Vec<u8>) {
         let mut out = Outbox::default();
-        match (self.prims.lock().expect("sync lock").get_mut(key), channel) {
+        match (
+            self.prims.lock().expect("sync lock").map.get_mut(key),
+            channel,
+        ) {
             (Some(Prim::Queue(q)), false) => q.unget(value, &mut out),
             (Some(Prim::Channel(c)), true) => c[TO_HOST].unget(value, &mut out),
             _ => {}
@@ -780,9 +808,10 @@ impl Registry {
     /// Releases everything `owner` holds and drops its waits.
     pub(crate) fn release_all(&self, owner: Owner) {
         let mut out = Outbox::default();
-        for prim in self.prims.lock().expect("sync lock").values_mut() {
-            prim.release_all(owner, &mut out);
-        }
+        self.prims
+            .lock()
+            .expect("sync lock")
+            .release_all(owner, &mut out);
         out.deliver();
     }
 
@@ -810,7 +839,7 @@ impl Registry {
 
 /// The body of [`Registry::submit`], under the lock.
 fn apply(
-    prims: &mut HashMap<String, Prim>,
+    all: &mut Prims,
     w: Waiter,
     op: GuestOp,
     channel: Option<&str>,
@@ -818,6 +847,15 @@ fn apply(
     out: &mut Outbox,
 ) {
     let owner = w.owner;
+    match (&op, owner) {
+        (GuestOp::Release, _) => return all.release_all(owner, out),
+        (GuestOp::Abandon { seq }, _) => return all.abandon(owner, *seq, out),
+        (_, Owner::Worker(worker)) => {
+            all.active.insert(worker);
+        }
+        (_, Owner::Host(_)) => {}
+    }
+    let prims = &mut all.map;
     // The primitive `name` of the kind the pattern matches, or answer
     // not-found.
     macro_rules! prim {
@@ -921,6 +959,8 @@ fn apply(
         }, "condition"),
         GuestOp::BarrierWait { name } => prim!(name, Prim::Barrier(b) => {
             b.arrived.push(w);
+            // A host waiter that has gone away is no party.
+            b.arrived.retain(|w| !matches!(&w.sink, Sink::Host(tx) if tx.is_closed()));
             if b.arrived.len() >= b.parties {
                 for (i, waiter) in b.arrived.drain(..).enumerate() {
                     let _ = out.give(waiter, Answer::Count(i as u64));
@@ -945,18 +985,7 @@ fn apply(
                 let _ = out.give(w, Answer::Nothing);
             }
         },
-        GuestOp::Abandon { seq } => {
-            for prim in prims.values_mut() {
-                if prim.abandon(owner, seq, out) {
-                    break;
-                }
-            }
-        }
-        GuestOp::Release => {
-            for prim in prims.values_mut() {
-                prim.release_all(owner, out);
-            }
-        }
+        GuestOp::Abandon { .. } | GuestOp::Release => unreachable!("handled above"),
     }
 }
 
@@ -1058,4 +1087,4 @@ impl Inbox {
 
 /// Sends a guest's operations to the registry: through the reply pipe from
 /// a worker process, or straight in from a worker thread.
-pub(crate) type Send = Box<dyn Fn(u64, GuestOp) -> io::Result<()> + std::marker::Send + Sync>;
+pub(crate) type OpSender = Box<dyn Fn(u64, GuestOp) -> io::Result<()> + Send + Sync>;

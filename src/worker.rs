@@ -125,7 +125,7 @@ fn call_ended(pool: &PoolInner, shared: &Shared, worker: u64) {
     pool.sync.release_all(owner);
     let channel = shared.channel.lock().expect("channel lock").take();
     if let Some(key) = channel {
-        pool.sync.end_channel(&key, Some(owner));
+        pool.sync.end_channel(&key);
     }
 }
 
@@ -440,6 +440,9 @@ fn process_thread(
                     break Some(lost);
                 }
             }
+            // A worker being killed gets nothing more: what it asked for on
+            // its way out would be lost with it.
+            Ok(Some(FromWorker::Sync { .. })) if shared.expected_exit.load(Ordering::SeqCst) => {}
             Ok(Some(FromWorker::Sync { seq, op })) => {
                 let channel = shared.channel.lock().expect("channel lock").clone();
                 pool.sync.submit(
@@ -501,7 +504,7 @@ fn worker_thread(
 ) {
     let inbox = Arc::new(Inbox::default());
     let channel: Arc<Mutex<Option<String>>> = Arc::default();
-    let send: crate::sync::Send = {
+    let send: crate::sync::OpSender = {
         let pool = pool.clone();
         let channel = channel.clone();
         let sink = GuestSink::Thread(inbox.clone());

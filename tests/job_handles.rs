@@ -184,3 +184,24 @@ async fn a_value_of_the_wrong_type_is_a_result_mismatch() {
     assert_eq!(err.kind(), ErrorKind::ResultMismatch);
     assert_eq!(handle.await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn dropping_the_handle_of_a_finishing_job_ends_its_input() {
+    let pool = pool(1);
+    let job = coop();
+    let handle = pool
+        .call::<u64>(&job, "double-stream", ())
+        .on_cancel(wasmpool::Cancel::Finish)
+        .spawn();
+    handle.send(&1u64).await.unwrap();
+    eventually("the job to start", || handle.pid().is_some()).await;
+    // The job runs on to completion: its `recv` must see the end of input
+    // rather than wait for ever.
+    drop(handle);
+    let n: u64 = tokio::time::timeout(Duration::from_secs(20), pool.run(&job, "square", (4u64,)))
+        .await
+        .expect("the finishing job ended and freed the worker")
+        .unwrap();
+    assert_eq!(n, 16);
+    assert_eq!(pool.statistics().killed, 0);
+}

@@ -480,3 +480,23 @@ async fn a_call_timeout_stops_a_guest_blocked_on_a_lock_without_a_kill() {
             .unwrap(),
     );
 }
+
+#[tokio::test]
+async fn a_value_marked_done_by_the_host_does_not_come_back() {
+    let pool = pool(1);
+    let job = coop();
+    let input = pool.joinable_queue::<u64>("in", 0).unwrap();
+    let log = pool.queue::<u64>("log", 0).unwrap();
+    input.put(&10).await.unwrap();
+    let spinner = pool.spawn::<()>(&job, "take-and-spin", ("in", "log"));
+    assert_eq!(take(&log, 1).await, [10]);
+    // The host marks the guest's value done, then the guest dies.
+    input.task_done().unwrap();
+    spinner.kill();
+    assert!(spinner.await.unwrap_err().is_cancelled());
+    assert_eq!(input.len(), 0);
+    tokio::time::timeout(Duration::from_secs(20), input.join())
+        .await
+        .expect("nothing is unfinished")
+        .unwrap();
+}
