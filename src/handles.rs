@@ -228,8 +228,11 @@ impl<R: Send + 'static> JobHandle<R> {
 impl<R> JobHandle<R> {
     /// Cancels the job: it is interrupted (or killed, or left to finish,
     /// as its [`Cancel`](crate::Cancel) mode says) and the handle resolves
-    /// with [`ErrorKind::Cancelled`]. A guest blocked in a `wasmpool:sync`
-    /// call wakes at once.
+    /// with [`ErrorKind::Cancelled`] at once. A guest blocked in a
+    /// `wasmpool:sync` call wakes as soon as the interrupt reaches its
+    /// worker; from the cancel on, an interrupted guest is granted nothing
+    /// more (no lock, permit or value), and what it held is released once
+    /// it has stopped.
     pub fn cancel(&self) {
         self.cancel.cancel();
     }

@@ -1418,7 +1418,8 @@ impl Drop for InFlight {
                     worker.cancel(self.id);
                 }
                 let shared = worker.shared.clone();
-                match worker.abandon(self.id, permit) {
+                let fence = interrupt.then_some(&*self.inner.sync);
+                match worker.abandon(self.id, permit, fence) {
                     // The call had already ended.
                     Some((worker, permit)) if !worker.shared.is_dead() => {
                         self.inner.checkin(worker, permit);

@@ -232,14 +232,18 @@ struct Prims {
     /// everything: only they can hold or wait, so the end of any other
     /// worker's call costs no scan.
     active: HashSet<u64>,
+    /// Workers whose call was cancelled and has not yet stopped: whatever
+    /// they ask is dropped, unanswered, until the interrupt stops them.
+    fenced: HashSet<u64>,
 }
 
 impl Prims {
     fn release_all(&mut self, owner: Owner, out: &mut Outbox) {
-        if let Owner::Worker(w) = owner
-            && !self.active.remove(&w)
-        {
-            return;
+        if let Owner::Worker(w) = owner {
+            self.fenced.remove(&w);
+            if !self.active.remove(&w) {
+                return;
+            }
         }
         for prim in self.map.values_mut() {
             prim.release_all(owner, out);
@@ -340,17 +344,34 @@ impl Prim {
         })
     }
 
+    /// Drops `owner`'s waits, unanswered.
+    fn drop_waits(&mut self, owner: Owner) {
+        match self {
+            Prim::Queue(q) => q.drop_waits(owner),
+            Prim::Lock(l) => l.waiters.retain(|(w, _)| w.owner != owner),
+            Prim::Semaphore(s) => s.waiters.retain(|w| w.owner != owner),
+            Prim::Event(e) => e.waiters.retain(|w| w.owner != owner),
+            Prim::Condition(c) => {
+                c.sleepers.retain(|w| w.owner != owner);
+                c.lock.waiters.retain(|(w, _)| w.owner != owner);
+            }
+            Prim::Barrier(b) => b.arrived.retain(|w| w.owner != owner),
+            Prim::Channel(c) => {
+                for q in c.iter_mut() {
+                    q.drop_waits(owner);
+                }
+            }
+        }
+    }
+
     fn release_all(&mut self, owner: Owner, out: &mut Outbox) {
+        self.drop_waits(owner);
         match self {
             Prim::Queue(q) => q.release_all(owner, out),
             Prim::Lock(l) => l.release_all(owner, out),
             Prim::Semaphore(s) => s.release_all(owner, out),
-            Prim::Event(e) => e.waiters.retain(|w| w.owner != owner),
-            Prim::Condition(c) => {
-                c.sleepers.retain(|w| w.owner != owner);
-                c.lock.release_all(owner, out);
-            }
-            Prim::Barrier(b) => b.arrived.retain(|w| w.owner != owner),
+            Prim::Event(_) | Prim::Barrier(_) => {}
+            Prim::Condition(c) => c.lock.release_all(owner, out),
             Prim::Channel(c) => {
                 for q in c.iter_mut() {
                     q.release_all(owner, out);
@@ -544,10 +565,14 @@ impl QueueState {
         self.pump(out);
     }
 
-    fn release_all(&mut self, owner: Owner, out: &mut Outbox) {
+    fn drop_waits(&mut self, owner: Owner) {
         self.getters.retain(|w| w.owner != owner);
         self.putters.retain(|(w, _)| w.owner != owner);
         self.joiners.retain(|w| w.owner != owner);
+    }
+
+    /// Releases what `owner` took; its waits are already dropped.
+    fn release_all(&mut self, owner: Owner, out: &mut Outbox) {
         let mut back = Vec::new();
         self.taken.retain_mut(|(o, v)| {
             if *o == owner {
@@ -637,7 +662,6 @@ impl LockState {
     }
 
     fn release_all(&mut self, owner: Owner, out: &mut Outbox) {
-        self.waiters.retain(|(w, _)| w.owner != owner);
         if matches!(self.holder, Some((o, _)) if o == owner) {
             self.holder = None;
         }
@@ -681,7 +705,6 @@ impl SemState {
     }
 
     fn release_all(&mut self, owner: Owner, out: &mut Outbox) {
-        self.waiters.retain(|w| w.owner != owner);
         if let Some(n) = self.held.remove(&owner) {
             self.permits += n;
         }
@@ -805,6 +828,20 @@ impl Registry {
         out.deliver();
     }
 
+    /// Worker `worker`'s call was cancelled: until its guest has stopped
+    /// (its next release), it gets nothing more. Its waits are dropped
+    /// unanswered, since the interrupt wakes it, and what it asks next is
+    /// ignored. What it holds stays held until it has stopped.
+    pub(crate) fn fence(&self, worker: u64) {
+        let mut prims = self.prims.lock().expect("sync lock");
+        prims.fenced.insert(worker);
+        if prims.active.contains(&worker) {
+            for prim in prims.map.values_mut() {
+                prim.drop_waits(Owner::Worker(worker));
+            }
+        }
+    }
+
     /// Releases everything `owner` holds and drops its waits.
     pub(crate) fn release_all(&self, owner: Owner) {
         let mut out = Outbox::default();
@@ -849,6 +886,7 @@ fn apply(
     let owner = w.owner;
     match (&op, owner) {
         (GuestOp::Release, _) => return all.release_all(owner, out),
+        (_, Owner::Worker(worker)) if all.fenced.contains(&worker) => return,
         (GuestOp::Abandon { seq }, _) => return all.abandon(owner, *seq, out),
         (_, Owner::Worker(worker)) => {
             all.active.insert(worker);

@@ -270,15 +270,25 @@ impl Worker {
     /// Hands the worker to its thread until call `id` ends; the thread then
     /// returns it to the pool. Returns the worker back if the call has
     /// already ended (or the worker died).
+    ///
+    /// With `fence`, the call was interrupted: its guest gets nothing more
+    /// from the registry until it has stopped (see
+    /// [`Registry::fence`](crate::sync::Registry::fence)). That is decided
+    /// under the slot's lock, which [`deliver`] holds while the call's end
+    /// lifts the fence, so that a fence never outlives its call.
     pub(crate) fn abandon(
         self,
         id: u64,
         permit: OwnedSemaphorePermit,
+        fence: Option<&crate::sync::Registry>,
     ) -> Option<(Worker, OwnedSemaphorePermit)> {
         let shared = self.shared.clone();
         let mut slot = shared.slot.lock().expect("slot lock");
         match *slot {
             Slot::Waiting { id: waiting, .. } if waiting == id => {
+                if let Some(registry) = fence {
+                    registry.fence(self.id);
+                }
                 *slot = Slot::Abandoned {
                     id,
                     worker: self,
@@ -479,9 +489,12 @@ fn process_thread(
 /// A worker has ended: fails its call in flight, if any, and takes it off
 /// the pool's books.
 fn end(pool: &Arc<PoolInner>, shared: &Shared, id: u64, error: Error) {
-    call_ended(pool, shared, id);
     let expected = shared.expected_exit.load(Ordering::SeqCst);
-    let pending = std::mem::replace(&mut *shared.slot.lock().expect("slot lock"), Slot::Dead);
+    let pending = {
+        let mut slot = shared.slot.lock().expect("slot lock");
+        call_ended(pool, shared, id);
+        std::mem::replace(&mut *slot, Slot::Dead)
+    };
     match pending {
         Slot::Waiting { tx, .. } => {
             let _ = tx.send(Reply::Lost(error));
@@ -664,9 +677,10 @@ fn deliver(
     outcomes: Vec<Outcome>,
 ) -> Option<String> {
     // Before the caller hears of it, so that what the call held is free
-    // by the time its result is seen.
-    call_ended(pool, shared, worker);
+    // by the time its result is seen; under the slot's lock, against a
+    // fence set by `abandon`.
     let mut slot = shared.slot.lock().expect("slot lock");
+    call_ended(pool, shared, worker);
     match std::mem::replace(&mut *slot, Slot::Idle) {
         Slot::Waiting { id, tx } if id == call => {
             drop(slot);

@@ -491,7 +491,9 @@ async fn a_value_marked_done_by_the_host_does_not_come_back() {
     let spinner = pool.spawn::<()>(&job, "take-and-spin", ("in", "log"));
     assert_eq!(take(&log, 1).await, [10]);
     // The host marks the guest's value done, then the guest dies.
+    eprintln!("DEBUG len before {}", input.len());
     input.task_done().unwrap();
+    eprintln!("DEBUG len after td {}", input.len());
     spinner.kill();
     assert!(spinner.await.unwrap_err().is_cancelled());
     assert_eq!(input.len(), 0);
@@ -499,4 +501,29 @@ async fn a_value_marked_done_by_the_host_does_not_come_back() {
         .await
         .expect("nothing is unfinished")
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_host_condition_wait_that_times_out_holds_the_lock_again() {
+    let pool = pool(1);
+    let job = coop();
+    let cond = pool.condition("C").unwrap();
+    let mut guard = cond.lock().await.unwrap();
+    assert!(!guard.wait_timeout(Duration::from_millis(20)).await.unwrap());
+    // Held again: a guest cannot take it...
+    let err = pool
+        .call::<()>(&job, "condition-notify", ("C", 1u32))
+        .timeout(Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    // ... until the guard goes.
+    drop(guard);
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        pool.run::<()>(&job, "condition-notify", ("C", 1u32)),
+    )
+    .await
+    .expect("the lock is free")
+    .unwrap();
 }
