@@ -128,7 +128,7 @@ impl JobLink {
     /// The call was handed to `worker`: it gets the channel.
     pub(crate) fn started(&self, worker: &crate::worker::Shared) {
         *self.pid.lock().expect("pid lock") = worker.pid();
-        worker.attach_channel(self.channel.clone());
+        worker.guest.attach_channel(self.channel.clone());
     }
 }
 
@@ -378,6 +378,14 @@ macro_rules! handle_common {
         }
 
         impl$(<$t>)? $ty$(<$t>)? {
+            pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Self {
+                $ty {
+                    registry,
+                    name: name.into(),
+                    $(_values: PhantomData::<fn($t) -> $t>,)?
+                }
+            }
+
             /// The name guests open it by.
             pub fn name(&self) -> &str {
                 &self.name
@@ -389,14 +397,6 @@ macro_rules! handle_common {
 handle_common!(Queue<T>);
 
 impl<T> Queue<T> {
-    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Queue<T> {
-        Queue {
-            registry,
-            name: name.into(),
-            _values: PhantomData,
-        }
-    }
-
     fn name_op(&self) -> String {
         self.name.to_string()
     }
@@ -503,12 +503,36 @@ pub struct Lock {
 
 handle_common!(Lock);
 
-/// Holds a [`Lock`] (or a [`Condition`]'s lock) until dropped.
-#[must_use = "the lock is released when the guard is dropped"]
-pub struct LockGuard {
+/// What a host owner holds (a lock, a permit), released when dropped.
+struct Held {
     registry: Arc<Registry>,
     owner: Owner,
 }
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.registry.release_all(self.owner);
+    }
+}
+
+/// Takes what `op` grants (a lock or a permit) for a new owner.
+async fn hold(registry: &Arc<Registry>, op: GuestOp, what: &str) -> Result<Held, Error> {
+    let owner = registry.host_owner();
+    let answer = HostOp::submit(registry, owner, op, None, None)
+        .answer()
+        .await;
+    // The owner holds it from here, even if the answer is an error (then
+    // there is nothing to release).
+    let held = Held {
+        registry: registry.clone(),
+        owner,
+    };
+    check(answer, what).map(|_| held)
+}
+
+/// Holds a [`Lock`] (or a [`Condition`]'s lock) until dropped.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard(Held);
 
 impl fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -516,40 +540,13 @@ impl fmt::Debug for LockGuard {
     }
 }
 
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        self.registry.release_all(self.owner);
-    }
-}
-
-/// Acquires lock `name` for a new owner and returns its guard.
+/// Acquires lock `name` and returns its guard.
 async fn acquire(registry: &Arc<Registry>, name: &str, what: &str) -> Result<LockGuard, Error> {
-    let owner = registry.host_owner();
-    let op = HostOp::submit(
-        registry,
-        owner,
-        GuestOp::LockAcquire { name: name.into() },
-        None,
-        None,
-    );
-    let answer = op.answer().await;
-    // The guard owns the lock from here, even if the answer is an error
-    // (then there is nothing to release).
-    let guard = LockGuard {
-        registry: registry.clone(),
-        owner,
-    };
-    check(answer, what).map(|_| guard)
+    let op = GuestOp::LockAcquire { name: name.into() };
+    hold(registry, op, what).await.map(LockGuard)
 }
 
 impl Lock {
-    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Lock {
-        Lock {
-            registry,
-            name: name.into(),
-        }
-    }
-
     /// Waits for the lock and holds it until the guard is dropped.
     ///
     /// # Errors
@@ -576,10 +573,7 @@ handle_common!(Semaphore);
 
 /// One permit of a [`Semaphore`], given back when dropped.
 #[must_use = "the permit is given back when dropped"]
-pub struct SemaphorePermit {
-    registry: Arc<Registry>,
-    owner: Owner,
-}
+pub struct SemaphorePermit(#[expect(dead_code, reason = "held only to be dropped")] Held);
 
 impl fmt::Debug for SemaphorePermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -587,42 +581,19 @@ impl fmt::Debug for SemaphorePermit {
     }
 }
 
-impl Drop for SemaphorePermit {
-    fn drop(&mut self) {
-        self.registry.release_all(self.owner);
-    }
-}
-
 impl Semaphore {
-    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Semaphore {
-        Semaphore {
-            registry,
-            name: name.into(),
-        }
-    }
-
     /// Waits for a permit.
     ///
     /// # Errors
     ///
     /// None in practice (see [`Lock::lock`]).
     pub async fn acquire(&self) -> Result<SemaphorePermit, Error> {
-        let owner = self.registry.host_owner();
-        let op = HostOp::submit(
-            &self.registry,
-            owner,
-            GuestOp::SemaphoreAcquire {
-                name: self.name.to_string(),
-            },
-            None,
-            None,
-        );
-        let answer = op.answer().await;
-        let permit = SemaphorePermit {
-            registry: self.registry.clone(),
-            owner,
+        let op = GuestOp::SemaphoreAcquire {
+            name: self.name.to_string(),
         };
-        check(answer, "semaphore acquire").map(|_| permit)
+        hold(&self.registry, op, "semaphore acquire")
+            .await
+            .map(SemaphorePermit)
     }
 }
 
@@ -636,13 +607,6 @@ pub struct Event {
 handle_common!(Event);
 
 impl Event {
-    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Event {
-        Event {
-            registry,
-            name: name.into(),
-        }
-    }
-
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
         let _ = host_op(
@@ -717,13 +681,6 @@ impl fmt::Debug for ConditionGuard {
 }
 
 impl Condition {
-    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Condition {
-        Condition {
-            registry,
-            name: name.into(),
-        }
-    }
-
     /// Waits for the condition's lock.
     ///
     /// # Errors
@@ -763,8 +720,8 @@ impl ConditionGuard {
     }
 
     async fn wait_until(&mut self, timeout: Option<Duration>) -> Result<bool, Error> {
-        let registry = &self.guard.registry;
-        let owner = self.guard.owner;
+        let registry = &self.guard.0.registry;
+        let owner = self.guard.0.owner;
         let mut op = HostOp::submit(
             registry,
             owner,
@@ -798,8 +755,8 @@ impl ConditionGuard {
     /// guard is dropped.
     pub fn notify(&self, n: u32) {
         let op = HostOp::submit(
-            &self.guard.registry,
-            self.guard.owner,
+            &self.guard.0.registry,
+            self.guard.0.owner,
             GuestOp::ConditionNotify {
                 name: self.name.to_string(),
                 n,
@@ -829,13 +786,6 @@ pub struct Barrier {
 handle_common!(Barrier);
 
 impl Barrier {
-    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Barrier {
-        Barrier {
-            registry,
-            name: name.into(),
-        }
-    }
-
     /// Waits for the other parties; returns this waiter's place in arrival
     /// order, from 0.
     ///

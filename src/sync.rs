@@ -23,7 +23,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::io::PipeWriter;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
@@ -228,10 +228,6 @@ pub(crate) struct Registry {
 #[derive(Default)]
 struct Prims {
     map: HashMap<String, Prim>,
-    /// Workers that have submitted an operation since they last released
-    /// everything: only they can hold or wait, so the end of any other
-    /// worker's call costs no scan.
-    active: HashSet<u64>,
     /// Workers whose call was cancelled and has not yet stopped: whatever
     /// they ask is dropped, unanswered, until the interrupt stops them.
     fenced: HashSet<u64>,
@@ -241,9 +237,6 @@ impl Prims {
     fn release_all(&mut self, owner: Owner, out: &mut Outbox) {
         if let Owner::Worker(w) = owner {
             self.fenced.remove(&w);
-            if !self.active.remove(&w) {
-                return;
-            }
         }
         for prim in self.map.values_mut() {
             prim.release_all(owner, out);
@@ -835,10 +828,8 @@ impl Registry {
     pub(crate) fn fence(&self, worker: u64) {
         let mut prims = self.prims.lock().expect("sync lock");
         prims.fenced.insert(worker);
-        if prims.active.contains(&worker) {
-            for prim in prims.map.values_mut() {
-                prim.drop_waits(Owner::Worker(worker));
-            }
+        for prim in prims.map.values_mut() {
+            prim.drop_waits(Owner::Worker(worker));
         }
     }
 
@@ -888,10 +879,7 @@ fn apply(
         (GuestOp::Release, _) => return all.release_all(owner, out),
         (_, Owner::Worker(worker)) if all.fenced.contains(&worker) => return,
         (GuestOp::Abandon { seq }, _) => return all.abandon(owner, *seq, out),
-        (_, Owner::Worker(worker)) => {
-            all.active.insert(worker);
-        }
-        (_, Owner::Host(_)) => {}
+        _ => {}
     }
     let prims = &mut all.map;
     // The primitive `name` of the kind the pattern matches, or answer
@@ -1119,6 +1107,66 @@ impl Inbox {
                         .0
                 }
             };
+        }
+    }
+}
+
+/// A worker's side of the registry, shared by the worker's handle and
+/// whoever submits its guest's operations.
+#[derive(Default)]
+pub(crate) struct GuestState {
+    /// The channel of the spawned job in flight, if any
+    /// ([`crate::Pool::spawn`]).
+    channel: Mutex<Option<String>>,
+    /// Set once the call in flight has used the registry (or was fenced):
+    /// only then does its end need the registry's lock.
+    used: AtomicBool,
+}
+
+impl GuestState {
+    /// Gives the next call the job channel `key`.
+    pub(crate) fn attach_channel(&self, key: String) {
+        *self.channel.lock().expect("channel lock") = Some(key);
+    }
+
+    /// Submits operation `seq` of worker `worker`'s guest.
+    pub(crate) fn submit(
+        &self,
+        registry: &Registry,
+        worker: u64,
+        sink: &GuestSink,
+        seq: u64,
+        op: GuestOp,
+    ) {
+        self.used.store(true, Ordering::SeqCst);
+        let channel = self.channel.lock().expect("channel lock").clone();
+        let sink = Sink::Guest(sink.clone());
+        registry.submit(
+            Owner::Worker(worker),
+            seq,
+            op,
+            sink,
+            channel.as_deref(),
+            false,
+        );
+    }
+
+    /// Fences worker `worker` (see [`Registry::fence`]).
+    pub(crate) fn fence(&self, registry: &Registry, worker: u64) {
+        self.used.store(true, Ordering::SeqCst);
+        registry.fence(worker);
+    }
+
+    /// The call ended, or the worker did: everything its guest held is
+    /// released, and its job channel, if any, closes. A call that never
+    /// used the registry costs no lock.
+    pub(crate) fn call_ended(&self, registry: &Registry, worker: u64) {
+        if self.used.swap(false, Ordering::SeqCst) {
+            registry.release_all(Owner::Worker(worker));
+        }
+        let channel = self.channel.lock().expect("channel lock").take();
+        if let Some(key) = channel {
+            registry.end_channel(&key);
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::protocol::{
     CallRequest, Control, FromWorker, Init, Outcome, PROTOCOL_VERSION, ToWorker, read_frame,
     write_frame,
 };
-use crate::sync::{GuestSink, Inbox, Owner, Sink};
+use crate::sync::{GuestSink, GuestState, Inbox};
 
 /// The buffer size asked for each request and reply pipe. Linux caps a
 /// user's pipes at 64 MiB in all (`pipe-user-pages-soft`) before new pipes
@@ -79,9 +79,8 @@ pub(crate) struct Shared {
     pid: Option<u32>,
     /// The executor's interrupts, for a thread worker.
     interrupts: Option<Arc<Interrupts>>,
-    /// The channel of the spawned job in flight, if any
-    /// ([`crate::Pool::spawn`]).
-    channel: Arc<Mutex<Option<String>>>,
+    /// The job channel and registry state of the call in flight.
+    pub(crate) guest: Arc<GuestState>,
 }
 
 impl Shared {
@@ -110,22 +109,6 @@ impl Shared {
 
     pub(crate) fn is_dead(&self) -> bool {
         matches!(*self.slot.lock().expect("slot lock"), Slot::Dead)
-    }
-
-    /// Gives the next call the job channel `key`.
-    pub(crate) fn attach_channel(&self, key: String) {
-        *self.channel.lock().expect("channel lock") = Some(key);
-    }
-}
-
-/// The worker's call ended, or the worker did: everything its guest held
-/// is released and its job channel, if any, closes.
-fn call_ended(pool: &PoolInner, shared: &Shared, worker: u64) {
-    let owner = Owner::Worker(worker);
-    pool.sync.release_all(owner);
-    let channel = shared.channel.lock().expect("channel lock").take();
-    if let Some(key) = channel {
-        pool.sync.end_channel(&key);
     }
 }
 
@@ -287,7 +270,7 @@ impl Worker {
         match *slot {
             Slot::Waiting { id: waiting, .. } if waiting == id => {
                 if let Some(registry) = fence {
-                    registry.fence(self.id);
+                    self.shared.guest.fence(registry, self.id);
                 }
                 *slot = Slot::Abandoned {
                     id,
@@ -387,7 +370,7 @@ fn process_thread(
         expected_exit: AtomicBool::new(false),
         pid: Some(child.id()),
         interrupts: None,
-        channel: Arc::default(),
+        guest: Arc::default(),
     });
     pool.register(id, shared.clone());
 
@@ -454,15 +437,7 @@ fn process_thread(
             // its way out would be lost with it.
             Ok(Some(FromWorker::Sync { .. })) if shared.expected_exit.load(Ordering::SeqCst) => {}
             Ok(Some(FromWorker::Sync { seq, op })) => {
-                let channel = shared.channel.lock().expect("channel lock").clone();
-                pool.sync.submit(
-                    Owner::Worker(id),
-                    seq,
-                    op,
-                    Sink::Guest(sink.clone()),
-                    channel.as_deref(),
-                    false,
-                );
+                shared.guest.submit(&pool.sync, id, &sink, seq, op);
             }
             Ok(Some(other)) => break Some(format!("unexpected frame {other:?}")),
             Ok(None) => break None,
@@ -492,7 +467,7 @@ fn end(pool: &Arc<PoolInner>, shared: &Shared, id: u64, error: Error) {
     let expected = shared.expected_exit.load(Ordering::SeqCst);
     let pending = {
         let mut slot = shared.slot.lock().expect("slot lock");
-        call_ended(pool, shared, id);
+        shared.guest.call_ended(&pool.sync, id);
         std::mem::replace(&mut *slot, Slot::Dead)
     };
     match pending {
@@ -516,21 +491,13 @@ fn worker_thread(
     ready: oneshot::Sender<Result<Worker, Error>>,
 ) {
     let inbox = Arc::new(Inbox::default());
-    let channel: Arc<Mutex<Option<String>>> = Arc::default();
+    let guest: Arc<GuestState> = Arc::default();
     let send: crate::sync::OpSender = {
         let pool = pool.clone();
-        let channel = channel.clone();
+        let guest = guest.clone();
         let sink = GuestSink::Thread(inbox.clone());
         Box::new(move |seq, op| {
-            let key = channel.lock().expect("channel lock").clone();
-            pool.sync.submit(
-                Owner::Worker(id),
-                seq,
-                op,
-                Sink::Guest(sink.clone()),
-                key.as_deref(),
-                false,
-            );
+            guest.submit(&pool.sync, id, &sink, seq, op);
             Ok(())
         })
     };
@@ -551,7 +518,7 @@ fn worker_thread(
         expected_exit: AtomicBool::new(false),
         pid: None,
         interrupts: Some(executor.interrupts()),
-        channel,
+        guest,
     });
     pool.register(id, shared.clone());
     let mailbox = Arc::new(Mailbox::default());
@@ -680,7 +647,7 @@ fn deliver(
     // by the time its result is seen; under the slot's lock, against a
     // fence set by `abandon`.
     let mut slot = shared.slot.lock().expect("slot lock");
-    call_ended(pool, shared, worker);
+    shared.guest.call_ended(&pool.sync, worker);
     match std::mem::replace(&mut *slot, Slot::Idle) {
         Slot::Waiting { id, tx } if id == call => {
             drop(slot);
