@@ -1,26 +1,25 @@
 //! Entry points for the criterion micro-benchmarks in `benches/`, which
-//! can only see the public API. Not part of wasmpool's API: hidden, and
-//! free to change.
+//! can only see the public API. Not part of wasmpool's API: built only with
+//! the `unstable-bench` feature, hidden, and free to change.
 
 use std::path::Path;
 
-use crate::compile::{self, Compiled};
 use crate::engine::EngineSettings;
 use crate::error::Error;
-use crate::exec::Executor;
 use crate::job::Job;
-use crate::protocol::{
+use crate::pool::compile::{self, Compiled};
+use crate::runtime::{Answers, Executor};
+use crate::values::{self as value, wit};
+use crate::wire::{
     CallOptions, CallRequest, ExportPath, FromWorker, Report, ToWorker, encode_frame, read_frame,
 };
-use crate::value;
-use crate::wit;
 
 /// Encodes a call request carrying `args` as the host does, then decodes it
 /// as a worker does. Returns the frame's size.
 pub fn call_frame_roundtrip(args: &[u8]) -> usize {
     let req = ToWorker::Call(CallRequest {
         id: 7,
-        artifact: crate::protocol::Artifact {
+        artifact: crate::wire::Artifact {
             key: "0123456789abcdef0123456789abcdef01234567".into(),
             path: "/home/user/.cache/wasmpool/0123456789abcdef.cwasm".into(),
         },
@@ -136,7 +135,7 @@ impl Runner {
         let executor = Executor::new(
             &settings,
             reuse,
-            std::sync::Arc::new(crate::imports::Answers::Inbox(std::sync::Arc::default())),
+            std::sync::Arc::new(Answers::Inbox(std::sync::Arc::default())),
             Box::new(|_, _| Err(std::io::Error::other("no registry in a benchmark"))),
         )
         .map_err(|e| Error::new(crate::ErrorKind::Spawn, e))?;

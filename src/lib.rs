@@ -240,38 +240,35 @@
     rust_2018_idioms,
     unreachable_pub
 )]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "unstable-bench")]
 #[doc(hidden)]
 pub mod bench_support;
-mod child;
-mod compile;
 mod engine;
 mod error;
-mod exec;
-mod handles;
-mod imports;
 mod job;
+mod options;
+#[allow(unsafe_code)]
 mod platform;
 mod pool;
-mod protocol;
-mod stdio;
+mod runtime;
 mod sync;
-mod value;
-mod wit;
+mod values;
+mod wire;
 mod worker;
 
 pub use error::{Error, ErrorKind, Limit, TrapCode};
-pub use handles::{
-    Barrier, Condition, ConditionGuard, Event, JobHandle, Lock, LockGuard, Queue, Semaphore,
-    SemaphorePermit,
-};
 pub use job::Job;
-pub use pool::{
-    Call, Cancel, CancelHandle, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess, Output, Pool,
-    PoolBuilder, Statistics, WorkerKind, default_pool, run,
+pub use options::{
+    CAPTURE_LIMIT, Cancel, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess, Stdio, WorkerKind,
 };
-pub use stdio::{CAPTURE_LIMIT, Stdio};
+pub use pool::{
+    Call, CancelHandle, JobHandle, Output, Pool, PoolBuilder, Statistics, default_pool, run,
+};
+pub use sync::{
+    Barrier, Condition, ConditionGuard, Event, Lock, LockGuard, Queue, Semaphore, SemaphorePermit,
+};
 
 /// Serves as a worker and exits, if this process was started as one;
 /// otherwise returns at once.
@@ -282,7 +279,12 @@ pub use stdio::{CAPTURE_LIMIT, Stdio};
 /// thing in `main`.
 pub fn worker_entry() {
     if platform::is_worker() {
-        let code = child::run();
+        let code = runtime::run();
         std::process::exit(code);
     }
 }
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,95 @@
+//! The settings a user chooses from: worker kinds, cancel modes, directory
+//! access, stdio, and the defaults of [`PoolBuilder`](crate::PoolBuilder).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How long an idle worker is kept before it exits: 10 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long an interrupted or timed-out call has to stop before its worker
+/// is killed: 500 ms. An epoch interrupt takes microseconds; the margin is
+/// for a loaded machine.
+pub const DEFAULT_GRACE: Duration = Duration::from_millis(500);
+
+/// Whether a preopened directory may be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum DirAccess {
+    /// The guest may read files and list directories.
+    ReadOnly,
+    /// The guest may also create, write and remove.
+    ReadWrite,
+}
+
+/// Where a pool runs its calls. Set with [`PoolBuilder::worker_kind`](crate::PoolBuilder::worker_kind).
+///
+/// | | [`Process`](WorkerKind::Process) | [`Thread`](WorkerKind::Thread) |
+/// | --- | --- | --- |
+/// | isolation | an OS process per worker | threads of the host process |
+/// | soft cancel (epoch interrupt), timeouts, limits, sandbox | yes | yes |
+/// | hard cancel ([`Cancel::Kill`]) | SIGKILL | no: interrupts instead |
+/// | a crash in wasmtime or the host's code | an error | takes the host down |
+/// | start-up | a few ms (re-exec, engine) | about 1 ms (engine) |
+/// | round trip of a no-op call | tens of µs | a few µs to tens of µs |
+///
+/// Both run each call in its own store, sandboxed the same way; a trap is an
+/// error in both. Choose threads for many tiny calls to trusted (or at
+/// least well-behaved) code, processes when a guest may need to be killed
+/// or when the host must survive anything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkerKind {
+    /// Worker processes: the current executable re-executed. The default.
+    #[default]
+    Process,
+    /// Worker threads in the host process, each with its own engine.
+    /// There is no hard kill: [`Cancel::Kill`] and an overrun
+    /// [`grace`](crate::PoolBuilder::grace) period interrupt the guest instead,
+    /// and a worker that still does not stop is abandoned (its thread ends
+    /// when the call does) and replaced.
+    Thread,
+}
+
+/// What happens to a call whose future is dropped before it finishes.
+///
+/// Set per pool with [`PoolBuilder::on_cancel`](crate::PoolBuilder::on_cancel) and per call with
+/// [`Call::on_cancel`](crate::Call::on_cancel).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Cancel {
+    /// Interrupt the guest with an epoch interrupt; the worker survives and
+    /// serves the next call. The default.
+    #[default]
+    Interrupt,
+    /// Kill the worker process at once with SIGKILL. The pool starts a new
+    /// one when it next needs it. Thread workers cannot be killed; for them
+    /// this is [`Interrupt`](Cancel::Interrupt).
+    Kill,
+    /// Let the call run to completion and discard its result; the worker
+    /// then returns to the pool.
+    Finish,
+}
+
+/// Where a call's stdout or stderr goes. Set with
+/// [`Call::stdout`](crate::Call::stdout) and
+/// [`Call::stderr`](crate::Call::stderr).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Stdio {
+    /// To the host process's own stdout or stderr. The default: print just
+    /// works.
+    #[default]
+    Inherit,
+    /// Into a buffer returned with the result by
+    /// [`Call::report`](crate::Call::report), up to
+    /// [`CAPTURE_LIMIT`](crate::CAPTURE_LIMIT) bytes; writes past it fail in
+    /// the guest.
+    Capture,
+    /// Nowhere.
+    Discard,
+}
+
+/// The most a captured stream holds: 16 MiB.
+pub const CAPTURE_LIMIT: usize = 16 << 20;

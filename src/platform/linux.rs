@@ -1,0 +1,62 @@
+//! What only Linux has: the worker entry that runs before `main`, the
+//! parent-death signal, pipe sizes and allocator tuning.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// Runs before `main` in every program linked with wasmpool: when the
+/// process was started as a worker, it serves calls and exits without ever
+/// reaching `main`. This is what makes re-executing the current program as a
+/// worker work with no `init()` call in tests, examples or applications.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static WORKER_ENTRY: extern "C" fn() = pre_main_entry;
+
+extern "C" fn pre_main_entry() {
+    crate::worker_entry();
+}
+
+/// In the forked child, before exec: asks for SIGKILL when the thread that
+/// spawned it exits, and fails if the host is already gone.
+///
+/// # Safety
+///
+/// Only async-signal-safe calls: fit for a `pre_exec` closure.
+pub(super) unsafe fn die_with_parent(parent: libc::pid_t) -> io::Result<()> {
+    // SAFETY: prctl and getppid are async-signal-safe and touch no memory
+    // of ours.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // The host may have died between fork and prctl.
+        if libc::getppid() != parent {
+            return Err(io::Error::other("the host exited during spawn"));
+        }
+    }
+    Ok(())
+}
+
+/// Asks for a pipe buffer of `bytes`; returns the size granted. Fewer,
+/// larger hand-offs for big payloads. Failure is harmless (the pipe keeps
+/// its default 64 KiB), so it is ignored.
+pub(crate) fn grow_pipe(pipe: &impl AsRawFd, bytes: usize) -> usize {
+    let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours; on a
+    // descriptor that is not a pipe it fails with EBADF.
+    let got = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
+    usize::try_from(got).unwrap_or(0)
+}
+
+/// In a worker process: keeps freed memory for reuse instead of handing
+/// it back to the OS at once, so that each large payload does not fault in
+/// fresh pages (glibc otherwise maps blocks over 128 KiB anew each time).
+pub(crate) fn keep_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only tunes the allocator; it is called before the
+    // worker starts any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}

@@ -1,0 +1,325 @@
+//! Everything that touches the OS below std: the worker's channels,
+//! spawning and killing workers, polling, the private cache directory and
+//! mapping compiled artifacts. All of the crate's `unsafe` lives here, each
+//! block with a `SAFETY` comment. What only Linux has (the pre-`main`
+//! worker entry, the parent-death signal, pipe sizes, allocator tuning) is
+//! in `linux.rs`; other Unix systems get the fallbacks in `other.rs`.
+
+#[cfg(not(unix))]
+compile_error!(
+    "wasmpool runs its workers as Unix processes: it builds on Linux (fully supported) and \
+     other Unix systems (workers need a dedicated program that calls `worker_entry`)"
+);
+
+#[cfg(target_os = "linux")]
+#[path = "linux.rs"]
+mod os;
+#[cfg(all(unix, not(target_os = "linux")))]
+#[path = "other.rs"]
+mod os;
+
+pub(crate) use os::{grow_pipe, keep_freed_memory};
+
+use std::io;
+use std::io::{PipeReader, PipeWriter};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The environment variable that marks a process as a wasmpool worker.
+pub(crate) const WORKER_ENV: &str = "WASMPOOL_WORKER";
+
+/// The descriptor a worker reads requests from (a pipe).
+const REQUEST_FD: RawFd = 3;
+/// The descriptor a worker reads control frames from (a socket).
+const CONTROL_FD: RawFd = 4;
+/// The descriptor a worker writes replies to (a pipe).
+const REPLY_FD: RawFd = 5;
+
+/// A worker's three channels to its host.
+///
+/// Requests and replies travel on two one-way pipes rather than one
+/// socket: a Unix socket wakes every thread blocked reading it whenever
+/// the peer reads (its write-space callback), so a shared socket costs a
+/// spurious wake-up on each side per call. A pipe wakes only readers on
+/// write, and writers only when it was full.
+#[derive(Debug)]
+pub(crate) struct Channels<R, C, W> {
+    pub(crate) requests: R,
+    pub(crate) control: C,
+    pub(crate) replies: W,
+}
+
+/// Whether this process was started as a worker.
+pub(crate) fn is_worker() -> bool {
+    std::env::var_os(WORKER_ENV).is_some()
+}
+
+/// The channels a worker inherited from its host.
+pub(crate) fn inherited_channels() -> io::Result<Channels<PipeReader, UnixStream, PipeWriter>> {
+    for fd in [REQUEST_FD, CONTROL_FD, REPLY_FD] {
+        // SAFETY: F_GETFD only reads the descriptor's flags; it is valid to
+        // call on any integer.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{WORKER_ENV} is set but descriptor {fd} is not open: not started by a wasmpool host"
+                ),
+            ));
+        }
+    }
+    // SAFETY: the descriptors are open (checked above) and were placed
+    // there by `spawn_worker` for this process alone; nothing else in the
+    // worker owns them.
+    let requests = unsafe { PipeReader::from_raw_fd(REQUEST_FD) };
+    // SAFETY: as above.
+    let control = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
+    // SAFETY: as above.
+    let replies = unsafe { PipeWriter::from_raw_fd(REPLY_FD) };
+    Ok(Channels {
+        requests,
+        control,
+        replies,
+    })
+}
+
+/// Starts `program` as a worker with the given channel ends as its
+/// descriptors 3, 4 and 5, stdin closed, stdout and stderr inherited. On
+/// Linux the child gets SIGKILL when the calling thread exits, so the
+/// calling thread must live as long as the worker.
+pub(crate) fn spawn_worker(
+    program: &Path,
+    ends: Channels<OwnedFd, OwnedFd, OwnedFd>,
+) -> io::Result<Child> {
+    let mut cmd = Command::new(program);
+    cmd.env(WORKER_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    let fds = [
+        (ends.requests.as_raw_fd(), REQUEST_FD),
+        (ends.control.as_raw_fd(), CONTROL_FD),
+        (ends.replies.as_raw_fd(), REPLY_FD),
+    ];
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only async-signal-safe functions (fcntl, dup2, and prctl and getppid
+    // in `die_with_parent`); it allocates nothing and touches no locks
+    // (`fds` is a copied array).
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move all out of the way first, so that dup2 onto 3, 4 and 5
+            // cannot clobber one with another.
+            let mut moved = [0; 3];
+            for (m, (fd, _)) in moved.iter_mut().zip(fds) {
+                *m = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                if *m < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            for (m, (_, target)) in moved.into_iter().zip(fds) {
+                if libc::dup2(m, target) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            os::die_with_parent(parent)
+        });
+    }
+    let child = cmd.spawn();
+    // The child has its own copies now; ours must close so that EOF works.
+    drop(ends);
+    child
+}
+
+/// Polls `fd` for input without sleeping for up to `spin`; returns whether
+/// input arrived.
+pub(crate) fn spin_until_readable(fd: &impl AsRawFd, spin: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `pfd` is a valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if n != 0 {
+            return true;
+        }
+        if start.elapsed() >= spin {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// Waits until `a` or `b` has input, or `timeout` passes (`None`: no
+/// limit); returns which have input.
+pub(crate) fn wait_readable(
+    a: &impl AsRawFd,
+    b: &impl AsRawFd,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<(bool, bool)> {
+    let mut pfds = [a.as_raw_fd(), b.as_raw_fd()].map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let ms = match timeout {
+        None => -1,
+        // Rounded up, so that a wait never ends before its deadline.
+        Some(t) => libc::c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX),
+    };
+    // SAFETY: `pfds` is a valid array of two pollfds for the call.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok((false, false))
+        } else {
+            Err(e)
+        };
+    }
+    // Hang-up and errors count as input: the read that follows sees them.
+    let ready = |p: &libc::pollfd| p.revents != 0;
+    Ok((ready(&pfds[0]), ready(&pfds[1])))
+}
+
+/// A self-pipe that wakes a thread waiting in [`wait_readable`].
+pub(crate) struct WakePipe {
+    reader: PipeReader,
+    writer: PipeWriter,
+}
+
+impl WakePipe {
+    pub(crate) fn new() -> io::Result<WakePipe> {
+        let (reader, writer) = std::io::pipe()?;
+        for fd in [reader.as_raw_fd(), writer.as_raw_fd()] {
+            // SAFETY: F_GETFL/F_SETFL only change the descriptor's flags.
+            unsafe {
+                let flags = libc::fcntl(fd, libc::F_GETFL);
+                libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            }
+        }
+        Ok(WakePipe { reader, writer })
+    }
+
+    /// Makes the pipe readable. Never blocks: a full pipe is readable.
+    pub(crate) fn ring(&self) {
+        use std::io::Write as _;
+        let _ = (&self.writer).write(&[1]);
+    }
+
+    /// Empties the pipe.
+    pub(crate) fn drain(&self) {
+        use std::io::Read as _;
+        let mut buf = [0u8; 64];
+        while matches!((&self.reader).read(&mut buf), Ok(n) if n > 0) {}
+    }
+
+    /// What [`wait_readable`] waits on.
+    pub(crate) fn readable(&self) -> &PipeReader {
+        &self.reader
+    }
+}
+
+/// Sends SIGKILL to `pid`. The caller guarantees the process has not been
+/// reaped, so the pid cannot have been reused.
+pub(crate) fn kill(pid: u32) {
+    // SAFETY: kill has no memory-safety preconditions; the pid belongs to
+    // an unreaped child of ours (see the caller's contract).
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+/// The real user id, to make per-user paths.
+pub(crate) fn uid() -> u32 {
+    // SAFETY: getuid cannot fail and has no preconditions.
+    unsafe { libc::getuid() }
+}
+
+/// Creates `dir` (and its parents) if needed, and checks that only this
+/// user can write to it: compiled artifacts are loaded as native code.
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    if meta.uid() != uid() || meta.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is writable by other users; wasmpool will not load native code from it",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A number unique within this process, for temporary file names.
+pub(crate) fn unique() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Loads a compiled artifact by mapping it into memory.
+///
+/// Only ever called on files in the private cache directory (see
+/// [`create_private_dir`]), written there by the host from
+/// `Component::serialize` of an engine with the same settings.
+pub(crate) fn load_artifact(
+    engine: &wasmtime::Engine,
+    path: &Path,
+) -> wasmtime::Result<wasmtime::component::Component> {
+    // SAFETY: `deserialize_file` trusts the file to be wasmtime's own
+    // output. It is: the file lives in a directory only this user can
+    // write, and was written by the host's `store_artifact`. Files from an
+    // incompatible engine fail wasmtime's header check, an error, not UB.
+    unsafe { wasmtime::component::Component::deserialize_file(engine, path) }
+}
+
+/// Loads a compiled artifact the host read from its private cache
+/// directory (see [`create_private_dir`]), written there by the host from
+/// `Component::serialize` of an engine with the same settings.
+pub(crate) fn load_artifact_bytes(
+    engine: &wasmtime::Engine,
+    bytes: &[u8],
+) -> wasmtime::Result<wasmtime::component::Component> {
+    // SAFETY: `deserialize` trusts the bytes to be wasmtime's own output.
+    // They are: read from a directory only this user can write, through a
+    // handle confined to it, from a file the host's `store_artifact` wrote.
+    // Bytes from an incompatible engine fail wasmtime's header check, an
+    // error, not UB.
+    unsafe { wasmtime::component::Component::deserialize(engine, bytes) }
+}
+
+/// Blocks until process `pid` has exited, without reaping it, so that the
+/// caller can reap it under a lock that `kill` also takes.
+pub(crate) fn wait_exit_without_reaping(pid: u32) {
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid value for waitid to
+        // overwrite; the pointer is to a live local.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid with WNOWAIT only observes the child's state; the
+        // pointer is valid for writes for the duration of the call.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}

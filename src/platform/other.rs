@@ -1,0 +1,25 @@
+//! Fallbacks for Unix systems other than Linux: no pre-`main` entry (a
+//! dedicated worker program calls [`worker_entry`](crate::worker_entry)
+//! first thing), no parent-death signal (a worker still exits when its
+//! control socket closes), default pipe sizes and allocator.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// No parent-death signal here; the worker exits when its control socket
+/// closes.
+///
+/// # Safety
+///
+/// Calls nothing: fit for a `pre_exec` closure.
+pub(super) unsafe fn die_with_parent(_parent: libc::pid_t) -> io::Result<()> {
+    Ok(())
+}
+
+/// Pipes keep their default size.
+pub(crate) fn grow_pipe(_pipe: &impl AsRawFd, _bytes: usize) -> usize {
+    0
+}
+
+/// The allocator keeps its defaults.
+pub(crate) fn keep_freed_memory() {}

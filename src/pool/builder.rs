@@ -1,0 +1,275 @@
+//! [`PoolBuilder`]: a pool's settings, checked and taken apart by
+//! [`build`](PoolBuilder::build).
+
+use std::fmt;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use super::compile::{self, Compiler};
+use super::roster::{Roster, RosterSettings};
+use super::setters::call_option_setters;
+use super::{Handle, Pool, PoolInner};
+use crate::engine::EngineSettings;
+use crate::error::{Error, ErrorKind};
+use crate::options::{Cancel, WorkerKind};
+use crate::sync::Registry;
+use crate::wire::{CallOptions, Preopen};
+use crate::worker::Spec;
+
+/// Builds a [`Pool`]. Start with [`Pool::builder`].
+///
+/// The defaults are those of [`Pool::new`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct PoolBuilder {
+    pub(super) workers: Option<usize>,
+    pub(super) kind: WorkerKind,
+    pub(super) reuse_instances: bool,
+    pub(super) memory_cow: bool,
+    pub(super) idle_timeout: Duration,
+    pub(super) retire_after: Option<u64>,
+    pub(super) worker_program: Option<PathBuf>,
+    pub(super) cache_dir: Option<PathBuf>,
+    pub(super) max_wasm_stack: usize,
+    pub(super) on_cancel: Cancel,
+    pub(super) options: CallOptions,
+    pub(super) grace: Duration,
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let PoolBuilder {
+            workers,
+            kind,
+            reuse_instances,
+            memory_cow,
+            idle_timeout,
+            retire_after,
+            worker_program,
+            cache_dir,
+            max_wasm_stack,
+            on_cancel,
+            options,
+            grace,
+        } = self;
+        f.debug_struct("PoolBuilder")
+            .field("workers", workers)
+            .field("kind", kind)
+            .field("reuse_instances", reuse_instances)
+            .field("memory_cow", memory_cow)
+            .field("idle_timeout", idle_timeout)
+            .field("retire_after", retire_after)
+            .field("worker_program", worker_program)
+            .field("cache_dir", cache_dir)
+            .field("max_wasm_stack", max_wasm_stack)
+            .field("on_cancel", on_cancel)
+            .field("options", options)
+            .field("grace", grace)
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    call_option_setters!();
+
+    /// The most worker processes to run at once. Calls beyond that wait,
+    /// first come first served. Default: the number of CPUs
+    /// (`std::thread::available_parallelism`).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Whether workers are processes or threads of this process. Default:
+    /// [`WorkerKind::Process`]. See [`WorkerKind`] for the trade-off.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmpool::Error> {
+    /// use wasmpool::{Pool, WorkerKind};
+    /// let pool = Pool::builder().worker_kind(WorkerKind::Thread).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn worker_kind(mut self, kind: WorkerKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Keep each job's instance alive between calls on a worker, instead of
+    /// giving every call a fresh one. Default: `false`.
+    ///
+    /// This saves the instantiation (a few µs for a small Rust guest, much
+    /// more for large ones), but a call then sees the state earlier calls on
+    /// the same worker left in the guest's memory and globals: use it only
+    /// for trusted jobs that expect it. An instance is used for calls with
+    /// the same sandbox options ([`env`](Self::env),
+    /// [`preopen_dir`](Self::preopen_dir), stdio, limits) only, and is
+    /// discarded after any call that fails (trap, cancel, timeout, limit),
+    /// so a broken instance is never entered again.
+    ///
+    /// Without reuse, a worker still prepares the next call's fresh
+    /// instance ahead of time, after answering the last call, so that
+    /// instantiation is off the latency path either way.
+    pub fn reuse_instances(mut self, reuse: bool) -> Self {
+        self.reuse_instances = reuse;
+        self
+    }
+
+    /// Whether a new instance maps its guest's initial memory copy-on-write
+    /// rather than copying it in. Default: `false`.
+    ///
+    /// Mapping is much faster for guests with megabytes of data: a
+    /// componentize-py guest took about 1.5 ms a call mapped against 10 ms
+    /// copied, a componentize-js guest 0.8 ms against 4 ms. But the first
+    /// write to each mapped page is a copy-on-write fault, which interrupts
+    /// every other core the process runs on to flush its TLB. For a small
+    /// guest that costs more than copying its few pages: a thread worker's
+    /// no-op call took about 45 µs mapped against 22 µs copied, and two
+    /// callers on process workers got 4–8 k calls/s mapped against 13–22 k
+    /// copied, on two cores. Turn it on for large guests.
+    pub fn copy_on_write_memory(mut self, on: bool) -> Self {
+        self.memory_cow = on;
+        self
+    }
+
+    /// How long an idle worker waits for a call before it exits. Default:
+    /// [`DEFAULT_IDLE_TIMEOUT`].
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Retire a worker (let it exit, and start a fresh one when needed)
+    /// after it has served this many calls. Default: never.
+    pub fn retire_after(mut self, calls: u64) -> Self {
+        self.retire_after = Some(calls);
+        self
+    }
+
+    /// The program to start as a worker. Default: the current executable,
+    /// which diverts into the worker before `main` when started as one. A
+    /// dedicated worker program must be linked with wasmpool (on Linux that
+    /// is all it needs; elsewhere its `main` calls
+    /// [`worker_entry`](crate::worker_entry) first).
+    pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.worker_program = Some(program.into());
+        self
+    }
+
+    /// Where compiled components are cached. Default:
+    /// `$XDG_CACHE_HOME/wasmpool`, else `~/.cache/wasmpool`. It must be
+    /// writable by this user only, since artifacts are native code.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// The size of the wasm stack of each call, in bytes. Default: 1 MiB.
+    /// A guest that exceeds it fails with [`ErrorKind::ResourceLimit`].
+    pub fn max_wasm_stack(mut self, bytes: usize) -> Self {
+        self.max_wasm_stack = bytes;
+        self
+    }
+
+    /// What dropping an unfinished call does. Default:
+    /// [`Cancel::Interrupt`].
+    pub fn on_cancel(mut self, mode: Cancel) -> Self {
+        self.on_cancel = mode;
+        self
+    }
+
+    /// Builds the pool. No worker starts until the first call (or
+    /// [`Pool::warm`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] for a setting out of range (zero workers, a
+    /// wasm stack under 64 KiB) or a preopened directory that cannot be
+    /// opened, [`ErrorKind::Io`] if the current executable cannot be found.
+    pub fn build(self) -> Result<Pool, Error> {
+        let PoolBuilder {
+            workers,
+            kind,
+            reuse_instances,
+            memory_cow,
+            idle_timeout,
+            retire_after,
+            worker_program,
+            cache_dir,
+            max_wasm_stack,
+            on_cancel,
+            options,
+            grace,
+        } = self;
+        let workers = match workers {
+            Some(n) => NonZeroUsize::new(n)
+                .ok_or_else(|| Error::new(ErrorKind::Config, "a pool needs at least one worker"))?,
+            None => std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+        };
+        let retire_after = match retire_after {
+            Some(n) => Some(NonZeroU64::new(n).ok_or_else(|| {
+                Error::new(ErrorKind::Config, "retire_after must be at least 1 call")
+            })?),
+            None => None,
+        };
+        if max_wasm_stack < 64 * 1024 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "max_wasm_stack must be at least 64 KiB",
+            ));
+        }
+        check_preopens(&options.preopens)?;
+        let program = match worker_program {
+            Some(p) => p,
+            None => std::env::current_exe()
+                .map_err(|e| Error::io("finding the current executable to start workers", e))?,
+        };
+        let settings = EngineSettings {
+            max_wasm_stack,
+            consume_fuel: options.fuel.is_some(),
+            memory_cow,
+        };
+        let engine = settings
+            .host_engine()
+            .map_err(|e| Error::new(ErrorKind::Config, format!("creating the engine: {e:#}")))?;
+        let sync = Arc::new(Registry::default());
+        let roster = Roster::start(RosterSettings {
+            workers,
+            idle_timeout,
+            retire_after,
+            spec: Spec {
+                kind,
+                program,
+                settings: settings.clone(),
+                reuse_instances,
+            },
+            registry: sync.clone(),
+        })?;
+        let cache_dir = cache_dir.unwrap_or_else(compile::default_cache_dir);
+        let inner = Arc::new(PoolInner {
+            on_cancel,
+            options,
+            grace,
+            compiler: Compiler::new(engine, settings, cache_dir),
+            roster,
+            sync,
+            next_call: AtomicU64::new(0),
+        });
+        Ok(Pool {
+            handle: Arc::new(Handle { inner }),
+        })
+    }
+}
+
+/// Checks, on the host and before any call, that every preopened
+/// directory can be opened as a directory.
+pub(super) fn check_preopens(preopens: &[Preopen]) -> Result<(), Error> {
+    for p in preopens {
+        if let Err(e) = cap_std::fs::Dir::open_ambient_dir(&p.host, cap_std::ambient_authority()) {
+            let message = format!("cannot preopen {} as {}: {e}", p.host.display(), p.guest);
+            return Err(Error::new(ErrorKind::Config, message).with_source(e));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! [`Call`]: one call with its options, awaited or spawned; its
+//! [`CancelHandle`]; and its [`Output`].
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use super::Pool;
+use super::builder::check_preopens;
+use super::job_handle::{JobHandle, JobLink};
+use super::request::Policy;
+use super::setters::call_option_setters;
+use crate::error::{Error, ErrorKind};
+use crate::job::Job;
+use crate::options::Cancel;
+use crate::values;
+use crate::wire::{CallOptions, Report};
+
+/// Cancels one call from anywhere: another task, a thread, a signal
+/// handler's task. From [`Call::cancel_handle`].
+///
+/// Cancelling is the same as dropping the call's future: the call's
+/// [`Cancel`] mode decides what happens to the guest, and the awaiting
+/// future resolves with [`ErrorKind::Cancelled`]. [`cancel`](Self::cancel)
+/// is cheap, never blocks, and can be called any number of times; cancelling
+/// a call that has already finished does nothing.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) {
+/// let call = pool.call::<u64>(&job, "spin", (u64::MAX,));
+/// let handle = call.cancel_handle();
+/// tokio::spawn(async move {
+///     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+///     handle.cancel();
+/// });
+/// assert!(call.await.unwrap_err().is_cancelled());
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct CancelHandle {
+    flag: Arc<CancelFlag>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct CancelFlag {
+    cancelled: AtomicBool,
+    notify: Notify,
+}
+
+impl CancelHandle {
+    /// Cancels the call. Cheap, never blocks, idempotent.
+    pub fn cancel(&self) {
+        if !self.flag.cancelled.swap(true, Ordering::SeqCst) {
+            self.flag.notify.notify_one();
+        }
+    }
+
+    /// Whether [`cancel`](Self::cancel) has been called.
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+impl CancelFlag {
+    pub(super) async fn wait(&self) {
+        // `notify_one` leaves a permit if nobody waits yet, so a cancel
+        // between the check and the await is not lost.
+        while !self.cancelled.load(Ordering::SeqCst) {
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// One call with its options, from [`Pool::call`]. Await it for the
+/// result.
+///
+/// # Cancel safety
+///
+/// Dropping the awaited future cancels the call as
+/// [`on_cancel`](Call::on_cancel) says:
+///
+/// - [`Cancel::Interrupt`] (the default): the guest is interrupted by an
+///   epoch bump (a guest in wasm) or by dropping its host call (a guest
+///   blocked in WASI, such as a sleep); the worker goes back to the pool.
+///   If it has not confirmed within the [`grace`](Call::grace) period, it
+///   is killed.
+/// - [`Cancel::Kill`]: the worker is killed with SIGKILL at once.
+/// - [`Cancel::Finish`]: the call runs to completion, its result is
+///   discarded, and the worker goes back to the pool.
+///
+/// A [`CancelHandle`] from [`cancel_handle`](Call::cancel_handle) does the
+/// same from another task, and the future resolves with
+/// [`ErrorKind::Cancelled`]. A [`timeout`](Call::timeout) is not a cancel:
+/// it fails with [`ErrorKind::Timeout`].
+#[must_use = "a call does nothing until awaited"]
+pub struct Call<'a, R> {
+    pub(super) pool: Pool,
+    pub(super) job: &'a Job,
+    pub(super) func: &'a str,
+    pub(super) args: Result<Vec<u8>, Error>,
+    pub(super) on_cancel: Cancel,
+    pub(super) options: CallOptions,
+    pub(super) grace: Duration,
+    pub(super) cancel: Arc<CancelFlag>,
+    /// Set for a call made by [`Call::spawn`].
+    pub(super) link: Option<Arc<JobLink>>,
+    pub(super) _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Call<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Call {
+            pool: _,
+            job,
+            func,
+            args,
+            on_cancel,
+            options,
+            grace,
+            cancel,
+            link: _,
+            _result,
+        } = self;
+        f.debug_struct("Call")
+            .field("job", job)
+            .field("func", func)
+            .field("args_len", &args.as_ref().map(Vec::len).ok())
+            .field("on_cancel", on_cancel)
+            .field("options", options)
+            .field("grace", grace)
+            .field("cancelled", &cancel.cancelled.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<R> Call<'_, R> {
+    call_option_setters!();
+
+    /// A handle that cancels this call from anywhere without dropping its
+    /// future. See [`CancelHandle`].
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle {
+            flag: self.cancel.clone(),
+        }
+    }
+
+    /// What dropping this call before it finishes does. Default: the
+    /// pool's setting.
+    pub fn on_cancel(mut self, mode: Cancel) -> Self {
+        self.on_cancel = mode;
+        self
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Call<'_, R> {
+    /// Starts the call as a job with a handle, which can be awaited for
+    /// the result, cancelled or killed, and has a duplex channel to the
+    /// guest. See [`JobHandle`] and [`Pool::spawn`].
+    pub fn spawn(self) -> JobHandle<R> {
+        let registry = self.pool.handle.inner.sync.clone();
+        let channel = registry.open_channel();
+        let cancel = self.cancel_handle();
+        let job = self.job.clone();
+        let func = self.func.to_string();
+        let Call {
+            pool,
+            args,
+            on_cancel,
+            options,
+            grace,
+            cancel: flag,
+            ..
+        } = self;
+        JobHandle::spawn(registry, channel, cancel, move |link| {
+            Box::pin(async move {
+                let call = Call {
+                    pool,
+                    job: &job,
+                    func: &func,
+                    args,
+                    on_cancel,
+                    options,
+                    grace,
+                    cancel: flag,
+                    link: Some(link),
+                    _result: PhantomData,
+                };
+                call.execute().await.map(|out| out.value)
+            })
+        })
+    }
+}
+
+impl<'a, R: DeserializeOwned + Send + 'a> IntoFuture for Call<'a, R> {
+    type Output = Result<R, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<R, Error>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.execute().await.map(|out| out.value) })
+    }
+}
+
+/// A call's result with what else it reported, from [`Call::report`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Output<R> {
+    /// The function's result.
+    pub value: R,
+    /// The fuel the call consumed, when the pool meters fuel
+    /// ([`PoolBuilder::fuel`]).
+    pub fuel_consumed: Option<u64>,
+    /// The guest's stdout, when captured ([`Stdio::Capture`]).
+    pub stdout: Option<Vec<u8>>,
+    /// The guest's stderr, when captured ([`Stdio::Capture`]).
+    pub stderr: Option<Vec<u8>>,
+}
+
+impl<'a, R: DeserializeOwned + Send + 'a> Call<'a, R> {
+    /// Awaits the call and returns its result together with the fuel it
+    /// consumed and its captured output.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// use wasmpool::Stdio;
+    /// let out = pool.call::<String>(&job, "hello", ("you",)).stdout(Stdio::Capture).report().await?;
+    /// println!("{} printed {:?}", out.value, out.stdout);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As awaiting the call.
+    ///
+    /// # Cancel safety
+    ///
+    /// As awaiting the call.
+    pub fn report(self) -> impl Future<Output = Result<Output<R>, Error>> + Send + 'a {
+        self.execute()
+    }
+
+    /// Runs the call to its end.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels the call, as its cancel mode says.
+    async fn execute(self) -> Result<Output<R>, Error> {
+        let Call {
+            pool,
+            job,
+            func,
+            args,
+            on_cancel,
+            options,
+            grace,
+            cancel,
+            link,
+            _result,
+        } = self;
+        let policy = Policy {
+            on_cancel,
+            grace,
+            job: link,
+        };
+        if !options.preopens.is_empty() {
+            check_preopens(&options.preopens)?;
+        }
+        let call = pool
+            .handle
+            .inner
+            .clone()
+            .call(job, func, args?, options, policy);
+        // A cancel through the handle drops the call's future, which
+        // applies the cancel mode just as the caller's drop would.
+        let (bytes, report) = tokio::select! {
+            biased;
+            () = cancel.wait() => {
+                return Err(Error::new(ErrorKind::Cancelled, "the call was cancelled"));
+            }
+            r = call => r?,
+        };
+        decode_result(&bytes, report)
+    }
+}
+
+/// Encodes a call's arguments.
+pub(super) fn encode_args(args: &impl Serialize) -> Result<Vec<u8>, Error> {
+    rmp_serde::to_vec_named(args).map_err(|e| {
+        Error::new(
+            ErrorKind::ArgumentMismatch,
+            format!("args: cannot be encoded: {e}"),
+        )
+    })
+}
+
+/// Decodes a call's result into `R`.
+pub(super) fn decode_result<R: DeserializeOwned>(
+    bytes: &[u8],
+    report: Report,
+) -> Result<Output<R>, Error> {
+    let value = values::decode(bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::Protocol,
+            format!("result: not valid MessagePack: {e}"),
+        )
+    })?;
+    let value = values::from_value(value, "result")
+        .map_err(|e| Error::new(ErrorKind::ResultMismatch, e.to_string()))?;
+    let Report {
+        fuel_consumed,
+        stdout,
+        stderr,
+    } = report;
+    Ok(Output {
+        value,
+        fuel_consumed,
+        stdout: stdout.map(serde_bytes::ByteBuf::into_vec),
+        stderr: stderr.map(serde_bytes::ByteBuf::into_vec),
+    })
+}

@@ -1,0 +1,458 @@
+//! Compiling a [`Job`] once per pool, the on-disk artifact cache, and
+//! resolving function names against the component's exports.
+
+use std::collections::HashMap;
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use tokio::sync::OnceCell;
+
+use crate::engine::EngineSettings;
+use crate::error::{Error, ErrorKind};
+use crate::job::{Job, hex};
+use crate::values::wit;
+use crate::wire::{Artifact, ExportPath};
+
+/// Compiles jobs for one pool: each once, and only once on disk across
+/// runs.
+pub(crate) struct Compiler {
+    engine: Engine,
+    settings: EngineSettings,
+    cache_dir: PathBuf,
+    compiled: Mutex<HashMap<String, Arc<OnceCell<Arc<Compiled>>>>>,
+}
+
+impl Compiler {
+    pub(crate) fn new(engine: Engine, settings: EngineSettings, cache_dir: PathBuf) -> Compiler {
+        Compiler {
+            engine,
+            settings,
+            cache_dir,
+            compiled: Mutex::default(),
+        }
+    }
+
+    /// The host's engine, which compiled the jobs and reads their types.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The engine settings workers must use.
+    pub(crate) fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Compiles `job` once for this pool, off the async threads.
+    ///
+    /// The compile runs in a spawned task, so a caller that gives up (its
+    /// call is dropped) does not throw away a compile that may take many
+    /// seconds: the next caller finds it done or joins it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the compile running; a later call joins
+    /// it.
+    pub(crate) async fn compiled(&self, job: &Job) -> Result<Arc<Compiled>, Error> {
+        let cell = self
+            .compiled
+            .lock()
+            .expect("compiled lock")
+            .entry(job.hash().to_string())
+            .or_default()
+            .clone();
+        if let Some(done) = cell.get() {
+            return Ok(done.clone());
+        }
+        let engine = self.engine.clone();
+        let settings = self.settings.clone();
+        let dir = self.cache_dir.clone();
+        let job = job.clone();
+        tokio::spawn(async move {
+            cell.get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || compile(&engine, &settings, &dir, &job))
+                    .await
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorKind::InvalidComponent,
+                            format!("compiling panicked: {e}"),
+                        )
+                    })?
+                    .map(Arc::new)
+            })
+            .await
+            .cloned()
+        })
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidComponent,
+                format!("compiling failed: {e}"),
+            )
+        })?
+    }
+}
+
+/// A job compiled by a pool's engine, with its artifact on disk.
+pub(crate) struct Compiled {
+    pub(crate) component: Component,
+    pub(crate) artifact: Artifact,
+    funcs: Mutex<HashMap<String, Arc<Resolved>>>,
+}
+
+/// A function, resolved and checked on the host before anything is sent.
+pub(crate) struct Resolved {
+    pub(crate) export: ExportPath,
+    pub(crate) params: usize,
+}
+
+/// Where compiled artifacts go when no cache directory is configured:
+/// `$XDG_CACHE_HOME/wasmpool`, else `$HOME/.cache/wasmpool`, else a
+/// per-user directory under the system temp directory.
+pub(crate) fn default_cache_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("wasmpool");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h).join(".cache").join("wasmpool");
+    }
+    std::env::temp_dir().join(format!("wasmpool-{}", crate::platform::uid()))
+}
+
+/// Feeds `Hash` output into SHA-256.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// The artifact's key: the component's hash, the engine's compatibility
+/// hash and the engine settings.
+fn artifact_key(engine: &Engine, job: &Job, settings: &EngineSettings) -> String {
+    let mut h = ShaHasher(Sha256::new());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
+    std::hash::Hash::hash(settings, &mut h);
+    h.0.update(job.hash().as_bytes());
+    hex(&h.0.finalize()[..20])
+}
+
+/// Compiles `job`, or loads its artifact from `cache_dir`. Blocking: call it
+/// off the async threads.
+///
+/// The cache's files are reached through a `cap_std` directory handle
+/// confined to `cache_dir`: a symlink planted in a shared cache cannot
+/// redirect a read or a write outside it.
+pub(crate) fn compile(
+    engine: &Engine,
+    settings: &EngineSettings,
+    cache_dir: &Path,
+    job: &Job,
+) -> Result<Compiled, Error> {
+    let io_err = |e| {
+        Error::io(
+            format_args!("preparing cache directory {}", cache_dir.display()),
+            e,
+        )
+    };
+    crate::platform::create_private_dir(cache_dir).map_err(io_err)?;
+    let dir = Dir::open_ambient_dir(cache_dir, ambient_authority()).map_err(io_err)?;
+    let key = artifact_key(engine, job, settings);
+    let name = format!("{key}.cwasm");
+    let artifact = Artifact {
+        key,
+        path: cache_dir.join(&name),
+    };
+    if let Ok(bytes) = dir.read(&name) {
+        // A stale file fails wasmtime's header checks and is recompiled.
+        match crate::platform::load_artifact_bytes(engine, &bytes) {
+            Ok(component) => {
+                tracing::debug!(job = %short(job), "compile cache hit");
+                return Ok(Compiled::new(component, artifact));
+            }
+            Err(e) => tracing::debug!(job = %short(job), error = %e, "stale artifact; recompiling"),
+        }
+    }
+    tracing::debug!(job = %short(job), "compile cache miss; compiling");
+    let started = std::time::Instant::now();
+    let component = Component::new(engine, job.bytes()).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidComponent,
+            format!("{} failed to compile: {e:#}", job.origin()),
+        )
+    })?;
+    let bytes = component.serialize().map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidComponent,
+            format!("{} could not be serialized: {e:#}", job.origin()),
+        )
+    })?;
+    store_artifact(&dir, &name, &bytes).map_err(|e| {
+        Error::io(
+            format_args!("writing artifact {}", artifact.path.display()),
+            e,
+        )
+    })?;
+    tracing::info!(job = %short(job), took_ms = started.elapsed().as_millis() as u64, "compiled");
+    Ok(Compiled::new(component, artifact))
+}
+
+/// The start of a job's hash, to name it in traces.
+pub(crate) fn short(job: &Job) -> &str {
+    &job.hash()[..12.min(job.hash().len())]
+}
+
+/// Writes an artifact atomically: a temporary file, then a rename, both
+/// inside `dir`.
+fn store_artifact(dir: &Dir, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        crate::platform::unique()
+    );
+    dir.write(&tmp, bytes)
+        .and_then(|()| dir.rename(&tmp, dir, name))
+        .inspect_err(|_| {
+            let _ = dir.remove_file(&tmp);
+        })
+}
+
+impl Compiled {
+    fn new(component: Component, artifact: Artifact) -> Compiled {
+        Compiled {
+            component,
+            artifact,
+            funcs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Resolves `name` to one exported function, checking that its types
+    /// can cross a process boundary. Cached per name.
+    pub(crate) fn resolve(&self, engine: &Engine, name: &str) -> Result<Arc<Resolved>, Error> {
+        if let Some(r) = self.funcs.lock().expect("funcs lock").get(name) {
+            return Ok(r.clone());
+        }
+        let resolved = Arc::new(self.resolve_uncached(engine, name)?);
+        self.funcs
+            .lock()
+            .expect("funcs lock")
+            .insert(name.to_string(), resolved.clone());
+        Ok(resolved)
+    }
+
+    /// The parameter and result types of function `name`.
+    #[cfg(feature = "unstable-bench")]
+    pub(crate) fn signature(
+        &self,
+        engine: &Engine,
+        name: &str,
+    ) -> Result<
+        (
+            Vec<wasmtime::component::Type>,
+            Vec<wasmtime::component::Type>,
+        ),
+        Error,
+    > {
+        let funcs = exported_funcs(engine, &self.component);
+        let (_, ty) = find(&funcs, name)?;
+        Ok((
+            ty.params().map(|(_, t)| t).collect(),
+            ty.results().collect(),
+        ))
+    }
+
+    fn resolve_uncached(&self, engine: &Engine, name: &str) -> Result<Resolved, Error> {
+        let funcs = exported_funcs(engine, &self.component);
+        let (path, ty) = find(&funcs, name)?;
+        for (i, (pname, pty)) in ty.params().enumerate() {
+            if let Some(what) = wit::unsupported(&pty) {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "{path}: parameter {i} ({pname}) carries {what}, which cannot cross a process boundary"
+                    ),
+                ));
+            }
+        }
+        for rty in ty.results() {
+            if let Some(what) = wit::unsupported(&rty) {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "{path}: the result carries {what}, which cannot cross a process boundary"
+                    ),
+                ));
+            }
+        }
+        Ok(Resolved {
+            params: ty.params().len(),
+            export: path,
+        })
+    }
+}
+
+/// Every exported function: world-level ones, then those of exported
+/// instances.
+fn exported_funcs(engine: &Engine, component: &Component) -> Vec<(ExportPath, ComponentFunc)> {
+    let mut out = Vec::new();
+    for (name, ext) in component.component_type().exports(engine) {
+        match ext.ty {
+            ComponentItem::ComponentFunc(f) => out.push((
+                ExportPath {
+                    instance: None,
+                    func: name.to_string(),
+                },
+                f,
+            )),
+            ComponentItem::ComponentInstance(inst) => {
+                for (fname, fext) in inst.exports(engine) {
+                    if let ComponentItem::ComponentFunc(f) = fext.ty {
+                        out.push((
+                            ExportPath {
+                                instance: Some(name.to_string()),
+                                func: fname.to_string(),
+                            },
+                            f,
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `ns:pkg/iface@1.2.3` without its version.
+fn unversioned(instance: &str) -> &str {
+    instance.split_once('@').map_or(instance, |(base, _)| base)
+}
+
+/// Whether an exported instance is a WIT interface (`ns:pkg/iface`), as
+/// opposed to a plain name such as componentize-py's `exports`.
+fn is_interface(instance: &str) -> bool {
+    instance.contains(':') && instance.contains('/')
+}
+
+fn find(
+    funcs: &[(ExportPath, ComponentFunc)],
+    name: &str,
+) -> Result<(ExportPath, ComponentFunc), Error> {
+    let matches: Vec<&(ExportPath, ComponentFunc)> = if let Some((iface, func)) =
+        name.rsplit_once('#')
+    {
+        let exact: Vec<_> = funcs
+            .iter()
+            .filter(|(p, _)| p.instance.as_deref() == Some(iface) && p.func == func)
+            .collect();
+        if exact.is_empty() && !iface.contains('@') {
+            // `ns:pkg/iface#f` names `ns:pkg/iface@x.y.z#f` when only one
+            // version is exported.
+            funcs
+                .iter()
+                .filter(|(p, _)| {
+                    p.instance.as_deref().map(unversioned) == Some(iface) && p.func == func
+                })
+                .collect()
+        } else {
+            exact
+        }
+    } else {
+        let world: Vec<_> = funcs
+            .iter()
+            .filter(|(p, _)| p.instance.is_none() && p.func == name)
+            .collect();
+        if world.is_empty() {
+            funcs
+                .iter()
+                .filter(|(p, _)| p.instance.as_deref().is_some_and(is_interface) && p.func == name)
+                .collect()
+        } else {
+            world
+        }
+    };
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => {
+            let known: Vec<String> = funcs.iter().map(|(p, _)| p.to_string()).collect();
+            Err(Error::new(
+                ErrorKind::NoSuchFunction,
+                format!(
+                    "the component exports no function {name:?}; it exports: {}",
+                    if known.is_empty() {
+                        "nothing callable".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ))
+        }
+        many => Err(Error::new(
+            ErrorKind::NoSuchFunction,
+            format!(
+                "{name:?} is ambiguous; name one of: {}",
+                many.iter()
+                    .map(|(p, _)| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// Counts the top-level elements of MessagePack-encoded arguments: the
+/// arguments must be a tuple (an array), or `()` (nil) for none.
+pub(crate) fn arg_count(args: &[u8]) -> Option<usize> {
+    match *args.first()? {
+        0xc0 => Some(0),
+        b @ 0x90..=0x9f => Some(usize::from(b & 0x0f)),
+        0xdc => Some(usize::from(u16::from_be_bytes([
+            *args.get(1)?,
+            *args.get(2)?,
+        ]))),
+        0xdd => {
+            Some(
+                u32::from_be_bytes([*args.get(1)?, *args.get(2)?, *args.get(3)?, *args.get(4)?])
+                    as usize,
+            )
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arg_count_reads_array_headers() {
+        assert_eq!(arg_count(&rmp_serde::to_vec(&()).unwrap()), Some(0));
+        assert_eq!(arg_count(&rmp_serde::to_vec(&(1u8,)).unwrap()), Some(1));
+        assert_eq!(
+            arg_count(&rmp_serde::to_vec(&(1u8, "a", 2.5f64)).unwrap()),
+            Some(3)
+        );
+        let big: Vec<u8> = vec![0; 70_000];
+        assert_eq!(arg_count(&rmp_serde::to_vec(&big).unwrap()), Some(70_000));
+        assert_eq!(arg_count(&rmp_serde::to_vec(&17u32).unwrap()), None);
+    }
+
+    #[test]
+    fn unversioned_strips_the_version() {
+        assert_eq!(unversioned("a:b/c@0.1.0"), "a:b/c");
+        assert_eq!(unversioned("a:b/c"), "a:b/c");
+        assert!(is_interface("wasi:http/incoming-handler@0.2.0"));
+        assert!(!is_interface("exports"));
+    }
+}

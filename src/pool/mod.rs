@@ -1,0 +1,335 @@
+//! The caller's side: [`Pool`] and its builder, calls, maps and spawned
+//! jobs, the roster of workers, and compiling jobs.
+//!
+//! A call goes: [`Call`] (options, cancel handle) → `PoolInner::call_many`
+//! in `request.rs` (check, compile, take a worker from the [`Roster`], send,
+//! wait) → the worker's host thread → back. Nothing here knows how a
+//! worker runs a call; workers know the pool only as their roster's
+//! [`Books`](crate::worker::Books).
+//!
+//! [`Roster`]: roster::Roster
+
+mod builder;
+mod call;
+pub(crate) mod compile;
+mod job_handle;
+mod map;
+mod prims;
+mod request;
+mod roster;
+mod setters;
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use builder::PoolBuilder;
+pub use call::{Call, CancelHandle, Output};
+pub use job_handle::JobHandle;
+
+use crate::engine::DEFAULT_MAX_WASM_STACK;
+use crate::error::Error;
+use crate::job::Job;
+use crate::options::{Cancel, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, WorkerKind};
+use crate::sync::Registry;
+use crate::wire::CallOptions;
+use crate::worker::Books as _;
+use call::encode_args;
+use compile::Compiler;
+use roster::Roster;
+
+/// A pool of worker processes that run component calls.
+///
+/// A `Pool` is a cheap handle: clones share the same workers, and it is
+/// `Send + Sync`, so it can be moved into `tokio::spawn`. When the last
+/// handle is dropped, every worker is killed and reaped in the background;
+/// [`shutdown`](Pool::shutdown) does the same gracefully and waits.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), wasmpool::Error> {
+/// let job = wasmpool::Job::from_file("fib.wasm")?;
+/// let pool = wasmpool::Pool::new()?;
+/// let n: u64 = pool.run(&job, "fib", (30u64,)).await?;
+/// assert_eq!(n, 832040);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Pool {
+    handle: Arc<Handle>,
+}
+
+/// Owned by the `Pool` handles only: its drop ends the pool.
+struct Handle {
+    inner: Arc<PoolInner>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.inner.roster.terminate();
+    }
+}
+
+/// What the `Pool` handles share.
+pub(crate) struct PoolInner {
+    /// The call settings a call starts from.
+    on_cancel: Cancel,
+    options: CallOptions,
+    grace: Duration,
+    compiler: Compiler,
+    roster: Arc<Roster>,
+    /// The named primitives and job channels.
+    sync: Arc<Registry>,
+    next_call: AtomicU64,
+}
+
+/// A snapshot of a pool's counters, from [`Pool::statistics`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Statistics {
+    /// The most workers the pool runs at once.
+    pub max_workers: usize,
+    /// Live workers waiting for a call.
+    pub idle: usize,
+    /// Live workers that are running a call (or being started).
+    pub busy: usize,
+    /// Worker processes started so far.
+    pub spawned: u64,
+    /// Workers that died without being asked to (killed from outside,
+    /// crashed).
+    pub crashed: u64,
+    /// Workers the pool killed: cancels with [`Cancel::Kill`].
+    pub killed: u64,
+    /// Calls that reached a worker and ended, whatever the outcome.
+    pub calls: u64,
+}
+
+impl Pool {
+    /// A pool with the defaults:
+    ///
+    /// - workers: the number of CPUs;
+    /// - idle timeout: [`DEFAULT_IDLE_TIMEOUT`] (10 minutes);
+    /// - retire after: never;
+    /// - worker program: the current executable;
+    /// - cache directory: `$XDG_CACHE_HOME/wasmpool` or `~/.cache/wasmpool`;
+    /// - wasm stack: 1 MiB;
+    /// - on cancel: [`Cancel::Interrupt`], with a grace of
+    ///   [`DEFAULT_GRACE`];
+    /// - no timeout and no memory limit;
+    /// - the sandbox: no environment variables, no preopened directories.
+    ///
+    /// # Errors
+    ///
+    /// As [`PoolBuilder::build`].
+    pub fn new() -> Result<Pool, Error> {
+        Pool::builder().build()
+    }
+
+    /// A builder to configure a pool.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmpool::Error> {
+    /// use std::time::Duration;
+    /// let pool = wasmpool::Pool::builder()
+    ///     .workers(4)
+    ///     .idle_timeout(Duration::from_secs(30))
+    ///     .retire_after(10_000)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            workers: None,
+            kind: WorkerKind::Process,
+            reuse_instances: false,
+            memory_cow: false,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            retire_after: None,
+            worker_program: None,
+            cache_dir: None,
+            max_wasm_stack: DEFAULT_MAX_WASM_STACK,
+            on_cancel: Cancel::Interrupt,
+            options: CallOptions::default(),
+            grace: DEFAULT_GRACE,
+        }
+    }
+
+    /// Calls the exported function `func` of `job` with `args` and returns
+    /// its result.
+    ///
+    /// `func` is a world-level export (`"fib"`), a function of an exported
+    /// interface (`"ns:pkg/iface@1.0.0#fib"`, the version optional when
+    /// only one is exported), or a bare name that is unique among the
+    /// interfaces' functions. `args` is a tuple with one element per
+    /// parameter: `(x,)` for one, `()` for none. See the crate docs for how
+    /// serde values map to WIT types.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// let n: u64 = pool.run(&job, "fib", (30u64,)).await?;
+    /// let m: u64 = pool.run(&job, "wasmpool:jobs/math#fib", (10u64,)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// See [`ErrorKind`]: a trap, a crashed worker, a name or type mismatch,
+    /// a closed pool.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels the call as the pool's
+    /// [`on_cancel`](PoolBuilder::on_cancel) mode says: by default the guest
+    /// is interrupted and the worker returns to the pool.
+    pub fn run<'a, R: DeserializeOwned + Send + 'a>(
+        &self,
+        job: &'a Job,
+        func: &'a str,
+        args: impl Serialize,
+    ) -> impl Future<Output = Result<R, Error>> + Send + 'a {
+        self.call(job, func, args).into_future()
+    }
+
+    /// Like [`run`](Pool::run), but returns a [`Call`] to set per-call
+    /// options on before awaiting it.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// use wasmpool::Cancel;
+    /// let n: u64 = pool.call(&job, "fib", (30u64,)).on_cancel(Cancel::Kill).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn call<'a, R>(&self, job: &'a Job, func: &'a str, args: impl Serialize) -> Call<'a, R> {
+        let args = encode_args(&args);
+        Call {
+            pool: self.clone(),
+            job,
+            func,
+            args,
+            on_cancel: self.handle.inner.on_cancel,
+            options: self.handle.inner.options.clone(),
+            grace: self.handle.inner.grace,
+            cancel: Arc::default(),
+            link: None,
+            _result: PhantomData,
+        }
+    }
+
+    /// Compiles `job` for this pool now, off the async threads, instead of
+    /// on its first call. Later calls and workers reuse the artifact.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidComponent`] if it does not compile.
+    pub async fn prepare(&self, job: &Job) -> Result<(), Error> {
+        self.handle.inner.compiler.compiled(job).await.map(drop)
+    }
+
+    /// Starts workers until `n` (at most the pool's size) are idle, so that
+    /// the first calls do not wait for a process to start.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Spawn`] if a worker cannot be started,
+    /// [`ErrorKind::PoolClosed`] after shutdown.
+    pub async fn warm(&self, n: usize) -> Result<(), Error> {
+        let roster = &self.handle.inner.roster;
+        let mut held = Vec::new();
+        for _ in 0..n.min(roster.size().get()) {
+            let permit = roster.permit().await?;
+            let worker = roster.checkout().await?;
+            held.push((worker, permit));
+        }
+        for (worker, permit) in held {
+            roster.checkin(worker, permit);
+        }
+        Ok(())
+    }
+
+    /// A snapshot of the pool's counters.
+    pub fn statistics(&self) -> Statistics {
+        self.handle.inner.roster.statistics()
+    }
+
+    /// The pids of the live worker processes; empty for a pool of
+    /// [`WorkerKind::Thread`] workers.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.handle.inner.roster.pids()
+    }
+
+    /// Closes the pool and waits until every worker has exited and been
+    /// reaped. Calls in flight finish first; calls that have not started
+    /// fail with [`ErrorKind::PoolClosed`], as do calls made afterwards.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the waiting, not the shutdown: the pool
+    /// stays closed and its workers still exit.
+    pub async fn shutdown(&self) {
+        let roster = &self.handle.inner.roster;
+        roster.close();
+        roster.all_exited().await;
+    }
+
+    /// Whether [`shutdown`](Pool::shutdown) has been called.
+    pub fn is_closed(&self) -> bool {
+        self.handle.inner.roster.is_closed()
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("statistics", &self.statistics())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default pool behind [`run`], created on first use with
+/// [`Pool::new`].
+pub fn default_pool() -> Result<Pool, Error> {
+    static DEFAULT: Mutex<Option<Pool>> = Mutex::new(None);
+    let mut slot = DEFAULT.lock().expect("default pool lock");
+    if let Some(p) = &*slot {
+        return Ok(p.clone());
+    }
+    let pool = Pool::new()?;
+    *slot = Some(pool.clone());
+    Ok(pool)
+}
+
+/// Calls `func` of `job` on the [`default_pool`]: the same as
+/// [`Pool::run`] with no pool to set up.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), wasmpool::Error> {
+/// let job = wasmpool::Job::from_file("fib.wasm")?;
+/// let n: u64 = wasmpool::run(&job, "fib", (30u64,)).await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// As [`Pool::run`], and as [`Pool::new`] when the default pool is first
+/// made.
+///
+/// # Cancel safety
+///
+/// As [`Pool::run`].
+pub fn run<'a, R: DeserializeOwned + Send + 'a>(
+    job: &'a Job,
+    func: &'a str,
+    args: impl Serialize,
+) -> impl Future<Output = Result<R, Error>> + Send + 'a {
+    let call = default_pool().map(|pool| pool.call(job, func, args));
+    async move { call?.await }
+}

@@ -1,0 +1,358 @@
+//! The request path of every call: check and compile on the host, take a
+//! worker, send, wait (with a watchdog for timeouts), and return the
+//! worker, or cancel, kill or abandon it when the caller goes away.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tracing::Instrument as _;
+
+use super::PoolInner;
+use super::compile::{self, Compiled, Resolved};
+use super::job_handle::JobLink;
+use super::roster::Roster;
+use crate::error::{Error, ErrorKind};
+use crate::job::Job;
+use crate::options::Cancel;
+use crate::wire::{CallOptions, CallRequest, Report};
+use crate::worker::{Books as _, Reply, Worker};
+
+/// How one call of a request ended: its encoded result and report.
+pub(super) type CallResult = Result<(Vec<u8>, Report), Error>;
+
+/// A request ready to send: the compiled job, the function, and per item
+/// either its encoded arguments (to send) or its early error.
+struct Prepared {
+    compiled: Arc<Compiled>,
+    resolved: Arc<Resolved>,
+    early: Vec<Option<CallResult>>,
+    sent: Vec<serde_bytes::ByteBuf>,
+}
+
+impl PoolInner {
+    /// One call: [`PoolInner::call_many`] with one item.
+    pub(super) async fn call(
+        self: Arc<Self>,
+        job: &Job,
+        func: &str,
+        args: Vec<u8>,
+        options: CallOptions,
+        policy: Policy,
+    ) -> CallResult {
+        let mut results = self
+            .call_many(job, func, vec![Ok(args)], options, policy)
+            .await?;
+        results.pop().unwrap_or_else(|| {
+            Err(Error::new(
+                ErrorKind::Protocol,
+                "the worker answered no call",
+            ))
+        })
+    }
+
+    /// Calls `func` once per item, in one request to one worker, which runs
+    /// them in order. Items that cannot be sent (bad arguments) get their
+    /// error without being sent. The outer error is one for all items: the
+    /// pool is closed, the job does not compile, the worker died.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the reply cancels the request, as
+    /// `policy` says.
+    pub(super) async fn call_many(
+        self: Arc<Self>,
+        job: &Job,
+        func: &str,
+        items: Vec<Result<Vec<u8>, Error>>,
+        options: CallOptions,
+        policy: Policy,
+    ) -> Result<Vec<CallResult>, Error> {
+        let span = tracing::debug_span!(
+            "call",
+            job = compile::short(job),
+            func,
+            items = items.len(),
+            call = tracing::field::Empty,
+            worker = tracing::field::Empty,
+            pid = tracing::field::Empty,
+            queue_wait_us = tracing::field::Empty,
+            run_us = tracing::field::Empty,
+        );
+        async move {
+            let Prepared {
+                compiled,
+                resolved,
+                early,
+                sent,
+            } = self.prepare(job, func, items, &options).await?;
+            if sent.is_empty() {
+                return Ok(early.into_iter().flatten().collect());
+            }
+            let count = sent.len();
+            let queued = Instant::now();
+            let permit = self.roster.permit().await?;
+            let worker = self.roster.checkout().await?;
+            let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::Span::current();
+            span.record("call", id);
+            span.record("worker", worker.id);
+            if let Some(pid) = worker.shared.pid() {
+                span.record("pid", pid);
+            }
+            span.record("queue_wait_us", queued.elapsed().as_micros() as u64);
+            let req = CallRequest {
+                id,
+                artifact: compiled.artifact.clone(),
+                export: resolved.export.clone(),
+                items: sent,
+                options,
+            };
+            let started = Instant::now();
+            let outcomes = self.send(req, worker, permit, policy).await;
+            span.record("run_us", started.elapsed().as_micros() as u64);
+            let mut outcomes = outcomes?.into_iter();
+            if outcomes.len() != count {
+                return Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("the worker answered {} calls of {count}", outcomes.len()),
+                ));
+            }
+            Ok(early
+                .into_iter()
+                .map(|r| match r {
+                    Some(early) => early,
+                    None => match outcomes.next() {
+                        Some((outcome, report)) => outcome
+                            .map(|bytes| (bytes.into_vec(), report))
+                            .map_err(Error::from),
+                        None => Err(Error::new(ErrorKind::Protocol, "a call went unanswered")),
+                    },
+                })
+                .collect())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Checks everything that can be checked on the host, before a worker
+    /// is taken: the pool is open, the options fit the pool, the job
+    /// compiles, the function exists, and each item has one argument per
+    /// parameter.
+    async fn prepare(
+        &self,
+        job: &Job,
+        func: &str,
+        items: Vec<Result<Vec<u8>, Error>>,
+        options: &CallOptions,
+    ) -> Result<Prepared, Error> {
+        if self.roster.is_closed() {
+            return Err(Error::closed());
+        }
+        if options.fuel.is_some() && !self.compiler.settings().consume_fuel {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "a fuel budget needs a pool that meters fuel: set PoolBuilder::fuel",
+            ));
+        }
+        let compiled = self.compiler.compiled(job).await?;
+        let resolved = compiled.resolve(self.compiler.engine(), func)?;
+        // An early error per item that was not sent; `None` for one sent.
+        let mut early = Vec::with_capacity(items.len());
+        let mut sent = Vec::new();
+        for item in items {
+            match item.and_then(|args| check_args(&resolved, args)) {
+                Ok(args) => {
+                    sent.push(serde_bytes::ByteBuf::from(args));
+                    early.push(None);
+                }
+                Err(e) => early.push(Some(Err(e))),
+            }
+        }
+        Ok(Prepared {
+            compiled,
+            resolved,
+            early,
+            sent,
+        })
+    }
+
+    /// Sends `req` to `worker` and waits for its outcomes. The worker goes
+    /// back to the roster when the request ends, or is cancelled, killed
+    /// or abandoned as `policy` says if this future is dropped first.
+    async fn send(
+        &self,
+        req: CallRequest,
+        worker: Worker,
+        permit: OwnedSemaphorePermit,
+        policy: Policy,
+    ) -> Result<Vec<crate::wire::Outcome>, Error> {
+        let (id, count, timeout) = (req.id, req.items.len(), req.options.timeout);
+        if let Some(job) = &policy.job {
+            job.started(&worker.shared);
+        }
+        let rx = worker.start(req);
+        let grace = policy.grace;
+        let flight = InFlight {
+            roster: self.roster.clone(),
+            worker: Some(worker),
+            permit: Some(permit),
+            id,
+            items: count as u64,
+            policy,
+        };
+        match timeout {
+            None => flight.reply(rx.await),
+            // The watchdog: the worker interrupts each call at its timeout;
+            // if no answer comes within the grace period after the last
+            // could have timed out, kill it.
+            Some(t) => {
+                let limit = t
+                    .saturating_mul(u32::try_from(count).unwrap_or(u32::MAX))
+                    .saturating_add(grace);
+                match tokio::time::timeout(limit, rx).await {
+                    Ok(reply) => flight.reply(reply),
+                    Err(_) => {
+                        tracing::warn!(call = id, timeout = ?t, ?grace, "call overran its timeout and grace; killing its worker");
+                        flight.kill();
+                        Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "the call ran past its timeout of {t:?} and did not stop within \
+                                 {grace:?}; its worker was killed"
+                            ),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A call in flight on a worker. Dropping it before [`InFlight::finish`]
+/// cancels the call.
+struct InFlight {
+    roster: Arc<Roster>,
+    worker: Option<Worker>,
+    permit: Option<OwnedSemaphorePermit>,
+    id: u64,
+    /// How many calls the request carries.
+    items: u64,
+    policy: Policy,
+}
+
+/// What to do when a call is dropped or overruns.
+#[derive(Clone)]
+pub(super) struct Policy {
+    pub(super) on_cancel: Cancel,
+    pub(super) grace: Duration,
+    /// The handle's side of a spawned job.
+    pub(super) job: Option<Arc<JobLink>>,
+}
+
+impl Policy {
+    /// The cancel mode, unless the job's handle asked for a kill.
+    fn on_cancel(&self) -> Cancel {
+        match &self.job {
+            Some(job) if job.kill_requested() => Cancel::Kill,
+            _ => self.on_cancel,
+        }
+    }
+}
+
+impl InFlight {
+    /// The call overran its timeout and grace: kill the worker.
+    fn kill(mut self) {
+        self.roster.count_calls(self.items);
+        if let Some(worker) = self.worker.take() {
+            self.roster.kill(worker);
+        }
+        self.permit.take();
+    }
+
+    /// The worker answered (or died): the outcomes, and the worker back to
+    /// the roster if it is alive.
+    fn reply(
+        self,
+        reply: Result<Reply, oneshot::error::RecvError>,
+    ) -> Result<Vec<crate::wire::Outcome>, Error> {
+        match reply {
+            Ok(Reply::Done(outcomes)) => {
+                let whole = outcomes.len() as u64 == self.items;
+                self.finish(whole);
+                Ok(outcomes)
+            }
+            Ok(Reply::Lost(e)) => {
+                self.finish(false);
+                Err(e)
+            }
+            Err(_) => {
+                self.finish(false);
+                Err(Error::crashed(None, "and its host thread ended"))
+            }
+        }
+    }
+
+    /// The call ended: the worker returns to the pool if it is alive.
+    fn finish(mut self, alive: bool) {
+        self.roster.count_calls(self.items);
+        if let (Some(worker), Some(permit)) = (self.worker.take(), self.permit.take())
+            && alive
+        {
+            self.roster.checkin(worker, permit);
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let (Some(worker), Some(permit)) = (self.worker.take(), self.permit.take()) else {
+            return;
+        };
+        self.roster.count_calls(self.items);
+        let on_cancel = self.policy.on_cancel();
+        tracing::debug!(call = self.id, worker = worker.id, mode = ?on_cancel, "call dropped; cancelling");
+        match on_cancel {
+            Cancel::Kill if worker.is_process() => self.roster.kill(worker),
+            Cancel::Interrupt | Cancel::Kill | Cancel::Finish => {
+                let interrupt = on_cancel != Cancel::Finish;
+                if interrupt {
+                    worker.cancel(self.id);
+                }
+                let shared = worker.shared.clone();
+                match worker.abandon(self.id, permit, interrupt) {
+                    // The call had already ended.
+                    Some((worker, permit)) if !worker.shared.is_dead() => {
+                        self.roster.checkin(worker, permit);
+                    }
+                    Some(_) => {}
+                    None if interrupt => self.roster.kill_after(shared, self.id, self.policy.grace),
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
+/// Checks that `args` is a tuple with one element per parameter.
+fn check_args(resolved: &Resolved, args: Vec<u8>) -> Result<Vec<u8>, Error> {
+    match compile::arg_count(&args) {
+        Some(n) if n == resolved.params => Ok(args),
+        Some(n) => Err(Error::new(
+            ErrorKind::ArgumentMismatch,
+            format!(
+                "args: {} takes {} arguments, got {n}",
+                resolved.export, resolved.params
+            ),
+        )),
+        None => Err(Error::new(
+            ErrorKind::ArgumentMismatch,
+            format!(
+                "args: expected a tuple with one element per parameter of {} ({} here), \
+                 such as `(x,)` or `()`",
+                resolved.export, resolved.params
+            ),
+        )),
+    }
+}

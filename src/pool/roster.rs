@@ -1,0 +1,352 @@
+//! The pool's roster of workers: the FIFO limiter, the LIFO idle list, the
+//! live workers, the counters, and the `wasmpool-housekeeper` thread that
+//! retires idle workers and kills those whose interrupted call overran its
+//! grace period.
+//!
+//! Workers report here through [`Books`]; they hold an `Arc` of the
+//! roster (and of the sync registry), never of the pool.
+
+use std::collections::HashMap;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use super::Statistics;
+use crate::error::{Error, ErrorKind};
+use crate::sync::Registry;
+use crate::worker::{Books, Exit, Shared, Spec, Worker};
+
+/// What the roster is made with.
+pub(super) struct RosterSettings {
+    pub(super) workers: NonZeroUsize,
+    pub(super) idle_timeout: Duration,
+    pub(super) retire_after: Option<NonZeroU64>,
+    pub(super) spec: Spec,
+    pub(super) registry: Arc<Registry>,
+}
+
+pub(crate) struct Roster {
+    workers: NonZeroUsize,
+    /// The machine's parallelism.
+    cores: usize,
+    idle_timeout: Duration,
+    retire_after: Option<NonZeroU64>,
+    spec: Spec,
+    registry: Arc<Registry>,
+    /// FIFO: a permit is the right to hold a worker.
+    semaphore: Arc<Semaphore>,
+    /// What the housekeeper looks after.
+    house: Mutex<House>,
+    /// Wakes the housekeeper (paired with `house`).
+    bell: Condvar,
+    /// The housekeeper waits with no deadline, so a check-in must wake it.
+    /// Read and written under the `house` lock.
+    unarmed: AtomicBool,
+    /// Every worker that has not ended (a process: not been reaped).
+    live: Mutex<HashMap<u64, Arc<Shared>>>,
+    exited: Notify,
+    closed: AtomicBool,
+    next_worker: AtomicU64,
+    spawned: AtomicU64,
+    crashed: AtomicU64,
+    killed: AtomicU64,
+    calls: AtomicU64,
+}
+
+#[derive(Default)]
+struct House {
+    /// LIFO: the most recently used worker is at the end.
+    idle: Vec<Worker>,
+    /// Workers to kill if their abandoned call has not ended by then.
+    grace: Vec<GraceKill>,
+}
+
+struct GraceKill {
+    at: Instant,
+    shared: Arc<Shared>,
+    call: u64,
+}
+
+impl Roster {
+    /// A roster with no workers yet, and its housekeeper thread.
+    pub(super) fn start(settings: RosterSettings) -> Result<Arc<Roster>, Error> {
+        let RosterSettings {
+            workers,
+            idle_timeout,
+            retire_after,
+            spec,
+            registry,
+        } = settings;
+        let roster = Arc::new(Roster {
+            workers,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            idle_timeout,
+            retire_after,
+            spec,
+            registry,
+            semaphore: Arc::new(Semaphore::new(workers.get())),
+            house: Mutex::default(),
+            bell: Condvar::new(),
+            unarmed: AtomicBool::new(false),
+            live: Mutex::default(),
+            exited: Notify::new(),
+            closed: AtomicBool::new(false),
+            next_worker: AtomicU64::new(0),
+            spawned: AtomicU64::new(0),
+            crashed: AtomicU64::new(0),
+            killed: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+        });
+        let house = roster.clone();
+        std::thread::Builder::new()
+            .name("wasmpool-housekeeper".into())
+            .spawn(move || house.housekeeper())
+            .map_err(|e| Error::io("starting the housekeeper thread", e))?;
+        Ok(roster)
+    }
+
+    /// The most workers at once.
+    pub(super) fn size(&self) -> NonZeroUsize {
+        self.workers
+    }
+
+    fn house(&self) -> MutexGuard<'_, House> {
+        self.house.lock().expect("house lock")
+    }
+
+    /// Waits for the right to hold a worker, first come first served.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future gives up the place in the queue.
+    pub(super) async fn permit(&self) -> Result<OwnedSemaphorePermit, Error> {
+        self.semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::closed())
+    }
+
+    /// Takes the most recently used idle worker, or starts a new one.
+    pub(super) async fn checkout(self: &Arc<Self>) -> Result<Worker, Error> {
+        loop {
+            let popped = self.house().idle.pop();
+            match popped {
+                Some(w) if w.shared.is_dead() => drop(w),
+                Some(w) => return Ok(w),
+                None => break,
+            }
+        }
+        if self.is_closed() {
+            return Err(Error::closed());
+        }
+        let id = self.next_worker.fetch_add(1, Ordering::Relaxed);
+        let books: Arc<dyn Books> = self.clone();
+        let rx = Worker::spawn(books, self.registry.clone(), id, self.spec.clone());
+        let worker = rx.await.map_err(|_| {
+            Error::new(
+                ErrorKind::Spawn,
+                format!("worker {id}: its host thread ended"),
+            )
+        })??;
+        self.spawned.fetch_add(1, Ordering::Relaxed);
+        Ok(worker)
+    }
+
+    /// Kills `worker` on purpose (a cancel with `Cancel::Kill`, a timeout
+    /// past its grace), and counts it.
+    pub(super) fn kill(&self, worker: Worker) {
+        self.killed.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            worker = worker.id,
+            pid = worker.shared.pid(),
+            "killing worker"
+        );
+        worker.kill();
+    }
+
+    /// Counts calls that reached a worker and ended.
+    pub(super) fn count_calls(&self, n: u64) {
+        self.calls.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Kills the worker of abandoned call `call` unless the call has ended
+    /// within `grace`. The housekeeper keeps the deadline.
+    pub(super) fn kill_after(&self, shared: Arc<Shared>, call: u64, grace: Duration) {
+        let at = Instant::now() + grace;
+        self.house().grace.push(GraceKill { at, shared, call });
+        self.bell.notify_one();
+    }
+
+    /// A snapshot of the counters.
+    pub(super) fn statistics(&self) -> Statistics {
+        let idle = self.house().idle.len();
+        let live = self.live.lock().expect("live lock").len();
+        Statistics {
+            max_workers: self.workers.get(),
+            idle,
+            busy: live.saturating_sub(idle),
+            spawned: self.spawned.load(Ordering::Relaxed),
+            crashed: self.crashed.load(Ordering::Relaxed),
+            killed: self.killed.load(Ordering::Relaxed),
+            calls: self.calls.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The pids of the live worker processes.
+    pub(super) fn pids(&self) -> Vec<u32> {
+        let live = self.live.lock().expect("live lock");
+        live.values().filter_map(|s| s.pid()).collect()
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Stops new calls and lets idle workers exit.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.semaphore.close();
+        let idle = std::mem::take(&mut self.house().idle);
+        drop(idle);
+        self.bell.notify_one();
+    }
+
+    /// The last `Pool` handle is gone: kill every worker. Never blocks; the
+    /// workers' threads reap them.
+    pub(super) fn terminate(&self) {
+        self.close();
+        for shared in self.live.lock().expect("live lock").values() {
+            shared.kill();
+        }
+    }
+
+    /// Waits until every worker has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops only the waiting.
+    pub(super) async fn all_exited(&self) {
+        loop {
+            let exited = self.exited.notified();
+            tokio::pin!(exited);
+            exited.as_mut().enable();
+            if self.live.lock().expect("live lock").is_empty() {
+                return;
+            }
+            exited.await;
+        }
+    }
+
+    /// The `wasmpool-housekeeper` thread: retires workers idle for longer
+    /// than the idle timeout, and kills workers whose abandoned call
+    /// overran its grace period; exits when the pool closes.
+    fn housekeeper(&self) {
+        let mut house = self.house();
+        loop {
+            if self.is_closed() && house.grace.is_empty() {
+                return;
+            }
+            let now = Instant::now();
+            // The oldest worker is first: the list is used from the end.
+            let stale = house
+                .idle
+                .iter()
+                .take_while(|w| now.duration_since(w.last_used) >= self.idle_timeout)
+                .count();
+            let expired: Vec<Worker> = house.idle.drain(..stale).collect();
+            let (due, pending): (Vec<GraceKill>, Vec<GraceKill>) = std::mem::take(&mut house.grace)
+                .into_iter()
+                .partition(|g| g.at <= now);
+            house.grace = pending;
+            if !expired.is_empty() || !due.is_empty() {
+                // Ending workers takes their locks: not under this one.
+                drop(house);
+                for w in expired {
+                    tracing::debug!(worker = w.id, pid = w.shared.pid(), "retiring idle worker");
+                    drop(w);
+                }
+                for g in due {
+                    if g.shared.kill_if_abandoned(g.call) {
+                        self.killed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                house = self.house();
+                continue;
+            }
+            // An idle timeout too long to add to an Instant never expires.
+            let idle_due = house
+                .idle
+                .first()
+                .and_then(|w| w.last_used.checked_add(self.idle_timeout));
+            let grace_due = house.grace.iter().map(|g| g.at).min();
+            let next = match (idle_due, grace_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            house = match next {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(now);
+                    self.bell.wait_timeout(house, wait).expect("house lock").0
+                }
+                None => {
+                    // With workers idle, this is an idle timeout that never
+                    // expires: only `close` or a new deadline wakes it.
+                    self.unarmed.store(house.idle.is_empty(), Ordering::SeqCst);
+                    self.bell.wait(house).expect("house lock")
+                }
+            };
+        }
+    }
+}
+
+impl Books for Roster {
+    fn register(&self, id: u64, shared: Arc<Shared>) {
+        self.live.lock().expect("live lock").insert(id, shared);
+    }
+
+    fn exited(&self, id: u64, how: Exit) {
+        self.live.lock().expect("live lock").remove(&id);
+        if how == Exit::Crashed {
+            self.crashed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.exited.notify_waiters();
+    }
+
+    /// Returns a worker after a call: to the idle list, or to retirement.
+    fn checkin(&self, mut worker: Worker, permit: OwnedSemaphorePermit) {
+        worker.calls += 1;
+        worker.last_used = Instant::now();
+        let retire = self.is_closed()
+            || worker.shared.is_dead()
+            || self.retire_after.is_some_and(|n| worker.calls >= n.get());
+        if retire {
+            tracing::debug!(
+                worker = worker.id,
+                pid = worker.shared.pid(),
+                calls = worker.calls,
+                "retiring worker"
+            );
+            drop(worker);
+        } else {
+            let mut house = self.house();
+            house.idle.push(worker);
+            // Only a housekeeper with no deadline needs waking: one that
+            // has a deadline sees this worker when it next looks, and a
+            // wake-up per call would cost a context switch per call.
+            if self.unarmed.swap(false, Ordering::SeqCst) {
+                self.bell.notify_one();
+            }
+        }
+        drop(permit);
+    }
+
+    /// Whether at most one call is in flight and a core is left over for a
+    /// host thread to poll on.
+    fn is_quiet(&self) -> bool {
+        self.cores > 1 && self.semaphore.available_permits() + 1 >= self.workers.get()
+    }
+}

@@ -1,0 +1,112 @@
+//! The call options that a pool sets for all its calls and a call for
+//! itself: one list of setters, for [`PoolBuilder`](super::PoolBuilder)
+//! and [`Call`](super::Call).
+
+/// The sandbox and limit settings shared by `PoolBuilder` and `Call`.
+macro_rules! call_option_setters {
+    () => {
+        /// Interrupt the call after this long; it fails with
+        /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout). The worker enforces it with an epoch
+        /// interrupt and survives; if it has not stopped `grace` later, the
+        /// host kills it. Default: none.
+        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.options.timeout = Some(timeout);
+            self
+        }
+
+        /// How long an interrupted call (timed out, or dropped with
+        /// [`Cancel::Interrupt`](crate::Cancel::Interrupt)) has to stop before its worker is killed.
+        /// Default: [`DEFAULT_GRACE`](crate::DEFAULT_GRACE).
+        pub fn grace(mut self, grace: std::time::Duration) -> Self {
+            self.grace = grace;
+            self
+        }
+
+        /// The most linear memory the guest may grow to, in bytes. Growing
+        /// past it fails in the guest; a guest that traps as a result fails
+        /// with [`ErrorKind::ResourceLimit`](crate::ErrorKind::ResourceLimit) and
+        /// [`Limit::Memory`](crate::Limit::Memory). Default: none (up to
+        /// the 4 GiB a 32-bit memory can address).
+        pub fn max_memory(mut self, bytes: u64) -> Self {
+            self.options.max_memory = Some(bytes);
+            self
+        }
+
+        /// The call's fuel budget: a deterministic bound on the wasm
+        /// instructions it may run. Running out fails with
+        /// [`ErrorKind::ResourceLimit`](crate::ErrorKind::ResourceLimit) and
+        /// [`Limit::Fuel`](crate::Limit::Fuel);
+        /// [`Call::report`](crate::Call::report) tells how much was used. It counts the call
+        /// itself, not the instantiation before it. On a
+        /// [`PoolBuilder`](crate::PoolBuilder) this also turns fuel metering on for the pool,
+        /// which costs about 20% of guest speed; a call can set a budget
+        /// only on such a pool.
+        pub fn fuel(mut self, fuel: u64) -> Self {
+            self.options.fuel = Some(fuel);
+            self
+        }
+
+        /// Makes the call reproducible: random numbers (secure and
+        /// insecure) come from a sequence derived from `seed`, the wall
+        /// clock reads a fixed time, and the monotonic clock advances by 1
+        /// µs per reading. Not for guests that need real randomness.
+        /// Default: real random numbers and clocks.
+        pub fn deterministic(mut self, seed: u64) -> Self {
+            self.options.deterministic = Some(seed);
+            self
+        }
+
+        /// Where the guest's stdout goes. Default: [`Stdio::Inherit`](crate::Stdio::Inherit).
+        pub fn stdout(mut self, mode: $crate::Stdio) -> Self {
+            self.options.stdout = mode;
+            self
+        }
+
+        /// Where the guest's stderr goes. Default: [`Stdio::Inherit`](crate::Stdio::Inherit). A
+        /// panic message is found in every mode.
+        pub fn stderr(mut self, mode: $crate::Stdio) -> Self {
+            self.options.stderr = mode;
+            self
+        }
+
+        /// Sets an environment variable the guest sees. By default the
+        /// guest sees none.
+        pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+            self.options.env.push((key.into(), value.into()));
+            self
+        }
+
+        /// Passes the host's own value of environment variable `key` to the
+        /// guest, if the host has it: an allowlist entry. The value is read
+        /// when this is called.
+        pub fn env_from_host(mut self, key: impl Into<String>) -> Self {
+            let key = key.into();
+            if let Ok(value) = std::env::var(&key) {
+                self.options.env.push((key, value));
+            }
+            self
+        }
+
+        /// Makes the host directory `host` visible to the guest as `guest`
+        /// (through cap-std: the guest cannot leave it by `..` or
+        /// symlinks). By default the guest sees no files at all. The
+        /// directory must exist: a pool checks it when it is built, a call
+        /// before it is sent, and fails with [`ErrorKind::Config`](crate::ErrorKind::Config) if it
+        /// cannot be opened.
+        pub fn preopen_dir(
+            mut self,
+            host: impl Into<std::path::PathBuf>,
+            guest: impl Into<String>,
+            access: $crate::DirAccess,
+        ) -> Self {
+            self.options.preopens.push($crate::wire::Preopen {
+                host: host.into(),
+                guest: guest.into(),
+                access,
+            });
+            self
+        }
+    };
+}
+
+pub(super) use call_option_setters;

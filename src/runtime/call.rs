@@ -1,0 +1,364 @@
+//! One call, start to end, inside an executor: find the function, decode
+//! its arguments, take a prepared instance (or make one), arm the
+//! interrupts, run it, and classify how it ended.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::{Instance, InstancePre, Linker, Type, Val};
+use wasmtime::{Engine, Store};
+
+use super::executor::Ready;
+use super::interrupts::Interrupts;
+use super::loaded::{Func, Loaded, Params, call_typed, load};
+use super::port::Port;
+use super::store::{State, new_store};
+use crate::error::{ErrorKind, Limit, TrapCode};
+use crate::values::{self, Value, wit};
+use crate::wire::{Artifact, CallOptions, ExportPath, Report, WireError};
+
+/// One call of a request.
+pub(super) struct Item<'a> {
+    pub(super) id: u64,
+    pub(super) artifact: &'a Artifact,
+    pub(super) export: &'a ExportPath,
+    pub(super) args: &'a [u8],
+    pub(super) options: &'a CallOptions,
+}
+
+/// What an executor lends a call.
+pub(super) struct Context<'a> {
+    pub(super) engine: &'a Engine,
+    pub(super) port: &'a Arc<Port>,
+    pub(super) linker: &'a Linker<State>,
+    pub(super) jobs: &'a mut HashMap<String, Loaded>,
+    pub(super) interrupts: &'a Interrupts,
+}
+
+/// What a call leaves behind, dropped (or kept, when instances are reused)
+/// after the caller has its answer.
+pub(super) enum Leftover {
+    Nothing,
+    Instance(Box<Ready>),
+    Store(#[expect(dead_code, reason = "held only to be dropped after the reply")] Store<State>),
+}
+
+impl Leftover {
+    /// A prepared instance the call did not get to use.
+    fn unused(ready: Option<Ready>) -> Leftover {
+        ready.map_or(Leftover::Nothing, |r| Leftover::Instance(Box::new(r)))
+    }
+}
+
+/// Runs one call, on `ready` if given, else on a new instance. Returns its
+/// result and what it used, for the caller to keep or drop once it has
+/// answered. `cancel` fires when the call is interrupted.
+pub(super) async fn execute(
+    cx: Context<'_>,
+    item: Item<'_>,
+    ready: Option<Ready>,
+    cancel: tokio::sync::oneshot::Receiver<()>,
+    report: &mut Report,
+) -> (Result<Value, WireError>, Leftover) {
+    let Context {
+        engine,
+        port,
+        linker,
+        jobs,
+        interrupts,
+    } = cx;
+    let Item {
+        id,
+        artifact,
+        export,
+        args,
+        options,
+    } = item;
+    let (pre, func, params) = match resolve(engine, linker, jobs, artifact, export, args) {
+        Ok(r) => r,
+        Err((e, loaded)) if loaded => return (Err(e), Leftover::unused(ready)),
+        Err((e, _)) => return (Err(e), Leftover::Nothing),
+    };
+    let (mut store, instance, stdout, stderr, tail) = match ready {
+        Some(r) => (r.store, Some(r.instance), r.stdout, r.stderr, r.tail),
+        None => match new_store(engine, port, options) {
+            Ok((store, stdout, stderr, tail)) => (store, None, stdout, stderr, tail),
+            Err(e) => return (Err(e), Leftover::Nothing),
+        },
+    };
+    let fuel = match arm(&mut store, engine, &tail, options) {
+        Ok(fuel) => fuel,
+        Err(e) => return (Err(e), Leftover::Store(store)),
+    };
+    // A bump that came before the deadline was set is not seen by it, but
+    // `interrupt` raises its flag before bumping, so check the flags now.
+    if let Some(e) = interrupts.interrupted(id, options) {
+        return (Err(e), Leftover::Store(store));
+    }
+    let outcome = tokio::select! {
+        // A wake that already fired wins before the guest is entered.
+        biased;
+        _ = cancel => Err(None),
+        r = invoke(&mut store, instance, &pre, &func, &params, fuel, export) => r.map_err(Some),
+    };
+    report.fuel_consumed = fuel.and_then(|f| Some(f - store.get_fuel().ok()?));
+    report.stdout = stdout.take_captured().map(serde_bytes::ByteBuf::from);
+    report.stderr = stderr.take_captured().map(serde_bytes::ByteBuf::from);
+    match outcome {
+        Ok((instance, value)) => {
+            let used = Ready {
+                options: super::executor::store_options(options),
+                store,
+                instance,
+                stdout,
+                stderr,
+                tail,
+            };
+            (Ok(value), Leftover::Instance(Box::new(used)))
+        }
+        // A failed instance is never reused; the caller drops it after it
+        // has answered.
+        Err(e) => {
+            let e = failure(e, &store, &tail, interrupts, id, options);
+            (Err(e), Leftover::Store(store))
+        }
+    }
+}
+
+/// The job's instance-pre, the function and its decoded arguments. An
+/// error says whether the job was loaded (so a prepared instance of it is
+/// still good).
+fn resolve(
+    engine: &Engine,
+    linker: &Linker<State>,
+    jobs: &mut HashMap<String, Loaded>,
+    artifact: &Artifact,
+    export: &ExportPath,
+    args: &[u8],
+) -> Result<(InstancePre<State>, Arc<Func>, Params), (WireError, bool)> {
+    let loaded = match jobs.entry(artifact.key.clone()) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(v) => v.insert(load(engine, linker, artifact).map_err(|e| (e, false))?),
+    };
+    let func = loaded.func(export).map_err(|e| (e, true))?;
+    let params = decode_args(args, &func).map_err(|e| (e, true))?;
+    Ok((loaded.pre.clone(), func, params))
+}
+
+/// Readies `store` for the call: clears what the last call left, gives it
+/// its fuel budget (returned) and makes any epoch bump interrupt it.
+fn arm(
+    store: &mut Store<State>,
+    engine: &Engine,
+    tail: &Mutex<Vec<u8>>,
+    options: &CallOptions,
+) -> Result<Option<u64>, WireError> {
+    store.data_mut().limits.hit = None;
+    tail.lock().expect("tail lock").clear();
+    // Fuel counts the call, not the instantiation, which a prepared
+    // instance has already done: so that the same call always burns the
+    // same fuel. (Until the call, the store has all the fuel there is.)
+    let fuel = if engine.get_consume_fuel() {
+        store
+            .set_fuel(u64::MAX)
+            .map_err(|e| WireError::new(ErrorKind::Config, format!("setting fuel: {e:#}")))?;
+        Some(options.fuel.unwrap_or(u64::MAX))
+    } else {
+        None
+    };
+    // Any epoch bump from now on interrupts this call.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_trap();
+    Ok(fuel)
+}
+
+/// Instantiates (unless given an instance) and calls the function.
+async fn invoke(
+    store: &mut Store<State>,
+    instance: Option<Instance>,
+    pre: &InstancePre<State>,
+    func: &Func,
+    params: &Params,
+    fuel: Option<u64>,
+    export: &ExportPath,
+) -> wasmtime::Result<(Instance, Value)> {
+    let instance = match instance {
+        Some(i) => i,
+        None => pre.instantiate_async(&mut *store).await?,
+    };
+    if let Some(fuel) = fuel {
+        store.set_fuel(fuel)?;
+    }
+    let value = match (params, func.typed) {
+        (Params::Dynamic(params), _) => {
+            let f = instance.get_func(&mut *store, func.index).ok_or_else(|| {
+                wasmtime::Error::msg(format!("export {export} is not a function"))
+            })?;
+            let mut results = vec![Val::Bool(false); func.results.len()];
+            f.call_async(&mut *store, params, &mut results).await?;
+            match (results.pop(), func.results.first()) {
+                (Some(v), Some(ty)) => wit::from_val(ty, v),
+                _ => Value::Nil,
+            }
+        }
+        (payload, Some(out)) => call_typed(store, &instance, func.index, payload, out).await?,
+        (_, None) => unreachable!("payloads are only decoded for typed calls"),
+    };
+    Ok((instance, value))
+}
+
+/// How a call that did not return ended: interrupted (`None`: by its wake)
+/// or failed. Classified once, here.
+fn failure(
+    e: Option<wasmtime::Error>,
+    store: &Store<State>,
+    tail: &Mutex<Vec<u8>>,
+    interrupts: &Interrupts,
+    id: u64,
+    options: &CallOptions,
+) -> WireError {
+    if let Some(interrupted) = interrupts.interrupted(id, options) {
+        return interrupted;
+    }
+    // Only `interrupt` sends the wake, and it raises a flag first.
+    let Some(e) = e else {
+        return WireError::new(ErrorKind::Cancelled, "the call was cancelled");
+    };
+    let mut w = classify(e, &tail.lock().expect("tail lock"));
+    if let Some(limit) = store.data().limits.hit {
+        w.kind = ErrorKind::ResourceLimit;
+        w.limit = Some(limit);
+        w.message = format!(
+            "the guest needed more than its memory limit of {} bytes ({})",
+            options.max_memory.unwrap_or_default(),
+            w.message
+        );
+    }
+    w
+}
+
+fn decode_args(args: &[u8], func: &Func) -> Result<Params, WireError> {
+    let types = &func.params;
+    let bad = |m: String| WireError::new(ErrorKind::ArgumentMismatch, m);
+    let mut items = match values::decode(args) {
+        Ok(Value::Array(items)) => items,
+        Ok(Value::Nil) => Vec::new(),
+        Ok(other) => {
+            return Err(bad(format!(
+                "args: expected a tuple with one element per parameter, got {}",
+                other.describe()
+            )));
+        }
+        Err(e) => return Err(bad(format!("args: not valid MessagePack: {e}"))),
+    };
+    if items.len() != types.len() {
+        return Err(bad(format!(
+            "args: expected {} arguments, got {}",
+            types.len(),
+            items.len()
+        )));
+    }
+    if func.typed.is_some() {
+        match (&items[..], &types[0]) {
+            ([Value::Bin(_)], Type::List(_)) | ([Value::Str(_)], Type::String) => {
+                return Ok(match items.pop() {
+                    Some(Value::Bin(b)) => Params::Bytes(b),
+                    Some(Value::Str(s)) => Params::Str(s),
+                    _ => unreachable!("matched above"),
+                });
+            }
+            // Anything else (a byte list sent as an array of integers, a
+            // mismatch) takes the dynamic path, which also explains errors.
+            _ => {}
+        }
+    }
+    let root = wit::Path::Root("args");
+    types
+        .iter()
+        .zip(items)
+        .enumerate()
+        .map(|(i, (ty, v))| wit::to_val(&wit::Path::Index(&root, i), ty, v).map_err(|m| bad(m.0)))
+        .collect::<Result<_, _>>()
+        .map(Params::Dynamic)
+}
+
+/// Classifies a failed call, once, here at the boundary.
+fn classify(e: wasmtime::Error, stderr: &[u8]) -> WireError {
+    let backtrace = e
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(|bt| bt.to_string())
+        .filter(|s| !s.trim().is_empty());
+    let panic_message = panic_message(stderr);
+    let mut w = if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        let code = TrapCode::from_wasmtime(*trap);
+        let mut w = match code {
+            TrapCode::StackOverflow => {
+                let mut w =
+                    WireError::new(ErrorKind::ResourceLimit, "wasm trap: call stack exhausted");
+                w.limit = Some(Limit::Stack);
+                w
+            }
+            TrapCode::OutOfFuel => {
+                let mut w =
+                    WireError::new(ErrorKind::ResourceLimit, "wasm trap: all fuel consumed");
+                w.limit = Some(Limit::Fuel);
+                w
+            }
+            TrapCode::Interrupt => WireError::new(ErrorKind::Timeout, "wasm trap: interrupt"),
+            code => WireError::new(ErrorKind::Trap, format!("wasm trap: {code}")),
+        };
+        w.trap_code = Some(code);
+        w
+    } else if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        WireError::new(
+            ErrorKind::Trap,
+            format!("the guest called exit({})", exit.0),
+        )
+    } else {
+        WireError::new(ErrorKind::Trap, format!("the guest failed: {e:#}"))
+    };
+    w.backtrace = backtrace;
+    w.panic_message = panic_message;
+    w
+}
+
+/// Finds a Rust guest's panic message, or an allocation failure, in the
+/// tail of its stderr.
+fn panic_message(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    if let Some(at) = text.rfind("panicked at ") {
+        let rest = &text[at..];
+        // "panicked at src/lib.rs:1:2:\n<message>\nnote: ..."
+        let body = rest.split_once('\n').map(|(_, b)| b).unwrap_or("");
+        let body = body.split("\nnote: ").next().unwrap_or(body);
+        let msg = body.trim_end();
+        if !msg.is_empty() {
+            return Some(msg.to_string());
+        }
+    }
+    text.lines()
+        .rev()
+        .find(|l| l.starts_with("memory allocation of "))
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_panic_messages() {
+        let s = b"noise\nthread '<unnamed>' panicked at src/lib.rs:47:9:\nboom: it broke\nsecond line\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            panic_message(s).as_deref(),
+            Some("boom: it broke\nsecond line")
+        );
+        let s = b"memory allocation of 1048576 bytes failed\n";
+        assert_eq!(
+            panic_message(s).as_deref(),
+            Some("memory allocation of 1048576 bytes failed")
+        );
+        assert_eq!(panic_message(b"just a note\n"), None);
+    }
+}

@@ -1,0 +1,227 @@
+//! Running calls: the engine, instances (fresh or reused), interrupts and
+//! timeouts. Shared by both kinds of worker: a worker process (this
+//! module's parent, [`super::serve`]) and an in-process worker thread
+//! (`crate::worker::thread`).
+//!
+//! An [`Executor`] serves one call at a time. Keeping the latency path
+//! short is its main concern:
+//!
+//! - it answers before it tears the call's instance down;
+//! - after answering, it instantiates the next instance of the same job
+//!   with the same options ahead of time, so that the next call only has to
+//!   enter the guest. Every call still gets an instance of its own, unless
+//!   the pool opted in to reuse;
+//! - a `wasmpool-timer` thread enforces timeouts, so the call itself arms
+//!   no timer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::{Instance, Linker};
+use wasmtime::{Engine, Store};
+
+use super::call::{Context, Item, Leftover, execute};
+use super::interrupts::{Interrupts, Running};
+use super::loaded::Loaded;
+use super::port::{Answers, OpSender, Port};
+use super::stdio::GuestOutput;
+use super::store::{State, make_linker, new_store};
+use crate::engine::EngineSettings;
+use crate::values;
+use crate::wire::{CallOptions, CallRequest, Outcome, Report};
+
+/// Runs calls, one at a time, on the thread that owns it.
+pub(crate) struct Executor {
+    engine: Engine,
+    linker: Linker<State>,
+    runtime: tokio::runtime::Runtime,
+    jobs: HashMap<String, Loaded>,
+    interrupts: Arc<Interrupts>,
+    reuse: bool,
+    /// An instance ready for the next call: prepared ahead of time, or kept
+    /// from the last call when instances are reused. At most one, since
+    /// the pooling allocator has few slots.
+    ready: Option<(String, Ready)>,
+    /// The guest's way to the host's `wasmpool:sync` registry.
+    port: Arc<Port>,
+}
+
+/// An instance waiting for a call of its job with the same options.
+pub(super) struct Ready {
+    /// The options it was made for, without the per-call ones.
+    pub(super) options: CallOptions,
+    pub(super) store: Store<State>,
+    pub(super) instance: Instance,
+    pub(super) stdout: GuestOutput,
+    pub(super) stderr: GuestOutput,
+    pub(super) tail: Arc<Mutex<Vec<u8>>>,
+}
+
+/// The options that shape an instance's store: all but the timeout and the
+/// fuel budget, which are set per call.
+pub(super) fn store_options(options: &CallOptions) -> CallOptions {
+    CallOptions {
+        timeout: None,
+        fuel: None,
+        ..options.clone()
+    }
+}
+
+impl Executor {
+    /// An executor with its own engine, and its `wasmpool-timer` thread.
+    /// With `reuse`, a job's instance serves call after call until one
+    /// fails.
+    ///
+    /// A guest's `wasmpool:sync` operations go out through `send`; their
+    /// answers come from `answers`.
+    pub(crate) fn new(
+        settings: &EngineSettings,
+        reuse: bool,
+        answers: Arc<Answers>,
+        send: OpSender,
+    ) -> Result<Executor, String> {
+        let engine = settings
+            .worker_engine()
+            .map_err(|e| format!("creating the engine: {e:#}"))?;
+        let linker = make_linker(&engine).map_err(|e| format!("linking WASI: {e:#}"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("creating the runtime: {e}"))?;
+        let interrupts = Arc::new(Interrupts::new(engine.clone(), answers.clone()));
+        let port = Arc::new(Port::new(send, answers, interrupts.clone()));
+        let timer = interrupts.clone();
+        std::thread::Builder::new()
+            .name("wasmpool-timer".into())
+            .spawn(move || timer.timer_loop())
+            .map_err(|e| format!("starting the timer thread: {e}"))?;
+        Ok(Executor {
+            engine,
+            linker,
+            runtime,
+            jobs: HashMap::new(),
+            interrupts,
+            reuse,
+            ready: None,
+            port,
+        })
+    }
+
+    /// The handle other threads interrupt calls with.
+    pub(crate) fn interrupts(&self) -> Arc<Interrupts> {
+        self.interrupts.clone()
+    }
+
+    /// Runs each call of `req` in turn and hands their outcomes to `reply`;
+    /// then, off the latency path, tears the last instance down and
+    /// prepares the next one.
+    pub(crate) fn run<E>(
+        &mut self,
+        req: CallRequest,
+        reply: impl FnOnce(Vec<Outcome>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let CallRequest {
+            id,
+            artifact,
+            export,
+            items,
+            options,
+        } = req;
+        let key = artifact.key.clone();
+        let shape = store_options(&options);
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut used = Leftover::Nothing;
+        for (i, args) in items.into_iter().enumerate() {
+            if i > 0 {
+                let ok = outcomes.last().is_some_and(|(o, _): &Outcome| o.is_ok());
+                self.recycle(used, ok, &key, &shape);
+            }
+            let wake = self.interrupts.begin(Running::Call(id), options.timeout);
+            let mut report = Report::default();
+            let ready = match self.ready.take() {
+                Some((k, r)) if k == key && r.options == shape => Some(r),
+                // Frees its pool slot before this call takes one.
+                _ => None,
+            };
+            let cx = Context {
+                engine: &self.engine,
+                port: &self.port,
+                linker: &self.linker,
+                jobs: &mut self.jobs,
+                interrupts: &self.interrupts,
+            };
+            let item = Item {
+                id,
+                artifact: &artifact,
+                export: &export,
+                args: &args,
+                options: &options,
+            };
+            let (outcome, left) =
+                self.runtime
+                    .block_on(execute(cx, item, ready, wake, &mut report));
+            self.interrupts.end(options.timeout.is_some());
+            self.port.item_ended();
+            let outcome = outcome.map(|v| serde_bytes::ByteBuf::from(values::encode(&v)));
+            outcomes.push((outcome, report));
+            used = left;
+        }
+        let ok = outcomes.last().is_some_and(|(o, _)| o.is_ok());
+        let sent = reply(outcomes);
+        // Now, with the caller served.
+        self.recycle(used, ok, &key, &shape);
+        sent
+    }
+
+    /// After a call: keeps its instance for the next call (reuse, and the
+    /// call succeeded), or drops it and prepares a fresh one.
+    fn recycle(&mut self, used: Leftover, ok: bool, key: &str, shape: &CallOptions) {
+        match used {
+            Leftover::Instance(r) if ok && self.reuse => self.ready = Some((key.to_string(), *r)),
+            used => {
+                drop(used);
+                self.prepare(key, shape.clone());
+            }
+        }
+    }
+
+    /// Instantiates job `key` with `options` for the next call. A failure
+    /// is left for that call to meet and report.
+    fn prepare(&mut self, key: &str, options: CallOptions) {
+        let Some(loaded) = self.jobs.get(key) else {
+            return;
+        };
+        let pre = loaded.pre.clone();
+        let wake = self.interrupts.begin(Running::Preparing, None);
+        let made = self.runtime.block_on(async {
+            let (mut store, stdout, stderr, tail) =
+                new_store(&self.engine, &self.port, &options).ok()?;
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_trap();
+            if self.engine.get_consume_fuel() {
+                store.set_fuel(u64::MAX).ok()?;
+            }
+            tokio::select! {
+                biased;
+                _ = wake => None,
+                i = pre.instantiate_async(&mut store) => i.ok(),
+            }
+            .map(|instance| Ready {
+                options,
+                store,
+                instance,
+                stdout,
+                stderr,
+                tail,
+            })
+        });
+        self.interrupts.end(false);
+        self.ready = made.map(|r| (key.to_string(), r));
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        self.interrupts.close();
+    }
+}

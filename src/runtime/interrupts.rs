@@ -1,0 +1,229 @@
+//! How a running call is stopped from another thread: a cancel (from the
+//! host) or a timeout (from the `wasmpool-timer` thread). Both bump the
+//! engine's epoch, for a guest running wasm, and wake the call's future and
+//! any `wasmpool:sync` wait, for a guest blocked in a host call.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use wasmtime::Engine;
+
+use super::port::Answers;
+use crate::error::ErrorKind;
+use crate::wire::{CallOptions, WireError};
+
+/// What an executor runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Running {
+    Nothing,
+    /// An instance being made ahead of the next call.
+    Preparing,
+    /// A call: one item of the request with this id.
+    Call(u64),
+}
+
+/// A [`Running`] in one atomic word, so that other threads read it without
+/// a lock.
+struct AtomicRunning(AtomicU64);
+
+impl AtomicRunning {
+    fn new(r: Running) -> AtomicRunning {
+        AtomicRunning(AtomicU64::new(Self::pack(r)))
+    }
+
+    // Call ids count up from 0 and never come near the top of the range.
+    fn pack(r: Running) -> u64 {
+        match r {
+            Running::Nothing => u64::MAX,
+            Running::Preparing => u64::MAX - 1,
+            Running::Call(id) => id,
+        }
+    }
+
+    fn load(&self) -> Running {
+        match self.0.load(Ordering::SeqCst) {
+            u64::MAX => Running::Nothing,
+            x if x == u64::MAX - 1 => Running::Preparing,
+            id => Running::Call(id),
+        }
+    }
+
+    fn store(&self, r: Running) {
+        self.0.store(Self::pack(r), Ordering::SeqCst);
+    }
+}
+
+/// How an executor's calls are interrupted, from other threads.
+pub(crate) struct Interrupts {
+    engine: Engine,
+    /// What runs now.
+    current: AtomicRunning,
+    /// The last call a cancel was asked for ([`Running::Nothing`]: none).
+    cancelled: AtomicRunning,
+    /// Counts [`Interrupts::begin`]s: the number of the item running,
+    /// from 1. The calls of a batched request share their id, but not this.
+    item: AtomicU64,
+    /// The number of the last item that ran past its timeout; 0 for none,
+    /// since items are numbered from 1.
+    timed_out: AtomicU64,
+    /// Wakes the running call's future on cancel or timeout.
+    wake: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// The running item's number and deadline, for the timer thread.
+    deadline: Mutex<Option<(u64, Instant)>>,
+    deadline_set: Condvar,
+    /// The executor is gone: the timer thread exits.
+    closed: AtomicBool,
+    /// Where a guest blocked in a `wasmpool:sync` import waits.
+    answers: Arc<Answers>,
+}
+
+impl Interrupts {
+    /// Cancels call `id`: the guest traps at its next epoch check, or its
+    /// blocked host call is dropped. The flag is raised even when the call
+    /// has not started yet (a cancel can overtake its call);
+    /// [`Interrupts::interrupted`] reads it before the guest runs. An
+    /// instance being prepared for a next call is interrupted too, so that
+    /// a guest whose start-up never ends cannot hold the worker.
+    pub(crate) fn cancel(&self, id: u64) {
+        self.cancelled.store(Running::Call(id));
+        let current = self.current.load();
+        if current == Running::Call(id) || current == Running::Preparing {
+            self.stop_running();
+        }
+    }
+
+    /// Interrupts whatever runs now, whichever call it is.
+    pub(crate) fn cancel_current(&self) {
+        if let Running::Call(id) = self.current.load() {
+            self.cancel(id);
+        }
+    }
+
+    /// Times out item `item`, if it is still the one running.
+    fn time_out(&self, item: u64) {
+        self.timed_out.store(item, Ordering::SeqCst);
+        if self.item.load(Ordering::SeqCst) == item && self.current.load() != Running::Nothing {
+            self.stop_running();
+        }
+    }
+
+    /// Bumps the epoch for a guest in wasm and wakes the running future for
+    /// a guest blocked in a host call.
+    fn stop_running(&self) {
+        self.engine.increment_epoch();
+        if let Some(tx) = self.wake.lock().expect("wake lock").take() {
+            let _ = tx.send(());
+        }
+        self.answers.wake();
+    }
+
+    /// Whether the running item was cancelled or timed out.
+    pub(crate) fn is_stopped(&self) -> bool {
+        let current = self.current.load();
+        self.timed_out.load(Ordering::SeqCst) == self.item.load(Ordering::SeqCst)
+            || (matches!(current, Running::Call(_)) && self.cancelled.load() == current)
+    }
+
+    /// The error for the running item of call `id` if it timed out or the
+    /// call was cancelled.
+    pub(super) fn interrupted(&self, id: u64, options: &CallOptions) -> Option<WireError> {
+        if self.timed_out.load(Ordering::SeqCst) == self.item.load(Ordering::SeqCst) {
+            Some(WireError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the call ran past its timeout of {:?}",
+                    options.timeout.unwrap_or_default()
+                ),
+            ))
+        } else if self.cancelled.load() == Running::Call(id) {
+            Some(WireError::new(
+                ErrorKind::Cancelled,
+                "the call was cancelled",
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Marks `running` (a call, or an instance being prepared) as running,
+    /// and arms its deadline. Returns the receiver its interrupt wakes.
+    pub(super) fn begin(
+        &self,
+        running: Running,
+        timeout: Option<std::time::Duration>,
+    ) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        *self.wake.lock().expect("wake lock") = Some(tx);
+        let item = self.item.fetch_add(1, Ordering::SeqCst) + 1;
+        self.current.store(running);
+        if let Some(timeout) = timeout {
+            *self.deadline.lock().expect("deadline lock") = Some((item, Instant::now() + timeout));
+            self.deadline_set.notify_one();
+        }
+        rx
+    }
+
+    /// Marks the end of what [`Interrupts::begin`] started.
+    pub(super) fn end(&self, timed: bool) {
+        self.current.store(Running::Nothing);
+        if timed {
+            self.deadline.lock().expect("deadline lock").take();
+        }
+        self.wake.lock().expect("wake lock").take();
+    }
+
+    /// The `wasmpool-timer` thread: interrupts the running call when its
+    /// deadline passes; exits once the executor is dropped.
+    pub(super) fn timer_loop(&self) {
+        let mut deadline = self.deadline.lock().expect("deadline lock");
+        loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            deadline = match *deadline {
+                None => self.deadline_set.wait(deadline).expect("deadline lock"),
+                Some((item, at)) => {
+                    let now = Instant::now();
+                    if now >= at {
+                        *deadline = None;
+                        drop(deadline);
+                        self.time_out(item);
+                        self.deadline.lock().expect("deadline lock")
+                    } else {
+                        self.deadline_set
+                            .wait_timeout(deadline, at - now)
+                            .expect("deadline lock")
+                            .0
+                    }
+                }
+            };
+        }
+    }
+}
+
+impl Interrupts {
+    /// Interrupts for calls on `engine`'s stores; a guest waiting for an
+    /// answer waits on `answers`.
+    pub(super) fn new(engine: Engine, answers: Arc<Answers>) -> Interrupts {
+        Interrupts {
+            engine,
+            current: AtomicRunning::new(Running::Nothing),
+            cancelled: AtomicRunning::new(Running::Nothing),
+            item: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+            wake: Mutex::new(None),
+            deadline: Mutex::new(None),
+            deadline_set: Condvar::new(),
+            closed: AtomicBool::new(false),
+            answers,
+        }
+    }
+
+    /// The executor is gone: ends the timer thread.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _guard = self.deadline.lock().expect("deadline lock");
+        self.deadline_set.notify_one();
+    }
+}

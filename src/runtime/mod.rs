@@ -1,0 +1,146 @@
+//! What runs inside a worker: the executor of calls, each call's store and
+//! sandbox, the `wasmpool:sync` imports, and the worker process's entry
+//! point. A worker thread runs the same [`Executor`] in the host process.
+//!
+//! Threads of a worker process:
+//!
+//! - the main thread reads [`ToWorker`] frames from the request pipe, runs
+//!   each call on its [`Executor`] and writes the reply to the reply pipe;
+//! - `wasmpool-control` reads [`Control`] frames. A cancel interrupts the
+//!   call (see [`Interrupts`]). When the control socket closes, the host
+//!   is gone and the process exits.
+//! - `wasmpool-timer`, the executor's, enforces a call's timeout.
+//!
+//! A worker process reports through `tracing`. It starts before `main`, so
+//! the host's subscriber is not there: when `RUST_LOG` is set, the worker
+//! installs its own, which writes to its stderr (the host's stderr), with
+//! the same filter syntax as `tracing-subscriber`'s `Targets`
+//! (`wasmpool=debug`, `info`, ...).
+
+mod call;
+mod executor;
+mod imports;
+mod interrupts;
+mod loaded;
+mod port;
+mod stdio;
+mod store;
+
+use std::io::{self, Write as _};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+pub(crate) use executor::Executor;
+pub(crate) use interrupts::Interrupts;
+pub(crate) use port::{Answers, Inbox, OpSender, SPIN};
+
+use crate::platform;
+use crate::wire::{Control, FromWorker, Init, PROTOCOL_VERSION, ToWorker, read_frame, write_frame};
+
+/// Runs the worker; returns the process exit code.
+pub(crate) fn run() -> i32 {
+    init_tracing();
+    match serve() {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(pid = std::process::id(), error = %e, "worker failed");
+            70
+        }
+    }
+}
+
+/// Installs a stderr subscriber when `RUST_LOG` asks for one.
+fn init_tracing() {
+    let Some(filter) = std::env::var("RUST_LOG").ok().filter(|f| !f.is_empty()) else {
+        return;
+    };
+    let targets = filter
+        .parse::<tracing_subscriber::filter::Targets>()
+        .unwrap_or_else(|_| tracing_subscriber::filter::Targets::new());
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let subscriber = tracing_subscriber::registry()
+        .with(targets)
+        .with(tracing_subscriber::fmt::layer().with_writer(io::stderr));
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+fn serve() -> io::Result<()> {
+    platform::keep_freed_memory();
+    let platform::Channels {
+        requests,
+        control,
+        replies,
+    } = platform::inherited_channels()?;
+    let mut buf = Vec::new();
+    let Some(init) = read_frame::<_, Init>(&requests, &mut buf)? else {
+        return Ok(());
+    };
+    let fail = |message: String| {
+        let _ = write_frame(
+            &replies,
+            &FromWorker::Failed {
+                message: message.clone(),
+            },
+        );
+        io::Error::other(message)
+    };
+    if init.version != PROTOCOL_VERSION {
+        return Err(fail(format!(
+            "protocol version {} from the host, {} here: the worker program is a different build",
+            init.version, PROTOCOL_VERSION
+        )));
+    }
+    let requests = Arc::new(requests);
+    let answers = Arc::new(Answers::Pipe {
+        requests: requests.clone(),
+        wake: platform::WakePipe::new()?,
+    });
+    // Only this thread writes replies: the executor's operations go out
+    // while it runs a call, its outcomes after.
+    let ops = replies.try_clone()?;
+    let send: OpSender = Box::new(move |seq, op| write_frame(&ops, &FromWorker::Sync { seq, op }));
+    let mut executor =
+        Executor::new(&init.engine, init.reuse_instances, answers, send).map_err(fail)?;
+    write_frame(
+        &replies,
+        &FromWorker::Ready {
+            version: PROTOCOL_VERSION,
+            pid: std::process::id(),
+        },
+    )?;
+    tracing::debug!(pid = std::process::id(), "worker ready");
+    let interrupts = executor.interrupts();
+    std::thread::Builder::new()
+        .name("wasmpool-control".into())
+        .spawn(move || control_loop(control, &interrupts))?;
+
+    loop {
+        // A request that follows within the spin arrives without a sleep
+        // and a wake-up on either side.
+        platform::spin_until_readable(&*requests, SPIN);
+        let req = match read_frame::<_, ToWorker>(&*requests, &mut buf)? {
+            Some(ToWorker::Call(req)) => req,
+            // Left behind by a guest stopped while it waited.
+            Some(ToWorker::Answer { .. }) => continue,
+            None => return Ok(()),
+        };
+        let id = req.id;
+        executor.run(req, |outcomes| {
+            write_frame(&replies, &FromWorker::Done { id, outcomes })
+        })?;
+    }
+}
+
+fn control_loop(control: UnixStream, interrupts: &Interrupts) {
+    let mut buf = Vec::new();
+    loop {
+        match read_frame::<_, Control>(&control, &mut buf) {
+            Ok(Some(Control::Cancel { id })) => interrupts.cancel(id),
+            // The host is gone or broke the protocol: nothing left to serve.
+            Ok(None) | Err(_) => {
+                let _ = io::stdout().flush();
+                std::process::exit(0);
+            }
+        }
+    }
+}

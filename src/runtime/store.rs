@@ -1,0 +1,232 @@
+//! The store of one call: its WASI sandbox (nothing but what the call's
+//! options grant), `wasi:http` with every request denied, the memory
+//! limit, and the guest's way to the registry.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+#[cfg(feature = "wasi-http")]
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+use super::port::Port;
+use super::stdio::{Fd, GuestOutput};
+use crate::error::{ErrorKind, Limit};
+use crate::options::DirAccess;
+use crate::wire::{CallOptions, WireError};
+
+/// How much of a call's stderr is kept to find a panic message.
+const STDERR_TAIL: usize = 8 * 1024;
+
+/// The per-call store data: WASI, wasi:http (outgoing requests denied) and
+/// the limits.
+pub(crate) struct State {
+    wasi: WasiCtx,
+    #[cfg(feature = "wasi-http")]
+    http: WasiHttpCtx,
+    #[cfg(feature = "wasi-http")]
+    hooks: DenyHttp,
+    table: ResourceTable,
+    pub(super) limits: Limits,
+    pub(super) port: Arc<Port>,
+}
+
+/// Enforces a call's memory limit and remembers that it did.
+pub(super) struct Limits {
+    max_memory: Option<u64>,
+    /// The limit the call ran into, if any.
+    pub(super) hit: Option<Limit>,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        match self.max_memory {
+            Some(max) if desired as u64 > max => {
+                self.hit = Some(Limit::Memory);
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+#[cfg(feature = "wasi-http")]
+impl WasiHttpView for State {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            hooks: &mut self.hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+/// Refuses every outgoing HTTP request: the sandbox has no network.
+#[cfg(feature = "wasi-http")]
+struct DenyHttp;
+
+#[cfg(feature = "wasi-http")]
+impl wasmtime_wasi_http::WasiHttpHooks for DenyHttp {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// What a guest may import: WASI p2, `wasi:http` (every request denied,
+/// with the `wasi-http` feature) and `wasmpool:sync`.
+pub(super) fn make_linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    #[cfg(feature = "wasi-http")]
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    super::imports::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+pub(super) type NewStore = (Store<State>, GuestOutput, GuestOutput, Arc<Mutex<Vec<u8>>>);
+
+/// A store whose WASI context grants what `options` grants, and nothing
+/// else.
+pub(super) fn new_store(
+    engine: &Engine,
+    port: &Arc<Port>,
+    options: &CallOptions,
+) -> Result<NewStore, WireError> {
+    let tail = Arc::new(Mutex::new(Vec::new()));
+    let stdout = GuestOutput::new(Fd::Stdout, options.stdout);
+    let stderr = GuestOutput::new(Fd::Stderr, options.stderr).with_tail(tail.clone(), STDERR_TAIL);
+    let wasi = wasi_ctx(options, &stdout, &stderr)?;
+    let mut store = Store::new(
+        engine,
+        State {
+            wasi,
+            #[cfg(feature = "wasi-http")]
+            http: WasiHttpCtx::new(),
+            #[cfg(feature = "wasi-http")]
+            hooks: DenyHttp,
+            table: ResourceTable::new(),
+            limits: Limits {
+                max_memory: options.max_memory,
+                hit: None,
+            },
+            port: port.clone(),
+        },
+    );
+    store.limiter(|s| &mut s.limits);
+    Ok((store, stdout, stderr, tail))
+}
+
+/// The WASI context of one call: nothing but what `options` grants.
+fn wasi_ctx(
+    options: &CallOptions,
+    stdout: &GuestOutput,
+    stderr: &GuestOutput,
+) -> Result<WasiCtx, WireError> {
+    let mut b = wasmtime_wasi::WasiCtxBuilder::new();
+    b.stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    for (k, v) in &options.env {
+        b.env(k, v);
+    }
+    if let Some(seed) = options.deterministic {
+        b.secure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(seed)))
+            .insecure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(!seed)))
+            .insecure_random_seed(u128::from(seed))
+            .wall_clock(FixedWallClock)
+            .monotonic_clock(SteppingClock(std::sync::atomic::AtomicU64::new(0)));
+    }
+    for p in &options.preopens {
+        let perms = match p.access {
+            DirAccess::ReadOnly => wasmtime_wasi::FsPerms::ReadOnly,
+            DirAccess::ReadWrite => wasmtime_wasi::FsPerms::ReadWrite,
+        };
+        b.preopened_dir(&p.host, &p.guest, perms).map_err(|e| {
+            WireError::new(
+                ErrorKind::Io,
+                format!("preopening {} as {}: {e:#}", p.host.display(), p.guest),
+            )
+        })?;
+    }
+    Ok(b.build())
+}
+
+/// 4 KiB of bytes from a seed (splitmix64), cycled by `Deterministic`.
+fn seeded_bytes(seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..512)
+        .flat_map(|_| {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)).to_le_bytes()
+        })
+        .collect()
+}
+
+/// A wall clock stopped at 2023-11-14T22:13:20Z.
+struct FixedWallClock;
+
+impl wasmtime_wasi::HostWallClock for FixedWallClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(1)
+    }
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1_700_000_000)
+    }
+}
+
+/// A monotonic clock that advances 1 µs each time it is read.
+struct SteppingClock(std::sync::atomic::AtomicU64);
+
+impl wasmtime_wasi::HostMonotonicClock for SteppingClock {
+    fn resolution(&self) -> u64 {
+        1_000
+    }
+    fn now(&self) -> u64 {
+        self.0.fetch_add(1_000, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,85 @@
+//! A worker's seat at the registry: what its guest's operations go
+//! through, and what ends with each of its calls.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::{AnswerSink, Owner, Registry, Sink};
+use crate::wire::GuestOp;
+
+/// A worker's side of the registry, shared by the worker's handle and
+/// whoever submits its guest's operations.
+pub(crate) struct GuestState {
+    registry: Arc<Registry>,
+    worker: u64,
+    /// Where the guest's answers go.
+    sink: Arc<dyn AnswerSink>,
+    /// The channel of the spawned job in flight, if any
+    /// ([`crate::Pool::spawn`]).
+    channel: Mutex<Option<String>>,
+    /// Set once the call in flight has used the registry (or was fenced):
+    /// only then does its end need the registry's lock.
+    used: AtomicBool,
+}
+
+impl GuestState {
+    /// Worker `worker`'s seat at `registry`, answered through `sink`.
+    pub(crate) fn new(
+        registry: Arc<Registry>,
+        worker: u64,
+        sink: Arc<dyn AnswerSink>,
+    ) -> GuestState {
+        GuestState {
+            registry,
+            worker,
+            sink,
+            channel: Mutex::new(None),
+            used: AtomicBool::new(false),
+        }
+    }
+
+    /// Gives the next call the job channel `key`.
+    pub(crate) fn attach_channel(&self, key: String) {
+        *self.channel.lock().expect("channel lock") = Some(key);
+    }
+
+    /// Submits the guest's operation `seq`.
+    pub(crate) fn submit(&self, seq: u64, op: GuestOp) {
+        self.used.store(true, Ordering::SeqCst);
+        let channel = self.channel.lock().expect("channel lock").clone();
+        let sink = Sink::Guest(self.sink.clone());
+        self.registry.submit(
+            Owner::Worker(self.worker),
+            seq,
+            op,
+            sink,
+            channel.as_deref(),
+        );
+    }
+
+    /// The call was cancelled: fences the guest until it has stopped (see
+    /// [`Registry::fence`]).
+    pub(crate) fn fence(&self) {
+        self.used.store(true, Ordering::SeqCst);
+        self.registry.fence(self.worker);
+    }
+
+    /// The worker was killed: what its guest held is released at once, so
+    /// that whoever learns of the kill finds it free.
+    pub(crate) fn release_now(&self) {
+        self.registry.release_all(Owner::Worker(self.worker));
+    }
+
+    /// The call ended, or the worker did: everything its guest held is
+    /// released, and its job channel, if any, closes. A call that never
+    /// used the registry costs no lock.
+    pub(crate) fn call_ended(&self) {
+        if self.used.swap(false, Ordering::SeqCst) {
+            self.registry.release_all(Owner::Worker(self.worker));
+        }
+        let channel = self.channel.lock().expect("channel lock").take();
+        if let Some(key) = channel {
+            self.registry.end_channel(&key);
+        }
+    }
+}

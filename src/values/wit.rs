@@ -1,0 +1,642 @@
+//! The serde <-> WIT value mapping (DESIGN §2), between [`Value`] and
+//! wasmtime's `component::Val`, guided by the function's WIT types.
+//!
+//! | WIT | from the host | to the host |
+//! | --- | --- | --- |
+//! | `bool`, integers, floats | the primitive; integers range-checked | the primitive |
+//! | `char` | a one-character string | a string |
+//! | `string` | a string | a string |
+//! | `list<u8>` | bytes, or an array of integers | bytes |
+//! | `list<T>`, `tuple<..>` | an array | an array |
+//! | `record` | a map by field name, or an array in field order | a map by WIT field name |
+//! | `variant` | a case name, or a map of one case name to its payload | the same |
+//! | `enum` | a case name | a case name |
+//! | `option<T>` | nil or the value | nil or the value |
+//! | `result<T, E>` | a map `{"ok": T}` or `{"err": E}` | the same |
+//! | `flags` | an array of flag names | an array of flag names |
+//! | `resource`, `own`, `borrow`, `future`, `stream` | refused | refused |
+//!
+//! Names compare ignoring case, `-` and `_`.
+
+use std::fmt::Write as _;
+
+use wasmtime::component::{Type, Val};
+
+pub(crate) use super::Path;
+use super::{Value, names_match};
+
+/// The WIT spelling of a type, for error messages.
+pub(crate) fn type_name(ty: &Type) -> String {
+    let mut s = String::new();
+    write_type(&mut s, ty, 0);
+    s
+}
+
+fn write_type(s: &mut String, ty: &Type, depth: usize) {
+    if depth > 3 {
+        s.push_str("..");
+        return;
+    }
+    let d = depth + 1;
+    match ty {
+        Type::Bool => s.push_str("bool"),
+        Type::S8 => s.push_str("s8"),
+        Type::U8 => s.push_str("u8"),
+        Type::S16 => s.push_str("s16"),
+        Type::U16 => s.push_str("u16"),
+        Type::S32 => s.push_str("s32"),
+        Type::U32 => s.push_str("u32"),
+        Type::S64 => s.push_str("s64"),
+        Type::U64 => s.push_str("u64"),
+        Type::Float32 => s.push_str("f32"),
+        Type::Float64 => s.push_str("f64"),
+        Type::Char => s.push_str("char"),
+        Type::String => s.push_str("string"),
+        Type::List(l) => {
+            s.push_str("list<");
+            write_type(s, &l.ty(), d);
+            s.push('>');
+        }
+        Type::FixedLengthList(l) => {
+            s.push_str("list<");
+            write_type(s, &l.ty(), d);
+            let _ = write!(s, ", {}>", l.len());
+        }
+        Type::Map(m) => {
+            s.push_str("map<");
+            write_type(s, &m.key(), d);
+            s.push_str(", ");
+            write_type(s, &m.value(), d);
+            s.push('>');
+        }
+        Type::Record(r) => {
+            s.push_str("record { ");
+            for (i, f) in r.fields().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                let _ = write!(s, "{}: ", f.name);
+                write_type(s, &f.ty, d);
+            }
+            s.push_str(" }");
+        }
+        Type::Tuple(t) => {
+            s.push_str("tuple<");
+            for (i, t) in t.types().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                write_type(s, &t, d);
+            }
+            s.push('>');
+        }
+        Type::Variant(v) => {
+            s.push_str("variant { ");
+            for (i, c) in v.cases().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                s.push_str(c.name);
+                if let Some(t) = &c.ty {
+                    s.push('(');
+                    write_type(s, t, d);
+                    s.push(')');
+                }
+            }
+            s.push_str(" }");
+        }
+        Type::Enum(e) => {
+            let _ = write!(s, "enum {{ {} }}", e.names().collect::<Vec<_>>().join(", "));
+        }
+        Type::Flags(f) => {
+            let _ = write!(
+                s,
+                "flags {{ {} }}",
+                f.names().collect::<Vec<_>>().join(", ")
+            );
+        }
+        Type::Option(o) => {
+            s.push_str("option<");
+            write_type(s, &o.ty(), d);
+            s.push('>');
+        }
+        Type::Result(r) => {
+            s.push_str("result<");
+            match r.ok() {
+                Some(t) => write_type(s, &t, d),
+                None => s.push('_'),
+            }
+            s.push_str(", ");
+            match r.err() {
+                Some(t) => write_type(s, &t, d),
+                None => s.push('_'),
+            }
+            s.push('>');
+        }
+        Type::Own(_) => s.push_str("own<resource>"),
+        Type::Borrow(_) => s.push_str("borrow<resource>"),
+        Type::Future(_) => s.push_str("future"),
+        Type::Stream(_) => s.push_str("stream"),
+        Type::ErrorContext => s.push_str("error-context"),
+    }
+}
+
+/// The first type wasmpool cannot carry across a process boundary inside
+/// `ty`, if any.
+pub(crate) fn unsupported(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Own(_) | Type::Borrow(_) => Some("resource handles".into()),
+        Type::Future(_) | Type::Stream(_) | Type::ErrorContext => {
+            Some("async types (future, stream, error-context)".into())
+        }
+        Type::List(l) => unsupported(&l.ty()),
+        Type::FixedLengthList(l) => unsupported(&l.ty()),
+        Type::Map(m) => unsupported(&m.key()).or_else(|| unsupported(&m.value())),
+        Type::Option(o) => unsupported(&o.ty()),
+        Type::Record(r) => r.fields().find_map(|f| unsupported(&f.ty)),
+        Type::Tuple(t) => t.types().find_map(|t| unsupported(&t)),
+        Type::Variant(v) => v.cases().find_map(|c| c.ty.as_ref().and_then(unsupported)),
+        Type::Result(r) => r
+            .ok()
+            .and_then(|t| unsupported(&t))
+            .or_else(|| r.err().and_then(|t| unsupported(&t))),
+        _ => None,
+    }
+}
+
+/// A value that does not fit its WIT type.
+pub(crate) struct Mismatch(pub(crate) String);
+
+fn mismatch(path: &Path<'_>, ty: &Type, got: &Value) -> Mismatch {
+    Mismatch(format!(
+        "{path}: expected {}, got {}",
+        type_name(ty),
+        got.describe()
+    ))
+}
+
+fn int(path: &Path<'_>, ty: &Type, v: &Value, min: i128, max: i128) -> Result<i128, Mismatch> {
+    match v {
+        Value::Int(i) if (min..=max).contains(i) => Ok(*i),
+        Value::Int(i) => Err(Mismatch(format!(
+            "{path}: {i} is out of range for {}",
+            type_name(ty)
+        ))),
+        other => Err(mismatch(path, ty, other)),
+    }
+}
+
+fn float(path: &Path<'_>, ty: &Type, v: &Value) -> Result<f64, Mismatch> {
+    match v {
+        Value::F32(f) => Ok(f64::from(*f)),
+        Value::F64(f) => Ok(*f),
+        Value::Int(i) => Ok(*i as f64),
+        other => Err(mismatch(path, ty, other)),
+    }
+}
+
+/// Converts one [`Value`] into a `Val` of type `ty`.
+pub(crate) fn to_val(path: &Path<'_>, ty: &Type, v: Value) -> Result<Val, Mismatch> {
+    Ok(match ty {
+        Type::Bool => match v {
+            Value::Bool(b) => Val::Bool(b),
+            other => return Err(mismatch(path, ty, &other)),
+        },
+        Type::S8 => Val::S8(int(path, ty, &v, i8::MIN.into(), i8::MAX.into())? as i8),
+        Type::U8 => Val::U8(int(path, ty, &v, 0, u8::MAX.into())? as u8),
+        Type::S16 => Val::S16(int(path, ty, &v, i16::MIN.into(), i16::MAX.into())? as i16),
+        Type::U16 => Val::U16(int(path, ty, &v, 0, u16::MAX.into())? as u16),
+        Type::S32 => Val::S32(int(path, ty, &v, i32::MIN.into(), i32::MAX.into())? as i32),
+        Type::U32 => Val::U32(int(path, ty, &v, 0, u32::MAX.into())? as u32),
+        Type::S64 => Val::S64(int(path, ty, &v, i64::MIN.into(), i64::MAX.into())? as i64),
+        Type::U64 => Val::U64(int(path, ty, &v, 0, u64::MAX.into())? as u64),
+        Type::Float32 => match v {
+            Value::F32(f) => Val::Float32(f),
+            other => Val::Float32(float(path, ty, &other)? as f32),
+        },
+        Type::Float64 => Val::Float64(float(path, ty, &v)?),
+        Type::Char => character(path, ty, v)?,
+        Type::String => match v {
+            Value::Str(s) => Val::String(s),
+            other => return Err(mismatch(path, ty, &other)),
+        },
+        Type::List(l) => {
+            let elem = l.ty();
+            match (v, &elem) {
+                (Value::Bin(b), Type::U8) => Val::List(b.into_iter().map(Val::U8).collect()),
+                (Value::Array(a), _) => Val::List(list(path, &elem, a)?),
+                (other, _) => return Err(mismatch(path, ty, &other)),
+            }
+        }
+        Type::FixedLengthList(l) => fixed_list(path, ty, l, v)?,
+        Type::Map(m) => map(path, ty, m, v)?,
+        Type::Tuple(t) => tuple(path, ty, t, v)?,
+        Type::Record(r) => record(path, ty, r, v)?,
+        Type::Variant(var) => variant(path, ty, var, v)?,
+        Type::Enum(e) => enumeration(path, ty, e, v)?,
+        Type::Option(o) => match v {
+            Value::Nil => Val::Option(None),
+            v => Val::Option(Some(Box::new(to_val(path, &o.ty(), v)?))),
+        },
+        Type::Result(r) => result(path, ty, r, v)?,
+        Type::Flags(f) => flags(path, ty, f, v)?,
+        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext => {
+            return Err(Mismatch(format!(
+                "{path}: {} cannot be passed to a worker process",
+                type_name(ty)
+            )));
+        }
+    })
+}
+
+fn fixed_list(
+    path: &Path<'_>,
+    ty: &Type,
+    l: &wasmtime::component::types::FixedLengthList,
+    v: Value,
+) -> Result<Val, Mismatch> {
+    let elem = l.ty();
+    let items = match v {
+        Value::Bin(b) if matches!(elem, Type::U8) => {
+            b.into_iter().map(|x| Value::Int(x.into())).collect()
+        }
+        Value::Array(a) => a,
+        other => return Err(mismatch(path, ty, &other)),
+    };
+    if items.len() != l.len() as usize {
+        return Err(Mismatch(format!(
+            "{path}: expected {} elements, got {}",
+            l.len(),
+            items.len()
+        )));
+    }
+    Ok(Val::FixedLengthList(list(path, &elem, items)?))
+}
+
+fn map(
+    path: &Path<'_>,
+    ty: &Type,
+    m: &wasmtime::component::types::Map,
+    v: Value,
+) -> Result<Val, Mismatch> {
+    let (kt, vt) = (m.key(), m.value());
+    let Value::Map(entries) = v else {
+        return Err(mismatch(path, ty, &v));
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, (k, val)) in entries.into_iter().enumerate() {
+        let p = Path::Index(path, i);
+        out.push((to_val(&p, &kt, k)?, to_val(&p, &vt, val)?));
+    }
+    Ok(Val::Map(out))
+}
+
+fn tuple(
+    path: &Path<'_>,
+    ty: &Type,
+    t: &wasmtime::component::types::Tuple,
+    v: Value,
+) -> Result<Val, Mismatch> {
+    let types: Vec<Type> = t.types().collect();
+    let Value::Array(items) = v else {
+        return Err(mismatch(path, ty, &v));
+    };
+    if items.len() != types.len() {
+        return Err(Mismatch(format!(
+            "{path}: expected a tuple of {}, got an array of {}",
+            types.len(),
+            items.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, (t, item)) in types.iter().zip(items).enumerate() {
+        out.push(to_val(&Path::Index(path, i), t, item)?);
+    }
+    Ok(Val::Tuple(out))
+}
+
+fn variant(
+    path: &Path<'_>,
+    ty: &Type,
+    var: &wasmtime::component::types::Variant,
+    v: Value,
+) -> Result<Val, Mismatch> {
+    let (name, payload) = tagged(path, ty, v)?;
+    let Some(case) = var.cases().find(|c| names_match(c.name, &name)) else {
+        return Err(Mismatch(format!(
+            "{path}: {name:?} is not a case of {}",
+            type_name(ty)
+        )));
+    };
+    let payload = match (&case.ty, payload) {
+        (None, None | Some(Value::Nil)) => None,
+        (None, Some(p)) => {
+            return Err(Mismatch(format!(
+                "{path}: case {} has no payload, got {}",
+                case.name,
+                p.describe()
+            )));
+        }
+        (Some(t), p) => Some(Box::new(to_val(
+            &Path::Field(path, case.name),
+            t,
+            p.unwrap_or(Value::Nil),
+        )?)),
+    };
+    Ok(Val::Variant(case.name.to_string(), payload))
+}
+
+fn enumeration(
+    path: &Path<'_>,
+    ty: &Type,
+    e: &wasmtime::component::types::Enum,
+    v: Value,
+) -> Result<Val, Mismatch> {
+    let (name, payload) = tagged(path, ty, v)?;
+    if payload.is_some_and(|p| p != Value::Nil) {
+        return Err(Mismatch(format!("{path}: enum cases have no payload")));
+    }
+    match e.names().find(|n| names_match(n, &name)) {
+        Some(n) => Ok(Val::Enum(n.to_string())),
+        None => Err(Mismatch(format!(
+            "{path}: {name:?} is not a case of {}",
+            type_name(ty)
+        ))),
+    }
+}
+
+fn result(
+    path: &Path<'_>,
+    ty: &Type,
+    r: &wasmtime::component::types::ResultType,
+    v: Value,
+) -> Result<Val, Mismatch> {
+    let (name, payload) = tagged(path, ty, v)?;
+    let (is_ok, t) = if names_match(&name, "ok") {
+        (true, r.ok())
+    } else if names_match(&name, "err") {
+        (false, r.err())
+    } else {
+        return Err(Mismatch(format!(
+            "{path}: expected `ok` or `err` for {}, got {name:?}",
+            type_name(ty)
+        )));
+    };
+    let p = Path::Field(path, if is_ok { "ok" } else { "err" });
+    let inner = match (t, payload) {
+        (None, None | Some(Value::Nil)) => None,
+        (None, Some(other)) => {
+            return Err(Mismatch(format!(
+                "{p}: this case has no payload, got {}",
+                other.describe()
+            )));
+        }
+        (Some(t), payload) => Some(Box::new(to_val(&p, &t, payload.unwrap_or(Value::Nil))?)),
+    };
+    Ok(Val::Result(if is_ok { Ok(inner) } else { Err(inner) }))
+}
+
+fn flags(
+    path: &Path<'_>,
+    ty: &Type,
+    f: &wasmtime::component::types::Flags,
+    v: Value,
+) -> Result<Val, Mismatch> {
+    let Value::Array(items) = v else {
+        return Err(mismatch(path, ty, &v));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Str(name) = item else {
+            return Err(mismatch(&Path::Index(path, i), ty, &item));
+        };
+        match f.names().find(|n| names_match(n, &name)) {
+            Some(n) => out.push(n.to_string()),
+            None => {
+                return Err(Mismatch(format!(
+                    "{}: {name:?} is not a flag of {}",
+                    Path::Index(path, i),
+                    type_name(ty)
+                )));
+            }
+        }
+    }
+    Ok(Val::Flags(out))
+}
+
+fn character(path: &Path<'_>, ty: &Type, v: Value) -> Result<Val, Mismatch> {
+    match v {
+        Value::Str(ref s) => {
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Ok(Val::Char(c)),
+                _ => Err(mismatch(path, ty, &v)),
+            }
+        }
+        Value::Int(i) => match u32::try_from(i).ok().and_then(char::from_u32) {
+            Some(c) => Ok(Val::Char(c)),
+            None => Err(mismatch(path, ty, &v)),
+        },
+        other => Err(mismatch(path, ty, &other)),
+    }
+}
+
+fn list(path: &Path<'_>, elem: &Type, items: Vec<Value>) -> Result<Vec<Val>, Mismatch> {
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        out.push(to_val(&Path::Index(path, i), elem, item)?);
+    }
+    Ok(out)
+}
+
+/// Reads a variant-like value: a bare name, or a map of one name to its
+/// payload.
+fn tagged(path: &Path<'_>, ty: &Type, v: Value) -> Result<(String, Option<Value>), Mismatch> {
+    match v {
+        Value::Str(s) => Ok((s, None)),
+        Value::Map(m) if m.len() == 1 => {
+            let (k, payload) = m.into_iter().next().expect("one entry");
+            match k {
+                Value::Str(s) => Ok((s, Some(payload))),
+                other => Err(mismatch(path, ty, &other)),
+            }
+        }
+        other => Err(mismatch(path, ty, &other)),
+    }
+}
+
+fn record(
+    path: &Path<'_>,
+    ty: &Type,
+    r: &wasmtime::component::types::Record,
+    v: Value,
+) -> Result<Val, Mismatch> {
+    let fields: Vec<_> = r.fields().collect();
+    match v {
+        Value::Map(entries) => {
+            let mut slots: Vec<Option<Value>> = (0..fields.len()).map(|_| None).collect();
+            for (k, val) in entries {
+                let Value::Str(name) = k else {
+                    return Err(Mismatch(format!(
+                        "{path}: record keys must be field names, got {}",
+                        k.describe()
+                    )));
+                };
+                let Some(i) = fields.iter().position(|f| names_match(f.name, &name)) else {
+                    return Err(Mismatch(format!(
+                        "{path}: {name:?} is not a field of {}",
+                        type_name(ty)
+                    )));
+                };
+                slots[i] = Some(val);
+            }
+            let mut out = Vec::with_capacity(fields.len());
+            for (f, slot) in fields.iter().zip(slots) {
+                let p = Path::Field(path, f.name);
+                let val = match (slot, &f.ty) {
+                    (Some(v), t) => to_val(&p, t, v)?,
+                    // An absent optional field is `none`.
+                    (None, Type::Option(_)) => Val::Option(None),
+                    (None, t) => {
+                        return Err(Mismatch(format!(
+                            "{p}: missing field of type {}",
+                            type_name(t)
+                        )));
+                    }
+                };
+                out.push((f.name.to_string(), val));
+            }
+            Ok(Val::Record(out))
+        }
+        Value::Array(items) if items.len() == fields.len() => {
+            let mut out = Vec::with_capacity(fields.len());
+            for (f, item) in fields.iter().zip(items) {
+                out.push((
+                    f.name.to_string(),
+                    to_val(&Path::Field(path, f.name), &f.ty, item)?,
+                ));
+            }
+            Ok(Val::Record(out))
+        }
+        other => Err(mismatch(path, ty, &other)),
+    }
+}
+
+/// Converts a result `Val` of type `ty` into a [`Value`] for the host.
+pub(crate) fn from_val(ty: &Type, v: Val) -> Value {
+    match v {
+        Val::Bool(b) => Value::Bool(b),
+        Val::S8(i) => Value::Int(i.into()),
+        Val::U8(i) => Value::Int(i.into()),
+        Val::S16(i) => Value::Int(i.into()),
+        Val::U16(i) => Value::Int(i.into()),
+        Val::S32(i) => Value::Int(i.into()),
+        Val::U32(i) => Value::Int(i.into()),
+        Val::S64(i) => Value::Int(i.into()),
+        Val::U64(i) => Value::Int(i.into()),
+        Val::Float32(f) => Value::F32(f),
+        Val::Float64(f) => Value::F64(f),
+        Val::Char(c) => Value::Str(c.to_string()),
+        Val::String(s) => Value::Str(s),
+        Val::List(items) | Val::FixedLengthList(items) => {
+            let elem = match ty {
+                Type::List(l) => l.ty(),
+                Type::FixedLengthList(l) => l.ty(),
+                _ => Type::Bool,
+            };
+            if matches!(elem, Type::U8) {
+                Value::Bin(
+                    items
+                        .into_iter()
+                        .map(|v| if let Val::U8(b) = v { b } else { 0 })
+                        .collect(),
+                )
+            } else {
+                Value::Array(items.into_iter().map(|v| from_val(&elem, v)).collect())
+            }
+        }
+        Val::Map(entries) => {
+            let (kt, vt) = match ty {
+                Type::Map(m) => (m.key(), m.value()),
+                _ => (Type::Bool, Type::Bool),
+            };
+            Value::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (from_val(&kt, k), from_val(&vt, v)))
+                    .collect(),
+            )
+        }
+        Val::Record(fields) => {
+            let types: Vec<Type> = match ty {
+                Type::Record(r) => r.fields().map(|f| f.ty).collect(),
+                _ => Vec::new(),
+            };
+            Value::Map(
+                fields
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (name, v))| {
+                        let t = types.get(i).cloned().unwrap_or(Type::Bool);
+                        (Value::Str(name), from_val(&t, v))
+                    })
+                    .collect(),
+            )
+        }
+        Val::Tuple(items) => {
+            let types: Vec<Type> = match ty {
+                Type::Tuple(t) => t.types().collect(),
+                _ => Vec::new(),
+            };
+            Value::Array(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| from_val(types.get(i).unwrap_or(&Type::Bool), v))
+                    .collect(),
+            )
+        }
+        Val::Variant(name, payload) => match payload {
+            None => Value::Str(name),
+            Some(p) => {
+                let t = match ty {
+                    Type::Variant(var) => var
+                        .cases()
+                        .find(|c| c.name == name)
+                        .and_then(|c| c.ty)
+                        .unwrap_or(Type::Bool),
+                    _ => Type::Bool,
+                };
+                Value::Map(vec![(Value::Str(name), from_val(&t, *p))])
+            }
+        },
+        Val::Enum(name) => Value::Str(name),
+        Val::Option(None) => Value::Nil,
+        Val::Option(Some(v)) => {
+            let t = match ty {
+                Type::Option(o) => o.ty(),
+                _ => Type::Bool,
+            };
+            from_val(&t, *v)
+        }
+        Val::Result(r) => {
+            let (ok_t, err_t) = match ty {
+                Type::Result(rt) => (rt.ok(), rt.err()),
+                _ => (None, None),
+            };
+            let (name, t, payload) = match r {
+                Ok(p) => ("ok", ok_t, p),
+                Err(p) => ("err", err_t, p),
+            };
+            let payload = match (payload, t) {
+                (Some(p), Some(t)) => from_val(&t, *p),
+                (Some(p), None) => from_val(&Type::Bool, *p),
+                (None, _) => Value::Nil,
+            };
+            Value::Map(vec![(Value::Str(name.into()), payload)])
+        }
+        Val::Flags(names) => Value::Array(names.into_iter().map(Value::Str).collect()),
+        // Functions returning these are refused before they are called.
+        Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Nil,
+    }
+}

@@ -1,0 +1,135 @@
+//! The messages of the protocol: the handshake, calls and their outcomes,
+//! and the control frames.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Answer, GuestOp, WireError};
+use crate::engine::EngineSettings;
+use crate::options::{DirAccess, Stdio};
+
+/// The first frame, host to worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Init {
+    pub(crate) version: u32,
+    pub(crate) engine: EngineSettings,
+    /// Keep a job's instance between calls ([`crate::PoolBuilder::reuse_instances`]).
+    pub(crate) reuse_instances: bool,
+}
+
+/// Frames the host sends on the request pipe after [`Init`].
+#[derive(Debug, Serialize, Deserialize)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "frames live only while sent or read; a call is the usual one"
+)]
+pub(crate) enum ToWorker {
+    Call(CallRequest),
+    /// The answer to the guest's [`FromWorker::Sync`] operation `seq`.
+    Answer {
+        seq: u64,
+        answer: Answer,
+    },
+}
+
+/// Calls of one exported function: usually one, several for a batch from
+/// [`crate::Pool::map`]. The worker runs them in order, each on its own
+/// instance, and answers them together in one [`FromWorker::Done`]. A
+/// cancel of `id` cancels the item running and every item after it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CallRequest {
+    pub(crate) id: u64,
+    pub(crate) artifact: Artifact,
+    pub(crate) export: ExportPath,
+    /// The arguments of each call: a MessagePack array with one element
+    /// per parameter.
+    pub(crate) items: Vec<serde_bytes::ByteBuf>,
+    pub(crate) options: CallOptions,
+}
+
+/// How one call ended: its MessagePack-encoded result, or an error, and
+/// what it reported.
+pub(crate) type Outcome = (Result<serde_bytes::ByteBuf, WireError>, Report);
+
+/// Per-call settings the worker enforces: limits and the WASI sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CallOptions {
+    /// Interrupt the call (epoch) after this long.
+    pub(crate) timeout: Option<std::time::Duration>,
+    /// The most linear memory an instance may grow to, in bytes.
+    pub(crate) max_memory: Option<u64>,
+    /// Environment variables the guest sees.
+    pub(crate) env: Vec<(String, String)>,
+    /// Host directories the guest sees.
+    pub(crate) preopens: Vec<Preopen>,
+    /// The fuel budget; needs an engine with fuel turned on.
+    pub(crate) fuel: Option<u64>,
+    pub(crate) stdout: Stdio,
+    pub(crate) stderr: Stdio,
+    /// Seed for deterministic random numbers and clocks.
+    pub(crate) deterministic: Option<u64>,
+}
+
+/// What a call reports besides its result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Report {
+    pub(crate) fuel_consumed: Option<u64>,
+    pub(crate) stdout: Option<serde_bytes::ByteBuf>,
+    pub(crate) stderr: Option<serde_bytes::ByteBuf>,
+}
+
+/// A host directory mapped into the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Preopen {
+    pub(crate) host: PathBuf,
+    pub(crate) guest: String,
+    pub(crate) access: DirAccess,
+}
+
+/// A compiled component on disk, as the host's engine serialized it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Artifact {
+    /// Content hash of the component and the engine's settings.
+    pub(crate) key: String,
+    pub(crate) path: PathBuf,
+}
+
+/// Where a function sits among a component's exports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct ExportPath {
+    /// The exported instance (interface), or `None` for a world-level
+    /// function.
+    pub(crate) instance: Option<String>,
+    pub(crate) func: String,
+}
+
+impl std::fmt::Display for ExportPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.instance {
+            Some(i) => write!(f, "{i}#{}", self.func),
+            None => f.write_str(&self.func),
+        }
+    }
+}
+
+/// Frames the worker sends on the reply pipe.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum FromWorker {
+    /// The answer to [`Init`]: the engine is up.
+    Ready { version: u32, pid: u32 },
+    /// The answer to [`Init`] when the engine could not be built.
+    Failed { message: String },
+    /// The outcomes of a request's calls, one per item, in order.
+    Done { id: u64, outcomes: Vec<Outcome> },
+    /// A `wasmpool:sync` operation of the running guest; answered with
+    /// [`ToWorker::Answer`] of the same `seq`.
+    Sync { seq: u64, op: GuestOp },
+}
+
+/// Frames the host sends on the control socket.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Control {
+    /// Interrupt call `id`, if it is still running.
+    Cancel { id: u64 },
+}

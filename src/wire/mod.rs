@@ -1,0 +1,155 @@
+//! The frames exchanged between the host and a worker process.
+//!
+//! Every frame is a little-endian `u32` length followed by that many bytes of
+//! MessagePack (rmp-serde, structs as maps). A worker has three channels
+//! (see `platform::Channels`):
+//!
+//! - the *request* pipe carries [`Init`] then [`ToWorker`] frames to the
+//!   worker, which serves one request at a time;
+//! - the *reply* pipe carries [`FromWorker`] frames back;
+//! - the *control* socket carries [`Control`] frames to the worker while a
+//!   request runs, so a cancel is seen even when the worker is busy. When
+//!   it closes, the host is gone and the worker exits.
+//!
+//! While a guest runs, it may send `wasmpool:sync` operations
+//! ([`FromWorker::Sync`]) on the reply pipe; the host answers each on the
+//! request pipe ([`ToWorker::Answer`]), which the blocked guest's thread
+//! reads itself.
+//!
+//! None is the worker's stdout, which is inherited from the host. A thread
+//! worker uses the same [`CallRequest`] and outcomes, without the frames.
+//!
+//! The module is the one place the protocol is written down: a change to any
+//! type here (or in [`ops`] for `wasmpool:sync` operations) changes the
+//! frames, and must bump [`PROTOCOL_VERSION`].
+
+mod error;
+mod messages;
+mod ops;
+
+use std::io::{self, Read, Write};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub(crate) use error::WireError;
+pub(crate) use messages::{
+    Artifact, CallOptions, CallRequest, Control, ExportPath, FromWorker, Init, Outcome, Preopen,
+    Report, ToWorker,
+};
+pub(crate) use ops::{Answer, GuestOp, Kind};
+
+/// Bumped whenever a frame changes shape.
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
+
+/// The largest frame either side accepts: 1 GiB.
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+
+/// Encodes `msg` as one frame and writes it with a single `write_all`.
+pub(crate) fn write_frame<W: Write, T: Serialize>(mut w: W, msg: &T) -> io::Result<()> {
+    let buf = encode_frame(msg)?;
+    w.write_all(&buf)
+}
+
+/// Encodes `msg` as one frame: length prefix and body.
+pub(crate) fn encode_frame<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(64);
+    buf.extend_from_slice(&[0; 4]);
+    rmp_serde::encode::write_named(&mut buf, msg)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let len = buf.len() - 4;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
+        ));
+    }
+    buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(buf)
+}
+
+/// Reads one frame into `buf` and decodes it. `Ok(None)` is a clean end of
+/// stream before the first byte of a frame; anything malformed is
+/// `InvalidData`.
+pub(crate) fn read_frame<R: Read, T: DeserializeOwned>(
+    mut r: R,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<T>> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame length {len} is over the limit"),
+        ));
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    r.read_exact(buf)?;
+    rmp_serde::from_slice(buf)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let req = ToWorker::Call(CallRequest {
+            id: 7,
+            artifact: Artifact {
+                key: "k".into(),
+                path: "/tmp/x".into(),
+            },
+            export: ExportPath {
+                instance: Some("a:b/c".into()),
+                func: "f".into(),
+            },
+            items: vec![serde_bytes::ByteBuf::from(vec![0x91, 0x01])],
+            options: CallOptions::default(),
+        });
+        let bytes = encode_frame(&req).unwrap();
+        let mut buf = Vec::new();
+        let back: ToWorker = read_frame(&bytes[..], &mut buf).unwrap().unwrap();
+        let ToWorker::Call(c) = back else {
+            panic!("not a call");
+        };
+        assert_eq!(c.id, 7);
+        assert_eq!(c.export.to_string(), "a:b/c#f");
+        assert_eq!(c.items[0].as_slice(), [0x91, 0x01]);
+    }
+
+    #[test]
+    fn clean_eof_is_none_and_torn_frame_is_an_error() {
+        let mut buf = Vec::new();
+        let none: Option<Control> = read_frame(&[][..], &mut buf).unwrap();
+        assert!(none.is_none());
+        let bytes = encode_frame(&Control::Cancel { id: 1 }).unwrap();
+        let torn = &bytes[..bytes.len() - 1];
+        assert!(read_frame::<_, Control>(torn, &mut buf).is_err());
+    }
+
+    #[test]
+    fn garbage_is_invalid_data() {
+        let mut bytes = 3u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0xc1, 0xc1, 0xc1]);
+        let mut buf = Vec::new();
+        let err = read_frame::<_, Control>(&bytes[..], &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let huge = u32::MAX.to_le_bytes();
+        let err = read_frame::<_, Control>(&huge[..], &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+}

@@ -1,0 +1,141 @@
+//! The `wasmpool:sync` operations a guest (or a host handle) asks of the
+//! pool's registry, and their answers. They travel in
+//! [`FromWorker::Sync`](super::FromWorker::Sync) and
+//! [`ToWorker::Answer`](super::ToWorker::Answer) frames, so a change here is
+//! a change of the protocol.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// The kinds of named primitive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Kind {
+    Queue,
+    Lock,
+    RLock,
+    Semaphore,
+    Event,
+    Condition,
+    Barrier,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Queue => "queue",
+            Kind::Lock => "lock",
+            Kind::RLock => "rlock",
+            Kind::Semaphore => "semaphore",
+            Kind::Event => "event",
+            Kind::Condition => "condition",
+            Kind::Barrier => "barrier",
+        }
+    }
+}
+
+/// An operation on the registry, from a guest or from a host handle.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum GuestOp {
+    Open {
+        name: String,
+        kind: Kind,
+    },
+    QueuePut {
+        name: String,
+        value: ByteBuf,
+    },
+    QueueGet {
+        name: String,
+    },
+    QueueTaskDone {
+        name: String,
+    },
+    QueueJoin {
+        name: String,
+    },
+    QueueClose {
+        name: String,
+    },
+    QueueLen {
+        name: String,
+    },
+    LockAcquire {
+        name: String,
+    },
+    LockRelease {
+        name: String,
+    },
+    SemaphoreAcquire {
+        name: String,
+    },
+    SemaphoreRelease {
+        name: String,
+    },
+    EventSet {
+        name: String,
+    },
+    EventClear {
+        name: String,
+    },
+    EventIsSet {
+        name: String,
+    },
+    EventWait {
+        name: String,
+    },
+    ConditionWait {
+        name: String,
+    },
+    ConditionNotify {
+        name: String,
+        n: u32,
+    },
+    BarrierWait {
+        name: String,
+    },
+    /// A value from the job to its handle.
+    Emit {
+        value: ByteBuf,
+    },
+    /// The next value from the handle to the job.
+    Recv,
+    /// The guest's timeout for operation `seq` passed: answer it with
+    /// [`Answer::Timeout`] if it is still waiting.
+    Abandon {
+        seq: u64,
+    },
+    /// The guest's item ended: release everything it holds.
+    Release,
+}
+
+/// The answer to one operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Answer {
+    Done,
+    Value(ByteBuf),
+    /// No value: the queue or channel is closed and empty.
+    Nothing,
+    Bool(bool),
+    Count(u64),
+    Timeout,
+    NotFound(String),
+    Closed,
+    Invalid(String),
+}
+
+impl Answer {
+    /// The answer's kind, without its payload, for traces.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Answer::Done => "done",
+            Answer::Value(_) => "value",
+            Answer::Nothing => "nothing",
+            Answer::Bool(_) => "bool",
+            Answer::Count(_) => "count",
+            Answer::Timeout => "timeout",
+            Answer::NotFound(_) => "not-found",
+            Answer::Closed => "closed",
+            Answer::Invalid(_) => "invalid",
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The host's side of one worker: a process ([`process`]), or an
+//! in-process thread ([`thread`]).
+//!
+//! A process worker has one host thread, `wasmpool-worker-{id}`. It spawns
+//! the process (so that the Linux parent-death signal is tied to a thread
+//! that lives exactly as long as the worker), performs the handshake, then
+//! reads every frame the worker sends and hands each result to the waiting
+//! call. When the worker's reply pipe reaches end of file, the thread reaps
+//! the process and fails the call in flight, if any, with `WorkerCrashed`.
+//! Requests are written by the calling task itself, straight into the
+//! request pipe: one hop fewer than handing them to a thread.
+//!
+//! A thread worker is the thread `wasmpool-thread-{id}`, which runs an
+//! [`Executor`](crate::runtime::Executor) of its own and receives requests
+//! in a mailbox. Both kinds hand results over through the same [`Slot`].
+//!
+//! A worker knows the pool only through two things it is given: the
+//! [`Books`] that count it (the pool's roster) and the sync [`Registry`]
+//! its guests reach.
+
+mod process;
+mod thread;
+
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+use crate::engine::EngineSettings;
+use crate::error::{Error, ErrorKind};
+use crate::options::WorkerKind;
+use crate::runtime::Interrupts;
+use crate::sync::{GuestState, Registry};
+use crate::wire::{CallRequest, Control, Outcome, ToWorker, write_frame};
+
+/// The pool's books on its workers, as a worker sees them. The pool's
+/// roster keeps them.
+pub(crate) trait Books: Send + Sync {
+    /// A worker is up (or starting): it counts as live until [`exited`].
+    ///
+    /// [`exited`]: Books::exited
+    fn register(&self, id: u64, shared: Arc<Shared>);
+    /// A worker has ended and been reaped; `how` says whether it was meant
+    /// to.
+    fn exited(&self, id: u64, how: Exit);
+    /// A call its caller abandoned has ended: the worker is free again.
+    fn checkin(&self, worker: Worker, permit: OwnedSemaphorePermit);
+    /// Whether the rest of the pool is quiet enough for a host thread to
+    /// poll for its worker's reply rather than sleep.
+    fn is_quiet(&self) -> bool;
+}
+
+/// How a worker ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// The pool ended it: retired, idle, killed, closed.
+    Expected,
+    /// It died on its own, or was killed from outside.
+    Crashed,
+}
+
+/// What a call gets back.
+pub(crate) enum Reply {
+    /// One outcome per item of the request.
+    Done(Vec<Outcome>),
+    /// The worker died or broke the protocol.
+    Lost(Error),
+}
+
+/// The state of the one call a worker can hold.
+enum Slot {
+    Idle,
+    Waiting {
+        id: u64,
+        tx: oneshot::Sender<Reply>,
+    },
+    /// The caller went away; the worker goes back to the pool when the
+    /// call ends.
+    Abandoned {
+        id: u64,
+        worker: Worker,
+        permit: OwnedSemaphorePermit,
+    },
+    Dead,
+}
+
+/// State shared between a [`Worker`] handle and its thread.
+pub(crate) struct Shared {
+    slot: Mutex<Slot>,
+    /// Set once the process has been reaped; guards `kill` against pid
+    /// reuse.
+    reaped: Mutex<bool>,
+    /// Set when the host ends the worker on purpose (retire, kill), so its
+    /// exit is not counted as a crash.
+    expected_exit: AtomicBool,
+    /// The process, for a process worker.
+    pid: Option<u32>,
+    /// The executor's interrupts, for a thread worker.
+    interrupts: Option<Arc<Interrupts>>,
+    /// The job channel and registry state of the call in flight.
+    pub(crate) guest: Arc<GuestState>,
+}
+
+impl Shared {
+    fn new(
+        pid: Option<u32>,
+        interrupts: Option<Arc<Interrupts>>,
+        guest: Arc<GuestState>,
+    ) -> Shared {
+        Shared {
+            slot: Mutex::new(Slot::Idle),
+            // A thread has no process to reap.
+            reaped: Mutex::new(pid.is_none()),
+            expected_exit: AtomicBool::new(false),
+            pid,
+            interrupts,
+            guest,
+        }
+    }
+
+    /// Sends SIGKILL unless the process is already reaped. A thread cannot
+    /// be killed: its call is interrupted instead.
+    pub(crate) fn kill(&self) {
+        self.expected_exit.store(true, Ordering::SeqCst);
+        if let Some(interrupts) = &self.interrupts {
+            interrupts.cancel_current();
+        }
+        let reaped = self.reaped.lock().expect("reaped lock");
+        if let (false, Some(pid)) = (*reaped, self.pid) {
+            tracing::debug!(pid, "killing worker");
+            crate::platform::kill(pid);
+        }
+    }
+
+    /// The worker's process id; `None` for a thread worker.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Kills the worker if call `id` was abandoned by its caller and has
+    /// not ended: its grace period is over. Returns whether it did.
+    pub(crate) fn kill_if_abandoned(&self, id: u64) -> bool {
+        let abandoned = matches!(*self.slot.lock().expect("slot lock"), Slot::Abandoned { id: a, .. } if a == id);
+        if abandoned {
+            tracing::warn!(
+                pid = self.pid,
+                call = id,
+                "interrupted call overran its grace period; killing its worker"
+            );
+            self.kill();
+        }
+        abandoned
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        matches!(*self.slot.lock().expect("slot lock"), Slot::Dead)
+    }
+
+    /// Hands a result to its call. Returns a protocol complaint if the
+    /// worker answered a call it was not given.
+    fn deliver(&self, books: &dyn Books, call: u64, outcomes: Vec<Outcome>) -> Option<String> {
+        // Before the caller hears of it, so that what the call held is free
+        // by the time its result is seen; under the slot's lock, against a
+        // fence set by `abandon`.
+        let mut slot = self.slot.lock().expect("slot lock");
+        self.guest.call_ended();
+        match std::mem::replace(&mut *slot, Slot::Idle) {
+            Slot::Waiting { id, tx } if id == call => {
+                drop(slot);
+                let _ = tx.send(Reply::Done(outcomes));
+                None
+            }
+            Slot::Abandoned { id, worker, permit } if id == call => {
+                drop(slot);
+                books.checkin(worker, permit);
+                None
+            }
+            other => {
+                *slot = other;
+                Some(format!(
+                    "a result for call {call}, which it was not running"
+                ))
+            }
+        }
+    }
+
+    /// The worker has ended: fails its call in flight, if any, and takes it
+    /// off the books.
+    fn end(&self, books: &dyn Books, id: u64, error: Error) {
+        let how = if self.expected_exit.load(Ordering::SeqCst) {
+            Exit::Expected
+        } else {
+            Exit::Crashed
+        };
+        let pending = {
+            let mut slot = self.slot.lock().expect("slot lock");
+            self.guest.call_ended();
+            std::mem::replace(&mut *slot, Slot::Dead)
+        };
+        match how {
+            Exit::Expected => tracing::debug!(worker = id, pid = self.pid, "worker exited"),
+            Exit::Crashed => {
+                tracing::warn!(worker = id, pid = self.pid, error = %error, "worker crashed")
+            }
+        }
+        match pending {
+            Slot::Waiting { tx, .. } => {
+                let _ = tx.send(Reply::Lost(error));
+            }
+            Slot::Abandoned { worker, permit, .. } => {
+                drop(worker);
+                drop(permit);
+            }
+            Slot::Idle | Slot::Dead => {}
+        }
+        books.exited(id, how);
+    }
+}
+
+/// How the host reaches a worker.
+enum Link {
+    Process {
+        /// The request pipe, shared with the registry, which answers
+        /// guests there. The worker's thread reads the reply pipe.
+        requests: Arc<process::RequestPipe>,
+        control: UnixStream,
+    },
+    Thread {
+        requests: Arc<thread::Mailbox>,
+    },
+}
+
+/// What a new worker is made of.
+#[derive(Clone, Debug)]
+pub(crate) struct Spec {
+    pub(crate) kind: WorkerKind,
+    pub(crate) program: PathBuf,
+    pub(crate) settings: EngineSettings,
+    pub(crate) reuse_instances: bool,
+}
+
+/// A live worker, owned by the pool's idle list or by one call.
+pub(crate) struct Worker {
+    pub(crate) id: u64,
+    link: Link,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) calls: u64,
+    pub(crate) last_used: Instant,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .field("pid", &self.shared.pid)
+            .field("calls", &self.calls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Starts a worker. Resolves once it is ready for calls.
+    pub(crate) fn spawn(
+        books: Arc<dyn Books>,
+        registry: Arc<Registry>,
+        id: u64,
+        spec: Spec,
+    ) -> oneshot::Receiver<Result<Worker, Error>> {
+        let (tx, rx) = oneshot::channel();
+        let spawned = match spec.kind {
+            WorkerKind::Process => std::thread::Builder::new()
+                .name(format!("wasmpool-worker-{id}"))
+                .spawn(move || process::run(books, registry, id, spec, tx)),
+            WorkerKind::Thread => std::thread::Builder::new()
+                .name(format!("wasmpool-thread-{id}"))
+                .spawn(move || thread::run(books, registry, id, spec, tx)),
+        };
+        if let Err(e) = spawned {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Err(Error::new(
+                ErrorKind::Spawn,
+                format!("starting a host thread for worker {id}: {e}"),
+            )));
+            return rx;
+        }
+        rx
+    }
+
+    /// Sends `req` and returns where its reply will arrive. Errors writing
+    /// are not returned: a worker that cannot be written to is dead, and its
+    /// thread reports that on the receiver.
+    pub(crate) fn start(&self, req: CallRequest) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        let id = req.id;
+        {
+            let mut slot = self.shared.slot.lock().expect("slot lock");
+            match *slot {
+                Slot::Dead => {
+                    let _ = tx.send(Reply::Lost(Error::crashed(None, "before the call started")));
+                    return rx;
+                }
+                _ => *slot = Slot::Waiting { id, tx },
+            }
+        }
+        let requests = match &self.link {
+            Link::Process { requests, .. } => requests,
+            Link::Thread { requests } => {
+                if let Err(unsent) = requests.send(req) {
+                    // The thread is gone; it marks the slot dead as it goes.
+                    self.fail_waiting(
+                        Slot::Dead,
+                        Error::crashed(None, &format!("before call {} started", unsent.id)),
+                    );
+                }
+                return rx;
+            }
+        };
+        // Any other error is a broken pipe: the worker is gone, and its
+        // thread sees the end of file and fails the call.
+        if let Err(e) = requests.write(&ToWorker::Call(req))
+            && e.kind() == std::io::ErrorKind::InvalidInput
+        {
+            // Too large to send: the worker is still fine.
+            self.fail_waiting(
+                Slot::Idle,
+                Error::new(ErrorKind::ArgumentMismatch, e.to_string()),
+            );
+        }
+        rx
+    }
+
+    /// Fails the call waiting in the slot with `error`, leaving `then`.
+    fn fail_waiting(&self, then: Slot, error: Error) {
+        let mut slot = self.shared.slot.lock().expect("slot lock");
+        if let Slot::Waiting { tx, .. } = std::mem::replace(&mut *slot, then) {
+            let _ = tx.send(Reply::Lost(error));
+        }
+    }
+
+    /// Asks the worker to interrupt call `id`.
+    pub(crate) fn cancel(&self, id: u64) {
+        match (&self.link, &self.shared.interrupts) {
+            (Link::Process { control, .. }, _) => {
+                let _ = write_frame(control, &Control::Cancel { id });
+            }
+            (Link::Thread { .. }, Some(interrupts)) => interrupts.cancel(id),
+            (Link::Thread { .. }, None) => {}
+        }
+    }
+
+    /// Whether the worker can be killed: a process can, a thread cannot.
+    pub(crate) fn is_process(&self) -> bool {
+        matches!(self.link, Link::Process { .. })
+    }
+
+    /// Hands the worker to its thread until call `id` ends; the thread then
+    /// returns it to the pool. Returns the worker back if the call has
+    /// already ended (or the worker died).
+    ///
+    /// With `fence`, the call was interrupted: its guest gets nothing more
+    /// from the registry until it has stopped (see
+    /// [`Registry::fence`](crate::sync::Registry::fence)). That is decided
+    /// under the slot's lock, which delivering a result holds while the
+    /// call's end lifts the fence, so that a fence never outlives its call.
+    pub(crate) fn abandon(
+        self,
+        id: u64,
+        permit: OwnedSemaphorePermit,
+        fence: bool,
+    ) -> Option<(Worker, OwnedSemaphorePermit)> {
+        let shared = self.shared.clone();
+        let mut slot = shared.slot.lock().expect("slot lock");
+        match *slot {
+            Slot::Waiting { id: waiting, .. } if waiting == id => {
+                if fence {
+                    self.shared.guest.fence();
+                }
+                *slot = Slot::Abandoned {
+                    id,
+                    worker: self,
+                    permit,
+                };
+                None
+            }
+            _ => Some((self, permit)),
+        }
+    }
+
+    /// Ends the worker now. A process is killed with SIGKILL, and its
+    /// guest lets go of what it held at once, so that whoever learns of the
+    /// kill finds it free (its host thread ignores what the guest asks for
+    /// after). A thread's guest is only interrupted, and lets go when it
+    /// stops.
+    pub(crate) fn kill(self) {
+        self.shared.kill();
+        if self.is_process() {
+            self.shared.guest.release_now();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing the channels ends the worker: it exits on end of file. A
+        // thread ends when its mailbox closes, after its call, if any.
+        self.shared.expected_exit.store(true, Ordering::SeqCst);
+        // (The request pipe closes as the link is dropped.)
+        match &self.link {
+            Link::Process { control, .. } => {
+                let _ = control.shutdown(Shutdown::Both);
+            }
+            Link::Thread { requests } => requests.close(),
+        }
+    }
+}

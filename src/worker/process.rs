@@ -1,0 +1,230 @@
+//! A worker process and its host thread, `wasmpool-worker-{id}`: spawn,
+//! handshake, then read every frame the worker sends until it exits.
+
+use std::io::{self, PipeWriter};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, ExitStatus};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use super::{Books, Link, Shared, Spec, Worker};
+use crate::error::{Error, ErrorKind};
+use crate::platform;
+use crate::runtime::SPIN;
+use crate::sync::{AnswerSink, GuestState, Registry};
+use crate::wire::{Answer, FromWorker, Init, PROTOCOL_VERSION, ToWorker, read_frame, write_frame};
+
+/// The buffer size asked for each request and reply pipe. Linux caps a
+/// user's pipes at 64 MiB in all (`pipe-user-pages-soft`) before new pipes
+/// shrink to one page, so this leaves room for 32 workers per user at
+/// full size; past that, workers still work, with smaller pipes.
+const PIPE_SIZE: usize = 1 << 20;
+
+/// The write end of a worker's request pipe. Calls go in from the calling
+/// task, answers to the guest's `wasmpool:sync` operations from the
+/// registry; the lock keeps their frames whole.
+pub(super) struct RequestPipe(Mutex<PipeWriter>);
+
+impl RequestPipe {
+    /// Writes one frame.
+    pub(super) fn write<T: Serialize>(&self, msg: &T) -> io::Result<()> {
+        write_frame(&*self.0.lock().expect("request pipe lock"), msg)
+    }
+}
+
+impl AnswerSink for RequestPipe {
+    fn deliver(&self, seq: u64, answer: Answer) {
+        // A worker that cannot be written to is dead; its host thread sees
+        // that and releases what it held.
+        let _ = self.write(&ToWorker::Answer { seq, answer });
+    }
+}
+
+/// The channels of a started worker, host ends.
+struct Started {
+    requests: PipeWriter,
+    control: UnixStream,
+    replies: io::PipeReader,
+    child: Child,
+}
+
+/// Creates the channels and starts `program` as a worker.
+fn start(program: &std::path::Path) -> Result<Started, String> {
+    let (child_requests, requests) =
+        std::io::pipe().map_err(|e| format!("creating a pipe: {e}"))?;
+    let (control, child_control) =
+        UnixStream::pair().map_err(|e| format!("creating a socket pair: {e}"))?;
+    let (replies, child_replies) = std::io::pipe().map_err(|e| format!("creating a pipe: {e}"))?;
+    // A 1 MiB payload then crosses in one hand-off instead of 16.
+    platform::grow_pipe(&requests, PIPE_SIZE);
+    platform::grow_pipe(&replies, PIPE_SIZE);
+    let ends = platform::Channels {
+        requests: child_requests.into(),
+        control: child_control.into(),
+        replies: child_replies.into(),
+    };
+    let child = platform::spawn_worker(program, ends)
+        .map_err(|e| format!("starting {}: {e}", program.display()))?;
+    Ok(Started {
+        requests,
+        control,
+        replies,
+        child,
+    })
+}
+
+/// Sends [`Init`] and waits for the worker to be ready.
+fn handshake(
+    requests: &PipeWriter,
+    replies: &io::PipeReader,
+    buf: &mut Vec<u8>,
+    init: &Init,
+    program: &std::path::Path,
+) -> Result<(), String> {
+    write_frame(requests, init).map_err(|e| format!("handshake: sending the first frame: {e}"))?;
+    match read_frame::<_, FromWorker>(replies, buf) {
+        Ok(Some(FromWorker::Ready { version, .. })) if version == PROTOCOL_VERSION => Ok(()),
+        Ok(Some(FromWorker::Ready { version, .. })) => Err(format!(
+            "handshake: protocol version {version}, expected {PROTOCOL_VERSION}"
+        )),
+        Ok(Some(FromWorker::Failed { message })) => Err(format!("handshake: {message}")),
+        Ok(Some(other)) => Err(format!("handshake: unexpected first frame {other:?}")),
+        Ok(None) => Err(format!(
+            "{} exited during the handshake; is it a program linked with wasmpool?",
+            program.display()
+        )),
+        Err(e) => Err(format!("handshake: {e}")),
+    }
+}
+
+/// The `wasmpool-worker-{id}` thread.
+pub(super) fn run(
+    books: Arc<dyn Books>,
+    registry: Arc<Registry>,
+    id: u64,
+    spec: Spec,
+    ready: oneshot::Sender<Result<Worker, Error>>,
+) {
+    let Spec {
+        program,
+        settings,
+        reuse_instances,
+        ..
+    } = spec;
+    let began = Instant::now();
+    let spawn_err = |what: String| Error::new(ErrorKind::Spawn, format!("worker {id}: {what}"));
+    let Started {
+        requests,
+        control,
+        replies,
+        mut child,
+    } = match start(&program) {
+        Ok(s) => s,
+        Err(what) => {
+            let _ = ready.send(Err(spawn_err(what)));
+            return;
+        }
+    };
+    let pid = child.id();
+    let mut buf = Vec::new();
+    let init = Init {
+        version: PROTOCOL_VERSION,
+        engine: settings,
+        reuse_instances,
+    };
+    let handshake = handshake(&requests, &replies, &mut buf, &init, &program);
+    let requests = Arc::new(RequestPipe(Mutex::new(requests)));
+    let guest = Arc::new(GuestState::new(registry, id, requests.clone()));
+    let shared = Arc::new(Shared::new(Some(pid), None, guest));
+    books.register(id, shared.clone());
+    if let Err(what) = handshake {
+        shared.kill();
+        let status = reap(&shared, &mut child);
+        books.exited(id, super::Exit::Expected);
+        let what = match status {
+            Some(s) if !s.success() => format!("{what} ({s})"),
+            _ => what,
+        };
+        tracing::warn!(worker = id, pid, error = %what, "worker failed to start");
+        let _ = ready.send(Err(spawn_err(what)));
+        return;
+    }
+    tracing::debug!(
+        worker = id,
+        pid,
+        took_us = began.elapsed().as_micros() as u64,
+        "worker started"
+    );
+    let worker = Worker {
+        id,
+        link: Link::Process { requests, control },
+        shared: shared.clone(),
+        calls: 0,
+        last_used: Instant::now(),
+    };
+    if let Err(Ok(worker)) = ready.send(Ok(worker)) {
+        // Nobody is waiting any more: dropping the handle ends the worker.
+        drop(worker);
+    }
+    let lost = read_replies(&*books, &shared, &replies, &mut buf);
+    if lost.is_some() {
+        shared.kill();
+    }
+    let status = reap(&shared, &mut child);
+    let error = match lost {
+        Some(what) => Error::new(
+            ErrorKind::Protocol,
+            format!("worker {id} broke the protocol: {what}"),
+        ),
+        None => Error::crashed(status, "during the call"),
+    };
+    shared.end(&*books, id, error);
+}
+
+/// Reads the worker's frames until it exits (`None`) or breaks the
+/// protocol (what it did).
+fn read_replies(
+    books: &dyn Books,
+    shared: &Shared,
+    replies: &io::PipeReader,
+    buf: &mut Vec<u8>,
+) -> Option<String> {
+    loop {
+        // With the rest of the pool quiet, the next reply is worth polling
+        // for: it spares a wake-up of this thread on each call. With other
+        // calls in flight, the cores are better left to them.
+        if books.is_quiet() {
+            platform::spin_until_readable(replies, SPIN);
+        }
+        match read_frame::<_, FromWorker>(replies, buf) {
+            Ok(Some(FromWorker::Done { id: call, outcomes })) => {
+                if let Some(lost) = shared.deliver(books, call, outcomes) {
+                    return Some(lost);
+                }
+            }
+            // A worker being killed gets nothing more: what it asked for on
+            // its way out would be lost with it.
+            Ok(Some(FromWorker::Sync { .. })) if shared.expected_exit.load(Ordering::SeqCst) => {}
+            Ok(Some(FromWorker::Sync { seq, op })) => shared.guest.submit(seq, op),
+            Ok(Some(other)) => return Some(format!("unexpected frame {other:?}")),
+            Ok(None) => return None,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Some(format!("malformed frame: {e}"));
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Reaps the process, marking it reaped under the lock `kill` takes.
+fn reap(shared: &Shared, child: &mut Child) -> Option<ExitStatus> {
+    platform::wait_exit_without_reaping(child.id());
+    let mut reaped = shared.reaped.lock().expect("reaped lock");
+    let status = child.wait().ok();
+    *reaped = true;
+    status
+}

@@ -1,0 +1,161 @@
+//! A worker thread, `wasmpool-thread-{id}`: an executor in the host
+//! process, fed through a mailbox.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::{Books, Link, Shared, Spec, Worker};
+use crate::error::{Error, ErrorKind};
+use crate::runtime::{Answers, Executor, Inbox, OpSender, SPIN};
+use crate::sync::{AnswerSink, GuestState, Registry};
+use crate::wire::{Answer, CallRequest};
+
+/// A worker thread's guest gets its answers in its inbox.
+struct InboxSink(Arc<Inbox>);
+
+impl AnswerSink for InboxSink {
+    fn deliver(&self, seq: u64, answer: Answer) {
+        self.0.post(seq, answer);
+    }
+}
+
+/// The `wasmpool-thread-{id}` thread: a worker in this process.
+pub(super) fn run(
+    books: Arc<dyn Books>,
+    registry: Arc<Registry>,
+    id: u64,
+    spec: Spec,
+    ready: oneshot::Sender<Result<Worker, Error>>,
+) {
+    let inbox = Arc::new(Inbox::default());
+    let guest = Arc::new(GuestState::new(
+        registry,
+        id,
+        Arc::new(InboxSink(inbox.clone())),
+    ));
+    let send: OpSender = {
+        let guest = guest.clone();
+        Box::new(move |seq, op| {
+            guest.submit(seq, op);
+            Ok(())
+        })
+    };
+    let answers = Arc::new(Answers::Inbox(inbox));
+    let mut executor = match Executor::new(&spec.settings, spec.reuse_instances, answers, send) {
+        Ok(e) => e,
+        Err(what) => {
+            let _ = ready.send(Err(Error::new(
+                ErrorKind::Spawn,
+                format!("worker thread {id}: {what}"),
+            )));
+            return;
+        }
+    };
+    let shared = Arc::new(Shared::new(None, Some(executor.interrupts()), guest));
+    books.register(id, shared.clone());
+    tracing::debug!(worker = id, "worker thread started");
+    let mailbox = Arc::new(Mailbox::default());
+    let worker = Worker {
+        id,
+        link: Link::Thread {
+            requests: mailbox.clone(),
+        },
+        shared: shared.clone(),
+        calls: 0,
+        last_used: Instant::now(),
+    };
+    if let Err(Ok(worker)) = ready.send(Ok(worker)) {
+        drop(worker);
+    }
+    let mut error = Error::crashed(None, "during the call");
+    // The mailbox closes when the pool drops this worker.
+    while let Some(req) = mailbox.recv() {
+        let call = req.id;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            executor.run(req, |outcomes| {
+                match shared.deliver(&*books, call, outcomes) {
+                    None => Ok(()),
+                    Some(complaint) => Err(complaint),
+                }
+            })
+        }));
+        match ran {
+            Ok(Ok(())) => {}
+            Ok(Err(complaint)) => {
+                error = Error::new(ErrorKind::Protocol, complaint);
+                break;
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                error = Error::new(
+                    ErrorKind::WorkerCrashed,
+                    format!("worker thread {id} panicked during the call: {what}"),
+                );
+                break;
+            }
+        }
+    }
+    mailbox.close();
+    drop(executor);
+    shared.end(&*books, id, error);
+}
+
+/// Hands requests to a worker thread, one at a time (the [`Slot`] sees to
+/// that). A plain mutex and condition variable: on this kind of machine a
+/// `std::sync::mpsc` ping-pong was several times slower.
+#[derive(Default)]
+pub(crate) struct Mailbox {
+    state: Mutex<(Option<CallRequest>, bool)>,
+    posted: std::sync::Condvar,
+    /// Set with the state; lets the thread poll before it sleeps.
+    waiting: AtomicBool,
+}
+
+impl Mailbox {
+    /// Posts `req`; gives it back if the mailbox is closed.
+    pub(super) fn send(&self, req: CallRequest) -> Result<(), Box<CallRequest>> {
+        let mut state = self.state.lock().expect("mailbox lock");
+        if state.1 {
+            return Err(Box::new(req));
+        }
+        state.0 = Some(req);
+        drop(state);
+        self.waiting.store(true, Ordering::Release);
+        self.posted.notify_one();
+        Ok(())
+    }
+
+    /// No more requests: the thread ends once it has seen this.
+    pub(super) fn close(&self) {
+        self.state.lock().expect("mailbox lock").1 = true;
+        self.waiting.store(true, Ordering::Release);
+        self.posted.notify_one();
+    }
+
+    /// The next request, or `None` once closed. Polls for up to
+    /// [`SPIN`] before it sleeps.
+    fn recv(&self) -> Option<CallRequest> {
+        let start = Instant::now();
+        while !self.waiting.load(Ordering::Acquire) && start.elapsed() < SPIN {
+            std::hint::spin_loop();
+        }
+        self.waiting.store(false, Ordering::Release);
+        let mut state = self.state.lock().expect("mailbox lock");
+        loop {
+            if let Some(req) = state.0.take() {
+                return Some(req);
+            }
+            if state.1 {
+                return None;
+            }
+            state = self.posted.wait(state).expect("mailbox lock");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Helpers shared by the integration tests.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmpool::{Job, Pool};
+
+pub fn job(path: &str) -> Job {
+    Job::from_file(path).expect("guest component loads")
+}
+
+/// A pool whose grace period is long enough that a slow machine never
+/// turns an interrupt into a kill; tests that count kills rely on it.
+pub fn pool(workers: usize) -> Pool {
+    Pool::builder()
+        .workers(workers)
+        .grace(Duration::from_secs(30))
+        .build()
+        .expect("pool builds")
+}
+
+/// Whether a process with this pid exists (zombies count as gone).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state follows the parenthesised command name.
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start())
+                .unwrap_or("");
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Polls `cond` every 5 ms for up to 20 s; generous so a slow machine never
+/// fails a test, while a real hang still does.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pub fn sigkill(pid: u32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+/// A path for one test's files that no other test in this process uses,
+/// under the system temp directory; it does not exist yet. Tests share one
+/// process, so the pid alone does not keep them apart: a counter does.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wasmpool-test-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The name libtest lists test `name` under, for re-running it alone with
+/// `--exact`: its module path (pass `module_path!()`) without the crate's
+/// name, then `name`. Right whether the test is in a module of `all` or at
+/// the top of a test binary of its own.
+pub fn test_name(module_path: &str, name: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_crate, module)) => format!("{module}::{name}"),
+        None => name.to_string(),
+    }
+}

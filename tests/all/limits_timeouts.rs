@@ -1,0 +1,197 @@
+//! Timeouts and memory limits: the call fails with its own error kind and
+//! the worker survives to serve the next call.
+
+use std::time::Duration;
+
+use crate::common::{job, pool};
+use wasmpool::{ErrorKind, Limit, Pool};
+
+#[tokio::test]
+async fn a_spinning_guest_times_out_and_its_worker_is_reused() {
+    let pool = pool(1);
+    let faults = job(wasmpool_guests::FAULTS);
+    for _ in 0..3 {
+        let e = pool
+            .call::<()>(&faults, "spin-forever", ())
+            .timeout(Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
+        assert!(!e.is_cancelled());
+    }
+    let stats = pool.statistics();
+    assert_eq!((stats.spawned, stats.killed), (1, 0), "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_sleeping_guest_times_out_too() {
+    let pool = pool(1);
+    let faults = job(wasmpool_guests::FAULTS);
+    let start = std::time::Instant::now();
+    let e = pool
+        .call::<()>(&faults, "sleep", (60_000u64,))
+        .timeout(Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
+    // Far less than the minute it asked to sleep.
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let stats = pool.statistics();
+    assert_eq!((stats.spawned, stats.killed), (1, 0), "{stats:?}");
+    // A call within its timeout is unaffected.
+    let () = pool
+        .call(&faults, "sleep", (1u64,))
+        .timeout(Duration::from_secs(60))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_pool_timeout_applies_to_every_call() {
+    let pool = Pool::builder()
+        .workers(1)
+        .timeout(Duration::from_millis(50))
+        .grace(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let faults = job(wasmpool_guests::FAULTS);
+    let e = pool
+        .run::<()>(&faults, "spin-forever", ())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    let n: u64 = pool
+        .run(&job(wasmpool_guests::FIB), "fib", (10u64,))
+        .await
+        .unwrap();
+    assert_eq!(n, 55);
+}
+
+#[tokio::test]
+async fn growing_past_max_memory_is_a_resource_limit() {
+    let pool = pool(1);
+    let faults = job(wasmpool_guests::FAULTS);
+    let e = pool
+        .call::<u64>(&faults, "alloc", (64u64 << 20,))
+        .max_memory(16 << 20)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ResourceLimit, "{e:?}");
+    assert_eq!(e.limit(), Some(Limit::Memory));
+    assert!(
+        e.panic_message().unwrap().contains("memory allocation of"),
+        "{e:?}"
+    );
+    // Within the limit it works, on the same worker.
+    let sum: u64 = pool
+        .call(&faults, "alloc", (1u64 << 20,))
+        .max_memory(16 << 20)
+        .await
+        .unwrap();
+    assert_eq!(sum, 256);
+    assert_eq!(pool.statistics().spawned, 1);
+}
+
+#[tokio::test]
+async fn the_pool_memory_limit_applies_to_every_call() {
+    let pool = Pool::builder()
+        .workers(1)
+        .max_memory(8 << 20)
+        .build()
+        .unwrap();
+    let faults = job(wasmpool_guests::FAULTS);
+    let e = pool
+        .run::<u64>(&faults, "alloc", (32u64 << 20,))
+        .await
+        .unwrap_err();
+    assert_eq!(e.limit(), Some(Limit::Memory), "{e:?}");
+}
+
+#[tokio::test]
+async fn fuel_is_a_deterministic_budget() {
+    let pool = Pool::builder()
+        .workers(1)
+        .fuel(u64::MAX)
+        .grace(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let cpu = job(wasmpool_guests::CPU);
+    let a = pool
+        .call::<u64>(&cpu, "spin", (10_000u64,))
+        .report()
+        .await
+        .unwrap();
+    let b = pool
+        .call::<u64>(&cpu, "spin", (10_000u64,))
+        .report()
+        .await
+        .unwrap();
+    let used = a.fuel_consumed.unwrap();
+    assert!(used > 10_000, "{used}");
+    assert_eq!(
+        b.fuel_consumed,
+        Some(used),
+        "the same call burns the same fuel"
+    );
+    assert_eq!(a.value, b.value);
+
+    let e = pool
+        .call::<u64>(&cpu, "spin", (10_000_000u64,))
+        .fuel(used)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ResourceLimit, "{e:?}");
+    assert_eq!(e.limit(), Some(Limit::Fuel));
+    let c = pool
+        .call::<u64>(&cpu, "spin", (10_000u64,))
+        .fuel(used)
+        .report()
+        .await
+        .unwrap();
+    assert_eq!(c.fuel_consumed, Some(used), "exactly enough fuel is enough");
+    assert_eq!(pool.statistics().spawned, 1);
+}
+
+#[tokio::test]
+async fn a_fuel_budget_needs_a_metering_pool() {
+    let pool = pool(1);
+    let e = pool
+        .call::<u64>(&job(wasmpool_guests::CPU), "spin", (1u64,))
+        .fuel(100)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    let out = pool
+        .call::<u64>(&job(wasmpool_guests::CPU), "spin", (1u64,))
+        .report()
+        .await
+        .unwrap();
+    assert_eq!(out.fuel_consumed, None);
+}
+
+#[tokio::test]
+async fn a_zero_grace_still_times_out_cleanly() {
+    // With no grace, the host's watchdog races the worker's own interrupt:
+    // either way the call is a Timeout and the pool keeps working.
+    let pool = Pool::builder()
+        .workers(1)
+        .timeout(Duration::from_millis(20))
+        .grace(Duration::ZERO)
+        .build()
+        .unwrap();
+    let faults = job(wasmpool_guests::FAULTS);
+    for _ in 0..5 {
+        let e = pool
+            .run::<()>(&faults, "spin-forever", ())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
+    }
+    let n: u64 = pool
+        .run(&job(wasmpool_guests::FIB), "fib", (10u64,))
+        .await
+        .unwrap();
+    assert_eq!(n, 55);
+    let stats = pool.statistics();
+    assert_eq!(stats.crashed, 0, "{stats:?}");
+}

@@ -1,0 +1,32 @@
+//! wasmpool's integration tests, as one test binary.
+//!
+//! Each test binary links wasmtime anew, and in a release build that link
+//! takes most of CI's time, so every test file is a module here instead of a
+//! binary of its own (as wasmtime does in `crates/wasi/tests/all`). Modules
+//! are named `<area>_<topic>`; helpers shared by several are in `common`.
+//!
+//! No test needs a binary of its own: none changes the environment, the
+//! current directory or other process-wide state, and each test's files go in
+//! a directory of its own (`common::temp_dir`). `host_exit` and
+//! `stdout_inherit` need a process to themselves, for a host to SIGKILL and
+//! for a stdout to read, and make one: they run this binary again with
+//! `--exact` and their own name (`common::test_name`), which runs them alone.
+
+mod call_basics;
+mod common;
+mod compile_cache;
+mod faults_traps;
+mod host_exit;
+mod instance_reuse;
+mod job_handles;
+mod limits_timeouts;
+mod map_stream;
+mod payloads;
+mod pool_lifecycle;
+mod stdio_capture;
+mod stdout_inherit;
+mod sync_primitives;
+mod thread_workers;
+mod values_types;
+mod wasi_sandbox;
+mod worker_crash;

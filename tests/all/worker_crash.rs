@@ -1,0 +1,60 @@
+//! A worker killed from outside mid-call is an error, not a hang, and the
+//! pool replaces it.
+
+use std::os::unix::process::ExitStatusExt;
+
+use crate::common::{self, eventually, job, pool, sigkill};
+use wasmpool::ErrorKind;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_call_is_worker_crashed_and_the_pool_carries_on() {
+    let pool = pool(1);
+    let faults = job(wasmpool_guests::FAULTS);
+    // Started first, so that "busy" below means "running the call", not
+    // "starting up".
+    pool.warm(1).await.unwrap();
+    let call = {
+        let (pool, faults) = (pool.clone(), faults.clone());
+        tokio::spawn(async move { pool.run::<()>(&faults, "spin-forever", ()).await })
+    };
+    eventually("the call to start", || pool.statistics().busy == 1).await;
+    let pids = pool.worker_pids();
+    assert_eq!(pids.len(), 1);
+    sigkill(pids[0]);
+
+    let e = call.await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WorkerCrashed);
+    assert_eq!(
+        e.exit_status().and_then(|s| s.signal()),
+        Some(libc::SIGKILL)
+    );
+    assert!(e.to_string().contains("signal 9"), "{e}");
+    assert!(!common::alive(pids[0]));
+
+    // The pool starts a fresh worker for the next call.
+    let n: u64 = pool
+        .run(&job(wasmpool_guests::FIB), "fib", (10u64,))
+        .await
+        .unwrap();
+    assert_eq!(n, 55);
+    let stats = pool.statistics();
+    assert_eq!(stats.spawned, 2, "{stats:?}");
+    assert_eq!(stats.crashed, 1, "{stats:?}");
+    assert_ne!(pool.worker_pids(), pids);
+}
+
+#[tokio::test]
+async fn an_idle_worker_killed_from_outside_is_replaced() {
+    let pool = pool(1);
+    let fib = job(wasmpool_guests::FIB);
+    let _: u64 = pool.run(&fib, "fib", (1u64,)).await.unwrap();
+    let pids = pool.worker_pids();
+    sigkill(pids[0]);
+    eventually("the dead worker to be reaped", || {
+        pool.worker_pids().is_empty()
+    })
+    .await;
+    let n: u64 = pool.run(&fib, "fib", (10u64,)).await.unwrap();
+    assert_eq!(n, 55);
+    assert_eq!(pool.statistics().crashed, 1);
+}
