@@ -6,15 +6,15 @@ use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
 
 use super::Pool;
 use super::builder::check_preopens;
+use super::cancel::{CancelFlag, CancelHandle};
 use super::job_handle::{JobHandle, JobLink};
 use super::request::Policy;
 use super::setters::call_option_setters;
@@ -23,63 +23,6 @@ use crate::job::Job;
 use crate::options::Cancel;
 use crate::values;
 use crate::wire::{CallOptions, Report};
-
-/// Cancels one call from anywhere: another task, a thread, a signal
-/// handler's task. From [`Call::cancel_handle`].
-///
-/// Cancelling is the same as dropping the call's future: the call's
-/// [`Cancel`] mode decides what happens to the guest, and the awaiting
-/// future resolves with [`ErrorKind::Cancelled`]. [`cancel`](Self::cancel)
-/// is cheap, never blocks, and can be called any number of times; cancelling
-/// a call that has already finished does nothing.
-///
-/// # Examples
-///
-/// ```no_run
-/// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) {
-/// let call = pool.call::<u64>(&job, "spin", (u64::MAX,));
-/// let handle = call.cancel_handle();
-/// tokio::spawn(async move {
-///     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-///     handle.cancel();
-/// });
-/// assert!(call.await.unwrap_err().is_cancelled());
-/// # }
-/// ```
-#[derive(Clone, Debug)]
-pub struct CancelHandle {
-    flag: Arc<CancelFlag>,
-}
-
-#[derive(Debug, Default)]
-pub(super) struct CancelFlag {
-    cancelled: AtomicBool,
-    notify: Notify,
-}
-
-impl CancelHandle {
-    /// Cancels the call. Cheap, never blocks, idempotent.
-    pub fn cancel(&self) {
-        if !self.flag.cancelled.swap(true, Ordering::SeqCst) {
-            self.flag.notify.notify_one();
-        }
-    }
-
-    /// Whether [`cancel`](Self::cancel) has been called.
-    pub fn is_cancelled(&self) -> bool {
-        self.flag.cancelled.load(Ordering::SeqCst)
-    }
-}
-
-impl CancelFlag {
-    pub(super) async fn wait(&self) {
-        // `notify_one` leaves a permit if nobody waits yet, so a cancel
-        // between the check and the await is not lost.
-        while !self.cancelled.load(Ordering::SeqCst) {
-            self.notify.notified().await;
-        }
-    }
-}
 
 /// One call with its options, from [`Pool::call`]. Await it for the
 /// result.
@@ -149,9 +92,7 @@ impl<R> Call<'_, R> {
     /// A handle that cancels this call from anywhere without dropping its
     /// future. See [`CancelHandle`].
     pub fn cancel_handle(&self) -> CancelHandle {
-        CancelHandle {
-            flag: self.cancel.clone(),
-        }
+        CancelHandle::new(self.cancel.clone())
     }
 
     /// What dropping this call before it finishes does. Default: the

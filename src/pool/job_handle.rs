@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::call::CancelHandle;
+use super::cancel::CancelHandle;
 use crate::error::{Error, ErrorKind};
 use crate::sync::{HostOp, Registry, Unget, check, decode, encode};
 use crate::wire::{Answer, GuestOp};

@@ -11,6 +11,7 @@
 
 mod builder;
 mod call;
+mod cancel;
 pub(crate) mod compile;
 mod job_handle;
 mod map;
@@ -30,7 +31,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
-pub use call::{Call, CancelHandle, Output};
+pub use call::{Call, Output};
+pub use cancel::CancelHandle;
 pub use job_handle::JobHandle;
 
 use crate::engine::DEFAULT_MAX_WASM_STACK;

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use wasmtime::component::{Instance, InstancePre, Linker, Type, Val};
 use wasmtime::{Engine, Store};
 
-use super::executor::Ready;
 use super::interrupts::Interrupts;
 use super::loaded::{Func, Loaded, Params, call_typed, load};
 use super::port::Port;
+use super::stdio::GuestOutput;
 use super::store::{State, new_store};
 use crate::error::{ErrorKind, Limit, TrapCode};
 use crate::values::{self, Value, wit};
@@ -34,6 +34,27 @@ pub(super) struct Context<'a> {
     pub(super) linker: &'a Linker<State>,
     pub(super) jobs: &'a mut HashMap<String, Loaded>,
     pub(super) interrupts: &'a Interrupts,
+}
+
+/// An instance waiting for a call of its job with the same options.
+pub(super) struct Ready {
+    /// The options it was made for, without the per-call ones.
+    pub(super) options: CallOptions,
+    pub(super) store: Store<State>,
+    pub(super) instance: Instance,
+    pub(super) stdout: GuestOutput,
+    pub(super) stderr: GuestOutput,
+    pub(super) tail: Arc<Mutex<Vec<u8>>>,
+}
+
+/// The options that shape an instance's store: all but the timeout and the
+/// fuel budget, which are set per call.
+pub(super) fn store_options(options: &CallOptions) -> CallOptions {
+    CallOptions {
+        timeout: None,
+        fuel: None,
+        ..options.clone()
+    }
 }
 
 /// What a call leaves behind, dropped (or kept, when instances are reused)
@@ -77,8 +98,8 @@ pub(super) async fn execute(
     } = item;
     let (pre, func, params) = match resolve(engine, linker, jobs, artifact, export, args) {
         Ok(r) => r,
-        Err((e, loaded)) if loaded => return (Err(e), Leftover::unused(ready)),
-        Err((e, _)) => return (Err(e), Leftover::Nothing),
+        Err(NotStarted::Call(e)) => return (Err(e), Leftover::unused(ready)),
+        Err(NotStarted::Load(e)) => return (Err(e), Leftover::Nothing),
     };
     let (mut store, instance, stdout, stderr, tail) = match ready {
         Some(r) => (r.store, Some(r.instance), r.stdout, r.stderr, r.tail),
@@ -108,7 +129,7 @@ pub(super) async fn execute(
     match outcome {
         Ok((instance, value)) => {
             let used = Ready {
-                options: super::executor::store_options(options),
+                options: store_options(options),
                 store,
                 instance,
                 stdout,
@@ -126,9 +147,16 @@ pub(super) async fn execute(
     }
 }
 
-/// The job's instance-pre, the function and its decoded arguments. An
-/// error says whether the job was loaded (so a prepared instance of it is
-/// still good).
+/// Why a call could not start.
+enum NotStarted {
+    /// The job did not load: a prepared instance is of no use.
+    Load(WireError),
+    /// The function or its arguments are wrong: the job's prepared
+    /// instance is still good for the next call.
+    Call(WireError),
+}
+
+/// The job's instance-pre, the function and its decoded arguments.
 fn resolve(
     engine: &Engine,
     linker: &Linker<State>,
@@ -136,13 +164,13 @@ fn resolve(
     artifact: &Artifact,
     export: &ExportPath,
     args: &[u8],
-) -> Result<(InstancePre<State>, Arc<Func>, Params), (WireError, bool)> {
+) -> Result<(InstancePre<State>, Arc<Func>, Params), NotStarted> {
     let loaded = match jobs.entry(artifact.key.clone()) {
         Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(v) => v.insert(load(engine, linker, artifact).map_err(|e| (e, false))?),
+        Entry::Vacant(v) => v.insert(load(engine, linker, artifact).map_err(NotStarted::Load)?),
     };
-    let func = loaded.func(export).map_err(|e| (e, true))?;
-    let params = decode_args(args, &func).map_err(|e| (e, true))?;
+    let func = loaded.func(export).map_err(NotStarted::Call)?;
+    let params = decode_args(args, &func).map_err(NotStarted::Call)?;
     Ok((loaded.pre.clone(), func, params))
 }
 

@@ -15,17 +15,17 @@
 //!   no timer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use wasmtime::component::{Instance, Linker};
-use wasmtime::{Engine, Store};
+use wasmtime::Engine;
+use wasmtime::component::Linker;
 
-use super::call::{Context, Item, Leftover, execute};
+use super::answers::Answers;
+use super::call::{Context, Item, Leftover, Ready, execute, store_options};
 use super::interrupts::{Interrupts, Running};
 use super::loaded::Loaded;
-use super::port::{Answers, OpSender, Port};
-use super::stdio::GuestOutput;
-use super::store::{State, make_linker, new_store};
+use super::port::{OpSender, Port};
+use super::store::{State, new_store};
 use crate::engine::EngineSettings;
 use crate::values;
 use crate::wire::{CallOptions, CallRequest, Outcome, Report};
@@ -44,27 +44,6 @@ pub(crate) struct Executor {
     ready: Option<(String, Ready)>,
     /// The guest's way to the host's `wasmpool:sync` registry.
     port: Arc<Port>,
-}
-
-/// An instance waiting for a call of its job with the same options.
-pub(super) struct Ready {
-    /// The options it was made for, without the per-call ones.
-    pub(super) options: CallOptions,
-    pub(super) store: Store<State>,
-    pub(super) instance: Instance,
-    pub(super) stdout: GuestOutput,
-    pub(super) stderr: GuestOutput,
-    pub(super) tail: Arc<Mutex<Vec<u8>>>,
-}
-
-/// The options that shape an instance's store: all but the timeout and the
-/// fuel budget, which are set per call.
-pub(super) fn store_options(options: &CallOptions) -> CallOptions {
-    CallOptions {
-        timeout: None,
-        fuel: None,
-        ..options.clone()
-    }
 }
 
 impl Executor {
@@ -218,6 +197,17 @@ impl Executor {
         self.interrupts.end(false);
         self.ready = made.map(|r| (key.to_string(), r));
     }
+}
+
+/// What a guest may import: WASI p2, `wasi:http` (every request denied,
+/// with the `wasi-http` feature) and `wasmpool:sync`.
+fn make_linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    #[cfg(feature = "wasi-http")]
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    super::imports::add_to_linker(&mut linker)?;
+    Ok(linker)
 }
 
 impl Drop for Executor {

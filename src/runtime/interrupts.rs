@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use wasmtime::Engine;
 
-use super::port::Answers;
+use super::answers::Answers;
 use crate::error::ErrorKind;
 use crate::wire::{CallOptions, WireError};
 

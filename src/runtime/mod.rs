@@ -17,6 +17,7 @@
 //! the same filter syntax as `tracing-subscriber`'s `Targets`
 //! (`wasmpool=debug`, `info`, ...).
 
+mod answers;
 mod call;
 mod executor;
 mod imports;
@@ -30,9 +31,10 @@ use std::io::{self, Write as _};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
+pub(crate) use answers::{Answers, Inbox, SPIN};
 pub(crate) use executor::Executor;
 pub(crate) use interrupts::Interrupts;
-pub(crate) use port::{Answers, Inbox, OpSender, SPIN};
+pub(crate) use port::OpSender;
 
 use crate::platform;
 use crate::wire::{Control, FromWorker, Init, PROTOCOL_VERSION, ToWorker, read_frame, write_frame};

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 #[cfg(feature = "wasi-http")]
@@ -110,17 +110,6 @@ impl wasmtime_wasi_http::WasiHttpHooks for DenyHttp {
     > {
         Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
-}
-
-/// What a guest may import: WASI p2, `wasi:http` (every request denied,
-/// with the `wasi-http` feature) and `wasmpool:sync`.
-pub(super) fn make_linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    #[cfg(feature = "wasi-http")]
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    super::imports::add_to_linker(&mut linker)?;
-    Ok(linker)
 }
 
 pub(super) type NewStore = (Store<State>, GuestOutput, GuestOutput, Arc<Mutex<Vec<u8>>>);
