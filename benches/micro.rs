@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the in-process pieces of a call: frame encoding,
 //! value transcoding and instantiation (a worker's executor).
 //!
-//! Run with: `cargo bench --bench micro`
+//! Run with: `cargo bench --bench micro --features unstable-bench`
 
 use std::path::PathBuf;
 

@@ -63,8 +63,9 @@
 //! [`Pool::map_unordered`] yields them as they finish, with each item's
 //! index. A failing item yields its error and the stream goes on; dropping
 //! the stream cancels what is in flight. Tiny items travel in batches,
-//! sized to about 2 ms of work, so a map of no-op calls runs at about
-//! 100 000 calls a second on two cores.
+//! sized to a couple of milliseconds of work, so a map of no-op calls runs
+//! far faster than one call at a time (see the README's performance
+//! table).
 //!
 //! ```no_run
 //! # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
@@ -148,12 +149,13 @@
 //!   `wasmpool-worker-{id}`, which starts the process, reads every frame it
 //!   sends, hands results to the waiting call, and reaps the process when
 //!   it exits. Each pool has a `wasmpool-housekeeper` thread that retires
-//!   idle workers. A call dropped with [`Cancel::Interrupt`] starts a
-//!   short-lived `wasmpool-grace` thread that kills its worker if it has
-//!   not stopped within the grace period. Components are compiled on
-//!   tokio's blocking pool, once per pool, and cached on disk across runs
+//!   idle workers and kills a worker whose interrupted call has not
+//!   stopped within its grace period. Components are compiled on tokio's
+//!   blocking pool, once per pool, and cached on disk across runs
 //!   ([`PoolBuilder::cache_dir`]), keyed by the component's hash and the
-//!   engine's compatibility hash and settings.
+//!   engine's compatibility hash and settings; the cache is reached through
+//!   a `cap-std` directory handle, so a symlink planted in it cannot
+//!   redirect a write.
 //! - **Worker processes.** A worker is the current executable started again
 //!   with an environment marker; code that runs before `main` (an
 //!   `.init_array` entry on Linux) diverts it into the worker loop, so tests,
@@ -163,7 +165,7 @@
 //!   and replies travel on two pipes (descriptors 3 and 5), cancels on a
 //!   socket (descriptor 4), never on stdout. A guest's `wasmpool:sync`
 //!   operations go out on the reply pipe and their answers come back on
-//!   the socket, where the control thread hands them to the waiting guest.
+//!   the request pipe, which the waiting guest's thread reads itself.
 //! - **Inside a worker** (process or thread), one call runs at a time on
 //!   async wasmtime, each in its own `Store` and instance from an
 //!   `InstancePre`, with the pooling allocator. A `wasmpool-control` thread
@@ -172,10 +174,40 @@
 //!   artifact is mapped from the on-disk cache, never recompiled per
 //!   worker. Functions of one `list<u8>` or `string` parameter are called
 //!   through wasmtime's typed API, which copies the payload in one piece.
+//!   A thread worker is one `wasmpool-thread-{id}` thread with the same
+//!   executor (and its own `wasmpool-timer`).
 //! - **Scheduling.** A FIFO semaphore with one permit per worker gives fair
 //!   back-pressure; idle workers are reused last-in, first-out, so the
 //!   warmest worker serves the next call. After answering, a worker polls
-//!   for its next request for 100 µs before it sleeps.
+//!   briefly for its next request before it sleeps.
+//!
+//! The source follows these roles: `pool/` is the caller's side (calls,
+//! maps, the roster of workers, compiling), `worker/` the host's handle on
+//! one worker, `sync/` the registry of named primitives, `wire/` every
+//! message between host and worker, `values/` the serde ↔ WIT mapping,
+//! `runtime/` what runs inside a worker, and `platform/` every OS call and
+//! all of the crate's `unsafe`.
+//!
+//! # Tracing
+//!
+//! wasmpool reports through [`tracing`](https://docs.rs/tracing), under
+//! the `wasmpool` target. Each call is a `call` span (at debug level) with
+//! the job's hash, the function, the call id, the worker id and pid, the
+//! time it waited for a worker and the time it ran. Events mark workers
+//! starting, exiting, crashing, being killed and retiring, compile-cache
+//! hits and misses, a timeout escalating to a kill, and (at trace level)
+//! every answer of the `wasmpool:sync` registry. Worker processes start
+//! before `main`, so the host's subscriber is not theirs: when `RUST_LOG`
+//! is set, a worker process writes its own events to its stderr (the
+//! host's), filtered by `RUST_LOG` in the syntax of `tracing-subscriber`'s
+//! `Targets` (`wasmpool=debug`). `examples/tracing.rs` shows the output.
+//!
+//! # Features
+//!
+//! - `wasi-http` (default): links `wasi:http` into every guest, with every
+//!   outgoing request denied, so that components importing it
+//!   (componentize-js ones do) run. Without it, such a component fails to
+//!   instantiate with [`ErrorKind::InvalidComponent`].
 //!
 //! # Cancellation
 //!
@@ -219,8 +251,13 @@
 //!
 //! # Platform support
 //!
-//! Linux. Workers rely on pipes, Unix sockets, `PR_SET_PDEATHSIG` and an
-//! `.init_array` entry.
+//! Linux, fully. Workers rely on pipes, Unix sockets, `PR_SET_PDEATHSIG`
+//! and an `.init_array` entry, all in the crate's `platform` module. Other
+//! Unix systems build, with fallbacks: no entry before `main` (a dedicated
+//! [`worker_program`](PoolBuilder::worker_program) calls
+//! [`worker_entry`] first thing), no parent-death signal (a worker still
+//! exits when its control socket closes), default pipe sizes. Other
+//! systems do not build, with a clear error.
 //!
 //! # Limitations
 //!
@@ -233,7 +270,7 @@
 //!   very large argument (over the pipe's 1 MiB) blocks that task while the
 //!   worker reads it.
 //! - Large payloads are copied several times on the way (encode, pipe,
-//!   decode, guest memory): a 1 MiB echo takes about 4 ms.
+//!   decode, guest memory): see the README's performance table.
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -267,7 +304,8 @@ pub use pool::{
     Call, CancelHandle, JobHandle, Output, Pool, PoolBuilder, Statistics, default_pool, run,
 };
 pub use sync::{
-    Barrier, Condition, ConditionGuard, Event, Lock, LockGuard, Queue, Semaphore, SemaphorePermit,
+    Barrier, Condition, ConditionGuard, Event, JOB_CHANNEL_CAPACITY, Lock, LockGuard, Queue,
+    Semaphore, SemaphorePermit,
 };
 
 /// Serves as a worker and exits, if this process was started as one;

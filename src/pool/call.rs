@@ -45,6 +45,11 @@ use crate::wire::{CallOptions, Report};
 /// same from another task, and the future resolves with
 /// [`ErrorKind::Cancelled`]. A [`timeout`](Call::timeout) is not a cancel:
 /// it fails with [`ErrorKind::Timeout`].
+///
+/// # Panics
+///
+/// As [`Pool::run`]: awaited outside a Tokio runtime, or with a timeout on
+/// a runtime without its time driver.
 #[must_use = "a call does nothing until awaited"]
 pub struct Call<'a, R> {
     pub(super) pool: Pool,

@@ -44,10 +44,8 @@ impl JobLink {
 /// (`wasmpool_guest::recv`), [`close`](Self::close) the input so that the
 /// guest's `recv` returns `None`, and [`recv`](Self::recv) values that the
 /// guest `emit`s: results or progress as it goes. Each direction buffers
-/// 64 values; beyond that the sender waits.
-///
-/// Dropping the handle cancels the job, as its [`Cancel`](crate::Cancel)
-/// mode says, like dropping a call's future.
+/// [`JOB_CHANNEL_CAPACITY`](crate::JOB_CHANNEL_CAPACITY) values; beyond
+/// that the sender waits.
 ///
 /// # Examples
 ///
@@ -66,6 +64,17 @@ impl JobLink {
 /// assert_eq!(received, 3);
 /// # Ok(()) }
 /// ```
+///
+/// # Panics
+///
+/// Never: made outside a Tokio runtime, the handle resolves to an
+/// [`ErrorKind::Config`] error instead of running.
+///
+/// # Cancel safety
+///
+/// Dropping the handle cancels the job, as its [`Cancel`](crate::Cancel)
+/// mode says, like dropping a call's future; values it emitted and nobody
+/// received are dropped with it.
 #[must_use = "dropping a job handle cancels the job"]
 pub struct JobHandle<R> {
     registry: Arc<Registry>,
@@ -163,13 +172,20 @@ impl<R> JobHandle<R> {
     }
 
     /// Sends `value` to the guest, which takes it with `recv`. Waits while
-    /// 64 values are buffered.
+    /// [`JOB_CHANNEL_CAPACITY`](crate::JOB_CHANNEL_CAPACITY) values are
+    /// buffered.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Closed`] once the job has finished or the input was
     /// closed; [`ErrorKind::ArgumentMismatch`] if `value` cannot be
     /// encoded.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Queue::put`](crate::Queue::put): a send dropped while it waits
+    /// for room sends nothing and gives up its place; one that found room
+    /// before the drop has sent its value, once.
     pub async fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
         let value = encode(value, "sending to the job")?;
         let op = HostOp::submit(
@@ -189,6 +205,11 @@ impl<R> JobHandle<R> {
     ///
     /// [`ErrorKind::ResultMismatch`] if the value does not decode as a `T`;
     /// the value is consumed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a value a dropped `recv` had already been handed goes
+    /// back to the front of the job's values, so no value is lost.
     pub async fn recv<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
         let op = HostOp::submit(
             &self.registry,

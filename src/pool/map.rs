@@ -25,13 +25,11 @@ impl Pool {
     /// has workers. Tiny items are sent in batches: a worker runs a batch
     /// item after item (each on its own instance, as always) and answers it
     /// in one message, which saves a round trip per item. The batch size
-    /// adapts to how long items take, aiming at about 2 ms of work per
+    /// adapts to how long items take, aiming at a couple of milliseconds of work per
     /// batch; items that take longer go one at a time.
     ///
-    /// A failing item yields its error and the stream goes on. Dropping the
-    /// stream cancels the calls in flight (as [`PoolBuilder::on_cancel`]
-    /// says) and takes no more items. The pool's call options (timeout,
-    /// limits, sandbox) apply to each item.
+    /// A failing item yields its error and the stream goes on. The pool's
+    /// call options (timeout, limits, sandbox) apply to each item.
     ///
     /// ```no_run
     /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
@@ -44,6 +42,17 @@ impl Pool {
     ///     .collect::<Result<_, _>>()?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// When polled outside a Tokio runtime.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the stream cancels the calls in flight (as
+    /// [`PoolBuilder::on_cancel`](crate::PoolBuilder::on_cancel) says) and
+    /// takes no more items; results of calls that had finished but were
+    /// not yet yielded are dropped.
     pub fn map<'a, A, R, I>(
         &self,
         job: &'a Job,
@@ -76,6 +85,14 @@ impl Pool {
     /// }
     /// # }
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`map`](Pool::map).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`map`](Pool::map).
     pub fn map_unordered<'a, A, R, I>(
         &self,
         job: &'a Job,

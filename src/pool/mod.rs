@@ -187,6 +187,12 @@ impl Pool {
     /// See [`ErrorKind`]: a trap, a crashed worker, a name or type mismatch,
     /// a closed pool.
     ///
+    /// # Panics
+    ///
+    /// When awaited outside a Tokio runtime (compiling runs on its blocking
+    /// pool), or, for a call with a [`timeout`](Call::timeout), on a runtime
+    /// without its time driver.
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future cancels the call as the pool's
@@ -232,6 +238,16 @@ impl Pool {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidComponent`] if it does not compile.
+    ///
+    /// # Panics
+    ///
+    /// When awaited outside a Tokio runtime.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the waiting, not the compile: it goes on
+    /// in the background, and the next call or `prepare` finds it done or
+    /// joins it.
     pub async fn prepare(&self, job: &Job) -> Result<(), Error> {
         self.handle.inner.compiler.compiled(job).await.map(drop)
     }
@@ -243,6 +259,12 @@ impl Pool {
     ///
     /// [`ErrorKind::Spawn`] if a worker cannot be started,
     /// [`ErrorKind::PoolClosed`] after shutdown.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops warming; the workers it had started and
+    /// not yet handed to the pool exit, and their places go to waiting
+    /// calls.
     pub async fn warm(&self, n: usize) -> Result<(), Error> {
         let roster = &self.handle.inner.roster;
         let mut held = Vec::new();
@@ -323,6 +345,10 @@ pub fn default_pool() -> Result<Pool, Error> {
 ///
 /// As [`Pool::run`], and as [`Pool::new`] when the default pool is first
 /// made.
+///
+/// # Panics
+///
+/// As [`Pool::run`].
 ///
 /// # Cancel safety
 ///

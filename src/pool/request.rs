@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind};
 use crate::job::Job;
 use crate::options::Cancel;
 use crate::wire::{CallOptions, CallRequest, Report};
-use crate::worker::{Books as _, Reply, Worker};
+use crate::worker::{Abandoned, Books as _, Reply, Worker};
 
 /// How one call of a request ended: its encoded result and report.
 pub(super) type CallResult = Result<(Vec<u8>, Report), Error>;
@@ -316,18 +316,22 @@ impl Drop for InFlight {
         match on_cancel {
             Cancel::Kill if worker.is_process() => self.roster.kill(worker),
             Cancel::Interrupt | Cancel::Kill | Cancel::Finish => {
-                let interrupt = on_cancel != Cancel::Finish;
-                if interrupt {
+                let left = if on_cancel == Cancel::Finish {
+                    Abandoned::Finishing
+                } else {
                     worker.cancel(self.id);
-                }
+                    Abandoned::Interrupted
+                };
                 let shared = worker.shared.clone();
-                match worker.abandon(self.id, permit, interrupt) {
+                match worker.abandon(self.id, permit, left) {
                     // The call had already ended.
                     Some((worker, permit)) if !worker.shared.is_dead() => {
                         self.roster.checkin(worker, permit);
                     }
                     Some(_) => {}
-                    None if interrupt => self.roster.kill_after(shared, self.id, self.policy.grace),
+                    None if left == Abandoned::Interrupted => {
+                        self.roster.kill_after(shared, self.id, self.policy.grace)
+                    }
                     None => {}
                 }
             }

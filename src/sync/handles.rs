@@ -1,12 +1,14 @@
 //! The host's async handles on the pool's named primitives, and the host
 //! operation they (and [`JobHandle`](crate::JobHandle)) are made of.
 //!
-//! Every future here but [`ConditionGuard::wait`] is cancel-safe: dropping
-//! it before it resolves takes nothing and loses nothing. A value a dropped
-//! `get` or `recv` had already received goes back to the front of its
-//! queue, and a lock or permit it had already been granted is released. So
-//! a timeout is `tokio::time::timeout` around any of them (and
-//! [`ConditionGuard::wait_timeout`] for a condition).
+//! Every future here but [`ConditionGuard::wait`] is cancel-safe (each
+//! says what a drop gives up), so a timeout is `tokio::time::timeout`
+//! around any of them, and [`ConditionGuard::wait_timeout`] for a
+//! condition. None needs a Tokio runtime but `wait_timeout`.
+//!
+//! A value a dropped `get` or `recv` had already received goes back to the
+//! front of its queue, and a lock or permit it had already been granted is
+//! released.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -192,6 +194,10 @@ impl<T> Queue<T> {
     /// # Errors
     ///
     /// [`ErrorKind::Sync`] if the queue is not joinable.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future only stops the waiting.
     pub async fn join(&self) -> Result<(), Error> {
         let name = self.name_op();
         check(
@@ -232,6 +238,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`ErrorKind::Closed`] if the queue is closed;
     /// [`ErrorKind::ArgumentMismatch`] if `value` cannot be encoded.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a put dropped while it waits for room gives up its
+    /// place among the waiting putters and puts nothing; one that room
+    /// was made for before the drop has put its value, once. Either way
+    /// the queue holds the value once or not at all.
     pub async fn put(&self, value: &T) -> Result<(), Error> {
         let value = encode(value, "queue put")?;
         let name = self.name_op();
@@ -246,6 +259,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// [`ErrorKind::ResultMismatch`] if the value does not decode as a `T`;
     /// the value is consumed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a get dropped while it waits gives up its place among
+    /// the waiting getters; a value it had already been handed goes back
+    /// to the front of the queue, so no value is lost.
     pub async fn get(&self) -> Result<Option<T>, Error> {
         let name = self.name_op();
         let op = HostOp::submit(
@@ -324,6 +343,12 @@ impl Lock {
     ///
     /// None in practice; a [`ErrorKind::Sync`] error would mean the lock
     /// was not created on this pool.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future gives up its place in the lock's
+    /// FIFO of waiters, and a lock granted before the drop is released at
+    /// once.
     pub async fn lock(&self) -> Result<LockGuard, Error> {
         acquire(&self.registry, &self.name, "lock").await
     }
@@ -358,6 +383,12 @@ impl Semaphore {
     /// # Errors
     ///
     /// None in practice (see [`Lock::lock`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future gives up its place in the
+    /// semaphore's FIFO of waiters, and a permit granted before the drop
+    /// is given back at once.
     pub async fn acquire(&self) -> Result<SemaphorePermit, Error> {
         let op = GuestOp::SemaphoreAcquire {
             name: self.name.to_string(),
@@ -416,6 +447,10 @@ impl Event {
     /// # Errors
     ///
     /// None in practice (see [`Lock::lock`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future only stops the waiting.
     pub async fn wait(&self) -> Result<(), Error> {
         let op = host_op(
             &self.registry,
@@ -457,6 +492,10 @@ impl Condition {
     /// # Errors
     ///
     /// None in practice (see [`Lock::lock`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Lock::lock`].
     pub async fn lock(&self) -> Result<ConditionGuard, Error> {
         let guard = acquire(&self.registry, &self.name, "condition lock").await?;
         Ok(ConditionGuard {
@@ -469,23 +508,36 @@ impl Condition {
 impl ConditionGuard {
     /// Releases the lock, waits for a notify, and takes the lock again.
     ///
-    /// Dropping this future before it resolves leaves the lock released:
-    /// drop the guard too. [`wait_timeout`](Self::wait_timeout) keeps the
-    /// lock's state right on a timeout.
-    ///
     /// # Errors
     ///
     /// None in practice (see [`Lock::lock`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropping the future before it resolves gives up
+    /// the wait (and a notify meant for it) and leaves the lock released,
+    /// so the guard no longer holds it: drop the guard too. For a wait
+    /// with a time limit, use [`wait_timeout`](Self::wait_timeout), which
+    /// holds the lock again whether or not it timed out.
     pub async fn wait(&mut self) -> Result<(), Error> {
         self.wait_until(None).await.map(drop)
     }
 
     /// As [`wait`](Self::wait), giving up after `timeout`; returns `false`
-    /// if it timed out. The lock is held again either way.
+    /// if it timed out. The lock is held again either way. A notify that
+    /// crosses the timeout wins: then the result is `true`.
     ///
     /// # Errors
     ///
     /// None in practice (see [`Lock::lock`]).
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime with its time driver enabled.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`wait`](Self::wait): not cancel-safe.
     pub async fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, Error> {
         self.wait_until(Some(timeout)).await
     }
@@ -563,6 +615,12 @@ impl Barrier {
     /// # Errors
     ///
     /// None in practice (see [`Lock::lock`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a wait dropped before the barrier trips withdraws this
+    /// party, so the others wait for another; once it has tripped, the
+    /// place it was given is lost with the future.
     pub async fn wait(&self) -> Result<usize, Error> {
         let op = host_op(
             &self.registry,

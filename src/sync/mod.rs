@@ -194,8 +194,9 @@ enum Prim {
     Channel(Box<[QueueState; 2]>),
 }
 
-/// The capacity of each direction of a job's channel.
-pub(crate) const CHANNEL_CAPACITY: usize = 64;
+/// How many values each direction of a spawned job's channel buffers
+/// before its sender waits: 64. See [`JobHandle`](crate::JobHandle).
+pub const JOB_CHANNEL_CAPACITY: usize = 64;
 const TO_GUEST: usize = 0;
 const TO_HOST: usize = 1;
 
@@ -336,8 +337,8 @@ impl Registry {
             self.next_channel.fetch_add(1, Ordering::Relaxed)
         );
         let channel = Prim::Channel(Box::new([
-            QueueState::new(CHANNEL_CAPACITY, false),
-            QueueState::new(CHANNEL_CAPACITY, false),
+            QueueState::new(JOB_CHANNEL_CAPACITY, false),
+            QueueState::new(JOB_CHANNEL_CAPACITY, false),
         ]));
         self.prims
             .lock()

@@ -17,8 +17,9 @@ pub(super) struct QueueState {
     joiners: Vec<Waiter>,
     /// Values put and not yet marked done (joinable queues).
     unfinished: u64,
-    /// Values guests took from a joinable queue and have not marked done,
-    /// oldest first: they go back if their taker ends.
+    /// Values taken from a joinable queue and not yet marked done, oldest
+    /// first, with their takers: a guest's go back if its call ends (a
+    /// host's are only counted, with no copy kept).
     taken: Vec<(Owner, Vec<u8>)>,
     closed: bool,
 }
@@ -93,7 +94,12 @@ impl QueueState {
         {
             let value = self.items.pop_front().expect("checked non-empty");
             let owner = w.owner;
-            let keep = (self.joinable && matches!(owner, Owner::Worker(_))).then(|| value.clone());
+            // A guest's value comes back if its call ends before it is
+            // marked done; a host's never does, so it keeps no copy.
+            let keep = self.joinable.then(|| match owner {
+                Owner::Worker(_) => value.clone(),
+                Owner::Host(_) => Vec::new(),
+            });
             match out.give(w, Answer::Value(ByteBuf::from(value))) {
                 Ok(()) => {
                     if let Some(v) = keep {
@@ -126,10 +132,18 @@ impl QueueState {
             return Answer::Invalid("task-done called more times than values were put".into());
         }
         self.unfinished -= 1;
-        // The caller's oldest value, or else anyone's: a value marked done,
-        // by whoever, must not come back.
-        let i = self.taken.iter().position(|(o, _)| *o == owner);
-        if let Some(i) = i.or((!self.taken.is_empty()).then_some(0)) {
+        // The caller's oldest value, or else the oldest taken on the
+        // caller's side (host or guests), or else anyone's: a value marked
+        // done, by whoever, must not come back, and the host marking its
+        // own values done must not retire a running guest's.
+        let host = |o: &Owner| matches!(o, Owner::Host(_));
+        let i = self
+            .taken
+            .iter()
+            .position(|(o, _)| *o == owner)
+            .or_else(|| self.taken.iter().position(|(o, _)| host(o) == host(&owner)))
+            .or((!self.taken.is_empty()).then_some(0));
+        if let Some(i) = i {
             self.taken.remove(i);
         }
         self.pump(out);
@@ -168,10 +182,15 @@ impl QueueState {
 
     /// Releases what `owner` took; its waits are already dropped.
     pub(super) fn release_all(&mut self, owner: Owner, out: &mut Outbox) {
+        // A guest's values go back; a host operation's value, if it had
+        // one, went back by `unget` when it was dropped.
+        let give_back = matches!(owner, Owner::Worker(_));
         let mut back = Vec::new();
         self.taken.retain_mut(|(o, v)| {
             if *o == owner {
-                back.push(std::mem::take(v));
+                if give_back {
+                    back.push(std::mem::take(v));
+                }
                 false
             } else {
                 true

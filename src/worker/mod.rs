@@ -63,6 +63,15 @@ pub(crate) enum Exit {
     Crashed,
 }
 
+/// How a call its caller gave up on goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Abandoned {
+    /// It was interrupted, and stops soon.
+    Interrupted,
+    /// It runs to its end; its result is dropped.
+    Finishing,
+}
+
 /// What a call gets back.
 pub(crate) enum Reply {
     /// One outcome per item of the request.
@@ -131,7 +140,6 @@ impl Shared {
         }
         let reaped = self.reaped.lock().expect("reaped lock");
         if let (false, Some(pid)) = (*reaped, self.pid) {
-            tracing::debug!(pid, "killing worker");
             crate::platform::kill(pid);
         }
     }
@@ -361,8 +369,8 @@ impl Worker {
     /// returns it to the pool. Returns the worker back if the call has
     /// already ended (or the worker died).
     ///
-    /// With `fence`, the call was interrupted: its guest gets nothing more
-    /// from the registry until it has stopped (see
+    /// An interrupted call's guest gets nothing more from the registry
+    /// until it has stopped (see
     /// [`Registry::fence`](crate::sync::Registry::fence)). That is decided
     /// under the slot's lock, which delivering a result holds while the
     /// call's end lifts the fence, so that a fence never outlives its call.
@@ -370,13 +378,13 @@ impl Worker {
         self,
         id: u64,
         permit: OwnedSemaphorePermit,
-        fence: bool,
+        left: Abandoned,
     ) -> Option<(Worker, OwnedSemaphorePermit)> {
         let shared = self.shared.clone();
         let mut slot = shared.slot.lock().expect("slot lock");
         match *slot {
             Slot::Waiting { id: waiting, .. } if waiting == id => {
-                if fence {
+                if left == Abandoned::Interrupted {
                     self.shared.guest.fence();
                 }
                 *slot = Slot::Abandoned {

@@ -76,3 +76,39 @@ async fn a_damaged_artifact_is_compiled_again() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_symlink_planted_in_the_cache_redirects_nothing() {
+    let dir = temp_dir("cache-symlink");
+    let fib = job(wasmpool_guests::FIB);
+    let first = Pool::builder().workers(1).cache_dir(&dir).build().unwrap();
+    first.prepare(&fib).await.unwrap();
+    first.shutdown().await;
+    let files = artifacts(&dir);
+    assert_eq!(files.len(), 1, "one artifact: {files:?}");
+
+    // Someone replaces the artifact with a link to a file outside the
+    // cache. The host neither reads through it nor writes through it: it
+    // compiles again and puts a regular file in the link's place.
+    let outside = temp_dir("cache-symlink-outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let target = outside.join("victim");
+    std::fs::write(&target, b"not an artifact").unwrap();
+    std::fs::remove_file(&files[0]).unwrap();
+    std::os::unix::fs::symlink(&target, &files[0]).unwrap();
+
+    let second = Pool::builder().workers(1).cache_dir(&dir).build().unwrap();
+    assert_eq!(
+        second.run::<u64>(&fib, "fib", (20u64,)).await.unwrap(),
+        6_765
+    );
+    second.shutdown().await;
+    assert_eq!(std::fs::read(&target).unwrap(), b"not an artifact");
+    let meta = std::fs::symlink_metadata(&files[0]).unwrap();
+    assert!(
+        meta.file_type().is_file(),
+        "the link was replaced by the artifact"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&outside);
+}

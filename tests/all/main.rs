@@ -27,6 +27,7 @@ mod stdio_capture;
 mod stdout_inherit;
 mod sync_primitives;
 mod thread_workers;
+mod tracing_spans;
 mod values_types;
 mod wasi_sandbox;
 mod worker_crash;

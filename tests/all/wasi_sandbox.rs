@@ -119,6 +119,29 @@ async fn preopens_confine_the_guest_to_its_directory() {
 }
 
 #[tokio::test]
+async fn a_missing_preopen_is_a_config_error_before_any_call() {
+    let missing = temp_dir("preopen-missing").join("nowhere");
+    let err = wasmpool::Pool::builder()
+        .workers(1)
+        .preopen_dir(&missing, "/data", wasmpool::DirAccess::ReadOnly)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), wasmpool::ErrorKind::Config);
+    assert!(err.to_string().contains("/data"), "{err}");
+
+    // Per call too: the call fails on the host, and no worker is started.
+    let pool = wasmpool::Pool::builder().workers(1).build().unwrap();
+    let sandbox = job(wasmpool_guests::SANDBOX);
+    let err = pool
+        .call::<Result<String, String>>(&sandbox, "read-file", ("/data/x",))
+        .preopen_dir(&missing, "/data", wasmpool::DirAccess::ReadOnly)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), wasmpool::ErrorKind::Config);
+    assert_eq!(pool.statistics().spawned, 0);
+}
+
+#[tokio::test]
 async fn deterministic_calls_repeat_exactly() {
     let pool = pool(1);
     let sandbox = job(wasmpool_guests::SANDBOX);
