@@ -134,7 +134,7 @@ impl PoolBuilder {
     }
 
     /// How long an idle worker waits for a call before it exits. Default:
-    /// [`DEFAULT_IDLE_TIMEOUT`].
+    /// [`DEFAULT_IDLE_TIMEOUT`](crate::DEFAULT_IDLE_TIMEOUT).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self

@@ -163,11 +163,11 @@ pub struct Output<R> {
     /// The function's result.
     pub value: R,
     /// The fuel the call consumed, when the pool meters fuel
-    /// ([`PoolBuilder::fuel`]).
+    /// ([`PoolBuilder::fuel`](crate::PoolBuilder::fuel)).
     pub fuel_consumed: Option<u64>,
-    /// The guest's stdout, when captured ([`Stdio::Capture`]).
+    /// The guest's stdout, when captured ([`Stdio::Capture`](crate::Stdio::Capture)).
     pub stdout: Option<Vec<u8>>,
-    /// The guest's stderr, when captured ([`Stdio::Capture`]).
+    /// The guest's stderr, when captured ([`Stdio::Capture`](crate::Stdio::Capture)).
     pub stderr: Option<Vec<u8>>,
 }
 

@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 
 /// Cancels one call from anywhere: another task, a thread, a signal
-/// handler's task. From [`Call::cancel_handle`].
+/// handler's task. From [`Call::cancel_handle`](crate::Call::cancel_handle).
 ///
 /// Cancelling is the same as dropping the call's future: the call's
-/// [`Cancel`] mode decides what happens to the guest, and the awaiting
-/// future resolves with [`ErrorKind::Cancelled`]. [`cancel`](Self::cancel)
+/// [`Cancel`](crate::Cancel) mode decides what happens to the guest, and the awaiting
+/// future resolves with [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled). [`cancel`](Self::cancel)
 /// is cheap, never blocks, and can be called any number of times; cancelling
 /// a call that has already finished does nothing.
 ///

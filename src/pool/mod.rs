@@ -184,7 +184,7 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// See [`ErrorKind`]: a trap, a crashed worker, a name or type mismatch,
+    /// See [`ErrorKind`](crate::ErrorKind): a trap, a crashed worker, a name or type mismatch,
     /// a closed pool.
     ///
     /// # Panics
@@ -237,7 +237,7 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidComponent`] if it does not compile.
+    /// [`ErrorKind::InvalidComponent`](crate::ErrorKind::InvalidComponent) if it does not compile.
     ///
     /// # Panics
     ///
@@ -257,8 +257,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Spawn`] if a worker cannot be started,
-    /// [`ErrorKind::PoolClosed`] after shutdown.
+    /// [`ErrorKind::Spawn`](crate::ErrorKind::Spawn) if a worker cannot be started,
+    /// [`ErrorKind::PoolClosed`](crate::ErrorKind::PoolClosed) after shutdown.
     ///
     /// # Cancel safety
     ///
@@ -292,7 +292,7 @@ impl Pool {
 
     /// Closes the pool and waits until every worker has exited and been
     /// reaped. Calls in flight finish first; calls that have not started
-    /// fail with [`ErrorKind::PoolClosed`], as do calls made afterwards.
+    /// fail with [`ErrorKind::PoolClosed`](crate::ErrorKind::PoolClosed), as do calls made afterwards.
     ///
     /// # Cancel safety
     ///
