@@ -95,6 +95,12 @@ pub enum ErrorKind {
     /// A synchronisation primitive was misused: a name taken by another
     /// kind, or one created again with other settings.
     Sync,
+    /// A host function the guest called failed: it returned an error (see
+    /// [`std::error::Error::source`] for that error), panicked, or was
+    /// called with, or returned, values that do not fit the import's WIT
+    /// types. The message names the function. The guest trapped; its worker
+    /// is kept. See [`PoolBuilder::host_fn`](crate::PoolBuilder::host_fn).
+    HostFunction,
 }
 
 /// The WebAssembly trap behind an [`ErrorKind::Trap`] or
@@ -250,6 +256,14 @@ impl Error {
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Error {
         self.inner.source = Some(Box::new(source));
+        self
+    }
+
+    pub(crate) fn with_boxed_source(
+        mut self,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    ) -> Error {
+        self.inner.source = Some(source);
         self
     }
 

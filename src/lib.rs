@@ -284,6 +284,7 @@
 pub mod bench_support;
 mod engine;
 mod error;
+mod host;
 mod job;
 mod options;
 #[allow(unsafe_code)]
@@ -296,6 +297,7 @@ mod wire;
 mod worker;
 
 pub use error::{Error, ErrorKind, Limit, TrapCode};
+pub use host::{BoxError, HostContext};
 pub use job::Job;
 pub use options::{
     CAPTURE_LIMIT, Cancel, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess, Stdio, WorkerKind,

@@ -2,6 +2,7 @@
 //! [`build`](PoolBuilder::build).
 
 use std::fmt;
+use std::future::Future;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +14,11 @@ use super::roster::{Roster, RosterSettings};
 use super::setters::call_option_setters;
 use super::{Handle, Pool, PoolInner};
 use crate::engine::EngineSettings;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::error::{Error, ErrorKind};
+use crate::host::{BoxError, HostContext, HostFns};
 use crate::options::{Cancel, WorkerKind};
 use crate::sync::Registry;
 use crate::wire::{CallOptions, Preopen};
@@ -36,6 +41,7 @@ pub struct PoolBuilder {
     pub(super) on_cancel: Cancel,
     pub(super) options: CallOptions,
     pub(super) grace: Duration,
+    pub(super) host_fns: HostFns,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -53,6 +59,7 @@ impl fmt::Debug for PoolBuilder {
             on_cancel,
             options,
             grace,
+            host_fns,
         } = self;
         f.debug_struct("PoolBuilder")
             .field("workers", workers)
@@ -67,6 +74,7 @@ impl fmt::Debug for PoolBuilder {
             .field("on_cancel", on_cancel)
             .field("options", options)
             .field("grace", grace)
+            .field("host_fns", host_fns)
             .finish()
     }
 }
@@ -179,6 +187,68 @@ impl PoolBuilder {
         self
     }
 
+    /// Registers `f` as the host function that guests import as `name`:
+    /// `"<interface>#<function>"` as the component imports it
+    /// (`"my:app/api#add"`; the version may be left out, as for export
+    /// names), or just the function's name for a world-level import.
+    ///
+    /// A guest that calls the import blocks until `f`'s future resolves;
+    /// other workers go on. `f` takes the call's [`HostContext`] and the
+    /// arguments as one serde value, a tuple with one element per WIT
+    /// parameter (as for calls); it returns the WIT result (`()` for none)
+    /// or an error. Values map between WIT and serde as for calls (see the
+    /// crate docs). `f` may serve many guests at once: it is `Fn`, and
+    /// each call of it is a future of its own.
+    ///
+    /// The future runs in the context of the Tokio runtime that made the
+    /// guest's call: it is polled first on the worker's host thread (a
+    /// function that is ready at once costs no thread hop), and if it is
+    /// not ready, on that runtime.
+    ///
+    /// - An `Err` traps the guest: the call fails with
+    ///   [`ErrorKind::HostFunction`], whose message names the function and
+    ///   whose [`source`](std::error::Error::source) is `f`'s error. The
+    ///   worker is kept. A panic in `f` does the same.
+    /// - Arguments that do not decode as `A`, or a result that does not fit
+    ///   the import's WIT type, fail the same way, with the value's path.
+    /// - A component importing anything that neither wasmpool (WASI,
+    ///   `wasi:http`, `wasmpool:sync`) nor a host function provides fails
+    ///   [`Pool::prepare`](crate::Pool::prepare) and its first call with
+    ///   [`ErrorKind::InvalidComponent`], naming each such import. Names a
+    ///   component does not import are fine: one pool serves many plugins.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(plugin: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// use wasmpool::{BoxError, HostContext, Pool};
+    /// let pool = Pool::builder()
+    ///     .host_fn("my:app/api#add", |_cx: HostContext, (a, b): (u64, u64)| async move {
+    ///         Ok::<u64, BoxError>(a + b)
+    ///     })
+    ///     .build()?;
+    /// let n: u64 = pool.run(&plugin, "run", (7u64,)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// When the guest's call is cancelled, times out or otherwise ends
+    /// while `f`'s future is pending, the future is dropped, at once: hold
+    /// nothing in it that must not be dropped mid-way. The guest then ends
+    /// as the call's [`Cancel`] mode says.
+    pub fn host_fn<A, R, E, F, Fut>(mut self, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(HostContext, A) -> Fut + Send + Sync + 'static,
+        A: DeserializeOwned + Send + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: Serialize + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.host_fns.insert(name.into(), f);
+        self
+    }
+
     /// Builds the pool. No worker starts until the first call (or
     /// [`Pool::warm`]).
     ///
@@ -201,6 +271,7 @@ impl PoolBuilder {
             on_cancel,
             options,
             grace,
+            host_fns,
         } = self;
         let workers = match workers {
             Some(n) => NonZeroUsize::new(n)
@@ -234,6 +305,7 @@ impl PoolBuilder {
             .host_engine()
             .map_err(|e| Error::new(ErrorKind::Config, format!("creating the engine: {e:#}")))?;
         let sync = Arc::new(Registry::default());
+        let host_fns = Arc::new(host_fns);
         let roster = Roster::start(RosterSettings {
             workers,
             idle_timeout,
@@ -243,6 +315,7 @@ impl PoolBuilder {
                 program,
                 settings: settings.clone(),
                 reuse_instances,
+                host_fns: host_fns.clone(),
             },
             registry: sync.clone(),
         })?;
@@ -254,6 +327,7 @@ impl PoolBuilder {
             compiler: Compiler::new(engine, settings, cache_dir),
             roster,
             sync,
+            host_fns,
             next_call: AtomicU64::new(0),
         });
         Ok(Pool {

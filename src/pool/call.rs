@@ -1,6 +1,7 @@
 //! [`Call`]: one call with its options, awaited or spawned; its
 //! [`CancelHandle`]; and its [`Output`].
 
+use std::any::Any;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
@@ -62,6 +63,8 @@ pub struct Call<'a, R> {
     pub(super) cancel: Arc<CancelFlag>,
     /// Set for a call made by [`Call::spawn`].
     pub(super) link: Option<Arc<JobLink>>,
+    /// What the call's host functions see ([`Call::data`]).
+    pub(super) data: Option<Arc<dyn Any + Send + Sync>>,
     pub(super) _result: PhantomData<fn() -> R>,
 }
 
@@ -77,6 +80,7 @@ impl<R> fmt::Debug for Call<'_, R> {
             grace,
             cancel,
             link: _,
+            data,
             _result,
         } = self;
         f.debug_struct("Call")
@@ -87,6 +91,7 @@ impl<R> fmt::Debug for Call<'_, R> {
             .field("options", options)
             .field("grace", grace)
             .field("cancelled", &cancel.cancelled.load(Ordering::Relaxed))
+            .field("has_data", &data.is_some())
             .finish()
     }
 }
@@ -104,6 +109,22 @@ impl<R> Call<'_, R> {
     /// pool's setting.
     pub fn on_cancel(mut self, mode: Cancel) -> Self {
         self.on_cancel = mode;
+        self
+    }
+
+    /// A value for the [host functions](crate::PoolBuilder::host_fn) this
+    /// call's guest calls: they see it through
+    /// [`HostContext::data`](crate::HostContext::data). A call without
+    /// one gives them `None`. Default: none.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, plugin: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// struct User(String);
+    /// let n: u64 = pool.call(&plugin, "run", (7u64,)).data(User("ada".into())).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn data<T: Any + Send + Sync>(mut self, value: T) -> Self {
+        self.data = Some(Arc::new(value));
         self
     }
 }
@@ -125,6 +146,7 @@ impl<R: DeserializeOwned + Send + 'static> Call<'_, R> {
             options,
             grace,
             cancel: flag,
+            data,
             ..
         } = self;
         JobHandle::spawn(registry, channel, cancel, move |link| {
@@ -139,6 +161,7 @@ impl<R: DeserializeOwned + Send + 'static> Call<'_, R> {
                     grace,
                     cancel: flag,
                     link: Some(link),
+                    data,
                     _result: PhantomData,
                 };
                 call.execute().await.map(|out| out.value)
@@ -210,12 +233,14 @@ impl<'a, R: DeserializeOwned + Send + 'a> Call<'a, R> {
             grace,
             cancel,
             link,
+            data,
             _result,
         } = self;
         let policy = Policy {
             on_cancel,
             grace,
             job: link,
+            data,
         };
         if !options.preopens.is_empty() {
             check_preopens(&options.preopens)?;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -17,6 +17,7 @@ use tokio::sync::OnceCell;
 
 use crate::engine::EngineSettings;
 use crate::error::{Error, ErrorKind};
+use crate::host::{HostFns, is_builtin_import};
 use crate::job::{Job, hex};
 use crate::values::wit;
 use crate::wire::{Artifact, ExportPath};
@@ -105,6 +106,9 @@ pub(crate) struct Compiled {
     pub(crate) component: Component,
     pub(crate) artifact: Artifact,
     funcs: Mutex<HashMap<String, Arc<Resolved>>>,
+    /// The imports nothing provides, found once: the pool's host functions
+    /// do not change.
+    missing: OnceLock<Vec<String>>,
 }
 
 /// A function, resolved and checked on the host before anything is sent.
@@ -234,7 +238,27 @@ impl Compiled {
             component,
             artifact,
             funcs: Mutex::new(HashMap::new()),
+            missing: OnceLock::new(),
         }
+    }
+
+    /// Checks that every import is provided: by wasmpool (WASI, `wasi:http`,
+    /// `wasmpool:sync`) or by one of `host_fns`.
+    pub(crate) fn check_imports(&self, engine: &Engine, host_fns: &HostFns) -> Result<(), Error> {
+        let missing = self
+            .missing
+            .get_or_init(|| missing_imports(engine, &self.component, host_fns));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::InvalidComponent,
+            format!(
+                "the component imports what nothing provides (neither WASI, wasi:http, \
+                 wasmpool:sync nor a host function): {}",
+                missing.join(", ")
+            ),
+        ))
     }
 
     /// Resolves `name` to one exported function, checking that its types
@@ -332,6 +356,35 @@ fn exported_funcs(engine: &Engine, component: &Component) -> Vec<(ExportPath, Co
         }
     }
     out
+}
+
+/// Each import of `component` that nothing provides, fully qualified.
+fn missing_imports(engine: &Engine, component: &Component, host_fns: &HostFns) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (name, import) in component.component_type().imports(engine) {
+        if is_builtin_import(name) {
+            continue;
+        }
+        match import.ty {
+            ComponentItem::ComponentInstance(instance) => {
+                for (func, export) in instance.exports(engine) {
+                    let qualified = format!("{name}#{func}");
+                    match export.ty {
+                        ComponentItem::ComponentFunc(_) if host_fns.provides(&qualified) => {}
+                        ComponentItem::ComponentFunc(_) => missing.push(qualified),
+                        // Types need nothing; resources cannot cross to the host.
+                        ComponentItem::Type(_) => {}
+                        _ => missing.push(format!("{qualified} (not a function)")),
+                    }
+                }
+            }
+            ComponentItem::ComponentFunc(_) if host_fns.provides(name) => {}
+            ComponentItem::ComponentFunc(_) => missing.push(name.to_string()),
+            ComponentItem::Type(_) => {}
+            _ => missing.push(format!("{name} (not a function)")),
+        }
+    }
+    missing
 }
 
 /// `ns:pkg/iface@1.2.3` without its version.

@@ -147,6 +147,7 @@ impl Pool {
                 on_cancel: inner.on_cancel,
                 grace: inner.grace,
                 job: None,
+                data: None,
             };
             async move {
                 let count = items.len();

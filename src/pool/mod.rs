@@ -37,6 +37,7 @@ pub use job_handle::JobHandle;
 
 use crate::engine::DEFAULT_MAX_WASM_STACK;
 use crate::error::Error;
+use crate::host::HostFns;
 use crate::job::Job;
 use crate::options::{Cancel, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, WorkerKind};
 use crate::sync::Registry;
@@ -89,6 +90,8 @@ pub(crate) struct PoolInner {
     roster: Arc<Roster>,
     /// The named primitives and job channels.
     sync: Arc<Registry>,
+    /// The host functions guests may import.
+    host_fns: Arc<HostFns>,
     next_call: AtomicU64,
 }
 
@@ -160,6 +163,7 @@ impl Pool {
             on_cancel: Cancel::Interrupt,
             options: CallOptions::default(),
             grace: DEFAULT_GRACE,
+            host_fns: HostFns::default(),
         }
     }
 
@@ -228,6 +232,7 @@ impl Pool {
             grace: self.handle.inner.grace,
             cancel: Arc::default(),
             link: None,
+            data: None,
             _result: PhantomData,
         }
     }
@@ -237,7 +242,9 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidComponent`](crate::ErrorKind::InvalidComponent) if it does not compile.
+    /// [`ErrorKind::InvalidComponent`](crate::ErrorKind::InvalidComponent) if it does not compile, or
+    /// imports what neither wasmpool nor a [host
+    /// function](PoolBuilder::host_fn) provides.
     ///
     /// # Panics
     ///
@@ -249,7 +256,9 @@ impl Pool {
     /// in the background, and the next call or `prepare` finds it done or
     /// joins it.
     pub async fn prepare(&self, job: &Job) -> Result<(), Error> {
-        self.handle.inner.compiler.compiled(job).await.map(drop)
+        let inner = &self.handle.inner;
+        let compiled = inner.compiler.compiled(job).await?;
+        compiled.check_imports(inner.compiler.engine(), &inner.host_fns)
     }
 
     /// Starts workers until `n` (at most the pool's size) are idle, so that

@@ -2,6 +2,7 @@
 //! worker, send, wait (with a watchdog for timeouts), and return the
 //! worker, or cancel, kill or abandon it when the caller goes away.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -14,9 +15,10 @@ use super::compile::{self, Compiled, Resolved};
 use super::job_handle::JobLink;
 use super::roster::Roster;
 use crate::error::{Error, ErrorKind};
+use crate::host::Scope;
 use crate::job::Job;
 use crate::options::Cancel;
-use crate::wire::{CallOptions, CallRequest, Report};
+use crate::wire::{CallOptions, CallRequest, Report, WireError};
 use crate::worker::{Abandoned, Books as _, Reply, Worker};
 
 /// How one call of a request ended: its encoded result and report.
@@ -111,6 +113,10 @@ impl PoolInner {
             };
             let started = Instant::now();
             let outcomes = self.send(req, worker, permit, policy).await;
+            let (outcomes, scope) = match outcomes {
+                Ok((outcomes, scope)) => (Ok(outcomes), scope),
+                Err(e) => (Err(e), None),
+            };
             span.record("run_us", started.elapsed().as_micros() as u64);
             let mut outcomes = outcomes?.into_iter();
             if outcomes.len() != count {
@@ -126,7 +132,7 @@ impl PoolInner {
                     None => match outcomes.next() {
                         Some((outcome, report)) => outcome
                             .map(|bytes| (bytes.into_vec(), report))
-                            .map_err(Error::from),
+                            .map_err(|w| host_error(w, scope.as_deref())),
                         None => Err(Error::new(ErrorKind::Protocol, "a call went unanswered")),
                     },
                 })
@@ -157,6 +163,7 @@ impl PoolInner {
             ));
         }
         let compiled = self.compiler.compiled(job).await?;
+        compiled.check_imports(self.compiler.engine(), &self.host_fns)?;
         let resolved = compiled.resolve(self.compiler.engine(), func)?;
         // An early error per item that was not sent; `None` for one sent.
         let mut early = Vec::with_capacity(items.len());
@@ -187,11 +194,20 @@ impl PoolInner {
         worker: Worker,
         permit: OwnedSemaphorePermit,
         policy: Policy,
-    ) -> Result<Vec<crate::wire::Outcome>, Error> {
+    ) -> Result<(Vec<crate::wire::Outcome>, Option<Arc<Scope>>), Error> {
         let (id, count, timeout) = (req.id, req.items.len(), req.options.timeout);
         if let Some(job) = &policy.job {
             job.started(&worker.shared);
         }
+        // The scope of the call's host functions: its runtime, its data.
+        let scope = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if worker.shared.host.is_used() => {
+                let scope = Scope::new(req.export.to_string(), policy.data.clone(), runtime);
+                worker.shared.host.begin(scope.clone());
+                Some(scope)
+            }
+            _ => None,
+        };
         let rx = worker.start(req);
         let grace = policy.grace;
         let flight = InFlight {
@@ -202,7 +218,7 @@ impl PoolInner {
             items: count as u64,
             policy,
         };
-        match timeout {
+        let outcomes = match timeout {
             None => flight.reply(rx.await),
             // The watchdog: the worker interrupts each call at its timeout;
             // if no answer comes within the grace period after the last
@@ -226,7 +242,19 @@ impl PoolInner {
                     }
                 }
             }
-        }
+        };
+        outcomes.map(|o| (o, scope))
+    }
+}
+
+/// A worker's error as the caller sees it: a host function's failure gets
+/// the function's own error as its source.
+fn host_error(w: WireError, scope: Option<&Scope>) -> Error {
+    let source = w.host_error.and_then(|id| scope?.take_error(id));
+    let e = Error::from(w);
+    match source {
+        Some(source) => e.with_boxed_source(source),
+        None => e,
     }
 }
 
@@ -249,6 +277,8 @@ pub(super) struct Policy {
     pub(super) grace: Duration,
     /// The handle's side of a spawned job.
     pub(super) job: Option<Arc<JobLink>>,
+    /// What the call's host functions see.
+    pub(super) data: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Policy {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime::component::{Instance, InstancePre, Linker, Type, Val};
 use wasmtime::{Engine, Store};
 
+use super::host_imports::HostFailed;
 use super::interrupts::Interrupts;
 use super::loaded::{Func, Loaded, Params, call_typed, load};
 use super::port::Port;
@@ -337,6 +338,10 @@ fn classify(e: wasmtime::Error, stderr: &[u8]) -> WireError {
             code => WireError::new(ErrorKind::Trap, format!("wasm trap: {code}")),
         };
         w.trap_code = Some(code);
+        w
+    } else if let Some(host) = e.downcast_ref::<HostFailed>() {
+        let mut w = WireError::new(ErrorKind::HostFunction, host.message.clone());
+        w.host_error = host.error;
         w
     } else if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
         WireError::new(

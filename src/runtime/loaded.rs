@@ -127,12 +127,18 @@ pub(super) fn load(
             format!("loading artifact {}: {e:#}", artifact.path.display()),
         )
     })?;
-    let pre = linker.instantiate_pre(&component).map_err(|e| {
+    let invalid = |e: wasmtime::Error| {
         WireError::new(
             ErrorKind::InvalidComponent,
             format!("the component needs imports wasmpool does not provide: {e:#}"),
         )
-    })?;
+    };
+    let with_host = super::host_imports::link(engine, linker, &component).map_err(invalid)?;
+    let pre = with_host
+        .as_ref()
+        .unwrap_or(linker)
+        .instantiate_pre(&component)
+        .map_err(invalid)?;
     Ok(Loaded {
         component,
         pre,

@@ -20,6 +20,7 @@
 mod answers;
 mod call;
 mod executor;
+mod host_imports;
 mod imports;
 mod interrupts;
 mod loaded;

@@ -43,9 +43,20 @@ impl Port {
         }
     }
 
-    /// Sends `op` and waits for its answer.
+    /// Sends the registry operation `op` and waits for its answer. The
+    /// item's end then releases what it may hold.
     pub(super) fn call(&self, op: GuestOp, timeout_ms: Option<u64>) -> wasmtime::Result<Answer> {
         self.used.store(true, Ordering::SeqCst);
+        self.exchange(op, timeout_ms)
+    }
+
+    /// Sends `op` and waits for its answer, giving up (as the host decides)
+    /// after `timeout_ms`.
+    pub(super) fn exchange(
+        &self,
+        op: GuestOp,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Answer> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let stopped = || self.interrupts.is_stopped();
         (self.send)(seq, op)

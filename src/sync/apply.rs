@@ -127,6 +127,18 @@ pub(super) fn apply(
                 let _ = out.give(w, Answer::Nothing);
             }
         },
+        // The worker's host thread hands these to the pool's host
+        // functions; one that reaches the registry is answered, not lost.
+        GuestOp::Host { function, .. } => {
+            let message = format!("host function {function} was sent to the registry");
+            let _ = out.give(
+                w,
+                Answer::HostFailed {
+                    message,
+                    error: None,
+                },
+            );
+        }
         GuestOp::Abandon { .. } | GuestOp::Release => unreachable!("handled above"),
     }
 }

@@ -14,6 +14,9 @@ pub(crate) struct WireError {
     pub(crate) limit: Option<Limit>,
     pub(crate) panic_message: Option<String>,
     pub(crate) backtrace: Option<String>,
+    /// For a [`ErrorKind::HostFunction`] error, the host's id of the host
+    /// function's own error, to become the caller's error's source.
+    pub(crate) host_error: Option<u64>,
 }
 
 impl WireError {
@@ -25,6 +28,7 @@ impl WireError {
             limit: None,
             panic_message: None,
             backtrace: None,
+            host_error: None,
         }
     }
 }
@@ -38,6 +42,7 @@ impl From<WireError> for Error {
             limit,
             panic_message,
             backtrace,
+            host_error: _,
         } = w;
         let mut e = Error::new(kind, message);
         e.inner_mut().trap_code = trap_code;
@@ -58,6 +63,7 @@ impl From<Error> for WireError {
             limit: inner.limit,
             panic_message: inner.panic_message,
             backtrace: inner.backtrace,
+            host_error: None,
         }
     }
 }

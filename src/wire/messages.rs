@@ -20,10 +20,6 @@ pub(crate) struct Init {
 
 /// Frames the host sends on the request pipe after [`Init`].
 #[derive(Debug, Serialize, Deserialize)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "frames live only while sent or read; a call is the usual one"
-)]
 pub(crate) enum ToWorker {
     Call(CallRequest),
     /// The answer to the guest's [`FromWorker::Sync`] operation `seq`.

@@ -106,6 +106,15 @@ pub(crate) enum GuestOp {
     },
     /// The guest's item ended: release everything it holds.
     Release,
+    /// A call of the host function the guest imports as `function`
+    /// (fully qualified), with its arguments as a MessagePack array.
+    /// Served by the pool's host functions, never by the registry; answered
+    /// with [`Answer::Value`] (the MessagePack result) or
+    /// [`Answer::HostFailed`].
+    Host {
+        function: String,
+        args: ByteBuf,
+    },
 }
 
 /// The answer to one operation.
@@ -121,6 +130,12 @@ pub(crate) enum Answer {
     NotFound(String),
     Closed,
     Invalid(String),
+    /// A host function failed. `error` names the host's own error, kept on
+    /// the host to be the caller's error's source.
+    HostFailed {
+        message: String,
+        error: Option<u64>,
+    },
 }
 
 impl Answer {
@@ -136,6 +151,7 @@ impl Answer {
             Answer::NotFound(_) => "not-found",
             Answer::Closed => "closed",
             Answer::Invalid(_) => "invalid",
+            Answer::HostFailed { .. } => "host-failed",
         }
     }
 }

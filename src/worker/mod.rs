@@ -32,6 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::engine::EngineSettings;
 use crate::error::{Error, ErrorKind};
+use crate::host::{HostFns, Seat};
 use crate::options::WorkerKind;
 use crate::runtime::Interrupts;
 use crate::sync::{GuestState, Registry};
@@ -112,6 +113,8 @@ pub(crate) struct Shared {
     interrupts: Option<Arc<Interrupts>>,
     /// The job channel and registry state of the call in flight.
     pub(crate) guest: Arc<GuestState>,
+    /// The host functions of the call in flight.
+    pub(crate) host: Arc<Seat>,
 }
 
 impl Shared {
@@ -119,6 +122,7 @@ impl Shared {
         pid: Option<u32>,
         interrupts: Option<Arc<Interrupts>>,
         guest: Arc<GuestState>,
+        host: Arc<Seat>,
     ) -> Shared {
         Shared {
             slot: Mutex::new(Slot::Idle),
@@ -128,6 +132,7 @@ impl Shared {
             pid,
             interrupts,
             guest,
+            host,
         }
     }
 
@@ -176,6 +181,7 @@ impl Shared {
         // fence set by `abandon`.
         let mut slot = self.slot.lock().expect("slot lock");
         self.guest.call_ended();
+        self.host.end();
         match std::mem::replace(&mut *slot, Slot::Idle) {
             Slot::Waiting { id, tx } if id == call => {
                 drop(slot);
@@ -207,6 +213,7 @@ impl Shared {
         let pending = {
             let mut slot = self.slot.lock().expect("slot lock");
             self.guest.call_ended();
+            self.host.end();
             std::mem::replace(&mut *slot, Slot::Dead)
         };
         match how {
@@ -249,6 +256,8 @@ pub(crate) struct Spec {
     pub(crate) program: PathBuf,
     pub(crate) settings: EngineSettings,
     pub(crate) reuse_instances: bool,
+    /// The pool's host functions.
+    pub(crate) host_fns: Arc<HostFns>,
 }
 
 /// A live worker, owned by the pool's idle list or by one call.
@@ -386,6 +395,9 @@ impl Worker {
             Slot::Waiting { id: waiting, .. } if waiting == id => {
                 if left == Abandoned::Interrupted {
                     self.shared.guest.fence();
+                    // Its pending host futures are dropped now, not when
+                    // the guest has stopped.
+                    self.shared.host.end();
                 }
                 *slot = Slot::Abandoned {
                     id,

@@ -13,10 +13,13 @@ use tokio::sync::oneshot;
 
 use super::{Books, Link, Shared, Spec, Worker};
 use crate::error::{Error, ErrorKind};
+use crate::host::Seat;
 use crate::platform;
 use crate::runtime::SPIN;
 use crate::sync::{AnswerSink, GuestState, Registry};
-use crate::wire::{Answer, FromWorker, Init, PROTOCOL_VERSION, ToWorker, read_frame, write_frame};
+use crate::wire::{
+    Answer, FromWorker, GuestOp, Init, PROTOCOL_VERSION, ToWorker, read_frame, write_frame,
+};
 
 /// The buffer size asked for each request and reply pipe. Linux caps a
 /// user's pipes at 64 MiB in all (`pipe-user-pages-soft`) before new pipes
@@ -113,6 +116,7 @@ pub(super) fn run(
         program,
         settings,
         reuse_instances,
+        host_fns,
         ..
     } = spec;
     let began = Instant::now();
@@ -139,7 +143,8 @@ pub(super) fn run(
     let handshake = handshake(&requests, &replies, &mut buf, &init, &program);
     let requests = Arc::new(RequestPipe(Mutex::new(requests)));
     let guest = Arc::new(GuestState::new(registry, id, requests.clone()));
-    let shared = Arc::new(Shared::new(Some(pid), None, guest));
+    let host = Arc::new(Seat::new(host_fns, requests.clone(), Some(pid)));
+    let shared = Arc::new(Shared::new(Some(pid), None, guest, host));
     books.register(id, shared.clone());
     if let Err(what) = handshake {
         shared.kill();
@@ -209,6 +214,10 @@ fn read_replies(
             // A worker being killed gets nothing more: what it asked for on
             // its way out would be lost with it.
             Ok(Some(FromWorker::Sync { .. })) if shared.expected_exit.load(Ordering::SeqCst) => {}
+            Ok(Some(FromWorker::Sync {
+                seq,
+                op: GuestOp::Host { function, args },
+            })) => shared.host.dispatch(seq, function, args.into_vec()),
             Ok(Some(FromWorker::Sync { seq, op })) => shared.guest.submit(seq, op),
             Ok(Some(other)) => return Some(format!("unexpected frame {other:?}")),
             Ok(None) => return None,

@@ -9,9 +9,10 @@ use tokio::sync::oneshot;
 
 use super::{Books, Link, Shared, Spec, Worker};
 use crate::error::{Error, ErrorKind};
+use crate::host::Seat;
 use crate::runtime::{Answers, Executor, Inbox, OpSender, SPIN};
 use crate::sync::{AnswerSink, GuestState, Registry};
-use crate::wire::{Answer, CallRequest};
+use crate::wire::{Answer, CallRequest, GuestOp};
 
 /// A worker thread's guest gets its answers in its inbox.
 struct InboxSink(Arc<Inbox>);
@@ -31,15 +32,17 @@ pub(super) fn run(
     ready: oneshot::Sender<Result<Worker, Error>>,
 ) {
     let inbox = Arc::new(Inbox::default());
-    let guest = Arc::new(GuestState::new(
-        registry,
-        id,
-        Arc::new(InboxSink(inbox.clone())),
-    ));
+    let sink: Arc<dyn AnswerSink> = Arc::new(InboxSink(inbox.clone()));
+    let guest = Arc::new(GuestState::new(registry, id, sink.clone()));
+    let host = Arc::new(Seat::new(spec.host_fns.clone(), sink, None));
     let send: OpSender = {
         let guest = guest.clone();
+        let host = host.clone();
         Box::new(move |seq, op| {
-            guest.submit(seq, op);
+            match op {
+                GuestOp::Host { function, args } => host.dispatch(seq, function, args.into_vec()),
+                op => guest.submit(seq, op),
+            }
             Ok(())
         })
     };
@@ -54,7 +57,7 @@ pub(super) fn run(
             return;
         }
     };
-    let shared = Arc::new(Shared::new(None, Some(executor.interrupts()), guest));
+    let shared = Arc::new(Shared::new(None, Some(executor.interrupts()), guest, host));
     books.register(id, shared.clone());
     tracing::debug!(worker = id, "worker thread started");
     let mailbox = Arc::new(Mailbox::default());

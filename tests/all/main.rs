@@ -17,6 +17,7 @@ mod common;
 mod compile_cache;
 mod faults_traps;
 mod host_exit;
+mod host_functions;
 mod instance_reuse;
 mod job_handles;
 mod limits_timeouts;

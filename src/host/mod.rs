@@ -1,0 +1,224 @@
+//! Host functions: async closures on the host that guests import and call
+//! like any other function ([`PoolBuilder::host_fn`](crate::PoolBuilder::host_fn)).
+//!
+//! A guest's call of an import that nothing else provides travels the
+//! path of a `wasmpool:sync` operation: the worker sends a
+//! [`GuestOp::Host`](crate::wire::GuestOp::Host) with the arguments as
+//! MessagePack, the worker's [`Seat`] on the host runs the registered
+//! closure in the context of the caller's Tokio runtime, and the answer goes
+//! back to the blocked guest through the worker's answer sink.
+//!
+//! [`HostFns`] is the pool's table of closures; [`Seat`] is one worker's
+//! place at it, with the [`Scope`] of the call it runs now: the export, the
+//! call's data, the runtime, the host futures still pending (dropped when
+//! the call ends or is cancelled) and the host functions' own errors, kept
+//! to become the caller's error's source.
+
+mod seat;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub(crate) use seat::{Scope, Seat};
+
+use crate::values;
+
+/// The error a host function returns: any error, boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a host function knows of the call it serves.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn main() -> Result<(), wasmpool::Error> {
+/// use wasmpool::{BoxError, HostContext, Pool};
+/// let pool = Pool::builder()
+///     .host_fn("my:app/api#log", |cx: HostContext, (line,): (String,)| async move {
+///         println!("[{} in {}] {line}", cx.function(), cx.export());
+///         Ok::<(), BoxError>(())
+///     })
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct HostContext {
+    function: Arc<str>,
+    export: Arc<str>,
+    pid: Option<u32>,
+    data: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl HostContext {
+    /// The import being called, fully qualified as the component imports
+    /// it (`"my:app/api@1.0.0#add"`, or `"add"` at world level).
+    pub fn function(&self) -> &str {
+        &self.function
+    }
+
+    /// The guest export whose call this is, as the call named it once
+    /// resolved (`"run"`, or `"ns:pkg/iface@1.0.0#run"`).
+    pub fn export(&self) -> &str {
+        &self.export
+    }
+
+    /// The worker process running the guest; `None` on a thread worker.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// The call's data, set with [`Call::data`](crate::Call::data), if it
+    /// has one of type `T`.
+    pub fn data<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.data.as_deref()?.downcast_ref()
+    }
+}
+
+impl fmt::Debug for HostContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let HostContext {
+            function,
+            export,
+            pid,
+            data,
+        } = self;
+        f.debug_struct("HostContext")
+            .field("function", function)
+            .field("export", export)
+            .field("pid", pid)
+            .field("has_data", &data.is_some())
+            .finish()
+    }
+}
+
+/// How a host function call failed, on the host.
+pub(crate) enum Failure {
+    /// The function returned an error, or panicked (the panic's message as
+    /// an error).
+    Func(BoxError),
+    /// The arguments or the result did not fit: what, with its path.
+    Mismatch(String),
+}
+
+type HostFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, Failure>> + Send>>;
+
+/// A host function with its types erased: MessagePack arguments in,
+/// MessagePack result out.
+type ErasedFn = dyn Fn(HostContext, Vec<u8>) -> HostFuture + Send + Sync;
+
+/// A pool's host functions, by the name they were registered with.
+#[derive(Clone, Default)]
+pub(crate) struct HostFns {
+    map: HashMap<String, Arc<ErasedFn>>,
+}
+
+impl fmt::Debug for HostFns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<_> = self.map.keys().collect();
+        names.sort();
+        f.debug_set().entries(names).finish()
+    }
+}
+
+impl HostFns {
+    /// Registers `f` as `name`; a second registration of a name replaces
+    /// the first.
+    pub(crate) fn insert<A, R, E, F, Fut>(&mut self, name: String, f: F)
+    where
+        F: Fn(HostContext, A) -> Fut + Send + Sync + 'static,
+        A: DeserializeOwned + Send + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: Serialize + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        let f = Arc::new(f);
+        let erased = move |cx: HostContext, args: Vec<u8>| -> HostFuture {
+            let args = values::decode(&args)
+                .map_err(|e| format!("args: not valid MessagePack: {e}"))
+                .and_then(|v| values::from_value::<A>(v, "args").map_err(|e| e.to_string()));
+            let f = f.clone();
+            Box::pin(async move {
+                let args = args.map_err(Failure::Mismatch)?;
+                let result = f(cx, args).await.map_err(|e| Failure::Func(e.into()))?;
+                rmp_serde::to_vec_named(&result)
+                    .map_err(|e| Failure::Mismatch(format!("result: cannot be encoded: {e}")))
+            })
+        };
+        self.map.insert(name, Arc::new(erased));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The function registered for the import `function` (fully
+    /// qualified): by its exact name, or by the name without the
+    /// interface's version.
+    fn find(&self, function: &str) -> Option<&Arc<ErasedFn>> {
+        self.map
+            .get(function)
+            .or_else(|| self.map.get(&unversioned(function)))
+    }
+
+    /// Whether a function is registered for the import `function`.
+    pub(crate) fn provides(&self, function: &str) -> bool {
+        self.find(function).is_some()
+    }
+}
+
+/// `ns:pkg/iface@1.2.3#f` as `ns:pkg/iface#f`; a world-level name as is.
+fn unversioned(function: &str) -> String {
+    match function.split_once('#') {
+        Some((iface, f)) => {
+            let iface = iface.split_once('@').map_or(iface, |(i, _)| i);
+            format!("{iface}#{f}")
+        }
+        None => function.to_string(),
+    }
+}
+
+/// Whether wasmpool itself provides the import `name` (an instance or a
+/// world-level function), so that no host function is needed for it.
+pub(crate) fn is_builtin_import(name: &str) -> bool {
+    let wasi = name.starts_with("wasi:");
+    #[cfg(not(feature = "wasi-http"))]
+    let wasi = wasi && !name.starts_with("wasi:http/");
+    wasi || name.starts_with("wasmpool:sync/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_with_or_without_the_version() {
+        let mut fns = HostFns::default();
+        fns.insert(
+            "my:app/api#add".into(),
+            |_: HostContext, (a, b): (u64, u64)| async move { Ok::<u64, BoxError>(a + b) },
+        );
+        fns.insert("tick".into(), |_: HostContext, (): ()| async {
+            Ok::<(), BoxError>(())
+        });
+        assert!(fns.provides("my:app/api@1.2.0#add"));
+        assert!(fns.provides("my:app/api#add"));
+        assert!(fns.provides("tick"));
+        assert!(!fns.provides("my:app/api@1.2.0#sub"));
+        assert!(!fns.provides("other:app/api@1.2.0#add"));
+    }
+
+    #[test]
+    fn builtin_imports_are_wasi_and_sync() {
+        assert!(is_builtin_import("wasi:cli/environment@0.2.0"));
+        assert!(is_builtin_import("wasmpool:sync/primitives@0.1.0"));
+        assert!(!is_builtin_import("my:app/api@1.0.0"));
+        assert!(!is_builtin_import("log"));
+    }
+}

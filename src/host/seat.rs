@@ -1,0 +1,233 @@
+//! One worker's place at the pool's host functions, and the scope of the
+//! call it runs.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use futures_util::FutureExt as _;
+use serde_bytes::ByteBuf;
+
+use super::{BoxError, Failure, HostContext, HostFns, HostFuture};
+use crate::sync::AnswerSink;
+use crate::wire::Answer;
+
+/// What the host functions called during one request share: set when the
+/// request starts on a worker, ended when it ends.
+pub(crate) struct Scope {
+    export: Arc<str>,
+    data: Option<Arc<dyn Any + Send + Sync>>,
+    runtime: tokio::runtime::Handle,
+    /// Host futures still running on the runtime; aborted (dropped) when
+    /// the call ends, however it ends.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The host functions' own errors, by id: each becomes the source of
+    /// the caller's error.
+    errors: Mutex<HashMap<u64, BoxError>>,
+    next_error: AtomicU64,
+}
+
+impl Scope {
+    /// The scope of a call of `export`, whose host functions run on
+    /// `runtime` and see `data`.
+    pub(crate) fn new(
+        export: String,
+        data: Option<Arc<dyn Any + Send + Sync>>,
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<Scope> {
+        Arc::new(Scope {
+            export: export.into(),
+            data,
+            runtime,
+            tasks: Mutex::default(),
+            errors: Mutex::default(),
+            next_error: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes the host function error the worker reported as `id`.
+    pub(crate) fn take_error(&self, id: u64) -> Option<BoxError> {
+        self.errors.lock().expect("errors lock").remove(&id)
+    }
+
+    fn keep_error(&self, e: BoxError) -> u64 {
+        let id = self.next_error.fetch_add(1, Ordering::Relaxed);
+        self.errors.lock().expect("errors lock").insert(id, e);
+        id
+    }
+
+    /// Drops every host future still pending.
+    fn abort_all(&self) {
+        for task in self.tasks.lock().expect("tasks lock").drain(..) {
+            task.abort();
+        }
+    }
+
+    /// The answer to the guest for a host function's outcome.
+    fn answer(&self, function: &str, outcome: Result<Vec<u8>, Failure>) -> Answer {
+        match outcome {
+            Ok(bytes) => Answer::Value(ByteBuf::from(bytes)),
+            Err(Failure::Func(e)) => {
+                let message = format!("host function {function} failed: {e}");
+                Answer::HostFailed {
+                    message,
+                    error: Some(self.keep_error(e)),
+                }
+            }
+            Err(Failure::Mismatch(m)) => Answer::HostFailed {
+                message: format!("host function {function}: {m}"),
+                error: None,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("export", &self.export)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A host function panicked: its message, as the caller's error's source.
+#[derive(Debug)]
+struct Panicked(String);
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "panicked: {}", self.0)
+    }
+}
+
+impl std::error::Error for Panicked {}
+
+fn panicked(payload: Box<dyn Any + Send>) -> Failure {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    Failure::Func(Box::new(Panicked(what)))
+}
+
+/// One worker's place at the pool's host functions.
+pub(crate) struct Seat {
+    fns: Arc<HostFns>,
+    /// Where the worker's guest gets its answers.
+    sink: Arc<dyn AnswerSink>,
+    pid: Option<u32>,
+    scope: Mutex<Option<Arc<Scope>>>,
+}
+
+impl Seat {
+    pub(crate) fn new(fns: Arc<HostFns>, sink: Arc<dyn AnswerSink>, pid: Option<u32>) -> Seat {
+        Seat {
+            fns,
+            sink,
+            pid,
+            scope: Mutex::new(None),
+        }
+    }
+
+    /// Whether the pool has host functions at all; without any, calls
+    /// need no scope.
+    pub(crate) fn is_used(&self) -> bool {
+        !self.fns.is_empty()
+    }
+
+    /// The worker starts a call in `scope`.
+    pub(crate) fn begin(&self, scope: Arc<Scope>) {
+        *self.scope.lock().expect("scope lock") = Some(scope);
+    }
+
+    /// The call ended, or was cancelled: its pending host futures are
+    /// dropped, and the guest's later calls (a stopping guest may still
+    /// make one) are refused.
+    pub(crate) fn end(&self) {
+        if let Some(scope) = self.scope.lock().expect("scope lock").take() {
+            scope.abort_all();
+        }
+    }
+
+    /// Runs the host function the guest imports as `function` for the
+    /// guest's operation `seq`, and answers it.
+    ///
+    /// The future is polled once here, in the runtime's context: a
+    /// function that is ready at once (most are) is answered without a hop
+    /// to another thread. One that is not moves to the runtime, and is
+    /// dropped if the call ends first.
+    pub(crate) fn dispatch(&self, seq: u64, function: String, args: Vec<u8>) {
+        let scope = self.scope.lock().expect("scope lock").clone();
+        let Some(scope) = scope else {
+            let message = format!("host function {function} was called outside a call");
+            let answer = Answer::HostFailed {
+                message,
+                error: None,
+            };
+            return self.sink.deliver(seq, answer);
+        };
+        let Some(f) = self.fns.find(&function) else {
+            let message = format!("no host function is registered for {function}");
+            let answer = Answer::HostFailed {
+                message,
+                error: None,
+            };
+            return self.sink.deliver(seq, answer);
+        };
+        let cx = HostContext {
+            function: function.as_str().into(),
+            export: scope.export.clone(),
+            pid: self.pid,
+            data: scope.data.clone(),
+        };
+        let _runtime = scope.runtime.enter();
+        let mut fut: HostFuture = f(cx, args);
+        let mut first = Context::from_waker(Waker::noop());
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut first)));
+        let outcome = match polled {
+            Ok(Poll::Ready(outcome)) => outcome,
+            Err(payload) => Err(panicked(payload)),
+            Ok(Poll::Pending) => {
+                let sink = self.sink.clone();
+                let task_scope = scope.clone();
+                let task = scope.runtime.spawn(async move {
+                    let outcome = AssertUnwindSafe(fut)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|payload| Err(panicked(payload)));
+                    sink.deliver(seq, task_scope.answer(&function, outcome));
+                });
+                scope
+                    .tasks
+                    .lock()
+                    .expect("tasks lock")
+                    .retain(|t| !t.is_finished());
+                scope
+                    .tasks
+                    .lock()
+                    .expect("tasks lock")
+                    .push(task.abort_handle());
+                // A call that ended meanwhile did not see this task.
+                let current = self.scope.lock().expect("scope lock").clone();
+                if !current.is_some_and(|c| Arc::ptr_eq(&c, &scope)) {
+                    scope.abort_all();
+                }
+                return;
+            }
+        };
+        self.sink.deliver(seq, scope.answer(&function, outcome));
+    }
+}
+
+impl fmt::Debug for Seat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Seat")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
