@@ -4,7 +4,7 @@
 //! Run with: `cargo run --release --example bench` (about a minute).
 //! `-- --quick` takes fewer samples; naming sections (`-- roundtrip echo`)
 //! runs only those: roundtrip, throughput, echo, first, cancel, failure,
-//! scaling, scheduling, rss, fib, sync. Every figure is printed as a
+//! scaling, scheduling, rss, fib, sync, host. Every figure is printed as a
 //! `metric value unit` line as it is measured, then all of them as a table.
 //!
 //! Baselines:
@@ -128,6 +128,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if run("sync") {
         sync_ops(&mut r).await?;
+    }
+    if run("host") {
+        host_calls(&mut r).await?;
     }
     if run("first") {
         first_result(&mut r, &cpu).await?;
@@ -263,6 +266,76 @@ async fn throughput(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error:
         r.add(
             &format!("tiny_jobs_map_{name}"),
             items as f64 / t.elapsed().as_secs_f64() / 1e3,
+            "k/s",
+        );
+        pool.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Host functions: what a guest's call of a no-op host function costs (the
+/// time of a call that makes 100 of them, less that of a call that makes
+/// none, over 100), and how many `add`s a second one guest call gets
+/// through, a million of them.
+async fn host_calls(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
+    use wasmpool::{BoxError, HostContext};
+    let ticker = Job::from_file(wasmpool_guests::TICKER)?;
+    for (name, kind) in [
+        ("process", WorkerKind::Process),
+        ("thread", WorkerKind::Thread),
+    ] {
+        let pool = Pool::builder()
+            .workers(1)
+            .worker_kind(kind)
+            .host_fn(
+                "wasmpool:jobs/host-api#noop",
+                |_: HostContext, (): ()| async { Ok::<(), BoxError>(()) },
+            )
+            .host_fn(
+                "wasmpool:jobs/host-api#add",
+                |_: HostContext, (a, b): (u64, u64)| async move {
+                    Ok::<u64, BoxError>(a.wrapping_add(b))
+                },
+            )
+            .host_fn(
+                "wasmpool:jobs/host-api#log",
+                |_: HostContext, (_,): (String,)| async { Ok::<(), BoxError>(()) },
+            )
+            .host_fn(
+                "wasmpool:jobs/host-api#progress",
+                |_: HostContext, (_, _): (u32, u32)| async { Ok::<(), BoxError>(()) },
+            )
+            .host_fn(
+                "wasmpool:jobs/host-api#sleep-ms",
+                |_: HostContext, (ms,): (u64,)| async move { Ok::<u64, BoxError>(ms) },
+            )
+            .build()?;
+        pool.run::<()>(&ticker, "noop-many", (100u64,)).await?;
+        const PER_CALL: u32 = 100;
+        let mut empty = Vec::new();
+        let mut full = Vec::new();
+        for _ in 0..r.n(500) {
+            let t = Instant::now();
+            pool.run::<()>(&ticker, "noop-many", (0u64,)).await?;
+            empty.push(t.elapsed());
+            let t = Instant::now();
+            pool.run::<()>(&ticker, "noop-many", (u64::from(PER_CALL),))
+                .await?;
+            full.push(t.elapsed());
+        }
+        let base = median(&mut empty);
+        let mut per_call: Vec<Duration> = full
+            .iter()
+            .map(|d| d.saturating_sub(base) / PER_CALL)
+            .collect();
+        r.latency(&format!("host_call_noop_{name}"), &mut per_call);
+        let calls = r.n(1_000_000) as u64;
+        let t = Instant::now();
+        let sum: u64 = pool.run(&ticker, "add-many", (calls,)).await?;
+        assert_eq!(sum, calls * (calls + 1) / 2);
+        r.add(
+            &format!("host_calls_add_{name}"),
+            calls as f64 / t.elapsed().as_secs_f64() / 1000.0,
             "k/s",
         );
         pool.shutdown().await;

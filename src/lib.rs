@@ -130,6 +130,35 @@
 //! [`cancel`]: JobHandle::cancel
 //! [`kill`]: JobHandle::kill
 //!
+//! # Host functions
+//!
+//! Plugins call their host. [`PoolBuilder::host_fn`] registers an async
+//! closure for an import name; a guest's import that neither WASI,
+//! `wasi:http` nor `wasmpool:sync` provides is served by it, across the
+//! process boundary, with the same WIT ↔ serde mapping as calls. The
+//! closure gets a [`HostContext`] (the function, the export, the worker's
+//! pid, and the call's [`data`](Call::data)) and the arguments as a tuple.
+//!
+//! ```no_run
+//! # async fn demo(plugin: wasmpool::Job) -> Result<(), wasmpool::Error> {
+//! use wasmpool::{BoxError, HostContext, Pool};
+//! let pool = Pool::builder()
+//!     .host_fn("my:app/api#log", |cx: HostContext, (line,): (String,)| async move {
+//!         println!("{}: {line}", cx.export());
+//!         Ok::<(), BoxError>(())
+//!     })
+//!     .build()?;
+//! let n: u64 = pool.run(&plugin, "run", (7u64,)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The rules, in full at [`PoolBuilder::host_fn`]: the guest blocks until
+//! the future resolves; an error or a panic traps the guest as
+//! [`ErrorKind::HostFunction`] with the error as its source, and the worker
+//! is kept; a cancel or timeout drops the pending future; an import nothing
+//! provides fails [`Pool::prepare`] and the first call with
+//! [`ErrorKind::InvalidComponent`].
+//!
 //! # Worker kinds and instance reuse
 //!
 //! Workers are processes by default. [`WorkerKind::Thread`] runs the same
