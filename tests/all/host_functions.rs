@@ -286,6 +286,12 @@ async fn a_cancel_drops_the_pending_host_future_and_keeps_the_worker() {
         let resumed = at.elapsed();
         let err = result.unwrap_err();
         assert!(err.is_cancelled(), "{kind:?}: {err}");
+        // The caller does not wait for the host future, which never ends,
+        // nor for the grace period (30 s here): typically tens of µs.
+        assert!(
+            resumed < Duration::from_secs(5),
+            "{kind:?}: resumed after {resumed:?}"
+        );
         eventually("the host future to be dropped", || {
             dropped.load(Ordering::SeqCst)
         })
