@@ -59,9 +59,13 @@ pub enum ErrorKind {
     Timeout,
     /// The call was cancelled before it finished.
     Cancelled,
-    /// The worker process died during the call: killed from outside, or a
-    /// crash of the runtime itself. See [`Error::exit_status`]. The pool
-    /// replaces the worker.
+    /// The worker died while the guest was running the call: killed from
+    /// outside, or a crash of the runtime itself. See
+    /// [`Error::exit_status`]. The pool replaces the worker. A worker that
+    /// dies before it takes a call (killed while idle, say) does not fail
+    /// it: the pool skips a worker it finds dead, and sends a request that
+    /// a dead worker never took to a fresh worker, once; only if that one
+    /// dies too before taking it does the call fail with this kind.
     WorkerCrashed,
     /// The call exceeded one of its limits: memory, fuel or wasm stack. See
     /// [`Error::limit`].

@@ -301,6 +301,42 @@ pub(crate) fn load_artifact_bytes(
     unsafe { wasmtime::component::Component::deserialize(engine, bytes) }
 }
 
+/// Whether our child `pid` has exited (or is no child of ours any more),
+/// without waiting and without reaping it: the host thread that owns the
+/// child still reaps it.
+pub(crate) fn has_exited(pid: u32) -> bool {
+    // SAFETY: an all-zero siginfo_t is a valid value for waitid to
+    // overwrite; the pointer is to a live local.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with WNOHANG | WNOWAIT only observes the child's
+    // state; the pointer is valid for writes for the duration of the call.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: waitid filled `info` (or left it zeroed, which reads as 0).
+    let exited_pid = unsafe { info.si_pid() };
+    r != 0 || exited_pid != 0
+}
+
+/// How many bytes written to a pipe have not been read yet. Works on
+/// either end of a Linux pipe; 0 where it cannot tell.
+pub(crate) fn unread_bytes(pipe: &impl AsRawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which is valid
+    // for the call.
+    let r = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if r < 0 {
+        0
+    } else {
+        usize::try_from(n).unwrap_or(0)
+    }
+}
+
 /// Blocks until process `pid` has exited, without reaping it, so that the
 /// caller can reap it under a lock that `kill` also takes.
 pub(crate) fn wait_exit_without_reaping(pid: u32) {

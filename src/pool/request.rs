@@ -188,6 +188,10 @@ impl PoolInner {
     /// Sends `req` to `worker` and waits for its outcomes. The worker goes
     /// back to the roster when the request ends, or is cancelled, killed
     /// or abandoned as `policy` says if this future is dropped first.
+    ///
+    /// A worker that died before it took the request (killed while idle,
+    /// say) saw nothing of the call: the request goes to a fresh worker,
+    /// once.
     async fn send(
         &self,
         req: CallRequest,
@@ -195,7 +199,37 @@ impl PoolInner {
         permit: OwnedSemaphorePermit,
         policy: Policy,
     ) -> Result<(Vec<crate::wire::Outcome>, Option<Arc<Scope>>), Error> {
-        let (id, count, timeout) = (req.id, req.items.len(), req.options.timeout);
+        let mut attempt = (req, worker, permit);
+        let mut retried = false;
+        loop {
+            let (req, worker, permit) = attempt;
+            let id = req.id;
+            let (rx, scope, flight) = self.start(req, worker, permit, &policy);
+            let (answered, unsent) = Self::wait(flight, rx).await?;
+            match answered {
+                Answered::Outcomes(outcomes) => return Ok((outcomes, scope)),
+                Answered::NotStarted(e, permit) => match unsent {
+                    Some(req) if !retried => {
+                        retried = true;
+                        tracing::debug!(call = id, "its worker died before taking it; retrying");
+                        // Fresh: idle workers may have died with this one.
+                        let worker = self.roster.spawn().await?;
+                        attempt = (req, worker, permit);
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Hands `req` to `worker`, in the scope of the call's host functions.
+    fn start(
+        &self,
+        req: CallRequest,
+        worker: Worker,
+        permit: OwnedSemaphorePermit,
+        policy: &Policy,
+    ) -> (Started, Option<Arc<Scope>>, InFlight) {
         if let Some(job) = &policy.job {
             job.started(&worker.shared);
         }
@@ -208,43 +242,77 @@ impl PoolInner {
             }
             _ => None,
         };
-        let rx = worker.start(req);
-        let grace = policy.grace;
+        let (id, count, timeout) = (req.id, req.items.len(), req.options.timeout);
+        let (rx, unsent) = worker.start(req);
         let flight = InFlight {
             roster: self.roster.clone(),
             worker: Some(worker),
             permit: Some(permit),
             id,
             items: count as u64,
-            policy,
+            policy: policy.clone(),
         };
-        let outcomes = match timeout {
-            None => flight.reply(rx.await),
-            // The watchdog: the worker interrupts each call at its timeout;
-            // if no answer comes within the grace period after the last
-            // could have timed out, kill it.
-            Some(t) => {
-                let limit = t
-                    .saturating_mul(u32::try_from(count).unwrap_or(u32::MAX))
-                    .saturating_add(grace);
-                match tokio::time::timeout(limit, rx).await {
-                    Ok(reply) => flight.reply(reply),
-                    Err(_) => {
-                        tracing::warn!(call = id, timeout = ?t, ?grace, "call overran its timeout and grace; killing its worker");
-                        flight.kill();
-                        Err(Error::new(
-                            ErrorKind::Timeout,
-                            format!(
-                                "the call ran past its timeout of {t:?} and did not stop within \
-                                 {grace:?}; its worker was killed"
-                            ),
-                        ))
-                    }
-                }
-            }
+        let started = Started {
+            rx,
+            unsent,
+            timeout,
+            count,
         };
-        outcomes.map(|o| (o, scope))
+        (started, scope, flight)
     }
+
+    /// Waits for the worker's answer. The watchdog: the worker interrupts
+    /// each call at its timeout; if no answer comes within the grace
+    /// period after the last could have timed out, it is killed.
+    async fn wait(
+        flight: InFlight,
+        started: Started,
+    ) -> Result<(Answered, Option<CallRequest>), Error> {
+        let Started {
+            rx,
+            unsent,
+            timeout,
+            count,
+        } = started;
+        let Some(t) = timeout else {
+            return flight.reply(rx.await).map(|a| (a, unsent));
+        };
+        let grace = flight.policy.grace;
+        let limit = t
+            .saturating_mul(u32::try_from(count).unwrap_or(u32::MAX))
+            .saturating_add(grace);
+        match tokio::time::timeout(limit, rx).await {
+            Ok(reply) => flight.reply(reply).map(|a| (a, unsent)),
+            Err(_) => {
+                tracing::warn!(call = flight.id, timeout = ?t, ?grace, "call overran its timeout and grace; killing its worker");
+                flight.kill();
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the call ran past its timeout of {t:?} and did not stop within \
+                         {grace:?}; its worker was killed"
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// A request handed to a worker: where its reply comes, and the request
+/// itself where the worker holds no copy, to send again.
+struct Started {
+    rx: oneshot::Receiver<Reply>,
+    unsent: Option<CallRequest>,
+    timeout: Option<Duration>,
+    count: usize,
+}
+
+/// How a worker answered a request.
+enum Answered {
+    Outcomes(Vec<crate::wire::Outcome>),
+    /// The worker died before it took the request; the right to a worker
+    /// is kept for another.
+    NotStarted(Error, OwnedSemaphorePermit),
 }
 
 /// A worker's error as the caller sees it: a host function's failure gets
@@ -303,15 +371,20 @@ impl InFlight {
 
     /// The worker answered (or died): the outcomes, and the worker back to
     /// the roster if it is alive.
-    fn reply(
-        self,
-        reply: Result<Reply, oneshot::error::RecvError>,
-    ) -> Result<Vec<crate::wire::Outcome>, Error> {
+    fn reply(mut self, reply: Result<Reply, oneshot::error::RecvError>) -> Result<Answered, Error> {
         match reply {
             Ok(Reply::Done(outcomes)) => {
                 let whole = outcomes.len() as u64 == self.items;
                 self.finish(whole);
-                Ok(outcomes)
+                Ok(Answered::Outcomes(outcomes))
+            }
+            Ok(Reply::NotStarted(e)) => {
+                // No call ran: none is counted, and the dead worker goes.
+                self.worker.take();
+                match self.permit.take() {
+                    Some(permit) => Ok(Answered::NotStarted(e, permit)),
+                    None => Err(e),
+                }
             }
             Ok(Reply::Lost(e)) => {
                 self.finish(false);

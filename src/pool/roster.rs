@@ -135,11 +135,18 @@ impl Roster {
         loop {
             let popped = self.house().idle.pop();
             match popped {
-                Some(w) if w.shared.is_dead() => drop(w),
+                // A worker killed while idle is skipped here, not found
+                // dead by a call.
+                Some(w) if w.shared.is_gone() => drop(w),
                 Some(w) => return Ok(w),
                 None => break,
             }
         }
+        self.spawn().await
+    }
+
+    /// Starts a new worker, whatever is idle.
+    pub(super) async fn spawn(self: &Arc<Self>) -> Result<Worker, Error> {
         if self.is_closed() {
             return Err(Error::closed());
         }

@@ -29,6 +29,14 @@ pub(crate) enum ToWorker {
     },
 }
 
+/// [`ToWorker::Call`] from a borrowed request: the same bytes on the wire,
+/// without a copy of the request, so that the host keeps it to send again
+/// if the worker dies before taking it.
+#[derive(Debug, Serialize)]
+pub(crate) enum CallFrame<'a> {
+    Call(&'a CallRequest),
+}
+
 /// Calls of one exported function: usually one, several for a batch from
 /// [`crate::Pool::map`]. The worker runs them in order, each on its own
 /// instance, and answers them together in one [`FromWorker::Done`]. A

@@ -34,8 +34,8 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use error::WireError;
 pub(crate) use messages::{
-    Artifact, CallOptions, CallRequest, Control, ExportPath, FromWorker, Init, Outcome, Preopen,
-    Report, ToWorker,
+    Artifact, CallFrame, CallOptions, CallRequest, Control, ExportPath, FromWorker, Init, Outcome,
+    Preopen, Report, ToWorker,
 };
 pub(crate) use ops::{Answer, GuestOp, Kind};
 

@@ -36,7 +36,7 @@ use crate::host::{HostFns, Seat};
 use crate::options::WorkerKind;
 use crate::runtime::Interrupts;
 use crate::sync::{GuestState, Registry};
-use crate::wire::{CallRequest, Control, Outcome, ToWorker, write_frame};
+use crate::wire::{CallFrame, CallRequest, Control, Outcome, write_frame};
 
 /// The pool's books on its workers, as a worker sees them. The pool's
 /// roster keeps them.
@@ -77,8 +77,20 @@ pub(crate) enum Abandoned {
 pub(crate) enum Reply {
     /// One outcome per item of the request.
     Done(Vec<Outcome>),
-    /// The worker died or broke the protocol.
+    /// The worker died or broke the protocol while it had the request.
     Lost(Error),
+    /// The worker died before it took the request: no guest saw the call,
+    /// which can go to another worker.
+    NotStarted(Error),
+}
+
+/// Whether a worker that ended had taken the request it was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Request {
+    /// Some of it was still unread: the call never started.
+    Untaken,
+    /// It was read (or there is no telling): the call may have run.
+    Taken,
 }
 
 /// The state of the one call a worker can hold.
@@ -173,6 +185,13 @@ impl Shared {
         matches!(*self.slot.lock().expect("slot lock"), Slot::Dead)
     }
 
+    /// Whether the worker is gone: its host thread has seen it end, or (for
+    /// a process) it has exited and the thread has not noticed yet. Cheap:
+    /// a lock and, for a process, one `waitid` that reaps nothing.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.is_dead() || self.pid.is_some_and(crate::platform::has_exited)
+    }
+
     /// Hands a result to its call. Returns a protocol complaint if the
     /// worker answered a call it was not given.
     fn deliver(&self, books: &dyn Books, call: u64, outcomes: Vec<Outcome>) -> Option<String> {
@@ -203,8 +222,8 @@ impl Shared {
     }
 
     /// The worker has ended: fails its call in flight, if any, and takes it
-    /// off the books.
-    fn end(&self, books: &dyn Books, id: u64, error: Error) {
+    /// off the books. `request` says whether the call's request was taken.
+    fn end(&self, books: &dyn Books, id: u64, error: Error, request: Request) {
         let how = if self.expected_exit.load(Ordering::SeqCst) {
             Exit::Expected
         } else {
@@ -223,6 +242,9 @@ impl Shared {
             }
         }
         match pending {
+            Slot::Waiting { tx, .. } if request == Request::Untaken => {
+                let _ = tx.send(Reply::NotStarted(error));
+            }
             Slot::Waiting { tx, .. } => {
                 let _ = tx.send(Reply::Lost(error));
             }
@@ -307,18 +329,24 @@ impl Worker {
         rx
     }
 
-    /// Sends `req` and returns where its reply will arrive. Errors writing
-    /// are not returned: a worker that cannot be written to is dead, and its
-    /// thread reports that on the receiver.
-    pub(crate) fn start(&self, req: CallRequest) -> oneshot::Receiver<Reply> {
+    /// Sends `req` and returns where its reply will arrive, and the
+    /// request back where this worker holds no copy of it (a process
+    /// worker, which was sent its encoding), so that a call the worker
+    /// never took can go to another. Errors writing are not returned: a
+    /// worker that cannot be written to is dead, and the receiver says so.
+    pub(crate) fn start(
+        &self,
+        req: CallRequest,
+    ) -> (oneshot::Receiver<Reply>, Option<CallRequest>) {
         let (tx, rx) = oneshot::channel();
         let id = req.id;
         {
             let mut slot = self.shared.slot.lock().expect("slot lock");
             match *slot {
                 Slot::Dead => {
-                    let _ = tx.send(Reply::Lost(Error::crashed(None, "before the call started")));
-                    return rx;
+                    let why = Error::crashed(None, "before it took the call");
+                    let _ = tx.send(Reply::NotStarted(why));
+                    return (rx, Some(req));
                 }
                 _ => *slot = Slot::Waiting { id, tx },
             }
@@ -326,35 +354,39 @@ impl Worker {
         let requests = match &self.link {
             Link::Process { requests, .. } => requests,
             Link::Thread { requests } => {
-                if let Err(unsent) = requests.send(req) {
-                    // The thread is gone; it marks the slot dead as it goes.
-                    self.fail_waiting(
-                        Slot::Dead,
-                        Error::crashed(None, &format!("before call {} started", unsent.id)),
-                    );
-                }
-                return rx;
+                return match requests.send(req) {
+                    Ok(()) => (rx, None),
+                    Err(unsent) => {
+                        // The thread is gone; it marks the slot dead as it
+                        // goes.
+                        let why = Error::crashed(None, "before it took the call");
+                        self.fail_waiting(Slot::Dead, Reply::NotStarted(why));
+                        (rx, Some(*unsent))
+                    }
+                };
             }
         };
-        // Any other error is a broken pipe: the worker is gone, and its
-        // thread sees the end of file and fails the call.
-        if let Err(e) = requests.write(&ToWorker::Call(req))
-            && e.kind() == std::io::ErrorKind::InvalidInput
-        {
-            // Too large to send: the worker is still fine.
-            self.fail_waiting(
-                Slot::Idle,
-                Error::new(ErrorKind::ArgumentMismatch, e.to_string()),
-            );
+        match requests.write(&CallFrame::Call(&req)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                // Too large to send: the worker is still fine.
+                let e = Error::new(ErrorKind::ArgumentMismatch, e.to_string());
+                self.fail_waiting(Slot::Idle, Reply::Lost(e));
+            }
+            // A broken pipe: the worker is gone and took nothing.
+            Err(e) => {
+                let why = Error::crashed(None, &format!("before it took the call ({e})"));
+                self.fail_waiting(Slot::Dead, Reply::NotStarted(why));
+            }
         }
-        rx
+        (rx, Some(req))
     }
 
-    /// Fails the call waiting in the slot with `error`, leaving `then`.
-    fn fail_waiting(&self, then: Slot, error: Error) {
+    /// Answers the call waiting in the slot with `reply`, leaving `then`.
+    fn fail_waiting(&self, then: Slot, reply: Reply) {
         let mut slot = self.shared.slot.lock().expect("slot lock");
         if let Slot::Waiting { tx, .. } = std::mem::replace(&mut *slot, then) {
-            let _ = tx.send(Reply::Lost(error));
+            let _ = tx.send(reply);
         }
     }
 
@@ -426,8 +458,12 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         // Closing the channels ends the worker: it exits on end of file. A
-        // thread ends when its mailbox closes, after its call, if any.
-        self.shared.expected_exit.store(true, Ordering::SeqCst);
+        // thread ends when its mailbox closes, after its call, if any. A
+        // process that has already died on its own (killed from outside
+        // while idle, say) is still counted as crashed.
+        if !self.shared.pid.is_some_and(crate::platform::has_exited) {
+            self.shared.expected_exit.store(true, Ordering::SeqCst);
+        }
         // (The request pipe closes as the link is dropped.)
         match &self.link {
             Link::Process { control, .. } => {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::{Books, Link, Shared, Spec, Worker};
+use super::{Books, Link, Request, Shared, Spec, Worker};
 use crate::error::{Error, ErrorKind};
 use crate::host::Seat;
 use crate::platform;
@@ -33,6 +33,16 @@ const PIPE_SIZE: usize = 1 << 20;
 pub(super) struct RequestPipe(Mutex<PipeWriter>);
 
 impl RequestPipe {
+    /// Whether anything written is still unread: once the worker has
+    /// died, whether it took the request it was sent.
+    fn untaken(&self) -> Request {
+        if platform::unread_bytes(&*self.0.lock().expect("request pipe lock")) > 0 {
+            Request::Untaken
+        } else {
+            Request::Taken
+        }
+    }
+
     /// Writes one frame.
     pub(super) fn write<T: Serialize>(&self, msg: &T) -> io::Result<()> {
         write_frame(&*self.0.lock().expect("request pipe lock"), msg)
@@ -164,6 +174,7 @@ pub(super) fn run(
         took_us = began.elapsed().as_micros() as u64,
         "worker started"
     );
+    let pipe = requests.clone();
     let worker = Worker {
         id,
         link: Link::Process { requests, control },
@@ -175,30 +186,45 @@ pub(super) fn run(
         // Nobody is waiting any more: dropping the handle ends the worker.
         drop(worker);
     }
-    let lost = read_replies(&*books, &shared, &replies, &mut buf);
+    let (lost, spoke) = read_replies(&*books, &shared, &replies, &mut buf);
     if lost.is_some() {
         shared.kill();
     }
     let status = reap(&shared, &mut child);
-    let error = match lost {
-        Some(what) => Error::new(
-            ErrorKind::Protocol,
-            format!("worker {id} broke the protocol: {what}"),
+    let (error, request) = match lost {
+        Some(what) => (
+            Error::new(
+                ErrorKind::Protocol,
+                format!("worker {id} broke the protocol: {what}"),
+            ),
+            Request::Taken,
         ),
-        None => Error::crashed(status, "during the call"),
+        // A guest that asked the host something had its call. Otherwise,
+        // with nothing reading the pipe any more, what is left in it was
+        // never taken.
+        None if spoke => (Error::crashed(status, "during the call"), Request::Taken),
+        None => match pipe.untaken() {
+            Request::Untaken => (
+                Error::crashed(status, "before it took the call"),
+                Request::Untaken,
+            ),
+            Request::Taken => (Error::crashed(status, "during the call"), Request::Taken),
+        },
     };
-    shared.end(&*books, id, error);
+    shared.end(&*books, id, error, request);
 }
 
 /// Reads the worker's frames until it exits (`None`) or breaks the
-/// protocol (what it did).
+/// protocol (what it did); says too whether the guest of the call in
+/// flight, if any, asked the host anything.
 fn read_replies(
     books: &dyn Books,
     shared: &Shared,
     replies: &io::PipeReader,
     buf: &mut Vec<u8>,
-) -> Option<String> {
-    loop {
+) -> (Option<String>, bool) {
+    let mut spoke = false;
+    let lost = loop {
         // With the rest of the pool quiet, the next reply is worth polling
         // for: it spares a wake-up of this thread on each call. With other
         // calls in flight, the cores are better left to them.
@@ -207,8 +233,9 @@ fn read_replies(
         }
         match read_frame::<_, FromWorker>(replies, buf) {
             Ok(Some(FromWorker::Done { id: call, outcomes })) => {
+                spoke = false;
                 if let Some(lost) = shared.deliver(books, call, outcomes) {
-                    return Some(lost);
+                    break Some(lost);
                 }
             }
             // A worker being killed gets nothing more: what it asked for on
@@ -217,16 +244,23 @@ fn read_replies(
             Ok(Some(FromWorker::Sync {
                 seq,
                 op: GuestOp::Host { function, args },
-            })) => shared.host.dispatch(seq, function, args.into_vec()),
-            Ok(Some(FromWorker::Sync { seq, op })) => shared.guest.submit(seq, op),
-            Ok(Some(other)) => return Some(format!("unexpected frame {other:?}")),
-            Ok(None) => return None,
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Some(format!("malformed frame: {e}"));
+            })) => {
+                spoke = true;
+                shared.host.dispatch(seq, function, args.into_vec());
             }
-            Err(_) => return None,
+            Ok(Some(FromWorker::Sync { seq, op })) => {
+                spoke = true;
+                shared.guest.submit(seq, op);
+            }
+            Ok(Some(other)) => break Some(format!("unexpected frame {other:?}")),
+            Ok(None) => break None,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                break Some(format!("malformed frame: {e}"));
+            }
+            Err(_) => break None,
         }
-    }
+    };
+    (lost, spoke)
 }
 
 /// Reaps the process, marking it reaped under the lock `kill` takes.

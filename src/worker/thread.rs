@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::{Books, Link, Shared, Spec, Worker};
+use super::{Books, Link, Request, Shared, Spec, Worker};
 use crate::error::{Error, ErrorKind};
 use crate::host::Seat;
 use crate::runtime::{Answers, Executor, Inbox, OpSender, SPIN};
@@ -107,7 +107,7 @@ pub(super) fn run(
     }
     mailbox.close();
     drop(executor);
-    shared.end(&*books, id, error);
+    shared.end(&*books, id, error, Request::Taken);
 }
 
 /// Hands requests to a worker thread, one at a time (the [`Slot`] sees to

@@ -58,3 +58,28 @@ async fn an_idle_worker_killed_from_outside_is_replaced() {
     assert_eq!(n, 55);
     assert_eq!(pool.statistics().crashed, 1);
 }
+
+/// The defect of issue 15: workers killed while idle, and a call made at
+/// once, before the pool has noticed. The call never reached a guest, so
+/// it must not fail: the pool skips a worker it finds dead, and sends a
+/// request that a dead worker never took to a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_while_idle_never_fail_the_next_call() {
+    let pool = pool(2);
+    let fib = job(wasmpool_guests::FIB);
+    for round in 0..20 {
+        pool.warm(2).await.unwrap();
+        let pids = pool.worker_pids();
+        assert_eq!(pids.len(), 2, "round {round}");
+        for pid in &pids {
+            sigkill(*pid);
+        }
+        let n = pool.run::<u64>(&fib, "fib", (10u64,)).await;
+        assert_eq!(n.ok(), Some(55), "round {round}");
+    }
+    assert_eq!(
+        pool.statistics().killed,
+        0,
+        "the pool killed nothing itself"
+    );
+}
