@@ -1,5 +1,6 @@
 //! One wasmtime `Config` for host and worker, so that the artifacts the host
-//! compiles always load in the workers.
+//! compiles always load in the workers, and the one rule both use for which
+//! imports wasmpool itself provides.
 
 use serde::{Deserialize, Serialize};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -86,5 +87,27 @@ impl EngineSettings {
     /// The engine of a worker process.
     pub(crate) fn worker_engine(&self) -> wasmtime::Result<Engine> {
         Engine::new(&self.config(true))
+    }
+}
+
+/// Whether wasmpool itself provides the import `name` (an instance or a
+/// world-level function), so that no host function is needed for it.
+pub(crate) fn is_builtin_import(name: &str) -> bool {
+    let wasi = name.starts_with("wasi:");
+    #[cfg(not(feature = "wasi-http"))]
+    let wasi = wasi && !name.starts_with("wasi:http/");
+    wasi || name.starts_with("wasmpool:sync/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_imports_are_wasi_and_sync() {
+        assert!(is_builtin_import("wasi:cli/environment@0.2.0"));
+        assert!(is_builtin_import("wasmpool:sync/primitives@0.1.0"));
+        assert!(!is_builtin_import("my:app/api@1.0.0"));
+        assert!(!is_builtin_import("log"));
     }
 }

@@ -184,15 +184,6 @@ fn unversioned(function: &str) -> String {
     }
 }
 
-/// Whether wasmpool itself provides the import `name` (an instance or a
-/// world-level function), so that no host function is needed for it.
-pub(crate) fn is_builtin_import(name: &str) -> bool {
-    let wasi = name.starts_with("wasi:");
-    #[cfg(not(feature = "wasi-http"))]
-    let wasi = wasi && !name.starts_with("wasi:http/");
-    wasi || name.starts_with("wasmpool:sync/")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,13 +203,5 @@ mod tests {
         assert!(fns.provides("tick"));
         assert!(!fns.provides("my:app/api@1.2.0#sub"));
         assert!(!fns.provides("other:app/api@1.2.0#add"));
-    }
-
-    #[test]
-    fn builtin_imports_are_wasi_and_sync() {
-        assert!(is_builtin_import("wasi:cli/environment@0.2.0"));
-        assert!(is_builtin_import("wasmpool:sync/primitives@0.1.0"));
-        assert!(!is_builtin_import("my:app/api@1.0.0"));
-        assert!(!is_builtin_import("log"));
     }
 }

@@ -16,8 +16,9 @@ use cap_std::fs::Dir;
 use tokio::sync::OnceCell;
 
 use crate::engine::EngineSettings;
+use crate::engine::is_builtin_import;
 use crate::error::{Error, ErrorKind};
-use crate::host::{HostFns, is_builtin_import};
+use crate::host::HostFns;
 use crate::job::{Job, hex};
 use crate::values::wit;
 use crate::wire::{Artifact, ExportPath};

@@ -12,7 +12,7 @@ use wasmtime::{Engine, StoreContextMut};
 
 use super::port::Port;
 use super::store::State;
-use crate::host::is_builtin_import;
+use crate::engine::is_builtin_import;
 use crate::values::{self, Value, wit};
 use crate::wire::{Answer, GuestOp};
 

@@ -17,12 +17,22 @@ async fn kill_9_mid_call_is_worker_crashed_and_the_pool_carries_on() {
         let (pool, faults) = (pool.clone(), faults.clone());
         tokio::spawn(async move { pool.run::<()>(&faults, "spin-forever", ()).await })
     };
-    eventually("the call to start", || pool.statistics().busy == 1).await;
     let pids = pool.worker_pids();
     assert_eq!(pids.len(), 1);
+    // Killed while the guest spins: it has taken the call, so the call
+    // fails (a worker killed before it took a call would not fail it).
+    let idle = common::cpu_ticks(pids[0]);
+    eventually("the guest to spin", || {
+        common::cpu_ticks(pids[0]) >= idle + 5
+    })
+    .await;
     sigkill(pids[0]);
 
-    let e = call.await.unwrap().unwrap_err();
+    let e = tokio::time::timeout(std::time::Duration::from_secs(60), call)
+        .await
+        .expect("the call ends")
+        .unwrap()
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WorkerCrashed);
     assert_eq!(
         e.exit_status().and_then(|s| s.signal()),
