@@ -205,6 +205,12 @@
 //!   through wasmtime's typed API, which copies the payload in one piece.
 //!   A thread worker is one `wasmpool-thread-{id}` thread with the same
 //!   executor (and its own `wasmpool-timer`).
+//! - **Host functions.** A guest's call of a [host
+//!   function](PoolBuilder::host_fn) reaches the host like a
+//!   `wasmpool:sync` operation. Its future is polled first on the thread
+//!   that received it (the worker's host thread, or the worker thread),
+//!   inside the caller's Tokio runtime context, and if it is not ready,
+//!   spawned on that runtime; the call's end drops it.
 //! - **Scheduling.** A FIFO semaphore with one permit per worker gives fair
 //!   back-pressure; idle workers are reused last-in, first-out, so the
 //!   warmest worker serves the next call. After answering, a worker polls
@@ -214,8 +220,8 @@
 //! maps, the roster of workers, compiling), `worker/` the host's handle on
 //! one worker, `sync/` the registry of named primitives, `wire/` every
 //! message between host and worker, `values/` the serde ↔ WIT mapping,
-//! `runtime/` what runs inside a worker, and `platform/` every OS call and
-//! all of the crate's `unsafe`.
+//! `runtime/` what runs inside a worker, `host/` the host functions, and
+//! `platform/` every OS call and all of the crate's `unsafe`.
 //!
 //! # Tracing
 //!
