@@ -275,6 +275,10 @@
 //! - no timeout, no fuel budget, no memory limit beyond a 32-bit memory's
 //!   4 GiB; a 1 MiB wasm stack.
 //!
+//! Beside wasmtime's sandbox, each worker process confines itself before
+//! it loads a guest: `PR_SET_NO_NEW_PRIVS` (Linux) and no core dumps. Thread
+//! workers run in the host's process and are not confined.
+//!
 //! Per pool ([`PoolBuilder`]) and per call ([`Call`]):
 //! [`preopen_dir`](Call::preopen_dir) (read-only or read-write, confined by
 //! cap-std), [`env`](Call::env) and [`env_from_host`](Call::env_from_host),

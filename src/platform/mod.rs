@@ -18,7 +18,7 @@ mod os;
 #[path = "other.rs"]
 mod os;
 
-pub(crate) use os::{grow_pipe, keep_freed_memory};
+pub(crate) use os::{confine_worker, grow_pipe, keep_freed_memory};
 
 use std::io;
 use std::io::{PipeReader, PipeWriter};

@@ -23,3 +23,16 @@ pub(crate) fn grow_pipe(_pipe: &impl AsRawFd, _bytes: usize) -> usize {
 
 /// The allocator keeps its defaults.
 pub(crate) fn keep_freed_memory() {}
+
+/// No `PR_SET_NO_NEW_PRIVS` here: only no core dumps.
+pub(crate) fn confine_worker() -> io::Result<()> {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: the pointer is to a live, initialised rlimit for the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -69,6 +69,7 @@ fn init_tracing() {
 
 fn serve() -> io::Result<()> {
     platform::keep_freed_memory();
+    platform::confine_worker()?;
     let platform::Channels {
         requests,
         control,

@@ -31,4 +31,5 @@ mod thread_workers;
 mod tracing_spans;
 mod values_types;
 mod wasi_sandbox;
+mod worker_confinement;
 mod worker_crash;
