@@ -202,16 +202,11 @@ impl Seat {
                         .unwrap_or_else(|payload| Err(panicked(payload)));
                     sink.deliver(seq, task_scope.answer(&function, outcome));
                 });
-                scope
-                    .tasks
-                    .lock()
-                    .expect("tasks lock")
-                    .retain(|t| !t.is_finished());
-                scope
-                    .tasks
-                    .lock()
-                    .expect("tasks lock")
-                    .push(task.abort_handle());
+                {
+                    let mut tasks = scope.tasks.lock().expect("tasks lock");
+                    tasks.retain(|t| !t.is_finished());
+                    tasks.push(task.abort_handle());
+                }
                 // A call that ended meanwhile did not see this task.
                 let current = self.scope.lock().expect("scope lock").clone();
                 if !current.is_some_and(|c| Arc::ptr_eq(&c, &scope)) {
