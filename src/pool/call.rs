@@ -242,8 +242,14 @@ impl<'a, R: DeserializeOwned + Send + 'a> Call<'a, R> {
             job: link,
             data,
         };
-        if !options.preopens.is_empty() {
-            check_preopens(&options.preopens)?;
+        // The pool's own preopens were checked when it was built; only
+        // those this call added are checked here, so that a pool with
+        // preopens does no directory I/O per call.
+        let pool_preopens = pool.handle.inner.options.preopens.len();
+        if let Some(added) = options.preopens.get(pool_preopens..)
+            && !added.is_empty()
+        {
+            check_preopens(added)?;
         }
         let call = pool
             .handle
