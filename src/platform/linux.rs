@@ -48,22 +48,24 @@ pub(crate) fn grow_pipe(pipe: &impl AsRawFd, bytes: usize) -> usize {
     usize::try_from(got).unwrap_or(0)
 }
 
-/// In a worker process, before it loads any guest: no new privileges
-/// (no exec can gain any, setuid or file capabilities) and no core dumps
-/// (a crashed worker's memory holds guests' data). Part of the second wall
-/// around a worker; failure is an error, so a worker never runs
-/// unconfined by surprise.
-pub(crate) fn confine_worker() -> io::Result<()> {
+/// Confines a worker process: see [`confine`](super::confine).
+pub(super) fn confine_worker(walls: super::Walls<'_>) -> io::Result<super::Landlock> {
+    super::confine::confine(walls)
+}
+
+/// No new privileges: no exec can gain any (setuid, file capabilities).
+pub(super) fn no_new_privs() -> io::Result<()> {
     // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers and touches no
     // memory of ours.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    no_core_dumps()
+    Ok(())
 }
 
-/// Sets `RLIMIT_CORE` to 0, soft and hard.
-fn no_core_dumps() -> io::Result<()> {
+/// Sets `RLIMIT_CORE` to 0, soft and hard: a crashed worker's memory holds
+/// guests' data.
+pub(super) fn no_core_dumps() -> io::Result<()> {
     let zero = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

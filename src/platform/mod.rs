@@ -12,13 +12,15 @@ compile_error!(
 );
 
 #[cfg(target_os = "linux")]
+mod confine;
+#[cfg(target_os = "linux")]
 #[path = "linux.rs"]
 mod os;
 #[cfg(all(unix, not(target_os = "linux")))]
 #[path = "other.rs"]
 mod os;
 
-pub(crate) use os::{confine_worker, grow_pipe, keep_freed_memory};
+pub(crate) use os::{grow_pipe, keep_freed_memory};
 
 use std::io;
 use std::io::{PipeReader, PipeWriter};
@@ -28,6 +30,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::options::DirAccess;
 
 /// The environment variable that marks a process as a wasmpool worker.
 pub(crate) const WORKER_ENV: &str = "WASMPOOL_WORKER";
@@ -358,4 +362,110 @@ pub(crate) fn wait_exit_without_reaping(pid: u32) {
             return;
         }
     }
+}
+
+/// What a confined worker keeps of the filesystem.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Walls<'a> {
+    /// Directories it may read (its compile cache).
+    pub(crate) read: &'a [&'a Path],
+    /// Directories its calls may preopen, each with its access.
+    pub(crate) dirs: &'a [(&'a Path, DirAccess)],
+}
+
+/// How much of its landlock ruleset a confined worker got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Landlock {
+    Full,
+    Partial,
+    /// The kernel has no landlock (or it is turned off): the filesystem is
+    /// guarded by wasmtime's sandbox alone.
+    None,
+}
+
+/// Confines the calling worker process before it loads any guest (on
+/// Linux: no new privileges, rlimits, landlock, seccomp; see
+/// `confine.rs`). Call it while the process has one thread. An error
+/// means the worker must not go on.
+pub(crate) fn confine_worker(walls: Walls<'_>) -> io::Result<Landlock> {
+    os::confine_worker(walls)
+}
+
+/// Test only: tries, natively, what a guest that broke out of wasmtime
+/// would try (read `/etc/passwd` and `outside`, write in `readonly`, open a
+/// socket, fork, exec), and says how each attempt ended (`"ok"` or the
+/// error). The fork's child exits at once; `exec` replaces this process if
+/// it works.
+pub(crate) fn attempt_escape(
+    outside: &Path,
+    readonly: Option<&Path>,
+    exec: bool,
+) -> Vec<(String, String)> {
+    fn ended(r: io::Result<()>) -> String {
+        match r {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string(),
+        }
+    }
+    let mut out = Vec::new();
+    let open = |path: &Path| std::fs::File::open(path).map(drop);
+    out.push((
+        "open /etc/passwd".into(),
+        ended(open(Path::new("/etc/passwd"))),
+    ));
+    out.push((format!("open {}", outside.display()), ended(open(outside))));
+    if let Some(dir) = readonly {
+        let file = dir.join("escaped");
+        let created = std::fs::File::create(&file).map(drop);
+        if created.is_ok() {
+            let _ = std::fs::remove_file(&file);
+        }
+        out.push((format!("create {}", file.display()), ended(created)));
+    }
+    let socket = || {
+        // SAFETY: socket takes plain integers; the descriptor it returns,
+        // if any, is closed at once.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a descriptor this function just opened.
+        unsafe { libc::close(fd) };
+        Ok(())
+    };
+    out.push(("socket".into(), ended(socket())));
+    let fork = || {
+        // SAFETY: the child calls only `_exit`, which is async-signal-safe.
+        match unsafe { libc::fork() } {
+            -1 => Err(io::Error::last_os_error()),
+            // SAFETY: `_exit` ends the child without running anything of
+            // the parent's.
+            0 => unsafe { libc::_exit(0) },
+            child => {
+                let mut status = 0;
+                // SAFETY: the pointer is to a live int; child is ours.
+                unsafe { libc::waitpid(child, &mut status, 0) };
+                Ok(())
+            }
+        }
+    };
+    out.push(("fork".into(), ended(fork())));
+    if exec {
+        let execve = || {
+            let sh = c"/bin/sh";
+            let argv = [
+                sh.as_ptr(),
+                c"-c".as_ptr(),
+                c"exit 0".as_ptr(),
+                std::ptr::null(),
+            ];
+            let envp = [std::ptr::null()];
+            // SAFETY: every pointer is to a NUL-terminated string that
+            // outlives the call, and both arrays end in a null pointer.
+            unsafe { libc::execve(sh.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+            Err(io::Error::last_os_error())
+        };
+        out.push(("execve /bin/sh".into(), ended(execve())));
+    }
+    out
 }

@@ -24,8 +24,8 @@ pub(crate) fn grow_pipe(_pipe: &impl AsRawFd, _bytes: usize) -> usize {
 /// The allocator keeps its defaults.
 pub(crate) fn keep_freed_memory() {}
 
-/// No `PR_SET_NO_NEW_PRIVS` here: only no core dumps.
-pub(crate) fn confine_worker() -> io::Result<()> {
+/// Only no core dumps here: no `PR_SET_NO_NEW_PRIVS`, seccomp or landlock.
+pub(super) fn confine_worker(_walls: super::Walls<'_>) -> io::Result<super::Landlock> {
     let zero = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -34,5 +34,5 @@ pub(crate) fn confine_worker() -> io::Result<()> {
     if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(super::Landlock::None)
 }

@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorKind};
 use crate::host::{BoxError, HostContext, HostFns};
 use crate::options::{Cancel, WorkerKind};
 use crate::sync::Registry;
-use crate::wire::{CallOptions, Preopen};
+use crate::wire::{CallOptions, Preopen, Sandbox};
 use crate::worker::Spec;
 
 /// Builds a [`Pool`]. Start with [`Pool::builder`].
@@ -42,6 +42,7 @@ pub struct PoolBuilder {
     pub(super) options: CallOptions,
     pub(super) grace: Duration,
     pub(super) host_fns: HostFns,
+    pub(super) confine: bool,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -60,6 +61,7 @@ impl fmt::Debug for PoolBuilder {
             options,
             grace,
             host_fns,
+            confine,
         } = self;
         f.debug_struct("PoolBuilder")
             .field("workers", workers)
@@ -75,6 +77,7 @@ impl fmt::Debug for PoolBuilder {
             .field("options", options)
             .field("grace", grace)
             .field("host_fns", host_fns)
+            .field("confine", confine)
             .finish()
     }
 }
@@ -162,6 +165,48 @@ impl PoolBuilder {
     /// [`worker_entry`](crate::worker_entry) first).
     pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
         self.worker_program = Some(program.into());
+        self
+    }
+
+    /// Whether each worker process confines itself before it loads a
+    /// guest: the second wall, beside wasmtime's sandbox, against a bug in
+    /// wasmtime or in wasmpool's worker code. Default: `true`.
+    ///
+    /// On Linux a confined worker:
+    ///
+    /// - has no new privileges (`PR_SET_NO_NEW_PRIVS`), no core dumps, and
+    ///   at most 4096 open descriptors;
+    /// - reaches, by landlock, its compile cache (read-only) and the
+    ///   directories its calls preopen (each with its [`DirAccess`]), and
+    ///   nothing else of the filesystem; no TCP; no signals to processes
+    ///   outside it. On a kernel without landlock it goes on without, and
+    ///   says so in a `tracing` warning;
+    /// - makes only the system calls a worker needs (a seccomp allowlist):
+    ///   it cannot start a process or a program, open a socket, or trace
+    ///   another process.
+    ///
+    /// Since a worker's directories are fixed when it starts, a call that
+    /// preopens directories of its own ([`Call::preopen_dir`]) runs on a
+    /// worker started for exactly those directories: kept for later calls
+    /// with the same ones, but a pool whose calls each preopen a different
+    /// directory starts a worker per call (a few milliseconds). Preopen
+    /// directories shared by all calls on the pool instead.
+    ///
+    /// Other Unix systems only get no core dumps. Thread workers
+    /// ([`WorkerKind::Thread`]) run in the host's process and are never
+    /// confined.
+    ///
+    /// [`DirAccess`]: crate::DirAccess
+    /// [`Call::preopen_dir`]: crate::Call::preopen_dir
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmpool::Error> {
+    /// // Workers that may need more than the sandbox above allows.
+    /// let pool = wasmpool::Pool::builder().confine(false).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn confine(mut self, on: bool) -> Self {
+        self.confine = on;
         self
     }
 
@@ -272,6 +317,7 @@ impl PoolBuilder {
             options,
             grace,
             host_fns,
+            confine,
         } = self;
         let workers = match workers {
             Some(n) => NonZeroUsize::new(n)
@@ -306,6 +352,11 @@ impl PoolBuilder {
             .map_err(|e| Error::new(ErrorKind::Config, format!("creating the engine: {e:#}")))?;
         let sync = Arc::new(Registry::default());
         let host_fns = Arc::new(host_fns);
+        let cache_dir = cache_dir.unwrap_or_else(compile::default_cache_dir);
+        let sandbox = confine.then(|| Sandbox {
+            read: vec![cache_dir.clone()],
+            dirs: Vec::new(),
+        });
         let roster = Roster::start(RosterSettings {
             workers,
             idle_timeout,
@@ -316,10 +367,10 @@ impl PoolBuilder {
                 settings: settings.clone(),
                 reuse_instances,
                 host_fns: host_fns.clone(),
+                sandbox,
             },
             registry: sync.clone(),
         })?;
-        let cache_dir = cache_dir.unwrap_or_else(compile::default_cache_dir);
         let inner = Arc::new(PoolInner {
             on_cancel,
             options,

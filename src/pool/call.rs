@@ -127,6 +127,27 @@ impl<R> Call<'_, R> {
         self.data = Some(Arc::new(value));
         self
     }
+
+    /// Test only, not part of the API: instead of running the guest, the
+    /// worker process tries natively to open `/etc/passwd` and `outside`,
+    /// to create a file in `readonly`, to create a socket, to fork and, if
+    /// `exec`, to `execve` a shell (which replaces the worker if it works).
+    /// The result is a `Vec<(String, String)>`: each attempt and how it
+    /// ended (`"ok"` or the error). Process workers only.
+    #[doc(hidden)]
+    pub fn attempt_escape(
+        mut self,
+        outside: impl Into<std::path::PathBuf>,
+        readonly: Option<std::path::PathBuf>,
+        exec: bool,
+    ) -> Self {
+        self.options.escape = Some(Box::new(crate::wire::EscapeAttempt {
+            outside: outside.into(),
+            readonly,
+            exec,
+        }));
+        self
+    }
 }
 
 impl<R: DeserializeOwned + Send + 'static> Call<'_, R> {

@@ -42,7 +42,7 @@ use crate::job::Job;
 use crate::options::{Cancel, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, WorkerKind};
 use crate::sync::Registry;
 use crate::wire::CallOptions;
-use crate::worker::Books as _;
+use crate::worker::{Books as _, Grants};
 use call::encode_args;
 use compile::Compiler;
 use roster::Roster;
@@ -164,6 +164,7 @@ impl Pool {
             options: CallOptions::default(),
             grace: DEFAULT_GRACE,
             host_fns: HostFns::default(),
+            confine: true,
         }
     }
 
@@ -277,9 +278,10 @@ impl Pool {
     pub async fn warm(&self, n: usize) -> Result<(), Error> {
         let roster = &self.handle.inner.roster;
         let mut held = Vec::new();
+        let grants = Grants::of(&self.handle.inner.options.preopens);
         for _ in 0..n.min(roster.size().get()) {
             let permit = roster.permit().await?;
-            let worker = roster.checkout().await?;
+            let worker = roster.checkout(&grants).await?;
             held.push((worker, permit));
         }
         for (worker, permit) in held {

@@ -17,9 +17,9 @@ use super::roster::Roster;
 use crate::error::{Error, ErrorKind};
 use crate::host::Scope;
 use crate::job::Job;
-use crate::options::Cancel;
+use crate::options::{Cancel, WorkerKind};
 use crate::wire::{CallOptions, CallRequest, Report, WireError};
-use crate::worker::{Abandoned, Books as _, Reply, Worker};
+use crate::worker::{Abandoned, Books as _, Grants, Reply, Worker};
 
 /// How one call of a request ended: its encoded result and report.
 pub(super) type CallResult = Result<(Vec<u8>, Report), Error>;
@@ -94,8 +94,9 @@ impl PoolInner {
             }
             let count = sent.len();
             let queued = Instant::now();
+            let grants = Grants::of(&options.preopens);
             let permit = self.roster.permit().await?;
-            let worker = self.roster.checkout().await?;
+            let worker = self.roster.checkout(&grants).await?;
             let id = self.next_call.fetch_add(1, Ordering::Relaxed);
             let span = tracing::Span::current();
             span.record("call", id);
@@ -156,6 +157,12 @@ impl PoolInner {
         if self.roster.is_closed() {
             return Err(Error::closed());
         }
+        if options.escape.is_some() && self.roster.kind() != WorkerKind::Process {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "an escape attempt is for process workers only",
+            ));
+        }
         if options.fuel.is_some() && !self.compiler.settings().consume_fuel {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -204,6 +211,7 @@ impl PoolInner {
         loop {
             let (req, worker, permit) = attempt;
             let id = req.id;
+            let worker_grants = worker.grants.clone();
             let (rx, scope, flight) = self.start(req, worker, permit, &policy);
             let (answered, unsent) = Self::wait(flight, rx).await?;
             match answered {
@@ -213,7 +221,7 @@ impl PoolInner {
                         retried = true;
                         tracing::debug!(call = id, "its worker died before taking it; retrying");
                         // Fresh: idle workers may have died with this one.
-                        let worker = self.roster.spawn().await?;
+                        let worker = self.roster.spawn(worker_grants).await?;
                         attempt = (req, worker, permit);
                     }
                     _ => return Err(e),

@@ -16,8 +16,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::Statistics;
 use crate::error::{Error, ErrorKind};
+use crate::options::WorkerKind;
 use crate::sync::Registry;
-use crate::worker::{Books, Exit, Shared, Spec, Worker};
+use crate::worker::{Books, Exit, Grants, Shared, Spec, Worker};
 
 /// What the roster is made with.
 pub(super) struct RosterSettings {
@@ -108,6 +109,11 @@ impl Roster {
         Ok(roster)
     }
 
+    /// Whether workers are processes or threads.
+    pub(super) fn kind(&self) -> WorkerKind {
+        self.spec.kind
+    }
+
     /// The most workers at once.
     pub(super) fn size(&self) -> NonZeroUsize {
         self.workers
@@ -130,29 +136,62 @@ impl Roster {
             .map_err(|_| Error::closed())
     }
 
-    /// Takes the most recently used idle worker, or starts a new one.
-    pub(super) async fn checkout(self: &Arc<Self>) -> Result<Worker, Error> {
-        loop {
-            let popped = self.house().idle.pop();
-            match popped {
+    /// Takes the most recently used idle worker that can reach exactly the
+    /// directories in `grants` (any idle worker, if workers are not
+    /// confined), or starts a new one. Call it holding a [`permit`]: a
+    /// worker that must be started while the pool is full of idle workers
+    /// of other grants takes the place of the least recently used.
+    ///
+    /// [`permit`]: Roster::permit
+    pub(super) async fn checkout(self: &Arc<Self>, grants: &Grants) -> Result<Worker, Error> {
+        let confines = self.spec.confines();
+        let evicted = {
+            let mut house = self.house();
+            let mut i = house.idle.len();
+            let mut found = None;
+            while i > 0 {
+                i -= 1;
+                let w = &house.idle[i];
                 // A worker killed while idle is skipped here, not found
                 // dead by a call.
-                Some(w) if w.shared.is_gone() => drop(w),
-                Some(w) => return Ok(w),
-                None => break,
+                if w.shared.is_gone() {
+                    drop(house.idle.remove(i));
+                } else if !confines || w.grants == *grants {
+                    found = Some(house.idle.remove(i));
+                    break;
+                }
             }
+            if let Some(w) = found {
+                return Ok(w);
+            }
+            // The permit held counts the worker about to start.
+            let full = house.idle.len() + self.in_use() > self.workers.get();
+            (full && !house.idle.is_empty()).then(|| house.idle.remove(0))
+        };
+        if let Some(w) = evicted {
+            tracing::debug!(
+                worker = w.id,
+                "retiring an idle worker for one that can reach other directories"
+            );
+            drop(w);
         }
-        self.spawn().await
+        self.spawn(grants.clone()).await
     }
 
-    /// Starts a new worker, whatever is idle.
-    pub(super) async fn spawn(self: &Arc<Self>) -> Result<Worker, Error> {
+    /// Workers held by calls (or being started for them): one per permit
+    /// taken.
+    fn in_use(&self) -> usize {
+        self.workers.get() - self.semaphore.available_permits()
+    }
+
+    /// Starts a new worker that can reach `grants`, whatever is idle.
+    pub(super) async fn spawn(self: &Arc<Self>, grants: Grants) -> Result<Worker, Error> {
         if self.is_closed() {
             return Err(Error::closed());
         }
         let id = self.next_worker.fetch_add(1, Ordering::Relaxed);
         let books: Arc<dyn Books> = self.clone();
-        let rx = Worker::spawn(books, self.registry.clone(), id, self.spec.clone());
+        let rx = Worker::spawn(books, self.registry.clone(), id, self.spec.clone(), grants);
         let worker = rx.await.map_err(|_| {
             Error::new(
                 ErrorKind::Spawn,

@@ -106,6 +106,9 @@ impl Executor {
             items,
             options,
         } = req;
+        if let Some(attempt) = &options.escape {
+            return reply(escape(attempt, items.len()));
+        }
         let key = artifact.key.clone();
         let shape = store_options(&options);
         let mut outcomes = Vec::with_capacity(items.len());
@@ -214,4 +217,31 @@ impl Drop for Executor {
     fn drop(&mut self) {
         self.interrupts.close();
     }
+}
+
+/// A call that asked the worker to try to escape (tests only): one outcome
+/// per item, each the list of `[attempt, how it ended]`.
+fn escape(attempt: &crate::wire::EscapeAttempt, items: usize) -> Vec<Outcome> {
+    let tried = crate::platform::attempt_escape(
+        &attempt.outside,
+        attempt.readonly.as_deref(),
+        attempt.exec,
+    );
+    let value = values::Value::Array(
+        tried
+            .into_iter()
+            .map(|(what, how)| {
+                values::Value::Array(vec![values::Value::Str(what), values::Value::Str(how)])
+            })
+            .collect(),
+    );
+    let bytes = values::encode(&value);
+    (0..items)
+        .map(|_| {
+            (
+                Ok(serde_bytes::ByteBuf::from(bytes.clone())),
+                Report::default(),
+            )
+        })
+        .collect()
 }

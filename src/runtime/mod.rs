@@ -30,6 +30,7 @@ mod store;
 
 use std::io::{self, Write as _};
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub(crate) use answers::{Answers, Inbox, SPIN};
@@ -37,8 +38,11 @@ pub(crate) use executor::Executor;
 pub(crate) use interrupts::Interrupts;
 pub(crate) use port::OpSender;
 
+use crate::options::DirAccess;
 use crate::platform;
-use crate::wire::{Control, FromWorker, Init, PROTOCOL_VERSION, ToWorker, read_frame, write_frame};
+use crate::wire::{
+    Control, FromWorker, Init, PROTOCOL_VERSION, Sandbox, ToWorker, read_frame, write_frame,
+};
 
 /// Runs the worker; returns the process exit code.
 pub(crate) fn run() -> i32 {
@@ -69,7 +73,6 @@ fn init_tracing() {
 
 fn serve() -> io::Result<()> {
     platform::keep_freed_memory();
-    platform::confine_worker()?;
     let platform::Channels {
         requests,
         control,
@@ -93,6 +96,11 @@ fn serve() -> io::Result<()> {
             "protocol version {} from the host, {} here: the worker program is a different build",
             init.version, PROTOCOL_VERSION
         )));
+    }
+    if let Some(sandbox) = &init.sandbox {
+        confine(sandbox).map_err(|e| fail(format!("confining the worker: {e}")))?;
+    } else {
+        tracing::debug!(pid = std::process::id(), "worker not confined");
     }
     let requests = Arc::new(requests);
     let answers = Arc::new(Answers::Pipe {
@@ -133,6 +141,34 @@ fn serve() -> io::Result<()> {
             write_frame(&replies, &FromWorker::Done { id, outcomes })
         })?;
     }
+}
+
+/// Puts the second wall up around this process, while it still has one
+/// thread, before any guest is loaded.
+fn confine(sandbox: &Sandbox) -> io::Result<()> {
+    let read: Vec<&Path> = sandbox.read.iter().map(PathBuf::as_path).collect();
+    let dirs: Vec<(&Path, DirAccess)> = sandbox
+        .dirs
+        .iter()
+        .map(|g| (g.host.as_path(), g.access))
+        .collect();
+    let pid = std::process::id();
+    match platform::confine_worker(platform::Walls {
+        read: &read,
+        dirs: &dirs,
+    })? {
+        platform::Landlock::Full => tracing::debug!(pid, "worker confined"),
+        platform::Landlock::Partial => tracing::warn!(
+            pid,
+            "worker confined, but this kernel's landlock enforces only some of the filesystem rules"
+        ),
+        platform::Landlock::None => tracing::warn!(
+            pid,
+            "worker confined without landlock (this kernel lacks it): its filesystem is guarded \
+             by wasmtime's sandbox alone"
+        ),
+    }
+    Ok(())
 }
 
 fn control_loop(control: UnixStream, interrupts: &Interrupts) {

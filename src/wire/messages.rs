@@ -16,10 +16,33 @@ pub(crate) struct Init {
     pub(crate) engine: EngineSettings,
     /// Keep a job's instance between calls ([`crate::PoolBuilder::reuse_instances`]).
     pub(crate) reuse_instances: bool,
+    /// What the worker confines itself to before it loads a guest; `None`
+    /// when the pool was built with `confine(false)`.
+    pub(crate) sandbox: Option<Sandbox>,
+}
+
+/// The filesystem a confined worker keeps: its compile cache, read-only,
+/// and the directories its calls may preopen, each with its access.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Sandbox {
+    /// Directories the worker reads compiled artifacts from.
+    pub(crate) read: Vec<PathBuf>,
+    /// Host directories its calls may preopen.
+    pub(crate) dirs: Vec<Grant>,
+}
+
+/// A host directory a worker may reach, and how.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub(crate) struct Grant {
+    pub(crate) host: PathBuf,
+    pub(crate) access: DirAccess,
 }
 
 /// Frames the host sends on the request pipe after [`Init`].
 #[derive(Debug, Serialize, Deserialize)]
+// One frame is decoded at a time; boxing the call would cost an allocation
+// per call for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum ToWorker {
     Call(CallRequest),
     /// The answer to the guest's [`FromWorker::Sync`] operation `seq`.
@@ -73,6 +96,21 @@ pub(crate) struct CallOptions {
     pub(crate) stderr: Stdio,
     /// Seed for deterministic random numbers and clocks.
     pub(crate) deterministic: Option<u64>,
+    /// Test only: instead of the guest, the worker tries to break out of
+    /// its confinement natively and reports how each attempt ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) escape: Option<Box<EscapeAttempt>>,
+}
+
+/// What [`CallOptions::escape`] tries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EscapeAttempt {
+    /// A file outside every preopen, to open for reading.
+    pub(crate) outside: PathBuf,
+    /// A directory granted read-only, to create a file in.
+    pub(crate) readonly: Option<PathBuf>,
+    /// Also `execve` in the worker itself (which replaces it if that works).
+    pub(crate) exec: bool,
 }
 
 /// What a call reports besides its result.

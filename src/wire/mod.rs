@@ -34,13 +34,13 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use error::WireError;
 pub(crate) use messages::{
-    Artifact, CallFrame, CallOptions, CallRequest, Control, ExportPath, FromWorker, Init, Outcome,
-    Preopen, Report, ToWorker,
+    Artifact, CallFrame, CallOptions, CallRequest, Control, EscapeAttempt, ExportPath, FromWorker,
+    Grant, Init, Outcome, Preopen, Report, Sandbox, ToWorker,
 };
 pub(crate) use ops::{Answer, GuestOp, Kind};
 
 /// Bumped whenever a frame changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 5;
+pub(crate) const PROTOCOL_VERSION: u32 = 6;
 
 /// The largest frame either side accepts: 1 GiB.
 pub(crate) const MAX_FRAME: usize = 1 << 30;

@@ -36,7 +36,7 @@ use crate::host::{HostFns, Seat};
 use crate::options::WorkerKind;
 use crate::runtime::Interrupts;
 use crate::sync::{GuestState, Registry};
-use crate::wire::{CallFrame, CallRequest, Control, Outcome, write_frame};
+use crate::wire::{CallFrame, CallRequest, Control, Grant, Outcome, Preopen, Sandbox, write_frame};
 
 /// The pool's books on its workers, as a worker sees them. The pool's
 /// roster keeps them.
@@ -280,6 +280,39 @@ pub(crate) struct Spec {
     pub(crate) reuse_instances: bool,
     /// The pool's host functions.
     pub(crate) host_fns: Arc<HostFns>,
+    /// What a process worker confines itself to, less the directories its
+    /// [`Grants`] add; `None` when the pool does not confine workers.
+    pub(crate) sandbox: Option<Sandbox>,
+}
+
+impl Spec {
+    /// Whether a worker's [`Grants`] bound what its calls may preopen: a
+    /// confined process worker can reach no other directory.
+    pub(crate) fn confines(&self) -> bool {
+        self.kind == WorkerKind::Process && self.sandbox.is_some()
+    }
+}
+
+/// The host directories a worker's calls may preopen, each with its
+/// access: fixed when a confined worker starts (its landlock ruleset).
+/// Sorted, without repeats.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Grants(Vec<Grant>);
+
+impl Grants {
+    /// What the calls with `preopens` need.
+    pub(crate) fn of(preopens: &[Preopen]) -> Grants {
+        let mut grants: Vec<Grant> = preopens
+            .iter()
+            .map(|p| Grant {
+                host: p.host.clone(),
+                access: p.access,
+            })
+            .collect();
+        grants.sort();
+        grants.dedup();
+        Grants(grants)
+    }
 }
 
 /// A live worker, owned by the pool's idle list or by one call.
@@ -289,6 +322,8 @@ pub(crate) struct Worker {
     pub(crate) shared: Arc<Shared>,
     pub(crate) calls: u64,
     pub(crate) last_used: Instant,
+    /// The directories it can reach, if it is confined.
+    pub(crate) grants: Grants,
 }
 
 impl std::fmt::Debug for Worker {
@@ -308,12 +343,13 @@ impl Worker {
         registry: Arc<Registry>,
         id: u64,
         spec: Spec,
+        grants: Grants,
     ) -> oneshot::Receiver<Result<Worker, Error>> {
         let (tx, rx) = oneshot::channel();
         let spawned = match spec.kind {
             WorkerKind::Process => std::thread::Builder::new()
                 .name(format!("wasmpool-worker-{id}"))
-                .spawn(move || process::run(books, registry, id, spec, tx)),
+                .spawn(move || process::run(books, registry, id, spec, grants, tx)),
             WorkerKind::Thread => std::thread::Builder::new()
                 .name(format!("wasmpool-thread-{id}"))
                 .spawn(move || thread::run(books, registry, id, spec, tx)),

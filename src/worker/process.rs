@@ -11,14 +11,14 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::{Books, Link, Request, Shared, Spec, Worker};
+use super::{Books, Grants, Link, Request, Shared, Spec, Worker};
 use crate::error::{Error, ErrorKind};
 use crate::host::Seat;
 use crate::platform;
 use crate::runtime::SPIN;
 use crate::sync::{AnswerSink, GuestState, Registry};
 use crate::wire::{
-    Answer, FromWorker, GuestOp, Init, PROTOCOL_VERSION, ToWorker, read_frame, write_frame,
+    Answer, FromWorker, GuestOp, Init, PROTOCOL_VERSION, Sandbox, ToWorker, read_frame, write_frame,
 };
 
 /// The buffer size asked for each request and reply pipe. Linux caps a
@@ -120,6 +120,7 @@ pub(super) fn run(
     registry: Arc<Registry>,
     id: u64,
     spec: Spec,
+    grants: Grants,
     ready: oneshot::Sender<Result<Worker, Error>>,
 ) {
     let Spec {
@@ -127,10 +128,19 @@ pub(super) fn run(
         settings,
         reuse_instances,
         host_fns,
+        sandbox,
         ..
     } = spec;
     let began = Instant::now();
     let spawn_err = |what: String| Error::new(ErrorKind::Spawn, format!("worker {id}: {what}"));
+    // A confined worker is granted its cache directory, which must exist.
+    for dir in sandbox.iter().flat_map(|s| &s.read) {
+        if let Err(e) = platform::create_private_dir(dir) {
+            let what = format!("preparing cache directory {}: {e}", dir.display());
+            let _ = ready.send(Err(spawn_err(what)));
+            return;
+        }
+    }
     let Started {
         requests,
         control,
@@ -149,6 +159,10 @@ pub(super) fn run(
         version: PROTOCOL_VERSION,
         engine: settings,
         reuse_instances,
+        sandbox: sandbox.map(|base| Sandbox {
+            dirs: grants.0.clone(),
+            ..base
+        }),
     };
     let handshake = handshake(&requests, &replies, &mut buf, &init, &program);
     let requests = Arc::new(RequestPipe(Mutex::new(requests)));
@@ -181,6 +195,7 @@ pub(super) fn run(
         shared: shared.clone(),
         calls: 0,
         last_used: Instant::now(),
+        grants,
     };
     if let Err(Ok(worker)) = ready.send(Ok(worker)) {
         // Nobody is waiting any more: dropping the handle ends the worker.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::{Books, Link, Request, Shared, Spec, Worker};
+use super::{Books, Grants, Link, Request, Shared, Spec, Worker};
 use crate::error::{Error, ErrorKind};
 use crate::host::Seat;
 use crate::runtime::{Answers, Executor, Inbox, OpSender, SPIN};
@@ -69,6 +69,8 @@ pub(super) fn run(
         shared: shared.clone(),
         calls: 0,
         last_used: Instant::now(),
+        // Threads are not confined: they reach what the host reaches.
+        grants: Grants::default(),
     };
     if let Err(Ok(worker)) = ready.send(Ok(worker)) {
         drop(worker);
