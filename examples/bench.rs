@@ -4,7 +4,7 @@
 //! Run with: `cargo run --release --example bench` (about a minute).
 //! `-- --quick` takes fewer samples; naming sections (`-- roundtrip echo`)
 //! runs only those: roundtrip, throughput, echo, first, cancel, failure,
-//! scaling, scheduling, rss, fib, sync, host. Every figure is printed as a
+//! scaling, scheduling, rss, fib, sync, host, confine. Every figure is printed as a
 //! `metric value unit` line as it is measured, then all of them as a table.
 //!
 //! Baselines:
@@ -152,6 +152,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if run("fib") {
         fib_speed(&mut r, &fibj).await?;
+    }
+    if run("confine") {
+        confinement(&mut r, &cpu).await?;
     }
     pool.shutdown().await;
 
@@ -734,4 +737,49 @@ mod inproc {
             f.call(&mut store, ())
         }
     }
+}
+
+/// What the second wall around a worker costs: a worker's start-up (to its
+/// first result) and the warm no-op round trip, confined and not, taking
+/// turns so that the machine's noise falls on both alike.
+async fn confinement(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    const BATCH: usize = 250;
+    let mut first = [Vec::new(), Vec::new()];
+    for _ in 0..r.n(20).max(5) {
+        for (confine, out) in [true, false].into_iter().zip(&mut first) {
+            let pool = Pool::builder().workers(1).confine(confine).build()?;
+            let t = Instant::now();
+            let () = pool.run(cpu, "noop", ()).await?;
+            out.push(t.elapsed());
+            pool.shutdown().await;
+        }
+    }
+    let mut pools = Vec::new();
+    for confine in [true, false] {
+        let pool = Pool::builder().workers(1).confine(confine).build()?;
+        let () = pool.run(cpu, "noop", ()).await?;
+        pools.push(pool);
+    }
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..r.n(10_000) / BATCH {
+        for (pool, out) in pools.iter().zip(&mut times) {
+            for _ in 0..BATCH {
+                let t = Instant::now();
+                let () = pool.run(cpu, "noop", ()).await?;
+                out.push(t.elapsed());
+            }
+        }
+    }
+    for (name, i) in [("confined", 0), ("unconfined", 1)] {
+        r.add(
+            &format!("first_result_fresh_process_{name}"),
+            ms(median(&mut first[i])),
+            "ms",
+        );
+        r.latency(&format!("noop_roundtrip_process_{name}"), &mut times[i]);
+    }
+    for pool in pools {
+        pool.shutdown().await;
+    }
+    Ok(())
 }
