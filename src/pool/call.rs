@@ -141,11 +141,22 @@ impl<R> Call<'_, R> {
         readonly: Option<std::path::PathBuf>,
         exec: bool,
     ) -> Self {
-        self.options.escape = Some(Box::new(crate::wire::EscapeAttempt {
+        let attempt = crate::wire::EscapeAttempt {
             outside: outside.into(),
             readonly,
             exec,
-        }));
+        };
+        self.options.test_hook = Some(Box::new(crate::wire::TestHook::Escape(attempt)));
+        self
+    }
+
+    /// Test only, not part of the API: instead of running the guest, the
+    /// worker process blocks natively for `how_long`, deaf to interrupts
+    /// and timeouts, as a worker stuck outside wasm would be. The result is
+    /// `()`. Process workers only.
+    #[doc(hidden)]
+    pub fn stall_natively(mut self, how_long: std::time::Duration) -> Self {
+        self.options.test_hook = Some(Box::new(crate::wire::TestHook::Stall(how_long)));
         self
     }
 }

@@ -157,10 +157,10 @@ impl PoolInner {
         if self.roster.is_closed() {
             return Err(Error::closed());
         }
-        if options.escape.is_some() && self.roster.kind() != WorkerKind::Process {
+        if options.test_hook.is_some() && self.roster.kind() != WorkerKind::Process {
             return Err(Error::new(
                 ErrorKind::Config,
-                "an escape attempt is for process workers only",
+                "test hooks are for process workers only",
             ));
         }
         if options.fuel.is_some() && !self.compiler.settings().consume_fuel {

@@ -28,7 +28,7 @@ use super::port::{OpSender, Port};
 use super::store::{State, new_store};
 use crate::engine::EngineSettings;
 use crate::values;
-use crate::wire::{CallOptions, CallRequest, Outcome, Report};
+use crate::wire::{CallOptions, CallRequest, Outcome, Report, TestHook};
 
 /// Runs calls, one at a time, on the thread that owns it.
 pub(crate) struct Executor {
@@ -106,8 +106,8 @@ impl Executor {
             items,
             options,
         } = req;
-        if let Some(attempt) = &options.escape {
-            return reply(escape(attempt, items.len()));
+        if let Some(hook) = &options.test_hook {
+            return reply(test_hook(hook, items.len()));
         }
         let key = artifact.key.clone();
         let shape = store_options(&options);
@@ -219,9 +219,24 @@ impl Drop for Executor {
     }
 }
 
-/// A call that asked the worker to try to escape (tests only): one outcome
-/// per item, each the list of `[attempt, how it ended]`.
-fn escape(attempt: &crate::wire::EscapeAttempt, items: usize) -> Vec<Outcome> {
+/// A call with a [`TestHook`]: one outcome per item. An escape's is the
+/// list of `[attempt, how it ended]`; a stall's is nil.
+fn test_hook(hook: &TestHook, items: usize) -> Vec<Outcome> {
+    let attempt = match hook {
+        TestHook::Escape(attempt) => attempt,
+        TestHook::Stall(how_long) => {
+            std::thread::sleep(*how_long);
+            let nil = values::encode(&values::Value::Nil);
+            return (0..items)
+                .map(|_| {
+                    (
+                        Ok(serde_bytes::ByteBuf::from(nil.clone())),
+                        Report::default(),
+                    )
+                })
+                .collect();
+        }
+    };
     let tried = crate::platform::attempt_escape(
         &attempt.outside,
         attempt.readonly.as_deref(),

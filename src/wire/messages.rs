@@ -96,13 +96,24 @@ pub(crate) struct CallOptions {
     pub(crate) stderr: Stdio,
     /// Seed for deterministic random numbers and clocks.
     pub(crate) deterministic: Option<u64>,
-    /// Test only: instead of the guest, the worker tries to break out of
-    /// its confinement natively and reports how each attempt ended.
+    /// Test only: what the worker does natively instead of the guest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) escape: Option<Box<EscapeAttempt>>,
+    pub(crate) test_hook: Option<Box<TestHook>>,
 }
 
-/// What [`CallOptions::escape`] tries.
+/// What a worker does instead of a call's guest, in tests: what no guest
+/// can make it do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum TestHook {
+    /// Tries to break out of its confinement natively, and reports how
+    /// each attempt ended.
+    Escape(EscapeAttempt),
+    /// Blocks natively this long, deaf to interrupts: a worker stuck
+    /// outside wasm, which only a kill ends.
+    Stall(std::time::Duration),
+}
+
+/// What [`TestHook::Escape`] tries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EscapeAttempt {
     /// A file outside every preopen, to open for reading.

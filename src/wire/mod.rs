@@ -35,7 +35,7 @@ use serde::de::DeserializeOwned;
 pub(crate) use error::WireError;
 pub(crate) use messages::{
     Artifact, CallFrame, CallOptions, CallRequest, Control, EscapeAttempt, ExportPath, FromWorker,
-    Grant, Init, Outcome, Preopen, Report, Sandbox, ToWorker,
+    Grant, Init, Outcome, Preopen, Report, Sandbox, TestHook, ToWorker,
 };
 pub(crate) use ops::{Answer, GuestOp, Kind};
 

@@ -195,3 +195,58 @@ async fn a_zero_grace_still_times_out_cleanly() {
     let stats = pool.statistics();
     assert_eq!(stats.crashed, 0, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_worker_deaf_to_its_timeout_is_killed_after_the_grace() {
+    // A worker stuck outside wasm (here, told to sleep natively for a
+    // minute) does not see the epoch interrupt: the host's watchdog kills
+    // it once the timeout and the grace are over, and the caller resumes.
+    let pool = Pool::builder()
+        .workers(1)
+        .grace(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let fib = job(wasmpool_guests::FIB);
+    let n: u64 = pool.run(&fib, "fib", (10u64,)).await.unwrap();
+    assert_eq!(n, 55);
+    let pid = pool.worker_pids()[0];
+    let started = std::time::Instant::now();
+    let e = pool
+        .call::<()>(&fib, "fib", (1u64,))
+        .stall_natively(Duration::from_secs(600))
+        .timeout(Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
+    // Far below the stall: only the kill can have ended the call.
+    assert!(started.elapsed() < Duration::from_secs(300));
+    crate::common::eventually("the stuck worker to die", || !crate::common::alive(pid)).await;
+    assert_eq!(pool.statistics().killed, 1);
+    let n: u64 = pool.run(&fib, "fib", (10u64,)).await.unwrap();
+    assert_eq!(n, 55);
+    assert_ne!(pool.worker_pids(), [pid]);
+}
+
+#[tokio::test]
+async fn a_worker_deaf_to_a_cancel_is_killed_after_the_grace() {
+    let pool = Pool::builder()
+        .workers(1)
+        .grace(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let fib = job(wasmpool_guests::FIB);
+    let n: u64 = pool.run(&fib, "fib", (10u64,)).await.unwrap();
+    assert_eq!(n, 55);
+    let pid = pool.worker_pids()[0];
+    let stalled = pool
+        .call::<()>(&fib, "fib", (1u64,))
+        .stall_natively(Duration::from_secs(600));
+    // Dropped (Cancel::Interrupt) once it has surely reached the worker.
+    let dropped = tokio::time::timeout(Duration::from_millis(200), stalled).await;
+    assert!(dropped.is_err(), "a stalled call returned: {dropped:?}");
+    crate::common::eventually("the stuck worker to die", || !crate::common::alive(pid)).await;
+    assert_eq!(pool.statistics().killed, 1);
+    // The next call waited for the place, not for the stall.
+    let n: u64 = pool.run(&fib, "fib", (10u64,)).await.unwrap();
+    assert_eq!(n, 55);
+}
