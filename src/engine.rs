@@ -111,3 +111,36 @@ mod tests {
         assert!(!is_builtin_import("log"));
     }
 }
+
+/// Compiles a component with the host's engine and writes its artifact to
+/// `dir/name` atomically. Blocking, and as hungry for memory as Cranelift
+/// is: the host runs it in a child process (see [`crate::wire::CompileOrder`]).
+pub(crate) fn compile_artifact(
+    engine: &Engine,
+    component: &[u8],
+    origin: &str,
+    dir: &cap_std::fs::Dir,
+    name: &str,
+) -> Result<(), String> {
+    let compiled = wasmtime::component::Component::new(engine, component)
+        .map_err(|e| format!("{origin} failed to compile: {e:#}"))?;
+    let bytes = compiled
+        .serialize()
+        .map_err(|e| format!("{origin} could not be serialized: {e:#}"))?;
+    store_artifact(dir, name, &bytes).map_err(|e| format!("writing artifact {name}: {e}"))
+}
+
+/// Writes an artifact atomically: a temporary file, then a rename, both
+/// inside `dir`, so that a reader never sees half of one.
+fn store_artifact(dir: &cap_std::fs::Dir, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        crate::platform::unique()
+    );
+    dir.write(&tmp, bytes)
+        .and_then(|()| dir.rename(&tmp, dir, name))
+        .inspect_err(|_| {
+            let _ = dir.remove_file(&tmp);
+        })
+}

@@ -277,8 +277,8 @@ pub(crate) fn unique() -> u64 {
 /// Loads a compiled artifact by mapping it into memory.
 ///
 /// Only ever called on files in the private cache directory (see
-/// [`create_private_dir`]), written there by the host from
-/// `Component::serialize` of an engine with the same settings.
+/// [`create_private_dir`]), written there by the host or by its compiling
+/// child from `Component::serialize` of an engine with the same settings.
 pub(crate) fn load_artifact(
     engine: &wasmtime::Engine,
     path: &Path,
@@ -291,15 +291,16 @@ pub(crate) fn load_artifact(
 }
 
 /// Loads a compiled artifact the host read from its private cache
-/// directory (see [`create_private_dir`]), written there by the host from
-/// `Component::serialize` of an engine with the same settings.
+/// directory (see [`create_private_dir`]), written there by the host's
+/// compiling child from `Component::serialize` of an engine with the same
+/// settings.
 pub(crate) fn load_artifact_bytes(
     engine: &wasmtime::Engine,
     bytes: &[u8],
 ) -> wasmtime::Result<wasmtime::component::Component> {
     // SAFETY: `deserialize` trusts the bytes to be wasmtime's own output.
     // They are: read from a directory only this user can write, through a
-    // handle confined to it, from a file the host's `store_artifact` wrote.
+    // handle confined to it, from a file written by `compile_artifact`.
     // Bytes from an incompatible engine fail wasmtime's header check, an
     // error, not UB.
     unsafe { wasmtime::component::Component::deserialize(engine, bytes) }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use super::compile::{self, Compiler};
+use super::compile::{self, Compiler, InChild};
 use super::roster::{Roster, RosterSettings};
 use super::setters::call_option_setters;
 use super::{Handle, Pool, PoolInner};
@@ -353,6 +353,12 @@ impl PoolBuilder {
         let sync = Arc::new(Registry::default());
         let host_fns = Arc::new(host_fns);
         let cache_dir = cache_dir.unwrap_or_else(compile::default_cache_dir);
+        // Compiles run in a child process, so that the compiler's memory
+        // is never the host's.
+        let in_child = InChild {
+            program: program.clone(),
+            confine,
+        };
         let sandbox = confine.then(|| Sandbox {
             read: vec![cache_dir.clone()],
             dirs: Vec::new(),
@@ -375,7 +381,7 @@ impl PoolBuilder {
             on_cancel,
             options,
             grace,
-            compiler: Compiler::new(engine, settings, cache_dir),
+            compiler: Compiler::new(engine, settings, cache_dir, Some(in_child)),
             roster,
             sync,
             host_fns,

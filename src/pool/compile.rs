@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorKind};
 use crate::host::HostFns;
 use crate::job::{Job, hex};
 use crate::values::wit;
-use crate::wire::{Artifact, ExportPath};
+use crate::wire::{Artifact, CompileOrder, ExportPath};
 
 /// Compiles jobs for one pool: each once, and only once on disk across
 /// runs.
@@ -29,15 +29,32 @@ pub(crate) struct Compiler {
     engine: Engine,
     settings: EngineSettings,
     cache_dir: PathBuf,
+    child: Option<InChild>,
     compiled: Mutex<HashMap<String, Arc<OnceCell<Arc<Compiled>>>>>,
 }
 
+/// How a compile runs in a child process: which program, and whether it
+/// confines itself.
+#[derive(Debug, Clone)]
+pub(crate) struct InChild {
+    pub(crate) program: PathBuf,
+    pub(crate) confine: bool,
+}
+
 impl Compiler {
-    pub(crate) fn new(engine: Engine, settings: EngineSettings, cache_dir: PathBuf) -> Compiler {
+    /// A compiler that runs each compile in a child process (`child`), or
+    /// in this one.
+    pub(crate) fn new(
+        engine: Engine,
+        settings: EngineSettings,
+        cache_dir: PathBuf,
+        child: Option<InChild>,
+    ) -> Compiler {
         Compiler {
             engine,
             settings,
             cache_dir,
+            child,
             compiled: Mutex::default(),
         }
     }
@@ -76,18 +93,21 @@ impl Compiler {
         let engine = self.engine.clone();
         let settings = self.settings.clone();
         let dir = self.cache_dir.clone();
+        let child = self.child.clone();
         let job = job.clone();
         tokio::spawn(async move {
             cell.get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || compile(&engine, &settings, &dir, &job))
-                    .await
-                    .map_err(|e| {
-                        Error::new(
-                            ErrorKind::InvalidComponent,
-                            format!("compiling panicked: {e}"),
-                        )
-                    })?
-                    .map(Arc::new)
+                tokio::task::spawn_blocking(move || {
+                    compile(&engine, &settings, &dir, &job, child.as_ref())
+                })
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::InvalidComponent,
+                        format!("compiling panicked: {e}"),
+                    )
+                })?
+                .map(Arc::new)
             })
             .await
             .cloned()
@@ -153,17 +173,20 @@ fn artifact_key(engine: &Engine, job: &Job, settings: &EngineSettings) -> String
     hex(&h.0.finalize()[..20])
 }
 
-/// Compiles `job`, or loads its artifact from `cache_dir`. Blocking: call it
-/// off the async threads.
+/// Compiles `job` (in a child process, with `child`), or loads its
+/// artifact from `cache_dir`. Blocking: call it off the async threads.
 ///
 /// The cache's files are reached through a `cap_std` directory handle
 /// confined to `cache_dir`: a symlink planted in a shared cache cannot
-/// redirect a read or a write outside it.
+/// redirect a read or a write outside it. The host reads an artifact
+/// rather than mapping its file, so that a file changed in place under it
+/// cannot bring it down with SIGBUS (a worker maps it: it can afford to).
 pub(crate) fn compile(
     engine: &Engine,
     settings: &EngineSettings,
     cache_dir: &Path,
     job: &Job,
+    child: Option<&InChild>,
 ) -> Result<Compiled, Error> {
     let io_err = |e| {
         Error::io(
@@ -191,24 +214,32 @@ pub(crate) fn compile(
     }
     tracing::debug!(job = %short(job), "compile cache miss; compiling");
     let started = std::time::Instant::now();
-    let component = Component::new(engine, job.bytes()).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidComponent,
-            format!("{} failed to compile: {e:#}", job.origin()),
-        )
-    })?;
-    let bytes = component.serialize().map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidComponent,
-            format!("{} could not be serialized: {e:#}", job.origin()),
-        )
-    })?;
-    store_artifact(&dir, &name, &bytes).map_err(|e| {
+    match child {
+        Some(child) => {
+            let order = CompileOrder {
+                component: serde_bytes::ByteBuf::from(job.bytes().to_vec()),
+                origin: job.origin().to_string(),
+                dir: cache_dir.to_path_buf(),
+                name: name.clone(),
+            };
+            crate::worker::compile_in_child(&child.program, settings.clone(), child.confine, order)?
+        }
+        None => crate::engine::compile_artifact(engine, job.bytes(), &job.origin(), &dir, &name)
+            .map_err(|message| Error::new(ErrorKind::InvalidComponent, message))?,
+    }
+    let bytes = dir.read(&name).map_err(|e| {
         Error::io(
-            format_args!("writing artifact {}", artifact.path.display()),
+            format_args!("reading artifact {}", artifact.path.display()),
             e,
         )
     })?;
+    let component = crate::platform::load_artifact_bytes(engine, &bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidComponent,
+            format!("loading artifact {}: {e:#}", artifact.path.display()),
+        )
+    })?;
+    drop(bytes);
     tracing::info!(job = %short(job), took_ms = started.elapsed().as_millis() as u64, "compiled");
     Ok(Compiled::new(component, artifact))
 }
@@ -216,21 +247,6 @@ pub(crate) fn compile(
 /// The start of a job's hash, to name it in traces.
 pub(crate) fn short(job: &Job) -> &str {
     &job.hash()[..12.min(job.hash().len())]
-}
-
-/// Writes an artifact atomically: a temporary file, then a rename, both
-/// inside `dir`.
-fn store_artifact(dir: &Dir, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        crate::platform::unique()
-    );
-    dir.write(&tmp, bytes)
-        .and_then(|()| dir.rename(&tmp, dir, name))
-        .inspect_err(|_| {
-            let _ = dir.remove_file(&tmp);
-        })
 }
 
 impl Compiled {

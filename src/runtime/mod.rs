@@ -102,6 +102,21 @@ fn serve() -> io::Result<()> {
     } else {
         tracing::debug!(pid = std::process::id(), "worker not confined");
     }
+    if let Some(order) = &init.compile {
+        return match compile(&init, order) {
+            Ok(()) => write_frame(
+                &replies,
+                &FromWorker::Ready {
+                    version: PROTOCOL_VERSION,
+                    pid: std::process::id(),
+                },
+            ),
+            Err(message) => {
+                let _ = write_frame(&replies, &FromWorker::Failed { message });
+                Ok(())
+            }
+        };
+    }
     let requests = Arc::new(requests);
     let answers = Arc::new(Answers::Pipe {
         requests: requests.clone(),
@@ -141,6 +156,26 @@ fn serve() -> io::Result<()> {
             write_frame(&replies, &FromWorker::Done { id, outcomes })
         })?;
     }
+}
+
+/// Carries out a [`CompileOrder`](crate::wire::CompileOrder): this process
+/// exists only to compile, so that the host never holds the compiler's
+/// memory.
+fn compile(init: &Init, order: &crate::wire::CompileOrder) -> Result<(), String> {
+    let engine = init
+        .engine
+        .host_engine()
+        .map_err(|e| format!("creating the engine: {e:#}"))?;
+    let dir = cap_std::fs::Dir::open_ambient_dir(&order.dir, cap_std::ambient_authority())
+        .map_err(|e| format!("opening {}: {e}", order.dir.display()))?;
+    let started = std::time::Instant::now();
+    crate::engine::compile_artifact(&engine, &order.component, &order.origin, &dir, &order.name)?;
+    tracing::debug!(
+        pid = std::process::id(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "compiled in a child process"
+    );
+    Ok(())
 }
 
 /// Puts the second wall up around this process, while it still has one

@@ -19,6 +19,22 @@ pub(crate) struct Init {
     /// What the worker confines itself to before it loads a guest; `None`
     /// when the pool was built with `confine(false)`.
     pub(crate) sandbox: Option<Sandbox>,
+    /// Compile this instead of serving calls, then exit.
+    pub(crate) compile: Option<CompileOrder>,
+}
+
+/// A component for a child process to compile into the artifact cache, so
+/// that the compiler's memory is never the host's. Answered with
+/// [`FromWorker::Ready`] once the artifact is in place, or
+/// [`FromWorker::Failed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CompileOrder {
+    pub(crate) component: serde_bytes::ByteBuf,
+    /// Where to say the component came from, in errors.
+    pub(crate) origin: String,
+    /// The cache directory, and the artifact's name in it.
+    pub(crate) dir: PathBuf,
+    pub(crate) name: String,
 }
 
 /// The filesystem a confined worker keeps: its compile cache, read-only,

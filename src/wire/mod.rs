@@ -34,8 +34,8 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use error::WireError;
 pub(crate) use messages::{
-    Artifact, CallFrame, CallOptions, CallRequest, Control, EscapeAttempt, ExportPath, FromWorker,
-    Grant, Init, Outcome, Preopen, Report, Sandbox, TestHook, ToWorker,
+    Artifact, CallFrame, CallOptions, CallRequest, CompileOrder, Control, EscapeAttempt,
+    ExportPath, FromWorker, Grant, Init, Outcome, Preopen, Report, Sandbox, TestHook, ToWorker,
 };
 pub(crate) use ops::{Answer, GuestOp, Kind};
 

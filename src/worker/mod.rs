@@ -21,6 +21,8 @@
 mod process;
 mod thread;
 
+pub(crate) use process::compile_in_child;
+
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;

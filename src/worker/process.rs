@@ -12,13 +12,16 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::{Books, Grants, Link, Request, Shared, Spec, Worker};
+use crate::engine::EngineSettings;
 use crate::error::{Error, ErrorKind};
 use crate::host::Seat;
+use crate::options::DirAccess;
 use crate::platform;
 use crate::runtime::SPIN;
 use crate::sync::{AnswerSink, GuestState, Registry};
 use crate::wire::{
-    Answer, FromWorker, GuestOp, Init, PROTOCOL_VERSION, Sandbox, ToWorker, read_frame, write_frame,
+    Answer, CompileOrder, FromWorker, Grant, GuestOp, Init, PROTOCOL_VERSION, Sandbox, ToWorker,
+    read_frame, write_frame,
 };
 
 /// The buffer size asked for each request and reply pipe. Linux caps a
@@ -88,6 +91,62 @@ fn start(program: &std::path::Path) -> Result<Started, String> {
         replies,
         child,
     })
+}
+
+/// Compiles `order` in a child process started from `program`, confined
+/// (when `confine`) to writing the cache directory, and waits for it to
+/// exit. Blocking. The compiler's memory (hundreds of MB for a large
+/// component) is the child's, and goes with it.
+pub(crate) fn compile_in_child(
+    program: &std::path::Path,
+    settings: EngineSettings,
+    confine: bool,
+    order: CompileOrder,
+) -> Result<(), Error> {
+    let origin = order.origin.clone();
+    let sandbox = confine.then(|| Sandbox {
+        read: Vec::new(),
+        dirs: vec![Grant {
+            host: order.dir.clone(),
+            access: DirAccess::ReadWrite,
+        }],
+    });
+    let init = Init {
+        version: PROTOCOL_VERSION,
+        engine: settings,
+        reuse_instances: false,
+        sandbox,
+        compile: Some(order),
+    };
+    let spawn_err =
+        |what: String| Error::new(ErrorKind::Spawn, format!("compiling {origin}: {what}"));
+    let Started {
+        requests,
+        control,
+        replies,
+        mut child,
+    } = start(program).map_err(spawn_err)?;
+    let mut buf = Vec::new();
+    let sent = write_frame(&requests, &init);
+    let reply = read_frame::<_, FromWorker>(&replies, &mut buf);
+    drop((requests, control, replies));
+    let status = child.wait();
+    match (sent, reply) {
+        (Ok(()), Ok(Some(FromWorker::Ready { .. }))) => Ok(()),
+        (Ok(()), Ok(Some(FromWorker::Failed { message }))) => {
+            Err(Error::new(ErrorKind::InvalidComponent, message))
+        }
+        _ => Err(Error::new(
+            ErrorKind::InvalidComponent,
+            format!(
+                "the process compiling {origin} ended without an answer ({})",
+                match status {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.to_string(),
+                }
+            ),
+        )),
+    }
 }
 
 /// Sends [`Init`] and waits for the worker to be ready.
@@ -163,6 +222,7 @@ pub(super) fn run(
             dirs: grants.0.clone(),
             ..base
         }),
+        compile: None,
     };
     let handshake = handshake(&requests, &replies, &mut buf, &init, &program);
     let requests = Arc::new(RequestPipe(Mutex::new(requests)));
