@@ -99,19 +99,6 @@ pub(crate) fn is_builtin_import(name: &str) -> bool {
     wasi || name.starts_with("wasmpool:sync/")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn builtin_imports_are_wasi_and_sync() {
-        assert!(is_builtin_import("wasi:cli/environment@0.2.0"));
-        assert!(is_builtin_import("wasmpool:sync/primitives@0.1.0"));
-        assert!(!is_builtin_import("my:app/api@1.0.0"));
-        assert!(!is_builtin_import("log"));
-    }
-}
-
 /// Compiles a component with the host's engine and writes its artifact to
 /// `dir/name` atomically. Blocking, and as hungry for memory as Cranelift
 /// is: the host runs it in a child process (see [`crate::wire::CompileOrder`]).
@@ -143,4 +130,17 @@ fn store_artifact(dir: &cap_std::fs::Dir, name: &str, bytes: &[u8]) -> std::io::
         .inspect_err(|_| {
             let _ = dir.remove_file(&tmp);
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_imports_are_wasi_and_sync() {
+        assert!(is_builtin_import("wasi:cli/environment@0.2.0"));
+        assert!(is_builtin_import("wasmpool:sync/primitives@0.1.0"));
+        assert!(!is_builtin_import("my:app/api@1.0.0"));
+        assert!(!is_builtin_import("log"));
+    }
 }

@@ -224,7 +224,7 @@ pub(crate) fn compile(
             };
             crate::worker::compile_in_child(&child.program, settings.clone(), child.confine, order)?
         }
-        None => crate::engine::compile_artifact(engine, job.bytes(), &job.origin(), &dir, &name)
+        None => crate::engine::compile_artifact(engine, job.bytes(), job.origin(), &dir, &name)
             .map_err(|message| Error::new(ErrorKind::InvalidComponent, message))?,
     }
     let bytes = dir.read(&name).map_err(|e| {
