@@ -179,8 +179,10 @@
 //!   sends, hands results to the waiting call, and reaps the process when
 //!   it exits. Each pool has a `wasmpool-housekeeper` thread that retires
 //!   idle workers and kills a worker whose interrupted call has not
-//!   stopped within its grace period. Components are compiled on tokio's
-//!   blocking pool, once per pool, and cached on disk across runs
+//!   stopped within its grace period. Components are compiled once per
+//!   pool, each in a child process (the worker program, started to
+//!   compile and exit, so that the compiler's memory is never the host's),
+//!   waited for on tokio's blocking pool, and cached on disk across runs
 //!   ([`PoolBuilder::cache_dir`]), keyed by the component's hash and the
 //!   engine's compatibility hash and settings; the cache is reached through
 //!   a `cap-std` directory handle, so a symlink planted in it cannot
@@ -276,8 +278,18 @@
 //!   4 GiB; a 1 MiB wasm stack.
 //!
 //! Beside wasmtime's sandbox, each worker process confines itself before
-//! it loads a guest: `PR_SET_NO_NEW_PRIVS` (Linux) and no core dumps. Thread
-//! workers run in the host's process and are not confined.
+//! it loads a guest (on Linux; [`PoolBuilder::confine`] turns it off):
+//!
+//! - no new privileges, no core dumps, at most 4096 open descriptors;
+//! - landlock: its compile cache read-only and the directories its calls
+//!   preopen, each with its [`DirAccess`], and nothing else of the
+//!   filesystem; no TCP; no signals to processes outside it;
+//! - seccomp: only the system calls a worker needs. It cannot start a
+//!   process or a program, open a socket or trace a process.
+//!
+//! A call that preopens a directory of its own runs on a worker started
+//! for exactly its directories. Thread workers run in the host's process
+//! and are not confined.
 //!
 //! Per pool ([`PoolBuilder`]) and per call ([`Call`]):
 //! [`preopen_dir`](Call::preopen_dir) (read-only or read-write, confined by
