@@ -64,7 +64,7 @@ fn compiled(
     let engine = settings
         .host_engine()
         .map_err(|e| Error::new(crate::ErrorKind::Config, format!("{e:#}")))?;
-    let compiled = compile::compile(&engine, settings, cache, &job, None)?;
+    let compiled = compile::compile(&engine, settings, cache, &job, None, u64::MAX)?;
     Ok((engine, compiled))
 }
 

@@ -119,7 +119,11 @@ pub(crate) fn compile_artifact(
 
 /// Writes an artifact atomically: a temporary file, then a rename, both
 /// inside `dir`, so that a reader never sees half of one.
-fn store_artifact(dir: &cap_std::fs::Dir, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn store_artifact(
+    dir: &cap_std::fs::Dir,
+    name: &str,
+    bytes: &[u8],
+) -> std::io::Result<()> {
     let tmp = format!(
         ".{name}.{}.{}.tmp",
         std::process::id(),

@@ -351,7 +351,8 @@ pub use error::{Error, ErrorKind, Limit, TrapCode};
 pub use host::{BoxError, HostContext};
 pub use job::Job;
 pub use options::{
-    CAPTURE_LIMIT, Cancel, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess, Stdio, WorkerKind,
+    CAPTURE_LIMIT, Cancel, DEFAULT_CACHE_LIMIT, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess,
+    Stdio, WorkerKind,
 };
 pub use pool::{
     Call, CancelHandle, JobHandle, Output, Pool, PoolBuilder, Statistics, default_pool, run,

@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 /// How long an idle worker is kept before it exits: 10 minutes.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The most the compile cache may hold before its least recently used
+/// artifacts are removed: 2 GiB. See
+/// [`PoolBuilder::cache_limit`](crate::PoolBuilder::cache_limit).
+pub const DEFAULT_CACHE_LIMIT: u64 = 2 << 30;
+
 /// How long an interrupted or timed-out call has to stop before its worker
 /// is killed: 500 ms. An epoch interrupt takes microseconds; the margin is
 /// for a loaded machine.

@@ -37,6 +37,7 @@ pub struct PoolBuilder {
     pub(super) retire_after: Option<u64>,
     pub(super) worker_program: Option<PathBuf>,
     pub(super) cache_dir: Option<PathBuf>,
+    pub(super) cache_limit: u64,
     pub(super) max_wasm_stack: usize,
     pub(super) on_cancel: Cancel,
     pub(super) options: CallOptions,
@@ -56,6 +57,7 @@ impl fmt::Debug for PoolBuilder {
             retire_after,
             worker_program,
             cache_dir,
+            cache_limit,
             max_wasm_stack,
             on_cancel,
             options,
@@ -72,6 +74,7 @@ impl fmt::Debug for PoolBuilder {
             .field("retire_after", retire_after)
             .field("worker_program", worker_program)
             .field("cache_dir", cache_dir)
+            .field("cache_limit", cache_limit)
             .field("max_wasm_stack", max_wasm_stack)
             .field("on_cancel", on_cancel)
             .field("options", options)
@@ -218,6 +221,21 @@ impl PoolBuilder {
         self
     }
 
+    /// The most bytes of artifacts the compile cache keeps. Default:
+    /// [`DEFAULT_CACHE_LIMIT`](crate::DEFAULT_CACHE_LIMIT) (2 GiB).
+    ///
+    /// After each compile, the least recently used artifacts are removed
+    /// until the cache fits, except those used in the last ten minutes
+    /// and the one just made. A pool marks the artifacts it uses as used
+    /// (their modification time) at most once a second, and writes an
+    /// artifact again if it finds it gone, so several processes (or
+    /// someone clearing the cache) can share the directory while pools
+    /// run: a call never fails for want of its artifact.
+    pub fn cache_limit(mut self, bytes: u64) -> Self {
+        self.cache_limit = bytes;
+        self
+    }
+
     /// The size of the wasm stack of each call, in bytes. Default: 1 MiB.
     /// A guest that exceeds it fails with [`ErrorKind::ResourceLimit`].
     pub fn max_wasm_stack(mut self, bytes: usize) -> Self {
@@ -312,6 +330,7 @@ impl PoolBuilder {
             retire_after,
             worker_program,
             cache_dir,
+            cache_limit,
             max_wasm_stack,
             on_cancel,
             options,
@@ -381,7 +400,7 @@ impl PoolBuilder {
             on_cancel,
             options,
             grace,
-            compiler: Compiler::new(engine, settings, cache_dir, Some(in_child)),
+            compiler: Compiler::new(engine, settings, cache_dir, cache_limit, Some(in_child)),
             roster,
             sync,
             host_fns,

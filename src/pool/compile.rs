@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -29,9 +30,22 @@ pub(crate) struct Compiler {
     engine: Engine,
     settings: EngineSettings,
     cache_dir: PathBuf,
+    cache_limit: u64,
     child: Option<InChild>,
     compiled: Mutex<HashMap<String, Arc<OnceCell<Arc<Compiled>>>>>,
 }
+
+/// How often a pool marks an artifact it uses as used, and checks that it
+/// is still there.
+const KEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Artifacts used this recently are never evicted: far longer than
+/// [`KEEP_EVERY`], so that an artifact in use is never removed between a
+/// pool's check and a worker's load.
+const PROTECT: Duration = Duration::from_secs(600);
+
+/// Temporary files older than this are left from a compile that died.
+const STALE_TMP: Duration = Duration::from_secs(3600);
 
 /// How a compile runs in a child process: which program, and whether it
 /// confines itself.
@@ -48,12 +62,14 @@ impl Compiler {
         engine: Engine,
         settings: EngineSettings,
         cache_dir: PathBuf,
+        cache_limit: u64,
         child: Option<InChild>,
     ) -> Compiler {
         Compiler {
             engine,
             settings,
             cache_dir,
+            cache_limit,
             child,
             compiled: Mutex::default(),
         }
@@ -88,17 +104,19 @@ impl Compiler {
             .or_default()
             .clone();
         if let Some(done) = cell.get() {
+            done.keep(&self.cache_dir).await;
             return Ok(done.clone());
         }
         let engine = self.engine.clone();
         let settings = self.settings.clone();
         let dir = self.cache_dir.clone();
+        let limit = self.cache_limit;
         let child = self.child.clone();
         let job = job.clone();
         tokio::spawn(async move {
             cell.get_or_try_init(|| async move {
                 tokio::task::spawn_blocking(move || {
-                    compile(&engine, &settings, &dir, &job, child.as_ref())
+                    compile(&engine, &settings, &dir, &job, child.as_ref(), limit)
                 })
                 .await
                 .map_err(|e| {
@@ -130,6 +148,8 @@ pub(crate) struct Compiled {
     /// The imports nothing provides, found once: the pool's host functions
     /// do not change.
     missing: OnceLock<Vec<String>>,
+    /// When the artifact was last marked used and found on disk.
+    kept: Mutex<Instant>,
 }
 
 /// A function, resolved and checked on the host before anything is sent.
@@ -187,6 +207,7 @@ pub(crate) fn compile(
     cache_dir: &Path,
     job: &Job,
     child: Option<&InChild>,
+    limit: u64,
 ) -> Result<Compiled, Error> {
     let io_err = |e| {
         Error::io(
@@ -207,6 +228,9 @@ pub(crate) fn compile(
         match crate::platform::load_artifact_bytes(engine, &bytes) {
             Ok(component) => {
                 tracing::debug!(job = %short(job), "compile cache hit");
+                if let Err(e) = touch(&artifact.path) {
+                    tracing::debug!(error = %e, "could not mark an artifact used");
+                }
                 return Ok(Compiled::new(component, artifact));
             }
             Err(e) => tracing::debug!(job = %short(job), error = %e, "stale artifact; recompiling"),
@@ -241,7 +265,72 @@ pub(crate) fn compile(
     })?;
     drop(bytes);
     tracing::info!(job = %short(job), took_ms = started.elapsed().as_millis() as u64, "compiled");
+    evict(&dir, limit, &name);
     Ok(Compiled::new(component, artifact))
+}
+
+/// Marks the file at `path` used now (its modification time).
+fn touch(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.set_modified(SystemTime::now())
+}
+
+/// Removes the least recently used artifacts of the cache `dir` until it
+/// holds at most `limit` bytes, sparing `keep` and any used within
+/// [`PROTECT`], and temporary files a dead compile left. Safe beside other
+/// processes doing the same: a file is only ever removed whole, and one
+/// already loaded stays loaded.
+fn evict(dir: &Dir, limit: u64, keep: &str) {
+    let Ok(entries) = dir.entries() else {
+        return;
+    };
+    let now = SystemTime::now();
+    let age = |m: &cap_std::fs::Metadata| {
+        m.modified()
+            .ok()
+            .and_then(|t| now.duration_since(t.into_std()).ok())
+            .unwrap_or(Duration::ZERO)
+    };
+    let mut artifacts = Vec::new();
+    let mut total = 0u64;
+    for entry in entries.flatten() {
+        let (Ok(name), Ok(meta)) = (entry.file_name().into_string(), entry.metadata()) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            if age(&meta) > STALE_TMP {
+                let _ = dir.remove_file(&name);
+            }
+        } else if name.ends_with(".cwasm") {
+            total += meta.len();
+            artifacts.push((age(&meta), name, meta.len()));
+        }
+    }
+    if total <= limit {
+        return;
+    }
+    // Oldest first.
+    artifacts.sort_by_key(|a| std::cmp::Reverse(a.0));
+    let (mut removed, mut freed) = (0u64, 0u64);
+    for (age, name, len) in artifacts {
+        if total <= limit || age < PROTECT {
+            break;
+        }
+        if name != keep && dir.remove_file(&name).is_ok() {
+            total -= len;
+            removed += 1;
+            freed += len;
+        }
+    }
+    tracing::info!(
+        removed,
+        freed,
+        left = total,
+        limit,
+        "compile cache over its limit: removed the least recently used artifacts"
+    );
 }
 
 /// The start of a job's hash, to name it in traces.
@@ -256,7 +345,59 @@ impl Compiled {
             artifact,
             funcs: Mutex::new(HashMap::new()),
             missing: OnceLock::new(),
+            kept: Mutex::new(Instant::now()),
         }
+    }
+
+    /// At most once per [`KEEP_EVERY`]: marks the artifact used, so that
+    /// no cache eviction takes it while this pool uses it, and writes it
+    /// again from the loaded component if it is gone (evicted while the
+    /// pool was idle, or the cache was cleared), so that a worker always
+    /// finds it.
+    async fn keep(self: &Arc<Self>, cache_dir: &Path) {
+        {
+            let mut kept = self.kept.lock().expect("kept lock");
+            if kept.elapsed() < KEEP_EVERY {
+                return;
+            }
+            *kept = Instant::now();
+        }
+        match touch(&self.artifact.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let this = self.clone();
+                let dir = cache_dir.to_path_buf();
+                let restored = tokio::task::spawn_blocking(move || this.restore(&dir)).await;
+                match restored {
+                    Ok(Ok(())) => tracing::info!(
+                        artifact = %self.artifact.path.display(),
+                        "an artifact in use was gone from the cache: written again"
+                    ),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "could not write a missing artifact again")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not write a missing artifact again")
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not mark an artifact used"),
+        }
+    }
+
+    /// Writes the artifact again from the loaded component.
+    fn restore(&self, cache_dir: &Path) -> Result<(), String> {
+        let bytes = self.component.serialize().map_err(|e| format!("{e:#}"))?;
+        crate::platform::create_private_dir(cache_dir).map_err(|e| e.to_string())?;
+        let dir =
+            Dir::open_ambient_dir(cache_dir, ambient_authority()).map_err(|e| e.to_string())?;
+        let name = self
+            .artifact
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or("an artifact path without a file name")?;
+        crate::engine::store_artifact(&dir, name, &bytes).map_err(|e| e.to_string())
     }
 
     /// Checks that every import is provided: by wasmpool (WASI, `wasi:http`,

@@ -159,6 +159,7 @@ impl Pool {
             retire_after: None,
             worker_program: None,
             cache_dir: None,
+            cache_limit: crate::options::DEFAULT_CACHE_LIMIT,
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
             on_cancel: Cancel::Interrupt,
             options: CallOptions::default(),
