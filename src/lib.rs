@@ -186,7 +186,8 @@
 //!   ([`PoolBuilder::cache_dir`]), keyed by the component's hash and the
 //!   engine's compatibility hash and settings; the cache is reached through
 //!   a `cap-std` directory handle, so a symlink planted in it cannot
-//!   redirect a write.
+//!   redirect a write. After a compile, the least recently used artifacts
+//!   are removed past [`PoolBuilder::cache_limit`].
 //! - **Worker processes.** A worker is the current executable started again
 //!   with an environment marker; code that runs before `main` (an
 //!   `.init_array` entry on Linux) diverts it into the worker loop, so tests,
