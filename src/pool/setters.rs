@@ -93,6 +93,12 @@ macro_rules! call_option_setters {
         /// directory must exist: a pool checks it when it is built, a call
         /// before it is sent, and fails with [`ErrorKind::Config`](crate::ErrorKind::Config) if it
         /// cannot be opened.
+        ///
+        /// A confined worker process reaches only the directories it was
+        /// started for (see [`PoolBuilder::confine`](crate::PoolBuilder::confine)):
+        /// a call with directories of its own runs on a worker started for
+        /// exactly its directories, which later calls with the same ones
+        /// reuse.
         pub fn preopen_dir(
             mut self,
             host: impl Into<std::path::PathBuf>,
