@@ -3,25 +3,27 @@
 //! range of Rust shapes: structs (by name or in order), enums of every
 //! kind, options, sequences, bytes, maps, tuples, chars, newtypes, units.
 //!
-//! Nothing may panic; and whatever it reads, written back with rmp-serde
-//! as the host writes arguments, reads back the same.
+//! Nothing may panic; whatever it reads, written back with rmp-serde as
+//! the host writes arguments, reads back the same; and so does an
+//! arbitrary value of each shape.
 
 #![no_main]
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
+use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Arbitrary)]
 struct Point {
     x: i32,
     y_coord: Option<u8>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Arbitrary)]
 enum Shape {
     Circle(f64),
     DarkSquare { side: u8, label: String },
@@ -29,20 +31,39 @@ enum Shape {
     Empty,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Arbitrary)]
 #[serde(tag = "kind")]
 enum Tagged {
     A { n: i64 },
     B,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// Names that differ only in `_` or case: each must find its own.
+#[derive(Debug, Serialize, Deserialize, Arbitrary)]
+struct Close {
+    a_b: u8,
+    ab: u8,
+    #[serde(rename = "A-B")]
+    kebab: Option<u8>,
+}
+
+#[derive(Debug, Serialize, Deserialize, Arbitrary)]
+enum CloseEnum {
+    AB,
+    Ab(u8),
+    #[serde(rename = "a-b")]
+    Kebab {
+        x: i8,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize, Arbitrary)]
 struct Bytes(#[serde(with = "serde_bytes")] Vec<u8>);
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Arbitrary)]
 struct Unit;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Arbitrary)]
 struct All {
     points: Vec<Point>,
     shape: Option<Shape>,
@@ -69,10 +90,14 @@ enum Untagged {
 
 /// Reads a `T` out of `data`, and if that works, checks the round trip.
 fn check<T: Serialize + DeserializeOwned + Debug>(data: &[u8]) {
-    let Some(Ok(t)) = wasmpool::fuzzing::from_value::<T>(data) else {
-        return;
-    };
-    let bytes = rmp_serde::to_vec_named(&t).expect("encodes");
+    if let Some(Ok(t)) = wasmpool::fuzzing::from_value::<T>(data) {
+        round_trip(&t);
+    }
+}
+
+/// Writes `t` as the host writes arguments, and reads it back.
+fn round_trip<T: Serialize + DeserializeOwned + Debug>(t: &T) {
+    let bytes = rmp_serde::to_vec_named(t).expect("encodes");
     let back = match wasmpool::fuzzing::from_value::<T>(&bytes) {
         Some(Ok(back)) => back,
         other => panic!("{t:?} wrote {bytes:x?}, read back as {other:?}"),
@@ -84,20 +109,42 @@ fn check<T: Serialize + DeserializeOwned + Debug>(data: &[u8]) {
     );
 }
 
+/// Reads a `T` out of `data` as a fuzzer's value, and checks its round trip.
+fn arbitrary<T: Serialize + DeserializeOwned + Debug + for<'a> Arbitrary<'a>>(data: &[u8]) {
+    if let Ok(t) = T::arbitrary(&mut Unstructured::new(data)) {
+        round_trip(&t);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
-    check::<Point>(data);
-    check::<Shape>(data);
-    check::<Tagged>(data);
-    check::<All>(data);
-    check::<Vec<Shape>>(data);
-    check::<(u8, String, Option<i16>)>(data);
-    check::<BTreeMap<String, Vec<u32>>>(data);
-    check::<Option<Vec<char>>>(data);
-    check::<Bytes>(data);
-    check::<u64>(data);
-    check::<f64>(data);
-    check::<String>(data);
-    check::<()>(data);
-    let _ = wasmpool::fuzzing::from_value::<Untagged>(data);
-    let _ = wasmpool::fuzzing::from_value::<serde::de::IgnoredAny>(data);
+    let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
+    if mode & 1 == 0 {
+        check::<Point>(data);
+        check::<Shape>(data);
+        check::<Tagged>(data);
+        check::<Close>(data);
+        check::<Vec<CloseEnum>>(data);
+        check::<All>(data);
+        check::<Vec<Shape>>(data);
+        check::<(u8, String, Option<i16>)>(data);
+        check::<BTreeMap<String, Vec<u32>>>(data);
+        check::<Option<Vec<char>>>(data);
+        check::<Bytes>(data);
+        check::<u64>(data);
+        check::<f64>(data);
+        check::<String>(data);
+        check::<()>(data);
+        let _ = wasmpool::fuzzing::from_value::<Untagged>(data);
+        let _ = wasmpool::fuzzing::from_value::<serde::de::IgnoredAny>(data);
+    } else {
+        arbitrary::<Close>(data);
+        arbitrary::<Vec<CloseEnum>>(data);
+        arbitrary::<All>(data);
+        arbitrary::<Vec<Shape>>(data);
+        arbitrary::<(u8, String, Option<i16>)>(data);
+        arbitrary::<Option<Vec<char>>>(data);
+        arbitrary::<i64>(data);
+    }
 });
