@@ -12,18 +12,18 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::{Arbitrary, Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Serialize, Deserialize, Arbitrary)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Point {
     x: i32,
     y_coord: Option<u8>,
 }
 
-#[derive(Debug, Serialize, Deserialize, Arbitrary)]
+#[derive(Debug, Serialize, Deserialize)]
 enum Shape {
     Circle(f64),
     DarkSquare { side: u8, label: String },
@@ -31,7 +31,7 @@ enum Shape {
     Empty,
 }
 
-#[derive(Debug, Serialize, Deserialize, Arbitrary)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind")]
 enum Tagged {
     A { n: i64 },
@@ -39,7 +39,7 @@ enum Tagged {
 }
 
 /// Names that differ only in `_` or case: each must find its own.
-#[derive(Debug, Serialize, Deserialize, Arbitrary)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Close {
     a_b: u8,
     ab: u8,
@@ -47,7 +47,7 @@ struct Close {
     kebab: Option<u8>,
 }
 
-#[derive(Debug, Serialize, Deserialize, Arbitrary)]
+#[derive(Debug, Serialize, Deserialize)]
 enum CloseEnum {
     AB,
     Ab(u8),
@@ -57,13 +57,13 @@ enum CloseEnum {
     },
 }
 
-#[derive(Debug, Serialize, Deserialize, Arbitrary)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Bytes(#[serde(with = "serde_bytes")] Vec<u8>);
 
-#[derive(Debug, Serialize, Deserialize, Arbitrary)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Unit;
 
-#[derive(Debug, Serialize, Deserialize, Arbitrary)]
+#[derive(Debug, Serialize, Deserialize)]
 struct All {
     points: Vec<Point>,
     shape: Option<Shape>,
@@ -86,6 +86,77 @@ enum Untagged {
     Text(String),
     Point(Point),
     List(Vec<Untagged>),
+}
+
+// By hand: arbitrary's `derive` feature would rebuild Cranelift.
+impl<'a> Arbitrary<'a> for Point {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(Point {
+            x: u.arbitrary()?,
+            y_coord: u.arbitrary()?,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for Shape {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match u.int_in_range(0..=3)? {
+            0 => Shape::Circle(u.arbitrary()?),
+            1 => Shape::DarkSquare {
+                side: u.arbitrary()?,
+                label: u.arbitrary()?,
+            },
+            2 => Shape::Pair(u.arbitrary()?, u.arbitrary()?),
+            _ => Shape::Empty,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for Tagged {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(if u.arbitrary()? {
+            Tagged::A { n: u.arbitrary()? }
+        } else {
+            Tagged::B
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for Close {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(Close {
+            a_b: u.arbitrary()?,
+            ab: u.arbitrary()?,
+            kebab: u.arbitrary()?,
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for CloseEnum {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(match u.int_in_range(0..=2)? {
+            0 => CloseEnum::AB,
+            1 => CloseEnum::Ab(u.arbitrary()?),
+            _ => CloseEnum::Kebab { x: u.arbitrary()? },
+        })
+    }
+}
+
+impl<'a> Arbitrary<'a> for All {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Self> {
+        Ok(All {
+            points: u.arbitrary()?,
+            shape: u.arbitrary()?,
+            pair: u.arbitrary()?,
+            map: u.arbitrary()?,
+            bytes: Bytes(u.arbitrary()?),
+            list: u.arbitrary()?,
+            unit: Unit,
+            float: u.arbitrary()?,
+            tagged: u.arbitrary()?,
+            missing: u.arbitrary()?,
+        })
+    }
 }
 
 /// Reads a `T` out of `data`, and if that works, checks the round trip.
