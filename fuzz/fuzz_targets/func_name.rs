@@ -18,7 +18,7 @@ const VERSIONS: &[&str] = &["", "@0.1.0", "@0.2.0", "@1.0.0-rc.1"];
 const PLAIN: &[&str] = &["exports", "c", "a:b"];
 const FUNCS: &[&str] = &["f", "g", "run", "c", "handle"];
 
-fn piece<'a>(u: &mut Unstructured<'_>, from: &[&'a str]) -> Result<String> {
+fn piece(u: &mut Unstructured<'_>, from: &[&str]) -> Result<String> {
     // Mostly the names real components export; now and then anything.
     if u.ratio(1, 8)? {
         String::arbitrary(u)
@@ -27,7 +27,10 @@ fn piece<'a>(u: &mut Unstructured<'_>, from: &[&'a str]) -> Result<String> {
     }
 }
 
-fn export(u: &mut Unstructured<'_>) -> Result<(Option<String>, String)> {
+/// An export: its instance, if any, and its function.
+type Export = (Option<String>, String);
+
+fn export(u: &mut Unstructured<'_>) -> Result<Export> {
     let instance = match u.int_in_range(0..=2)? {
         0 => None,
         1 => Some(format!(
@@ -45,7 +48,7 @@ fn unversioned(instance: &str) -> &str {
     instance.split_once('@').map_or(instance, |(base, _)| base)
 }
 
-fn input(u: &mut Unstructured<'_>) -> Result<(Vec<(Option<String>, String)>, String)> {
+fn input(u: &mut Unstructured<'_>) -> Result<(Vec<Export>, String)> {
     let n = u.int_in_range(0..=10)?;
     let exports = (0..n).map(|_| export(u)).collect::<Result<Vec<_>>>()?;
     // A name made from an export, the way callers write them, or anything.
