@@ -336,6 +336,9 @@
 pub mod bench_support;
 mod engine;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod host;
 mod job;
 mod options;

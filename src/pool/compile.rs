@@ -556,13 +556,16 @@ fn is_interface(instance: &str) -> bool {
     instance.contains(':') && instance.contains('/')
 }
 
-fn find(
-    funcs: &[(ExportPath, ComponentFunc)],
+/// The one function of `funcs` that `name` names: `func` for a world-level
+/// function or, failing that, one of an interface; `instance#func`; or
+/// `ns:pkg/iface#func` for the one version of `ns:pkg/iface@x.y.z` exported.
+/// Generic in what rides with each name, so the fuzz targets can call it
+/// without a component.
+pub(crate) fn find<F: Clone>(
+    funcs: &[(ExportPath, F)],
     name: &str,
-) -> Result<(ExportPath, ComponentFunc), Error> {
-    let matches: Vec<&(ExportPath, ComponentFunc)> = if let Some((iface, func)) =
-        name.rsplit_once('#')
-    {
+) -> Result<(ExportPath, F), Error> {
+    let matches: Vec<&(ExportPath, F)> = if let Some((iface, func)) = name.rsplit_once('#') {
         let exact: Vec<_> = funcs
             .iter()
             .filter(|(p, _)| p.instance.as_deref() == Some(iface) && p.func == func)

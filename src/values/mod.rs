@@ -64,6 +64,46 @@ pub(crate) fn names_match(a: &str, b: &str) -> bool {
     a == b || norm(a) == norm(b)
 }
 
+/// The one of `names` that `name` stands for: the same name if there is
+/// one, else the one of the same words (`dark-blue`, `dark_blue` and
+/// `DarkBlue`), else one that [`names_match`]. A record may have both `a-b`
+/// and `ab`, and a Rust struct both `a_b` and `ab`: each finds its own.
+pub(crate) fn find_name<'a, I>(names: I, name: &str) -> Option<&'a str>
+where
+    I: IntoIterator<Item = &'a str>,
+    I::IntoIter: Clone,
+{
+    let names = names.into_iter();
+    let words = words(name);
+    names
+        .clone()
+        .find(|n| *n == name)
+        .or_else(|| names.clone().find(|n| self::words(n) == words))
+        .or_else(|| names.clone().find(|n| names_match(n, name)))
+}
+
+/// The lower-case words of a name: split at `-`, `_` and before each
+/// capital.
+fn words(name: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for c in name.chars() {
+        if c == '-' || c == '_' || c.is_uppercase() {
+            if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+            if c == '-' || c == '_' {
+                continue;
+            }
+        }
+        word.extend(c.to_lowercase());
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -408,10 +448,8 @@ impl<'de, 'p> Deserializer<'de> for ValueDe<'p> {
                 return Err(self.invalid(&"a variant: a name, or a map of one name to its payload"));
             }
         };
-        let name = variants
-            .iter()
-            .find(|known| names_match(known, &name))
-            .map(|k| (*k).to_string())
+        let name = find_name(variants.iter().copied(), &name)
+            .map(str::to_string)
             .unwrap_or(name);
         v.visit_enum(EnumDe {
             name,
@@ -511,10 +549,8 @@ impl<'de> MapAccess<'de> for MapDe<'_> {
         self.value = Some(value);
         let key = match (key, self.fields) {
             (Value::Str(s), Some(fields)) => Value::Str(
-                fields
-                    .iter()
-                    .find(|f| names_match(f, &s))
-                    .map(|f| (*f).to_string())
+                find_name(fields.iter().copied(), &s)
+                    .map(str::to_string)
                     .unwrap_or(s),
             ),
             (k, _) => k,
@@ -684,6 +720,62 @@ mod tests {
             from_value::<Shape>(v, "result").unwrap(),
             Shape::Circle(1.5)
         );
+    }
+
+    /// Found by the `from_value` fuzz target: `ab` was read into the
+    /// first field it matched ignoring `_`, `a_b`, which it then had twice.
+    #[test]
+    fn names_that_differ_only_in_separators_or_case_find_their_own() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Close {
+            a_b: u8,
+            ab: u8,
+        }
+        #[derive(Debug, Deserialize, PartialEq)]
+        enum CloseEnum {
+            AB,
+            Ab(u8),
+        }
+        let v = Value::Map(vec![(s("a_b"), Value::Int(1)), (s("ab"), Value::Int(2))]);
+        assert_eq!(
+            from_value::<Close>(v, "result").unwrap(),
+            Close { a_b: 1, ab: 2 }
+        );
+        // WIT's names, as a worker sends them.
+        let v = Value::Map(vec![(s("ab"), Value::Int(2)), (s("a-b"), Value::Int(1))]);
+        assert_eq!(
+            from_value::<Close>(v, "result").unwrap(),
+            Close { a_b: 1, ab: 2 }
+        );
+        let v = Value::Array(vec![
+            s("AB"),
+            Value::Map(vec![(s("Ab"), Value::Int(3))]),
+            s("a-b"),
+            Value::Map(vec![(s("ab"), Value::Int(4))]),
+        ]);
+        assert_eq!(
+            from_value::<Vec<CloseEnum>>(v, "result").unwrap(),
+            vec![
+                CloseEnum::AB,
+                CloseEnum::Ab(3),
+                CloseEnum::AB,
+                CloseEnum::Ab(4)
+            ]
+        );
+    }
+
+    #[test]
+    fn find_name_prefers_the_same_name_then_the_same_words() {
+        let names = ["a-b", "ab", "dark-blue"];
+        let find = |n| find_name(names.iter().copied(), n);
+        assert_eq!(find("ab"), Some("ab"));
+        assert_eq!(find("a-b"), Some("a-b"));
+        assert_eq!(find("a_b"), Some("a-b"));
+        assert_eq!(find("AB"), Some("a-b"));
+        assert_eq!(find("Ab"), Some("ab"));
+        assert_eq!(find("DarkBlue"), Some("dark-blue"));
+        assert_eq!(find("DARKBLUE"), Some("dark-blue"));
+        assert_eq!(find("c"), None);
     }
 
     #[test]

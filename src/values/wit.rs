@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use wasmtime::component::{Type, Val};
 
 pub(crate) use super::Path;
-use super::{Value, names_match};
+use super::{Value, find_name, names_match};
 
 /// The WIT spelling of a type, for error messages.
 pub(crate) fn type_name(ty: &Type) -> String {
@@ -322,7 +322,9 @@ fn variant(
     v: Value,
 ) -> Result<Val, Mismatch> {
     let (name, payload) = tagged(path, ty, v)?;
-    let Some(case) = var.cases().find(|c| names_match(c.name, &name)) else {
+    let cases: Vec<_> = var.cases().collect();
+    let found = find_name(cases.iter().map(|c| c.name), &name);
+    let Some(case) = cases.into_iter().find(|c| Some(c.name) == found) else {
         return Err(Mismatch(format!(
             "{path}: {name:?} is not a case of {}",
             type_name(ty)
@@ -356,7 +358,8 @@ fn enumeration(
     if payload.is_some_and(|p| p != Value::Nil) {
         return Err(Mismatch(format!("{path}: enum cases have no payload")));
     }
-    match e.names().find(|n| names_match(n, &name)) {
+    let names: Vec<&str> = e.names().collect();
+    match find_name(names, &name) {
         Some(n) => Ok(Val::Enum(n.to_string())),
         None => Err(Mismatch(format!(
             "{path}: {name:?} is not a case of {}",
@@ -410,7 +413,7 @@ fn flags(
         let Value::Str(name) = item else {
             return Err(mismatch(&Path::Index(path, i), ty, &item));
         };
-        match f.names().find(|n| names_match(n, &name)) {
+        match find_name(f.names().collect::<Vec<_>>(), &name) {
             Some(n) => out.push(n.to_string()),
             None => {
                 return Err(Mismatch(format!(
@@ -482,7 +485,8 @@ fn record(
                         k.describe()
                     )));
                 };
-                let Some(i) = fields.iter().position(|f| names_match(f.name, &name)) else {
+                let found = find_name(fields.iter().map(|f| f.name), &name);
+                let Some(i) = fields.iter().position(|f| Some(f.name) == found) else {
                     return Err(Mismatch(format!(
                         "{path}: {name:?} is not a field of {}",
                         type_name(ty)
@@ -638,5 +642,87 @@ pub(crate) fn from_val(ty: &Type, v: Val) -> Value {
         Val::Flags(names) => Value::Array(names.into_iter().map(Value::Str).collect()),
         // Functions returning these are refused before they are called.
         Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Nil,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::component::Component;
+    use wasmtime::component::types::ComponentItem;
+
+    /// The types a component exports, by name.
+    fn exported_types(binary: &[u8]) -> Vec<(String, Type)> {
+        let engine = wasmtime::Engine::default();
+        let component = Component::new(&engine, binary).expect("a valid component");
+        component
+            .component_type()
+            .exports(&engine)
+            .filter_map(|(name, item)| match item.ty {
+                ComponentItem::Type(t) => Some((name.to_string(), t)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Found by the `wit_transcode` fuzz target: of two names that differ
+    /// only in `-`, the second was never reached, as `ab` read as `a-b`.
+    #[test]
+    fn names_that_differ_only_in_dashes_find_their_own() {
+        #[rustfmt::skip]
+        let binary = [
+            0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00,
+            // (type (enum "a-b" "ab"))
+            // (type (record (field "a-b" u8) (field "ab" u8)))
+            // (type (flags "a-b" "ab"))
+            // (type (variant (case "a-b") (case "ab" u8)))
+            0x07, 0x2c, 0x04,
+            0x6d, 0x02, 0x03, b'a', b'-', b'b', 0x02, b'a', b'b',
+            0x72, 0x02, 0x03, b'a', b'-', b'b', 0x7d, 0x02, b'a', b'b', 0x7d,
+            0x6e, 0x02, 0x03, b'a', b'-', b'b', 0x02, b'a', b'b',
+            0x71, 0x02, 0x03, b'a', b'-', b'b', 0x00, 0x00, 0x02, b'a', b'b', 0x01, 0x7d, 0x00,
+            // (export "e" (type 0)) (export "r" (type 1)) ...
+            0x0b, 0x19, 0x04,
+            0x00, 0x01, b'e', 0x03, 0x00, 0x00,
+            0x00, 0x01, b'r', 0x03, 0x01, 0x00,
+            0x00, 0x01, b'f', 0x03, 0x02, 0x00,
+            0x00, 0x01, b'v', 0x03, 0x03, 0x00,
+        ];
+        let types = exported_types(&binary);
+        let ty = |n: &str| types.iter().find(|(name, _)| name == n).unwrap().1.clone();
+        let s = |x: &str| Value::Str(x.into());
+        let root = Path::Root("arg");
+        let to = |t: &Type, v: Value| to_val(&root, t, v).unwrap_or_else(|m| panic!("{}", m.0));
+
+        let e = ty("e");
+        assert_eq!(to(&e, s("ab")), Val::Enum("ab".into()));
+        assert_eq!(to(&e, s("a-b")), Val::Enum("a-b".into()));
+        assert_eq!(to(&e, s("a_b")), Val::Enum("a-b".into()));
+
+        let r = ty("r");
+        let v = Value::Map(vec![(s("ab"), Value::Int(2)), (s("a-b"), Value::Int(1))]);
+        assert_eq!(
+            to(&r, v),
+            Val::Record(vec![("a-b".into(), Val::U8(1)), ("ab".into(), Val::U8(2))])
+        );
+
+        let f = ty("f");
+        let v = Value::Array(vec![s("ab")]);
+        assert_eq!(to(&f, v), Val::Flags(vec!["ab".into()]));
+
+        let v = ty("v");
+        let payload = Value::Map(vec![(s("ab"), Value::Int(7))]);
+        assert_eq!(
+            to(&v, payload),
+            Val::Variant("ab".into(), Some(Box::new(Val::U8(7))))
+        );
+        assert_eq!(to(&v, s("a-b")), Val::Variant("a-b".into(), None));
+        // And back: what a worker sends reads as the same.
+        for (t, val) in [
+            (&e, Val::Enum("ab".into())),
+            (&v, Val::Variant("ab".into(), Some(Box::new(Val::U8(7))))),
+        ] {
+            assert_eq!(to(t, from_val(t, val.clone())), val);
+        }
     }
 }

@@ -45,6 +45,10 @@ pub(crate) const PROTOCOL_VERSION: u32 = 6;
 /// The largest frame either side accepts: 1 GiB.
 pub(crate) const MAX_FRAME: usize = 1 << 30;
 
+/// How much of a frame [`read_frame`] makes room for before its bytes
+/// arrive.
+const READ_AHEAD: usize = 1 << 16;
+
 /// Encodes `msg` as one frame and writes it with a single `write_all`.
 pub(crate) fn write_frame<W: Write, T: Serialize>(mut w: W, msg: &T) -> io::Result<()> {
     let buf = encode_frame(msg)?;
@@ -93,9 +97,14 @@ pub(crate) fn read_frame<R: Read, T: DeserializeOwned>(
             format!("frame length {len} is over the limit"),
         ));
     }
+    // The buffer grows with the bytes that arrive, not with what the prefix
+    // claims: a hostile peer's five bytes must not make this side allocate
+    // and zero a gigabyte.
     buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf)?;
+    buf.reserve(len.min(READ_AHEAD));
+    if r.by_ref().take(len as u64).read_to_end(buf)? < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     rmp_serde::from_slice(buf)
         .map(Some)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
@@ -139,6 +148,48 @@ mod tests {
         let bytes = encode_frame(&Control::Cancel { id: 1 }).unwrap();
         let torn = &bytes[..bytes.len() - 1];
         assert!(read_frame::<_, Control>(torn, &mut buf).is_err());
+    }
+
+    /// Found by the `frame_to_worker` and `frame_from_worker` fuzz targets:
+    /// a length prefix of nearly `MAX_FRAME` and no body made the reader
+    /// allocate and zero the whole gigabyte before finding the body absent.
+    #[test]
+    fn a_hostile_length_prefix_allocates_only_what_arrives() {
+        let mut bytes = ((MAX_FRAME - 1) as u32).to_le_bytes().to_vec();
+        bytes.push(0x00);
+        let mut buf = Vec::new();
+        let err = read_frame::<_, ToWorker>(&bytes[..], &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(buf.capacity() <= 2 * READ_AHEAD, "{}", buf.capacity());
+        let err = read_frame::<_, FromWorker>(&bytes[..], &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(buf.capacity() <= 2 * READ_AHEAD, "{}", buf.capacity());
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_read_ahead_arrives_whole() {
+        let req = Control::Cancel { id: 9 };
+        let small = encode_frame(&req).unwrap();
+        let item = serde_bytes::ByteBuf::from(vec![7u8; 3 * READ_AHEAD]);
+        let big = encode_frame(&FromWorker::Sync {
+            seq: 1,
+            op: GuestOp::Emit { value: item },
+        })
+        .unwrap();
+        let mut stream = big.clone();
+        stream.extend_from_slice(&small);
+        let mut r = &stream[..];
+        let mut buf = Vec::new();
+        let Some(FromWorker::Sync {
+            op: GuestOp::Emit { value },
+            ..
+        }) = read_frame(&mut r, &mut buf).unwrap()
+        else {
+            panic!("not the emit");
+        };
+        assert_eq!(value.len(), 3 * READ_AHEAD);
+        let back: Option<Control> = read_frame(&mut r, &mut buf).unwrap();
+        assert!(matches!(back, Some(Control::Cancel { id: 9 })));
     }
 
     #[test]
