@@ -94,7 +94,13 @@ impl PoolInner {
             }
             let count = sent.len();
             let queued = Instant::now();
-            let grants = Grants::of(&options.preopens);
+            // Only a confined worker's directories limit which calls it
+            // can take.
+            let grants = if self.roster.confines() {
+                Grants::of(&options.preopens)
+            } else {
+                Grants::default()
+            };
             let permit = self.roster.permit().await?;
             let worker = self.roster.checkout(&grants).await?;
             let id = self.next_call.fetch_add(1, Ordering::Relaxed);
@@ -113,7 +119,7 @@ impl PoolInner {
                 options,
             };
             let started = Instant::now();
-            let outcomes = self.send(req, worker, permit, policy).await;
+            let outcomes = self.send(req, worker, permit, policy, &grants).await;
             let (outcomes, scope) = match outcomes {
                 Ok((outcomes, scope)) => (Ok(outcomes), scope),
                 Err(e) => (Err(e), None),
@@ -197,21 +203,21 @@ impl PoolInner {
     /// or abandoned as `policy` says if this future is dropped first.
     ///
     /// A worker that died before it took the request (killed while idle,
-    /// say) saw nothing of the call: the request goes to a fresh worker,
-    /// once.
+    /// say) saw nothing of the call: the request goes to a fresh worker
+    /// that can reach `grants`, once.
     async fn send(
         &self,
         req: CallRequest,
         worker: Worker,
         permit: OwnedSemaphorePermit,
         policy: Policy,
+        grants: &Grants,
     ) -> Result<(Vec<crate::wire::Outcome>, Option<Arc<Scope>>), Error> {
         let mut attempt = (req, worker, permit);
         let mut retried = false;
         loop {
             let (req, worker, permit) = attempt;
             let id = req.id;
-            let worker_grants = worker.grants.clone();
             let (rx, scope, flight) = self.start(req, worker, permit, &policy);
             let (answered, unsent) = Self::wait(flight, rx).await?;
             match answered {
@@ -221,7 +227,7 @@ impl PoolInner {
                         retried = true;
                         tracing::debug!(call = id, "its worker died before taking it; retrying");
                         // Fresh: idle workers may have died with this one.
-                        let worker = self.roster.spawn(worker_grants).await?;
+                        let worker = self.roster.spawn(grants.clone()).await?;
                         attempt = (req, worker, permit);
                     }
                     _ => return Err(e),

@@ -109,6 +109,12 @@ impl Roster {
         Ok(roster)
     }
 
+    /// Whether a worker's directories limit which calls it can take (see
+    /// [`Spec::confines`]).
+    pub(super) fn confines(&self) -> bool {
+        self.spec.confines()
+    }
+
     /// Whether workers are processes or threads.
     pub(super) fn kind(&self) -> WorkerKind {
         self.spec.kind
