@@ -8,6 +8,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, ErrorKind};
+use crate::inspect::{Function, Import};
 
 /// A WebAssembly component whose exported functions a [`Pool`](crate::Pool)
 /// calls.
@@ -100,6 +101,73 @@ impl Job {
 
     pub(crate) fn origin(&self) -> &str {
         &self.inner.origin
+    }
+
+    /// The functions the component exports, with their WIT signatures:
+    /// world-level functions first, then those of exported interfaces.
+    /// Each [`Function::name`] is what [`Pool::run`](crate::Pool::run)
+    /// accepts. Read from the component's bytes: it needs no pool and
+    /// compiles nothing.
+    ///
+    /// Resource methods and constructors are left out, since a resource
+    /// cannot cross a process boundary.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidComponent`] if the component's types cannot be
+    /// read.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmpool::Error> {
+    /// let job = wasmpool::Job::from_file("fib.wasm")?;
+    /// let fib = job.exports()?.into_iter().find(|f| f.func == "fib").unwrap();
+    /// assert_eq!(fib.signature(), "func(n: u64) -> u64");
+    /// # Ok(()) }
+    /// ```
+    pub fn exports(&self) -> Result<Vec<Function>, Error> {
+        crate::inspect::exports(self.bytes(), self.origin())
+    }
+
+    /// The functions the component imports, each with what in wasmpool
+    /// provides it ([`Import::provided_by`]): WASI, `wasi:http` (with
+    /// every request denied), `wasmpool:sync`, or nothing, when a [host
+    /// function](crate::PoolBuilder::host_fn) must. A plugin host can
+    /// check a component with it before running it. Compiles nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidComponent`] if the component's types cannot be
+    /// read.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmpool::Error> {
+    /// let job = wasmpool::Job::from_file("plugin.wasm")?;
+    /// for import in job.imports()? {
+    ///     if import.provided_by.is_none() {
+    ///         println!("needs a host function: {}", import.function);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn imports(&self) -> Result<Vec<Import>, Error> {
+        crate::inspect::imports(self.bytes(), self.origin())
+    }
+
+    /// The component's world as WIT text, as `wasm-tools component wit`
+    /// prints it: its world, then the packages of the interfaces it
+    /// exports and imports (WASI's too), so that every type is defined and
+    /// the text parses back as WIT. Compiles nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidComponent`] if the component's types cannot be
+    /// read.
+    pub fn wit(&self) -> Result<String, Error> {
+        crate::inspect::wit(self.bytes(), self.origin())
     }
 }
 

@@ -334,12 +334,14 @@
 #[cfg(feature = "unstable-bench")]
 #[doc(hidden)]
 pub mod bench_support;
+mod dynamic;
 mod engine;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod host;
+mod inspect;
 mod job;
 mod options;
 #[allow(unsafe_code)]
@@ -351,8 +353,10 @@ mod values;
 mod wire;
 mod worker;
 
+pub use dynamic::{DynArgs, DynValue};
 pub use error::{Error, ErrorKind, Limit, TrapCode};
 pub use host::{BoxError, HostContext};
+pub use inspect::{Function, Import, Param, Provider};
 pub use job::Job;
 pub use options::{
     CAPTURE_LIMIT, Cancel, DEFAULT_CACHE_LIMIT, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess,

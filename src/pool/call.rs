@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use wasmtime::component::Type;
 
 use super::Pool;
 use super::builder::check_preopens;
@@ -19,10 +20,11 @@ use super::cancel::{CancelFlag, CancelHandle};
 use super::job_handle::{JobHandle, JobLink};
 use super::request::Policy;
 use super::setters::call_option_setters;
+use crate::dynamic::{DynArgs, DynValue};
 use crate::error::{Error, ErrorKind};
 use crate::job::Job;
 use crate::options::Cancel;
-use crate::values;
+use crate::values::{self, Value};
 use crate::wire::{CallOptions, Report};
 
 /// One call with its options, from [`Pool::call`]. Await it for the
@@ -56,7 +58,10 @@ pub struct Call<'a, R> {
     pub(super) pool: Pool,
     pub(super) job: &'a Job,
     pub(super) func: &'a str,
-    pub(super) args: Result<Vec<u8>, Error>,
+    pub(super) args: Args,
+    /// Turns the result into `R`, given the function's result type (known
+    /// for a dynamic call).
+    pub(super) decode: Decode<R>,
     pub(super) on_cancel: Cancel,
     pub(super) options: CallOptions,
     pub(super) grace: Duration,
@@ -75,6 +80,7 @@ impl<R> fmt::Debug for Call<'_, R> {
             job,
             func,
             args,
+            decode: _,
             on_cancel,
             options,
             grace,
@@ -86,7 +92,7 @@ impl<R> fmt::Debug for Call<'_, R> {
         f.debug_struct("Call")
             .field("job", job)
             .field("func", func)
-            .field("args_len", &args.as_ref().map(Vec::len).ok())
+            .field("args", args)
             .field("on_cancel", on_cancel)
             .field("options", options)
             .field("grace", grace)
@@ -161,7 +167,7 @@ impl<R> Call<'_, R> {
     }
 }
 
-impl<R: DeserializeOwned + Send + 'static> Call<'_, R> {
+impl<R: Send + 'static> Call<'_, R> {
     /// Starts the call as a job with a handle, which can be awaited for
     /// the result, cancelled or killed, and has a duplex channel to the
     /// guest. See [`JobHandle`] and [`Pool::spawn`].
@@ -174,6 +180,7 @@ impl<R: DeserializeOwned + Send + 'static> Call<'_, R> {
         let Call {
             pool,
             args,
+            decode,
             on_cancel,
             options,
             grace,
@@ -188,6 +195,7 @@ impl<R: DeserializeOwned + Send + 'static> Call<'_, R> {
                     job: &job,
                     func: &func,
                     args,
+                    decode,
                     on_cancel,
                     options,
                     grace,
@@ -202,7 +210,7 @@ impl<R: DeserializeOwned + Send + 'static> Call<'_, R> {
     }
 }
 
-impl<'a, R: DeserializeOwned + Send + 'a> IntoFuture for Call<'a, R> {
+impl<'a, R: Send + 'a> IntoFuture for Call<'a, R> {
     type Output = Result<R, Error>;
     type IntoFuture = Pin<Box<dyn Future<Output = Result<R, Error>> + Send + 'a>>;
 
@@ -226,7 +234,7 @@ pub struct Output<R> {
     pub stderr: Option<Vec<u8>>,
 }
 
-impl<'a, R: DeserializeOwned + Send + 'a> Call<'a, R> {
+impl<'a, R: Send + 'a> Call<'a, R> {
     /// Awaits the call and returns its result together with the fuel it
     /// consumed and its captured output.
     ///
@@ -260,6 +268,7 @@ impl<'a, R: DeserializeOwned + Send + 'a> Call<'a, R> {
             job,
             func,
             args,
+            decode,
             on_cancel,
             options,
             grace,
@@ -268,6 +277,15 @@ impl<'a, R: DeserializeOwned + Send + 'a> Call<'a, R> {
             data,
             _result,
         } = self;
+        // A dynamic call's arguments are typed against the function's
+        // signature, read from the compiled job.
+        let (args, result_ty) = match args {
+            Args::Encoded(args) => (args?, None),
+            Args::Dynamic(dynamic) => {
+                let sig = pool.handle.inner.signature(job, func).await?;
+                (dynamic.encode(&sig)?, sig.result)
+            }
+        };
         let policy = Policy {
             on_cancel,
             grace,
@@ -287,7 +305,7 @@ impl<'a, R: DeserializeOwned + Send + 'a> Call<'a, R> {
             .handle
             .inner
             .clone()
-            .call(job, func, args?, options, policy);
+            .call(job, func, args, options, policy);
         // A cancel through the handle drops the call's future, which
         // applies the cancel mode just as the caller's drop would.
         let (bytes, report) = tokio::select! {
@@ -297,8 +315,31 @@ impl<'a, R: DeserializeOwned + Send + 'a> Call<'a, R> {
             }
             r = call => r?,
         };
-        decode_result(&bytes, report)
+        decode_output(&bytes, report, decode, result_ty.as_ref())
     }
+}
+
+/// A call's arguments: encoded from the caller's value, or dynamic ones
+/// to type once the function's signature is known.
+#[derive(Debug)]
+pub(super) enum Args {
+    Encoded(Result<Vec<u8>, Error>),
+    Dynamic(DynArgs),
+}
+
+/// Turns a call's result into the caller's type, given the function's
+/// result type when the call knows it.
+pub(super) type Decode<R> = fn(Value, Option<&Type>) -> Result<R, Error>;
+
+/// [`Decode`] into a `Deserialize` type.
+pub(super) fn typed<R: DeserializeOwned>(value: Value, _: Option<&Type>) -> Result<R, Error> {
+    values::from_value(value, "result")
+        .map_err(|e| Error::new(ErrorKind::ResultMismatch, e.to_string()))
+}
+
+/// [`Decode`] into a [`DynValue`], typed by the result type.
+pub(super) fn dynamic(value: Value, ty: Option<&Type>) -> Result<DynValue, Error> {
+    DynValue::new(value, ty)
 }
 
 /// Encodes a call's arguments.
@@ -316,14 +357,23 @@ pub(super) fn decode_result<R: DeserializeOwned>(
     bytes: &[u8],
     report: Report,
 ) -> Result<Output<R>, Error> {
+    decode_output(bytes, report, typed::<R>, None)
+}
+
+/// Decodes a call's result with `decode`.
+fn decode_output<R>(
+    bytes: &[u8],
+    report: Report,
+    decode: Decode<R>,
+    ty: Option<&Type>,
+) -> Result<Output<R>, Error> {
     let value = values::decode(bytes).map_err(|e| {
         Error::new(
             ErrorKind::Protocol,
             format!("result: not valid MessagePack: {e}"),
         )
     })?;
-    let value = values::from_value(value, "result")
-        .map_err(|e| Error::new(ErrorKind::ResultMismatch, e.to_string()))?;
+    let value = decode(value, ty)?;
     let Report {
         fuel_consumed,
         stdout,

@@ -16,6 +16,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use tokio::sync::OnceCell;
 
+use crate::dynamic::Signature;
 use crate::engine::EngineSettings;
 use crate::engine::is_builtin_import;
 use crate::error::{Error, ErrorKind};
@@ -452,6 +453,24 @@ impl Compiled {
             ty.params().map(|(_, t)| t).collect(),
             ty.results().collect(),
         ))
+    }
+
+    /// Function `name`'s parameter names and types and its result type,
+    /// for a dynamic call: checked as [`resolve`](Compiled::resolve)
+    /// checks it.
+    pub(crate) fn dynamic_signature(
+        &self,
+        engine: &Engine,
+        name: &str,
+    ) -> Result<Signature, Error> {
+        self.resolve(engine, name)?;
+        let funcs = exported_funcs(engine, &self.component);
+        let (path, ty) = find(&funcs, name)?;
+        Ok(Signature {
+            name: path.to_string(),
+            params: ty.params().map(|(n, t)| (n.to_string(), t)).collect(),
+            result: ty.results().next(),
+        })
     }
 
     fn resolve_uncached(&self, engine: &Engine, name: &str) -> Result<Resolved, Error> {

@@ -35,6 +35,7 @@ pub use call::{Call, Output};
 pub use cancel::CancelHandle;
 pub use job_handle::JobHandle;
 
+use crate::dynamic::{DynArgs, DynValue};
 use crate::engine::DEFAULT_MAX_WASM_STACK;
 use crate::error::Error;
 use crate::host::HostFns;
@@ -43,7 +44,7 @@ use crate::options::{Cancel, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, WorkerKind};
 use crate::sync::Registry;
 use crate::wire::CallOptions;
 use crate::worker::{Books as _, Grants};
-use call::encode_args;
+use call::{Args, encode_args};
 use compile::Compiler;
 use roster::Roster;
 
@@ -222,13 +223,68 @@ impl Pool {
     /// let n: u64 = pool.call(&job, "fib", (30u64,)).on_cancel(Cancel::Kill).await?;
     /// # Ok(()) }
     /// ```
-    pub fn call<'a, R>(&self, job: &'a Job, func: &'a str, args: impl Serialize) -> Call<'a, R> {
-        let args = encode_args(&args);
+    pub fn call<'a, R: DeserializeOwned>(
+        &self,
+        job: &'a Job,
+        func: &'a str,
+        args: impl Serialize,
+    ) -> Call<'a, R> {
+        self.new_call(
+            job,
+            func,
+            Args::Encoded(encode_args(&args)),
+            call::typed::<R>,
+        )
+    }
+
+    /// Calls `func` with arguments whose types are known only at run time:
+    /// WAVE text or JSON ([`DynArgs`]), typed on the host against the
+    /// function's WIT signature before anything is sent. The result is a
+    /// [`DynValue`], which prints as WAVE and converts to JSON. The
+    /// [`Call`] takes every per-call option, as [`call`](Pool::call)'s
+    /// does.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool) -> Result<(), wasmpool::Error> {
+    /// use wasmpool::{DynArgs, Job};
+    /// let job = Job::from_file("types.wasm")?;
+    /// let area = pool.call_dynamic(&job, "area", DynArgs::wave("circle(2.0)")).await?;
+    /// println!("{area}"); // 12.566370614359172
+    /// let p = pool
+    ///     .call_dynamic(&job, "echo-point", DynArgs::json(serde_json::json!({"x": 1, "y": 2})))
+    ///     .timeout(std::time::Duration::from_secs(1))
+    ///     .await?;
+    /// assert_eq!(p.to_json(), serde_json::json!({"x": 1, "y": 2}));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Pool::run); arguments that do not fit the signature fail
+    /// with [`ErrorKind::ArgumentMismatch`](crate::ErrorKind::ArgumentMismatch),
+    /// naming the argument and, for JSON, the path inside it.
+    pub fn call_dynamic<'a>(
+        &self,
+        job: &'a Job,
+        func: &'a str,
+        args: DynArgs,
+    ) -> Call<'a, DynValue> {
+        self.new_call(job, func, Args::Dynamic(args), call::dynamic)
+    }
+
+    fn new_call<'a, R>(
+        &self,
+        job: &'a Job,
+        func: &'a str,
+        args: Args,
+        decode: call::Decode<R>,
+    ) -> Call<'a, R> {
         Call {
             pool: self.clone(),
             job,
             func,
             args,
+            decode,
             on_cancel: self.handle.inner.on_cancel,
             options: self.handle.inner.options.clone(),
             grace: self.handle.inner.grace,

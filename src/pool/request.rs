@@ -14,6 +14,7 @@ use super::PoolInner;
 use super::compile::{self, Compiled, Resolved};
 use super::job_handle::JobLink;
 use super::roster::Roster;
+use crate::dynamic::Signature;
 use crate::error::{Error, ErrorKind};
 use crate::host::Scope;
 use crate::job::Job;
@@ -52,6 +53,15 @@ impl PoolInner {
                 "the worker answered no call",
             ))
         })
+    }
+
+    /// The signature of `func` for a dynamic call, from the compiled job.
+    pub(super) async fn signature(&self, job: &Job, func: &str) -> Result<Signature, Error> {
+        if self.roster.is_closed() {
+            return Err(Error::closed());
+        }
+        let compiled = self.compiler.compiled(job).await?;
+        compiled.dynamic_signature(self.compiler.engine(), func)
     }
 
     /// Calls `func` once per item, in one request to one worker, which runs

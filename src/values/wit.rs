@@ -11,7 +11,7 @@
 //! | `record` | a map by field name, or an array in field order | a map by WIT field name |
 //! | `variant` | a case name, or a map of one case name to its payload | the same |
 //! | `enum` | a case name | a case name |
-//! | `option<T>` | nil or the value | nil or the value |
+//! | `option<T>` | nil or the value (`some(none)` of an `option<option<T>>` is `[nil]`) | the same |
 //! | `result<T, E>` | a map `{"ok": T}` or `{"err": E}` | the same |
 //! | `flags` | an array of flag names | an array of flag names |
 //! | `resource`, `own`, `borrow`, `future`, `stream` | refused | refused |
@@ -191,6 +191,13 @@ fn float(path: &Path<'_>, ty: &Type, v: &Value) -> Result<f64, Mismatch> {
         Value::F32(f) => Ok(f64::from(*f)),
         Value::F64(f) => Ok(*f),
         Value::Int(i) => Ok(*i as f64),
+        // What JSON cannot say as a number.
+        Value::Str(s) => match s.as_str() {
+            "NaN" | "nan" => Ok(f64::NAN),
+            "inf" | "Infinity" | "+inf" => Ok(f64::INFINITY),
+            "-inf" | "-Infinity" => Ok(f64::NEG_INFINITY),
+            _ => Err(mismatch(path, ty, v)),
+        },
         other => Err(mismatch(path, ty, other)),
     }
 }
@@ -236,6 +243,12 @@ pub(crate) fn to_val(path: &Path<'_>, ty: &Type, v: Value) -> Result<Val, Mismat
         Type::Enum(e) => enumeration(path, ty, e, v)?,
         Type::Option(o) => match v {
             Value::Nil => Val::Option(None),
+            // `some(none)` of an option of an option, which nil cannot say.
+            Value::Array(a)
+                if matches!(o.ty(), Type::Option(_)) && matches!(a.as_slice(), [Value::Nil]) =>
+            {
+                Val::Option(Some(Box::new(Val::Option(None))))
+            }
             v => Val::Option(Some(Box::new(to_val(path, &o.ty(), v)?))),
         },
         Type::Result(r) => result(path, ty, r, v)?,
@@ -616,6 +629,7 @@ pub(crate) fn from_val(ty: &Type, v: Val) -> Value {
         },
         Val::Enum(name) => Value::Str(name),
         Val::Option(None) => Value::Nil,
+        Val::Option(Some(v)) if matches!(*v, Val::Option(None)) => Value::Array(vec![Value::Nil]),
         Val::Option(Some(v)) => {
             let t = match ty {
                 Type::Option(o) => o.ty(),

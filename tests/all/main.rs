@@ -15,10 +15,12 @@
 mod call_basics;
 mod common;
 mod compile_cache;
+mod dynamic_calls;
 mod faults_traps;
 mod host_exit;
 mod host_functions;
 mod instance_reuse;
+mod introspection;
 mod job_handles;
 mod limits_timeouts;
 mod map_stream;

@@ -1,0 +1,119 @@
+//! `wasmpool`: inspect a WebAssembly component, call its functions with
+//! WAVE or JSON arguments, map a JSON-lines file through one, and
+//! benchmark it, in a pool of sandboxed worker processes.
+//!
+//! Run `wasmpool --help` for the commands, their options and the exit
+//! codes.
+
+mod bench;
+mod exit;
+mod inspect;
+mod map;
+mod options;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use exit::Failure;
+
+const AFTER_HELP: &str = "\
+Examples:
+  wasmpool inspect fib.wasm
+  wasmpool run fib.wasm fib 30
+  wasmpool run shapes.wasm 'area(circle(2.0))'
+  wasmpool run --json shapes.wasm sum-points '[{\"x\":1,\"y\":2}]'
+  wasmpool run --timeout 2s --max-memory 64MiB --dir ./data::/data --env K=V job.wasm f
+  wasmpool map fib.wasm fib --input items.jsonl > results.jsonl
+  wasmpool bench fib.wasm fib 20 --calls 10000
+
+Exit codes:
+  0  success
+  1  any other error (a worker that could not start, an internal error)
+  2  usage: a bad command line, an argument that does not fit the
+     function, or no such function
+  3  invalid component: not a component, or it imports what nothing
+     provides, or it uses types that cannot cross a process boundary
+  4  the guest trapped or its worker crashed
+  5  timeout
+  6  a resource limit: memory, fuel or stack
+  7  I/O: a file that cannot be read or written
+  8  map: one or more lines failed (each has an error line)
+  130  interrupted (Ctrl-C); the running calls were cancelled";
+
+/// Run WebAssembly component functions in a pool of sandboxed worker
+/// processes.
+#[derive(Parser, Debug)]
+#[command(name = "wasmpool", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List a component's exported and imported functions as WIT.
+    Inspect(inspect::Args),
+    /// Call one exported function and print its result.
+    Run(run::Args),
+    /// Call a function once per line of a JSON-lines file; print one JSON
+    /// line per result.
+    Map(map::Args),
+    /// Call a function many times and report latency and throughput.
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(exit::USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::OTHER);
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Inspect(args) => inspect::main(args),
+            Command::Run(args) => run::main(args).await,
+            Command::Map(args) => map::main(args).await,
+            Command::Bench(args) => bench::main(args).await,
+        }
+    });
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            failure.print();
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// Waits for Ctrl-C; never returns if the signal cannot be watched.
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The failure for Ctrl-C.
+fn interrupt() -> Failure {
+    Failure::new(
+        exit::INTERRUPTED,
+        "interrupted; the running calls were cancelled",
+    )
+}
