@@ -56,6 +56,34 @@
 //! when only one is exported), or a bare `"fib"` when exactly one exported
 //! interface has it.
 //!
+//! # Inspecting a component, and calls typed at run time
+//!
+//! [`Job::exports`] and [`Job::imports`] list a component's functions with
+//! their WIT signatures, read from its bytes without a pool or a compile;
+//! each import says what in wasmpool provides it ([`Provider`]), or that a
+//! [host function](PoolBuilder::host_fn) must. [`Job::wit`] prints its
+//! whole world as WIT.
+//!
+//! [`Pool::call_dynamic`] calls a function whose types are known only at
+//! run time: the arguments are WAVE text (the value syntax of `wasmtime run
+//! --invoke`) or `serde_json::Value`s ([`DynArgs`]), typed on the host
+//! against the function's signature, and the result is a [`DynValue`] that
+//! prints as WAVE and converts to JSON. Every WIT value type round-trips
+//! both ways; a mismatch names the argument, and for JSON the path inside
+//! it. The `wasmpool` command line (`cli/`) is built on these.
+//!
+//! ```no_run
+//! # async fn demo(pool: wasmpool::Pool) -> Result<(), wasmpool::Error> {
+//! use wasmpool::{DynArgs, Job};
+//! let job = Job::from_file("types.wasm")?;
+//! for f in job.exports()? {
+//!     println!("{f}"); // wasmpool:jobs/types@0.1.0#area: func(s: shape) -> f64
+//! }
+//! let area = pool.call_dynamic(&job, "area", DynArgs::wave("circle(2.0)")).await?;
+//! assert_eq!(area.to_json(), serde_json::json!(12.566370614359172));
+//! # Ok(()) }
+//! ```
+//!
 //! # Many calls: map
 //!
 //! [`Pool::map`] calls a function once per item of an iterator and yields
@@ -314,7 +342,9 @@
 //! # Limitations
 //!
 //! - Resources, futures and streams cannot cross the process boundary.
-//! - `option<option<T>>` loses `some(none)`: MessagePack writes both as nil.
+//! - A typed call cannot send `some(none)` of an `option<option<T>>`: serde
+//!   writes it as nil, which is `none`. Dynamic calls carry it both ways
+//!   (`[null]` in JSON), as does the wire (`[nil]`).
 //! - A worker runs one call at a time; the pool's size bounds parallelism.
 //! - The wasm stack size and fuel metering are engine settings, so they are
 //!   set per pool; a call can set its own fuel budget on a metering pool.

@@ -101,8 +101,12 @@ pub fn describe(e: &wasmpool::Error) -> String {
     }
     if let Some(bt) = e.wasm_backtrace() {
         s.push_str("\n  wasm backtrace:");
-        for line in bt.lines().filter(|l| !l.trim().is_empty()) {
-            let _ = write!(s, "\n    {}", line.trim_end());
+        for line in bt
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("error while executing"))
+        {
+            let _ = write!(s, "\n    {line}");
         }
     }
     s

@@ -49,6 +49,16 @@ fn round_trip(func: &str, wave: &str) -> Json {
     let again = call(func, DynArgs::json(j.clone())).unwrap();
     assert_eq!(again.to_json(), j, "{func} as JSON");
     assert_eq!(again.to_wave(), wave, "{func}: WAVE after JSON");
+    // The typed path, with the same JSON as its serde value, agrees (bytes
+    // and floats JSON cannot hold aside, which `serde_json::Value` cannot
+    // take).
+    let plain = !func.contains("bytes")
+        && func != "echo-drawing"
+        && !matches!(j.as_str(), Some("NaN" | "inf" | "-inf"));
+    if plain {
+        let typed: Json = typed(func, (j.clone(),));
+        assert_eq!(typed, j, "{func}: the typed path");
+    }
     j
 }
 
