@@ -125,15 +125,9 @@ fn split_dir(d: &str) -> Result<(String, String), Failure> {
 
 /// `2s`, `500ms`, `1.5s`, `1m`, `100us`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 2s, 500ms, 1m)"))?;
-    let secs = match unit.trim() {
+    let (n, unit) =
+        number_and_unit(s).ok_or(format!("{s:?} is not a duration (try 2s, 500ms, 1m)"))?;
+    let secs = match unit {
         "" | "s" | "sec" => n,
         "ms" => n / 1e3,
         "us" | "µs" => n / 1e6,
@@ -145,17 +139,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
 }
 
-/// `64MiB`, `64M` (both 2^20), `64MB` (10^6), `1GiB`, `512KiB`, or bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+/// `1.5ms` as `(1.5, "ms")`.
+fn number_and_unit(s: &str) -> Option<(f64, &str)> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (try 64MiB, 1GiB, 65536)"))?;
-    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+    Some((num.parse().ok()?, unit.trim()))
+}
+
+/// `64MiB`, `64M` (both 2^20), `64MB` (10^6), `1GiB`, `512KiB`, or bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (n, unit) =
+        number_and_unit(s).ok_or(format!("{s:?} is not a size (try 64MiB, 1GiB, 65536)"))?;
+    let scale = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,
         "m" | "mib" => 1024.0 * 1024.0,

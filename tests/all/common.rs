@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,26 @@ pub fn pool(workers: usize) -> Pool {
         .grace(Duration::from_secs(30))
         .build()
         .expect("pool builds")
+}
+
+/// A runtime, a one-worker pool and the `types` guest, shared by the
+/// tests that call its echo functions.
+pub struct TypesFixture {
+    pub rt: tokio::runtime::Runtime,
+    pub pool: Pool,
+    pub job: Job,
+}
+
+pub fn types_fixture() -> &'static TypesFixture {
+    static F: OnceLock<TypesFixture> = OnceLock::new();
+    F.get_or_init(|| TypesFixture {
+        rt: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+        pool: pool(1),
+        job: job(wasmpool_guests::TYPES),
+    })
 }
 
 /// Whether a process with this pid exists (zombies count as gone).

@@ -3,39 +3,20 @@
 //! argument and the path.
 
 use std::future::IntoFuture;
-use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
-use wasmpool::{DynArgs, DynValue, ErrorKind, Job, Pool};
+use wasmpool::{DynArgs, DynValue, ErrorKind};
 
 use crate::common;
 
-struct Fixture {
-    rt: tokio::runtime::Runtime,
-    pool: Pool,
-    job: Job,
-}
-
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| Fixture {
-        rt: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap(),
-        pool: common::pool(1),
-        job: common::job(wasmpool_guests::TYPES),
-    })
-}
-
 fn call(func: &str, args: DynArgs) -> Result<DynValue, wasmpool::Error> {
-    let f = fixture();
+    let f = common::types_fixture();
     f.rt.block_on(f.pool.call_dynamic(&f.job, func, args).into_future())
 }
 
 fn typed<A: Serialize, R: serde::de::DeserializeOwned + Send + 'static>(func: &str, args: A) -> R {
-    let f = fixture();
+    let f = common::types_fixture();
     f.rt.block_on(f.pool.run(&f.job, func, args)).unwrap()
 }
 

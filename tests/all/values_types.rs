@@ -1,12 +1,10 @@
 //! Every WIT value type, both ways, through a real guest that echoes it.
 
-use std::sync::OnceLock;
-
 use crate::common;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
-use wasmpool::{ErrorKind, Job, Pool};
+use wasmpool::ErrorKind;
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
 struct Point {
@@ -40,29 +38,11 @@ struct Drawing {
     thumbnail: Option<ByteBuf>,
 }
 
-struct Fixture {
-    rt: tokio::runtime::Runtime,
-    pool: Pool,
-    job: Job,
-}
-
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| Fixture {
-        rt: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap(),
-        pool: common::pool(1),
-        job: common::job(wasmpool_guests::TYPES),
-    })
-}
-
 fn call<A: Serialize, R: serde::de::DeserializeOwned + Send>(
     func: &str,
     args: A,
 ) -> Result<R, wasmpool::Error> {
-    let f = fixture();
+    let f = common::types_fixture();
     f.rt.block_on(f.pool.run(&f.job, func, args))
 }
 
