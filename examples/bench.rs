@@ -4,7 +4,7 @@
 //! Run with: `cargo run --release --example bench` (about a minute).
 //! `-- --quick` takes fewer samples; naming sections (`-- roundtrip echo`)
 //! runs only those: roundtrip, throughput, echo, first, cancel, failure,
-//! scaling, scheduling, rss, fib, sync, host, confine. Every figure is printed as a
+//! scaling, scheduling, rss, fib, sync, host, confine, payload. Every figure is printed as a
 //! `metric value unit` line as it is measured, then all of them as a table.
 //!
 //! Baselines:
@@ -125,6 +125,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if run("echo") {
         echo_1mib(&mut r, &echo).await?;
+    }
+    if run("payload") {
+        payloads(&mut r, &echo).await?;
     }
     if run("sync") {
         sync_ops(&mut r).await?;
@@ -415,6 +418,100 @@ async fn echo_1mib(r: &mut Report, echo: &Job) -> Result<(), Box<dyn std::error:
     }
     r.latency("echo_1mib", &mut times);
     pool.shutdown().await;
+    Ok(())
+}
+
+/// Echoes of large payloads through one worker: `list<u8>` of 1, 16 and
+/// 64 MiB, a 1 MiB `string`, and the no-op beside them; through a process
+/// worker's payload region, through its pipes alone (as before the
+/// region), and through a thread worker. Then the host's and the idle
+/// worker's memory after a 64 MiB echo.
+async fn payloads(r: &mut Report, echo: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    for (name, kind, region) in [
+        ("process", WorkerKind::Process, true),
+        ("pipes", WorkerKind::Process, false),
+        ("thread", WorkerKind::Thread, true),
+    ] {
+        let pool = Pool::builder()
+            .workers(1)
+            .worker_kind(kind)
+            .payload_region(region)
+            .build()?;
+        pool.prepare(echo).await?;
+        let mut times = Vec::new();
+        for _ in 0..r.n(500) {
+            let t = Instant::now();
+            let () = pool.run(echo, "noop", ()).await?;
+            times.push(t.elapsed());
+        }
+        r.add(
+            &format!("payload_noop_p50_{name}"),
+            us(median(&mut times)),
+            "us",
+        );
+        for (mib, rounds) in [(1usize, 100usize), (16, 20), (64, 10)] {
+            let data = serde_bytes::ByteBuf::from(vec![7u8; mib << 20]);
+            let back: serde_bytes::ByteBuf = pool.run(echo, "echo-bytes", (&data,)).await?;
+            assert_eq!(back.len(), data.len());
+            let mut times = Vec::new();
+            for _ in 0..r.n(rounds).max(3) {
+                let t = Instant::now();
+                let back: serde_bytes::ByteBuf = pool.run(echo, "echo-bytes", (&data,)).await?;
+                times.push(t.elapsed());
+                assert_eq!(back.len(), data.len());
+            }
+            r.add(
+                &format!("payload_bytes_{mib}mib_p50_{name}"),
+                ms(median(&mut times)),
+                "ms",
+            );
+        }
+        let text = "añ€𝄞".repeat((1 << 20) / 10);
+        let mut times = Vec::new();
+        for _ in 0..r.n(100).max(3) {
+            let t = Instant::now();
+            let back: String = pool.run(echo, "echo-string", (&text,)).await?;
+            times.push(t.elapsed());
+            assert_eq!(back.len(), text.len());
+        }
+        r.add(
+            &format!("payload_string_1mib_p50_{name}"),
+            ms(median(&mut times)),
+            "ms",
+        );
+        if name == "process" {
+            let rss = |pid: u32| -> f64 {
+                std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("VmRSS:"))
+                            .and_then(|v| {
+                                v.trim().trim_end_matches("kB").trim().parse::<f64>().ok()
+                            })
+                    })
+                    .unwrap_or(0.0)
+                    / 1024.0
+            };
+            let pid = pool.worker_pids()[0];
+            r.add("payload_worker_rss_after_64mib", rss(pid), "MiB");
+            r.add(
+                "payload_host_rss_after_64mib",
+                rss(std::process::id()),
+                "MiB",
+            );
+            // Once idle, the region's pages and what the worker's
+            // allocator kept go back.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            r.add("payload_worker_rss_idle_after_64mib", rss(pid), "MiB");
+            r.add(
+                "payload_host_rss_idle_after_64mib",
+                rss(std::process::id()),
+                "MiB",
+            );
+        }
+        pool.shutdown().await;
+    }
     Ok(())
 }
 

@@ -11,7 +11,8 @@ use crate::pool::compile::{self, Compiled};
 use crate::runtime::{Answers, Executor};
 use crate::values::{self as value, wit};
 use crate::wire::{
-    CallOptions, CallRequest, ExportPath, FromWorker, Report, ToWorker, encode_frame, read_frame,
+    CallOptions, CallRequest, ExportPath, FromWorker, Payload, Report, ToWorker, encode_frame,
+    read_frame,
 };
 
 /// Encodes a call request carrying `args` as the host does, then decodes it
@@ -27,7 +28,7 @@ pub fn call_frame_roundtrip(args: &[u8]) -> usize {
             instance: Some("wasmpool:jobs/math@0.1.0".into()),
             func: "fib".into(),
         },
-        items: vec![serde_bytes::ByteBuf::from(args.to_vec())],
+        items: vec![Payload::Inline(serde_bytes::ByteBuf::from(args.to_vec()))],
         options: CallOptions::default(),
     });
     let frame = encode_frame(&req).expect("encodes");
@@ -43,7 +44,7 @@ pub fn reply_frame_roundtrip(result: &[u8]) -> usize {
     let done = FromWorker::Done {
         id: 7,
         outcomes: vec![(
-            Ok(serde_bytes::ByteBuf::from(result.to_vec())),
+            Ok(Payload::Inline(serde_bytes::ByteBuf::from(result.to_vec()))),
             Report::default(),
         )],
     };
@@ -156,7 +157,7 @@ impl Runner {
             id: self.next,
             artifact: self.compiled.artifact.clone(),
             export: resolved.export.clone(),
-            items: vec![serde_bytes::ByteBuf::from(args.to_vec())],
+            items: vec![Payload::Inline(serde_bytes::ByteBuf::from(args.to_vec()))],
             options: CallOptions::default(),
         };
         let mut out = None;
@@ -168,7 +169,10 @@ impl Runner {
             })
             .expect("the reply closure never fails");
         match out.expect("run replies") {
-            Ok(bytes) => Ok(bytes.into_vec()),
+            Ok(Payload::Inline(bytes)) => Ok(bytes.into_vec()),
+            Ok(Payload::Shared { .. }) => {
+                unreachable!("an executor without a region answers inline")
+            }
             Err(e) => Err(Error::from(e)),
         }
     }

@@ -80,12 +80,26 @@ pub(super) fn no_core_dumps() -> io::Result<()> {
 /// In a worker process: keeps freed memory for reuse instead of handing
 /// it back to the OS at once, so that each large payload does not fault in
 /// fresh pages (glibc otherwise maps blocks over 128 KiB anew each time).
+/// 32 MiB is the largest mmap threshold glibc accepts on 64-bit systems (it
+/// ignores a larger one). What is kept goes back when the worker idles
+/// ([`trim_freed_memory`]).
 pub(crate) fn keep_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only tunes the allocator; it is called before the
     // worker starts any thread.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
+/// In an idle worker process: gives the memory [`keep_freed_memory`] kept
+/// back to the OS.
+pub(crate) fn trim_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory; it takes the
+    // allocator's own locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -19,8 +19,10 @@ mod os;
 #[cfg(all(unix, not(target_os = "linux")))]
 #[path = "other.rs"]
 mod os;
+mod region;
 
-pub(crate) use os::{grow_pipe, keep_freed_memory};
+pub(crate) use os::{grow_pipe, keep_freed_memory, trim_freed_memory};
+pub(crate) use region::Region;
 
 use std::io;
 use std::io::{PipeReader, PipeWriter};
@@ -92,23 +94,33 @@ pub(crate) fn inherited_channels() -> io::Result<Channels<PipeReader, UnixStream
 }
 
 /// Starts `program` as a worker with the given channel ends as its
-/// descriptors 3, 4 and 5, stdin closed, stdout and stderr inherited. On
-/// Linux the child gets SIGKILL when the calling thread exits, so the
-/// calling thread must live as long as the worker.
+/// descriptors 3, 4 and 5 (and its payload region, if any, as 6), stdin
+/// closed, stdout and stderr inherited. On Linux the child gets SIGKILL
+/// when the calling thread exits, so the calling thread must live as long
+/// as the worker.
 pub(crate) fn spawn_worker(
     program: &Path,
     ends: Channels<OwnedFd, OwnedFd, OwnedFd>,
+    region: Option<&Region>,
 ) -> io::Result<Child> {
     let mut cmd = Command::new(program);
     cmd.env(WORKER_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
-    let fds = [
+    let mut fds = [
         (ends.requests.as_raw_fd(), REQUEST_FD),
         (ends.control.as_raw_fd(), CONTROL_FD),
         (ends.replies.as_raw_fd(), REPLY_FD),
+        (-1, region::REGION_FD),
     ];
+    let count = match region {
+        Some(r) => {
+            fds[3].0 = r.fd().as_raw_fd();
+            4
+        }
+        None => 3,
+    };
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the forked child before exec and calls
     // only async-signal-safe functions (fcntl, dup2, and prctl and getppid
@@ -118,14 +130,14 @@ pub(crate) fn spawn_worker(
         cmd.pre_exec(move || {
             // Move all out of the way first, so that dup2 onto 3, 4 and 5
             // cannot clobber one with another.
-            let mut moved = [0; 3];
-            for (m, (fd, _)) in moved.iter_mut().zip(fds) {
+            let mut moved = [0; 4];
+            for (m, (fd, _)) in moved.iter_mut().zip(fds).take(count) {
                 *m = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
                 if *m < 0 {
                     return Err(io::Error::last_os_error());
                 }
             }
-            for (m, (_, target)) in moved.into_iter().zip(fds) {
+            for (m, (_, target)) in moved.into_iter().zip(fds).take(count) {
                 if libc::dup2(m, target) < 0 {
                     return Err(io::Error::last_os_error());
                 }

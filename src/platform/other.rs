@@ -24,6 +24,9 @@ pub(crate) fn grow_pipe(_pipe: &impl AsRawFd, _bytes: usize) -> usize {
 /// The allocator keeps its defaults.
 pub(crate) fn keep_freed_memory() {}
 
+/// Nothing to give back: [`keep_freed_memory`] kept nothing.
+pub(crate) fn trim_freed_memory() {}
+
 /// Only no core dumps here: no `PR_SET_NO_NEW_PRIVS`, seccomp or landlock.
 pub(super) fn confine_worker(_walls: super::Walls<'_>) -> io::Result<super::Landlock> {
     let zero = libc::rlimit {

@@ -44,6 +44,7 @@ pub struct PoolBuilder {
     pub(super) grace: Duration,
     pub(super) host_fns: HostFns,
     pub(super) confine: bool,
+    pub(super) payload_region: bool,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -64,6 +65,7 @@ impl fmt::Debug for PoolBuilder {
             grace,
             host_fns,
             confine,
+            payload_region,
         } = self;
         f.debug_struct("PoolBuilder")
             .field("workers", workers)
@@ -81,6 +83,7 @@ impl fmt::Debug for PoolBuilder {
             .field("grace", grace)
             .field("host_fns", host_fns)
             .field("confine", confine)
+            .field("payload_region", payload_region)
             .finish()
     }
 }
@@ -213,6 +216,16 @@ impl PoolBuilder {
         self
     }
 
+    /// Benchmarks only, not part of the API: whether process workers get
+    /// a shared payload region for large arguments and results (the
+    /// default), or send everything through their pipes, as before there
+    /// was one.
+    #[doc(hidden)]
+    pub fn payload_region(mut self, on: bool) -> Self {
+        self.payload_region = on;
+        self
+    }
+
     /// Where compiled components are cached. Default:
     /// `$XDG_CACHE_HOME/wasmpool`, else `~/.cache/wasmpool`. It must be
     /// writable by this user only, since artifacts are native code.
@@ -337,6 +350,7 @@ impl PoolBuilder {
             grace,
             host_fns,
             confine,
+            payload_region,
         } = self;
         let workers = match workers {
             Some(n) => NonZeroUsize::new(n)
@@ -393,6 +407,7 @@ impl PoolBuilder {
                 reuse_instances,
                 host_fns: host_fns.clone(),
                 sandbox,
+                payload_region,
             },
             registry: sync.clone(),
         })?;

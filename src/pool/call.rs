@@ -165,6 +165,23 @@ impl<R> Call<'_, R> {
         self.options.test_hook = Some(Box::new(crate::wire::TestHook::Stall(how_long)));
         self
     }
+
+    /// Test only, not part of the API: instead of running the guest, the
+    /// worker process acts as a compromised one would: it fills whatever
+    /// part of `[offset, offset + len)` lies in its payload region with
+    /// `fill`, then answers that its result is there. Process workers
+    /// only.
+    #[doc(hidden)]
+    pub fn scribble_region(mut self, offset: u64, len: u64, fill: u8) -> Self {
+        let hook = crate::wire::TestHook::Scribble { offset, len, fill };
+        self.options.test_hook = Some(Box::new(hook));
+        self
+    }
+
+    /// Test only, not part of the API: the size of a worker's payload
+    /// region, and where its half for results starts.
+    #[doc(hidden)]
+    pub const REGION: (u64, u64) = (crate::wire::REGION_SIZE, crate::wire::RESULTS_AT);
 }
 
 impl<R: Send + 'static> Call<'_, R> {
@@ -315,7 +332,7 @@ impl<'a, R: Send + 'a> Call<'a, R> {
             }
             r = call => r?,
         };
-        decode_output(&bytes, report, decode, result_ty.as_ref())
+        decode_output(bytes, report, decode, result_ty.as_ref())
     }
 }
 
@@ -354,7 +371,7 @@ pub(super) fn encode_args(args: &impl Serialize) -> Result<Vec<u8>, Error> {
 
 /// Decodes a call's result into `R`.
 pub(super) fn decode_result<R: DeserializeOwned>(
-    bytes: &[u8],
+    bytes: Vec<u8>,
     report: Report,
 ) -> Result<Output<R>, Error> {
     decode_output(bytes, report, typed::<R>, None)
@@ -362,12 +379,12 @@ pub(super) fn decode_result<R: DeserializeOwned>(
 
 /// Decodes a call's result with `decode`.
 fn decode_output<R>(
-    bytes: &[u8],
+    bytes: Vec<u8>,
     report: Report,
     decode: Decode<R>,
     ty: Option<&Type>,
 ) -> Result<Output<R>, Error> {
-    let value = values::decode(bytes).map_err(|e| {
+    let value = values::decode_owned(bytes).map_err(|e| {
         Error::new(
             ErrorKind::Protocol,
             format!("result: not valid MessagePack: {e}"),

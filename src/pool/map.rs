@@ -157,7 +157,7 @@ impl Pool {
                 let results: Vec<Result<R, Error>> = match results {
                     Ok(results) => results
                         .into_iter()
-                        .map(|r| r.and_then(|(bytes, report)| decode_result(&bytes, report)))
+                        .map(|r| r.and_then(|(bytes, report)| decode_result(bytes, report)))
                         .map(|r| r.map(|out: Output<R>| out.value))
                         .collect(),
                     Err(e) => (0..count).map(|_| Err(e.duplicate())).collect(),

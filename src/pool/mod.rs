@@ -167,6 +167,7 @@ impl Pool {
             grace: DEFAULT_GRACE,
             host_fns: HostFns::default(),
             confine: true,
+            payload_region: true,
         }
     }
 

@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind};
 use crate::host::Scope;
 use crate::job::Job;
 use crate::options::{Cancel, WorkerKind};
-use crate::wire::{CallOptions, CallRequest, Report, WireError};
+use crate::wire::{CallOptions, CallRequest, Payload, Report, WireError};
 use crate::worker::{Abandoned, Books as _, Grants, Reply, Worker};
 
 /// How one call of a request ended: its encoded result and report.
@@ -125,7 +125,7 @@ impl PoolInner {
                 id,
                 artifact: compiled.artifact.clone(),
                 export: resolved.export.clone(),
-                items: sent,
+                items: sent.into_iter().map(Payload::Inline).collect(),
                 options,
             };
             let started = Instant::now();

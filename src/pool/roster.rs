@@ -18,7 +18,7 @@ use super::Statistics;
 use crate::error::{Error, ErrorKind};
 use crate::options::WorkerKind;
 use crate::sync::Registry;
-use crate::worker::{Books, Exit, Grants, Shared, Spec, Worker};
+use crate::worker::{Books, Exit, Grants, REGION_IDLE, Shared, Spec, Worker};
 
 /// What the roster is made with.
 pub(super) struct RosterSettings {
@@ -303,6 +303,14 @@ impl Roster {
                 return;
             }
             let now = Instant::now();
+            // Payload regions of workers idle a while go back to the
+            // kernel; under the house lock, so that no call takes the
+            // worker meanwhile.
+            for w in &house.idle {
+                if now.duration_since(w.last_used) >= REGION_IDLE && w.shared.region_is_large() {
+                    w.shared.release_region();
+                }
+            }
             // The oldest worker is first: the list is used from the end.
             let stale = house
                 .idle
@@ -335,10 +343,16 @@ impl Roster {
                 .first()
                 .and_then(|w| w.last_used.checked_add(self.idle_timeout));
             let grace_due = house.grace.iter().map(|g| g.at).min();
-            let next = match (idle_due, grace_due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let region_due = house
+                .idle
+                .iter()
+                .filter(|w| w.shared.region_is_large())
+                .map(|w| w.last_used + REGION_IDLE)
+                .min();
+            let next = [idle_due, grace_due, region_due]
+                .into_iter()
+                .flatten()
+                .min();
             house = match next {
                 Some(at) => {
                     let wait = at.saturating_duration_since(now);
@@ -385,11 +399,14 @@ impl Books for Roster {
             drop(worker);
         } else {
             let mut house = self.house();
+            // A large payload region is due back sooner than any idle
+            // timeout: the housekeeper must set its deadline by it.
+            let large = worker.shared.region_is_large();
             house.idle.push(worker);
             // Only a housekeeper with no deadline needs waking: one that
             // has a deadline sees this worker when it next looks, and a
             // wake-up per call would cost a context switch per call.
-            if self.unarmed.swap(false, Ordering::SeqCst) {
+            if self.unarmed.swap(false, Ordering::SeqCst) || large {
                 self.bell.notify_one();
             }
         }

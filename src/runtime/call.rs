@@ -11,7 +11,7 @@ use wasmtime::{Engine, Store};
 
 use super::host_imports::HostFailed;
 use super::interrupts::Interrupts;
-use super::loaded::{Func, Loaded, Params, call_typed, load};
+use super::loaded::{Func, Loaded, Params, call_typed, load, single_payload};
 use super::port::Port;
 use super::stdio::GuestOutput;
 use super::store::{State, new_store};
@@ -158,14 +158,14 @@ enum NotStarted {
 }
 
 /// The job's instance-pre, the function and its decoded arguments.
-fn resolve(
+fn resolve<'a>(
     engine: &Engine,
     linker: &Linker<State>,
     jobs: &mut HashMap<String, Loaded>,
     artifact: &Artifact,
     export: &ExportPath,
-    args: &[u8],
-) -> Result<(InstancePre<State>, Arc<Func>, Params), NotStarted> {
+    args: &'a [u8],
+) -> Result<(InstancePre<State>, Arc<Func>, Params<'a>), NotStarted> {
     let loaded = match jobs.entry(artifact.key.clone()) {
         Entry::Occupied(e) => e.into_mut(),
         Entry::Vacant(v) => v.insert(load(engine, linker, artifact).map_err(NotStarted::Load)?),
@@ -208,7 +208,7 @@ async fn invoke(
     instance: Option<Instance>,
     pre: &InstancePre<State>,
     func: &Func,
-    params: &Params,
+    params: &Params<'_>,
     fuel: Option<u64>,
     export: &ExportPath,
 ) -> wasmtime::Result<(Instance, Value)> {
@@ -267,10 +267,22 @@ fn failure(
     w
 }
 
-fn decode_args(args: &[u8], func: &Func) -> Result<Params, WireError> {
+fn decode_args<'a>(args: &'a [u8], func: &Func) -> Result<Params<'a>, WireError> {
     let types = &func.params;
     let bad = |m: String| WireError::new(ErrorKind::ArgumentMismatch, m);
-    let mut items = match values::decode(args) {
+    // One byte list or string for the typed API, read where it lies.
+    if func.typed.is_some() {
+        match (single_payload(args), &types[0]) {
+            (Some((false, bytes)), Type::List(_)) => return Ok(Params::Bytes(bytes)),
+            (Some((true, bytes)), Type::String) => {
+                if let Ok(s) = std::str::from_utf8(bytes) {
+                    return Ok(Params::Str(s));
+                }
+            }
+            _ => {}
+        }
+    }
+    let items = match values::decode(args) {
         Ok(Value::Array(items)) => items,
         Ok(Value::Nil) => Vec::new(),
         Ok(other) => {
@@ -287,20 +299,6 @@ fn decode_args(args: &[u8], func: &Func) -> Result<Params, WireError> {
             types.len(),
             items.len()
         )));
-    }
-    if func.typed.is_some() {
-        match (&items[..], &types[0]) {
-            ([Value::Bin(_)], Type::List(_)) | ([Value::Str(_)], Type::String) => {
-                return Ok(match items.pop() {
-                    Some(Value::Bin(b)) => Params::Bytes(b),
-                    Some(Value::Str(s)) => Params::Str(s),
-                    _ => unreachable!("matched above"),
-                });
-            }
-            // Anything else (a byte list sent as an array of integers, a
-            // mismatch) takes the dynamic path, which also explains errors.
-            _ => {}
-        }
     }
     let root = wit::Path::Root("args");
     types
@@ -379,6 +377,36 @@ fn panic_message(stderr: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn single_payloads_are_found_in_place() {
+        for len in [0usize, 1, 31, 32, 255, 256, 65_535, 65_536, 70_000] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let args = rmp_serde::to_vec(&(serde_bytes::ByteBuf::from(bytes.clone()),)).unwrap();
+            assert_eq!(
+                single_payload(&args),
+                Some((false, bytes.as_slice())),
+                "{len}"
+            );
+            let text = "é".repeat(len / 2);
+            let args = rmp_serde::to_vec(&(text.as_str(),)).unwrap();
+            assert_eq!(
+                single_payload(&args),
+                Some((true, text.as_bytes())),
+                "{len}"
+            );
+            // Two arguments, or a torn one, are not one payload.
+            let two = rmp_serde::to_vec(&(text.as_str(), 1u8)).unwrap();
+            assert_eq!(single_payload(&two), None);
+            assert_eq!(
+                single_payload(&args[..args.len().saturating_sub(1)]).filter(|_| len > 1),
+                None
+            );
+        }
+        assert_eq!(single_payload(&[]), None);
+        assert_eq!(single_payload(&[0x91]), None);
+        assert_eq!(single_payload(&[0x91, 0xc6, 0, 0]), None);
+    }
 
     #[test]
     fn finds_panic_messages() {

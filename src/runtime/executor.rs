@@ -27,8 +27,13 @@ use super::loaded::Loaded;
 use super::port::{OpSender, Port};
 use super::store::{State, new_store};
 use crate::engine::EngineSettings;
+use crate::error::ErrorKind;
+use crate::platform::Region;
 use crate::values;
-use crate::wire::{CallOptions, CallRequest, Outcome, Report, TestHook};
+use crate::wire::{
+    CallOptions, CallRequest, INLINE_MAX, Payload, REGION_SIZE, RESULTS_AT, Report, TestHook,
+    WireError, WireOutcome,
+};
 
 /// Runs calls, one at a time, on the thread that owns it.
 pub(crate) struct Executor {
@@ -44,6 +49,9 @@ pub(crate) struct Executor {
     ready: Option<(String, Ready)>,
     /// The guest's way to the host's `wasmpool:sync` registry.
     port: Arc<Port>,
+    /// The payload region shared with the host, for a worker process that
+    /// has one.
+    region: Option<Region>,
 }
 
 impl Executor {
@@ -83,7 +91,13 @@ impl Executor {
             reuse,
             ready: None,
             port,
+            region: None,
         })
+    }
+
+    /// Takes payloads from, and puts large results in, `region`.
+    pub(crate) fn set_region(&mut self, region: Region) {
+        self.region = Some(region);
     }
 
     /// The handle other threads interrupt calls with.
@@ -97,7 +111,7 @@ impl Executor {
     pub(crate) fn run<E>(
         &mut self,
         req: CallRequest,
-        reply: impl FnOnce(Vec<Outcome>) -> Result<(), E>,
+        reply: impl FnOnce(Vec<WireOutcome>) -> Result<(), E>,
     ) -> Result<(), E> {
         let CallRequest {
             id,
@@ -107,17 +121,40 @@ impl Executor {
             options,
         } = req;
         if let Some(hook) = &options.test_hook {
-            return reply(test_hook(hook, items.len()));
+            return reply(test_hook(hook, items.len(), self.region.as_ref()));
         }
         let key = artifact.key.clone();
         let shape = store_options(&options);
         let mut outcomes = Vec::with_capacity(items.len());
         let mut used = Leftover::Nothing;
-        for (i, args) in items.into_iter().enumerate() {
+        // Where the next large result goes in the region.
+        let mut results_at = RESULTS_AT;
+        for (i, payload) in items.iter().enumerate() {
             if i > 0 {
-                let ok = outcomes.last().is_some_and(|(o, _): &Outcome| o.is_ok());
+                let ok = outcomes
+                    .last()
+                    .is_some_and(|(o, _): &WireOutcome| o.is_ok());
                 self.recycle(used, ok, &key, &shape);
+                used = Leftover::Nothing;
             }
+            let args = match payload {
+                Payload::Inline(b) => b.as_slice(),
+                Payload::Shared { offset, len } => {
+                    match self.region.as_ref().and_then(|r| r.view(*offset, *len)) {
+                        Some(args) => args,
+                        None => {
+                            let e = WireError::new(
+                                ErrorKind::Protocol,
+                                format!(
+                                    "the arguments at {offset}+{len} are outside the payload region"
+                                ),
+                            );
+                            outcomes.push((Err(e), Report::default()));
+                            continue;
+                        }
+                    }
+                }
+            };
             let wake = self.interrupts.begin(Running::Call(id), options.timeout);
             let mut report = Report::default();
             let ready = match self.ready.take() {
@@ -136,7 +173,7 @@ impl Executor {
                 id,
                 artifact: &artifact,
                 export: &export,
-                args: &args,
+                args,
                 options: &options,
             };
             let (outcome, left) =
@@ -144,7 +181,7 @@ impl Executor {
                     .block_on(execute(cx, item, ready, wake, &mut report));
             self.interrupts.end(options.timeout.is_some());
             self.port.item_ended();
-            let outcome = outcome.map(|v| serde_bytes::ByteBuf::from(values::encode(&v)));
+            let outcome = outcome.map(|v| encode_result(self.region.as_ref(), &v, &mut results_at));
             outcomes.push((outcome, report));
             used = left;
         }
@@ -219,10 +256,51 @@ impl Drop for Executor {
     }
 }
 
+/// A result, encoded: into the region at `at` when it is large and fits
+/// (moving `at` past it), else inline.
+fn encode_result(region: Option<&Region>, value: &values::Value, at: &mut u64) -> Payload {
+    if let Some(r) = region {
+        let mut w = r.writer(*at, REGION_SIZE);
+        if values::encode_into(&mut w, value).is_ok() {
+            let (offset, len) = w.written();
+            if len >= INLINE_MAX as u64 {
+                *at += len;
+                return Payload::Shared { offset, len };
+            }
+            if let Some(small) = r.read(offset, len) {
+                return Payload::Inline(serde_bytes::ByteBuf::from(small));
+            }
+        }
+    }
+    Payload::Inline(serde_bytes::ByteBuf::from(values::encode(value)))
+}
+
 /// A call with a [`TestHook`]: one outcome per item. An escape's is the
-/// list of `[attempt, how it ended]`; a stall's is nil.
-fn test_hook(hook: &TestHook, items: usize) -> Vec<Outcome> {
+/// list of `[attempt, how it ended]`; a stall's is nil; a scribble's is
+/// what it claims.
+fn test_hook(hook: &TestHook, items: usize, region: Option<&Region>) -> Vec<WireOutcome> {
     let attempt = match hook {
+        TestHook::Scribble { offset, len, fill } => {
+            // A hostile worker: garbage over the region, and results that
+            // point wherever it likes.
+            if let Some(r) = region {
+                let end = offset.saturating_add(*len).min(r.len() as u64);
+                let start = (*offset).min(end);
+                let garbage = vec![*fill; (end - start) as usize];
+                r.write(start, &garbage);
+            }
+            return (0..items)
+                .map(|_| {
+                    (
+                        Ok(Payload::Shared {
+                            offset: *offset,
+                            len: *len,
+                        }),
+                        Report::default(),
+                    )
+                })
+                .collect();
+        }
         TestHook::Escape(attempt) => attempt,
         TestHook::Stall(how_long) => {
             std::thread::sleep(*how_long);
@@ -230,7 +308,7 @@ fn test_hook(hook: &TestHook, items: usize) -> Vec<Outcome> {
             return (0..items)
                 .map(|_| {
                     (
-                        Ok(serde_bytes::ByteBuf::from(nil.clone())),
+                        Ok(Payload::Inline(serde_bytes::ByteBuf::from(nil.clone()))),
                         Report::default(),
                     )
                 })
@@ -254,7 +332,7 @@ fn test_hook(hook: &TestHook, items: usize) -> Vec<Outcome> {
     (0..items)
         .map(|_| {
             (
-                Ok(serde_bytes::ByteBuf::from(bytes.clone())),
+                Ok(Payload::Inline(serde_bytes::ByteBuf::from(bytes.clone()))),
                 Report::default(),
             )
         })

@@ -48,11 +48,40 @@ pub(super) enum TypedOut {
     F64,
 }
 
-/// A call's arguments: for the dynamic API, or one payload for the typed.
-pub(super) enum Params {
+/// A call's arguments: for the dynamic API, or one payload for the typed,
+/// borrowed from the request (or the payload region) as it arrived, so
+/// that it is copied once, into the guest.
+pub(super) enum Params<'a> {
     Dynamic(Vec<Val>),
-    Bytes(Vec<u8>),
-    Str(String),
+    Bytes(&'a [u8]),
+    Str(&'a str),
+}
+
+/// The one element of a MessagePack array of one `bin` or `str`: whether
+/// it is a `str`, and its bytes, borrowed.
+pub(super) fn single_payload(args: &[u8]) -> Option<(bool, &[u8])> {
+    let (&0x91, rest) = args.split_first()? else {
+        return None;
+    };
+    let (&tag, rest) = rest.split_first()?;
+    let be = |n: usize| -> Option<(usize, &[u8])> {
+        let head = rest.get(..n)?;
+        let len = head
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        Some((len, &rest[n..]))
+    };
+    let (is_str, (len, body)) = match tag {
+        0xc4 => (false, be(1)?),
+        0xc5 => (false, be(2)?),
+        0xc6 => (false, be(4)?),
+        0xa0..=0xbf => (true, (usize::from(tag & 0x1f), rest)),
+        0xd9 => (true, be(1)?),
+        0xda => (true, be(2)?),
+        0xdb => (true, be(4)?),
+        _ => return None,
+    };
+    (body.len() == len).then_some((is_str, body))
 }
 
 fn typed_shape(params: &[Type], results: &[Type]) -> Option<TypedOut> {
@@ -80,7 +109,7 @@ pub(super) async fn call_typed(
     store: &mut Store<State>,
     instance: &Instance,
     index: ComponentExportIndex,
-    params: &Params,
+    params: &Params<'_>,
     out: TypedOut,
 ) -> wasmtime::Result<Value> {
     macro_rules! call {
@@ -110,8 +139,8 @@ pub(super) async fn call_typed(
         };
     }
     Ok(match params {
-        Params::Bytes(b) => by_result!(b.as_slice()),
-        Params::Str(s) => by_result!(s.as_str()),
+        Params::Bytes(b) => by_result!(*b),
+        Params::Str(s) => by_result!(*s),
         Params::Dynamic(_) => unreachable!("only typed payloads come here"),
     })
 }

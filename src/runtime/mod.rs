@@ -97,6 +97,14 @@ fn serve() -> io::Result<()> {
             init.version, PROTOCOL_VERSION
         )));
     }
+    // Mapped before the sandbox closes, like everything the worker opens.
+    let region = match init.region {
+        Some(len) => Some(
+            platform::Region::inherit(len as usize)
+                .map_err(|e| fail(format!("mapping the payload region: {e}")))?,
+        ),
+        None => None,
+    };
     if let Some(sandbox) = &init.sandbox {
         confine(sandbox).map_err(|e| fail(format!("confining the worker: {e}")))?;
     } else {
@@ -128,6 +136,9 @@ fn serve() -> io::Result<()> {
     let send: OpSender = Box::new(move |seq, op| write_frame(&ops, &FromWorker::Sync { seq, op }));
     let mut executor =
         Executor::new(&init.engine, init.reuse_instances, answers, send).map_err(fail)?;
+    if let Some(region) = region {
+        executor.set_region(region);
+    }
     write_frame(
         &replies,
         &FromWorker::Ready {
@@ -141,10 +152,22 @@ fn serve() -> io::Result<()> {
         .name("wasmpool-control".into())
         .spawn(move || control_loop(control, &interrupts))?;
 
+    // Whether the worker has served a request since it last gave freed
+    // memory back.
+    let mut trim_due = false;
     loop {
         // A request that follows within the spin arrives without a sleep
         // and a wake-up on either side.
-        platform::spin_until_readable(&*requests, SPIN);
+        let arrived = platform::spin_until_readable(&*requests, SPIN);
+        // Idle a while after a call: what the allocator kept for the next
+        // large payload goes back to the OS.
+        if !arrived && trim_due {
+            let (arrived, _) = platform::wait_readable(&*requests, &*requests, Some(IDLE_TRIM))?;
+            if !arrived {
+                platform::trim_freed_memory();
+            }
+            trim_due = false;
+        }
         let req = match read_frame::<_, ToWorker>(&*requests, &mut buf)? {
             Some(ToWorker::Call(req)) => req,
             // Left behind by a guest stopped while it waited.
@@ -155,8 +178,13 @@ fn serve() -> io::Result<()> {
         executor.run(req, |outcomes| {
             write_frame(&replies, &FromWorker::Done { id, outcomes })
         })?;
+        trim_due = true;
     }
 }
+
+/// How long a worker idles after a call before it gives freed memory
+/// back to the OS.
+const IDLE_TRIM: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Carries out a [`CompileOrder`](crate::wire::CompileOrder): this process
 /// exists only to compile, so that the host never holds the compiler's

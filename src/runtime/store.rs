@@ -142,8 +142,17 @@ pub(super) fn new_store(
         },
     );
     store.limiter(|s| &mut s.limits);
+    // What a result may cost the worker to lift out of the guest: bytes
+    // through the typed API, about 32 bytes per element through the
+    // dynamic one. wasmtime's default, 128 MiB, would fail a few MiB of
+    // nested byte lists; a result must fit a 1 GiB frame anyway.
+    store.set_hostcall_fuel(HOSTCALL_FUEL);
     Ok((store, stdout, stderr, tail))
 }
+
+/// The most a call's results may cost to lift, in wasmtime's hostcall
+/// fuel: 4 GiB.
+const HOSTCALL_FUEL: usize = 4 << 30;
 
 /// The WASI context of one call: nothing but what `options` grants.
 fn wasi_ctx(

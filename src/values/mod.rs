@@ -210,6 +210,51 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Value, rmp_serde::decode::Error> {
     rmp_serde::from_slice(bytes)
 }
 
+/// [`decode`], from bytes it may keep: a lone `bin` or `str` (a byte or
+/// string result) becomes its [`Value`] in the same buffer, moved down
+/// over its header, instead of a copy.
+pub(crate) fn decode_owned(mut bytes: Vec<u8>) -> Result<Value, rmp_serde::decode::Error> {
+    let Some((&tag, rest)) = bytes.split_first() else {
+        return decode(&bytes);
+    };
+    let be = |n: usize| -> Option<usize> {
+        let head = rest.get(..n)?;
+        Some(
+            head.iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)),
+        )
+    };
+    let (is_str, header, len) = match tag {
+        0xc4 => (false, 2, be(1)),
+        0xc5 => (false, 3, be(2)),
+        0xc6 => (false, 5, be(4)),
+        0xd9 => (true, 2, be(1)),
+        0xda => (true, 3, be(2)),
+        0xdb => (true, 5, be(4)),
+        _ => return decode(&bytes),
+    };
+    if len != Some(bytes.len().saturating_sub(header)) || bytes.len() < header {
+        return decode(&bytes);
+    }
+    bytes.drain(..header);
+    if !is_str {
+        return Ok(Value::Bin(bytes));
+    }
+    // As `decode` reads a `str` that is not UTF-8: as its bytes.
+    Ok(match String::from_utf8(bytes) {
+        Ok(s) => Value::Str(s),
+        Err(e) => Value::Bin(e.into_bytes()),
+    })
+}
+
+/// Encodes a [`Value`] as MessagePack into `w`.
+pub(crate) fn encode_into(
+    w: &mut impl std::io::Write,
+    value: &Value,
+) -> Result<(), rmp_serde::encode::Error> {
+    value.serialize(&mut rmp_serde::Serializer::new(w))
+}
+
 /// Encodes a [`Value`] as MessagePack.
 pub(crate) fn encode(value: &Value) -> Vec<u8> {
     // Writing to a Vec cannot fail, and a Value has nothing unencodable.
@@ -691,6 +736,28 @@ mod tests {
 
     fn s(x: &str) -> Value {
         Value::Str(x.into())
+    }
+
+    #[test]
+    fn decode_owned_reads_as_decode_does() {
+        let mut samples: Vec<Vec<u8>> = Vec::new();
+        for len in [0usize, 1, 31, 32, 255, 256, 65_535, 65_536] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            samples.push(rmp_serde::to_vec(&serde_bytes::ByteBuf::from(bytes)).unwrap());
+            samples.push(rmp_serde::to_vec(&"ü".repeat(len / 2)).unwrap());
+        }
+        samples.push(rmp_serde::to_vec(&(1u8, "x")).unwrap());
+        samples.push(vec![0xc4, 5, 1, 2]);
+        samples.push(vec![0xd9, 2, 0xff, 0xfe]);
+        samples.push(Vec::new());
+        for s in samples {
+            let a = decode(&s).map_err(|e| e.to_string());
+            let b = decode_owned(s.clone()).map_err(|e| e.to_string());
+            assert_eq!(a.is_ok(), b.is_ok(), "{s:?}");
+            if let (Ok(a), Ok(b)) = (a, b) {
+                assert_eq!(a, b);
+            }
+        }
     }
 
     #[test]

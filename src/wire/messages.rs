@@ -21,7 +21,33 @@ pub(crate) struct Init {
     pub(crate) sandbox: Option<Sandbox>,
     /// Compile this instead of serving calls, then exit.
     pub(crate) compile: Option<CompileOrder>,
+    /// The size of the payload region the worker inherited (see
+    /// [`Payload::Shared`]), if it has one.
+    pub(crate) region: Option<u64>,
 }
+
+/// Where one call's arguments, or its result, are: in the frame, or in
+/// the worker's payload region, shared with the host.
+///
+/// The region is split in two: the host writes requests' payloads in the
+/// first half, the worker results in the second. Each request uses its
+/// half from the start; the host writes the next request's only after the
+/// last one's reply. Payloads under [`INLINE_MAX`] go in the frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Payload {
+    Inline(serde_bytes::ByteBuf),
+    Shared { offset: u64, len: u64 },
+}
+
+/// The largest payload sent in a frame when a region is at hand.
+pub(crate) const INLINE_MAX: usize = 64 << 10;
+
+/// A worker's payload region: 1 GiB of address space, which costs memory
+/// only where it is written. Payloads larger than half of it go in frames.
+pub(crate) const REGION_SIZE: u64 = 1 << 30;
+
+/// Where the worker's half of the region starts.
+pub(crate) const RESULTS_AT: u64 = REGION_SIZE / 2;
 
 /// A component for a child process to compile into the artifact cache, so
 /// that the compiler's memory is never the host's. Answered with
@@ -70,10 +96,53 @@ pub(crate) enum ToWorker {
 
 /// [`ToWorker::Call`] from a borrowed request: the same bytes on the wire,
 /// without a copy of the request, so that the host keeps it to send again
-/// if the worker dies before taking it.
+/// if the worker dies before taking it. Its payloads are borrowed, or
+/// moved to the worker's region.
 #[derive(Debug, Serialize)]
 pub(crate) enum CallFrame<'a> {
-    Call(&'a CallRequest),
+    Call(CallRef<'a>),
+}
+
+/// [`CallRequest`], borrowed: the same fields, in the same order.
+#[derive(Debug, Serialize)]
+pub(crate) struct CallRef<'a> {
+    pub(crate) id: u64,
+    pub(crate) artifact: &'a Artifact,
+    pub(crate) export: &'a ExportPath,
+    pub(crate) items: Vec<PayloadRef<'a>>,
+    pub(crate) options: &'a CallOptions,
+}
+
+impl<'a> CallRef<'a> {
+    /// `req` as it is, every payload where it is.
+    pub(crate) fn of(req: &'a CallRequest) -> CallRef<'a> {
+        CallRef {
+            id: req.id,
+            artifact: &req.artifact,
+            export: &req.export,
+            items: req.items.iter().map(PayloadRef::of).collect(),
+            options: &req.options,
+        }
+    }
+}
+
+impl<'a> PayloadRef<'a> {
+    pub(crate) fn of(p: &'a Payload) -> PayloadRef<'a> {
+        match p {
+            Payload::Inline(b) => PayloadRef::Inline(serde_bytes::Bytes::new(b)),
+            Payload::Shared { offset, len } => PayloadRef::Shared {
+                offset: *offset,
+                len: *len,
+            },
+        }
+    }
+}
+
+/// [`Payload`], borrowed.
+#[derive(Debug, Serialize)]
+pub(crate) enum PayloadRef<'a> {
+    Inline(&'a serde_bytes::Bytes),
+    Shared { offset: u64, len: u64 },
 }
 
 /// Calls of one exported function: usually one, several for a batch from
@@ -87,13 +156,16 @@ pub(crate) struct CallRequest {
     pub(crate) export: ExportPath,
     /// The arguments of each call: a MessagePack array with one element
     /// per parameter.
-    pub(crate) items: Vec<serde_bytes::ByteBuf>,
+    pub(crate) items: Vec<Payload>,
     pub(crate) options: CallOptions,
 }
 
 /// How one call ended: its MessagePack-encoded result, or an error, and
-/// what it reported.
+/// what it reported; on the host, once taken out of the region.
 pub(crate) type Outcome = (Result<serde_bytes::ByteBuf, WireError>, Report);
+
+/// [`Outcome`] as the worker sends it: the result may be in the region.
+pub(crate) type WireOutcome = (Result<Payload, WireError>, Report);
 
 /// Per-call settings the worker enforces: limits and the WASI sandbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +199,10 @@ pub(crate) enum TestHook {
     /// Blocks natively this long, deaf to interrupts: a worker stuck
     /// outside wasm, which only a kill ends.
     Stall(std::time::Duration),
+    /// A hostile worker: fills what part of `[offset, offset + len)` is in
+    /// its payload region with `fill`, then answers each item with a
+    /// result said to be there.
+    Scribble { offset: u64, len: u64, fill: u8 },
 }
 
 /// What [`TestHook::Escape`] tries.
@@ -190,7 +266,7 @@ pub(crate) enum FromWorker {
     /// The answer to [`Init`] when the engine could not be built.
     Failed { message: String },
     /// The outcomes of a request's calls, one per item, in order.
-    Done { id: u64, outcomes: Vec<Outcome> },
+    Done { id: u64, outcomes: Vec<WireOutcome> },
     /// A `wasmpool:sync` operation of the running guest; answered with
     /// [`ToWorker::Answer`] of the same `seq`.
     Sync { seq: u64, op: GuestOp },

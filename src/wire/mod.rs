@@ -34,13 +34,14 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use error::WireError;
 pub(crate) use messages::{
-    Artifact, CallFrame, CallOptions, CallRequest, CompileOrder, Control, EscapeAttempt,
-    ExportPath, FromWorker, Grant, Init, Outcome, Preopen, Report, Sandbox, TestHook, ToWorker,
+    Artifact, CallFrame, CallOptions, CallRef, CallRequest, CompileOrder, Control, EscapeAttempt,
+    ExportPath, FromWorker, Grant, INLINE_MAX, Init, Outcome, Payload, PayloadRef, Preopen,
+    REGION_SIZE, RESULTS_AT, Report, Sandbox, TestHook, ToWorker, WireOutcome,
 };
 pub(crate) use ops::{Answer, GuestOp, Kind};
 
 /// Bumped whenever a frame changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 6;
+pub(crate) const PROTOCOL_VERSION: u32 = 7;
 
 /// The largest frame either side accepts: 1 GiB.
 pub(crate) const MAX_FRAME: usize = 1 << 30;
@@ -126,7 +127,9 @@ mod tests {
                 instance: Some("a:b/c".into()),
                 func: "f".into(),
             },
-            items: vec![serde_bytes::ByteBuf::from(vec![0x91, 0x01])],
+            items: vec![Payload::Inline(serde_bytes::ByteBuf::from(vec![
+                0x91, 0x01,
+            ]))],
             options: CallOptions::default(),
         });
         let bytes = encode_frame(&req).unwrap();
@@ -137,7 +140,32 @@ mod tests {
         };
         assert_eq!(c.id, 7);
         assert_eq!(c.export.to_string(), "a:b/c#f");
-        assert_eq!(c.items[0].as_slice(), [0x91, 0x01]);
+        assert_eq!(
+            c.items[0],
+            Payload::Inline(serde_bytes::ByteBuf::from(vec![0x91, 0x01]))
+        );
+    }
+
+    #[test]
+    fn a_borrowed_call_encodes_as_the_call() {
+        let req = CallRequest {
+            id: 3,
+            artifact: Artifact {
+                key: "k".into(),
+                path: "/tmp/x".into(),
+            },
+            export: ExportPath {
+                instance: None,
+                func: "f".into(),
+            },
+            items: vec![
+                Payload::Inline(serde_bytes::ByteBuf::from(vec![0x91, 0x02])),
+                Payload::Shared { offset: 8, len: 9 },
+            ],
+            options: CallOptions::default(),
+        };
+        let borrowed = encode_frame(&CallFrame::Call(CallRef::of(&req))).unwrap();
+        assert_eq!(borrowed, encode_frame(&ToWorker::Call(req)).unwrap());
     }
 
     #[test]

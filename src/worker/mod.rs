@@ -36,9 +36,22 @@ use crate::engine::EngineSettings;
 use crate::error::{Error, ErrorKind};
 use crate::host::{HostFns, Seat};
 use crate::options::WorkerKind;
+use crate::platform::Region;
 use crate::runtime::Interrupts;
 use crate::sync::{GuestState, Registry};
-use crate::wire::{CallFrame, CallRequest, Control, Grant, Outcome, Preopen, Sandbox, write_frame};
+use crate::wire::{
+    CallFrame, CallRef, CallRequest, Control, Grant, INLINE_MAX, Outcome, Payload, PayloadRef,
+    Preopen, REGION_SIZE, RESULTS_AT, Sandbox, WireError, WireOutcome, write_frame,
+};
+
+/// How much of its payload region a worker keeps in memory while idle:
+/// past it, the pages go back to the kernel once the worker has been idle
+/// for [`REGION_IDLE`].
+const KEEP_REGION: u64 = 8 << 20;
+
+/// How long a worker holding more than [`KEEP_REGION`] of its region may
+/// sit idle before the pages go back. Back-to-back large calls keep them.
+pub(crate) const REGION_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The pool's books on its workers, as a worker sees them. The pool's
 /// roster keeps them.
@@ -129,6 +142,13 @@ pub(crate) struct Shared {
     pub(crate) guest: Arc<GuestState>,
     /// The host functions of the call in flight.
     pub(crate) host: Arc<Seat>,
+    /// The payload region shared with a process worker, if it has one.
+    region: Option<Region>,
+    /// How much of the region's first half the request in flight uses.
+    args_used: std::sync::atomic::AtomicU64,
+    /// How far into each half of the region pages have been written since
+    /// they were last given back: `(args, results)`.
+    touched: Mutex<(u64, u64)>,
 }
 
 impl Shared {
@@ -137,6 +157,7 @@ impl Shared {
         interrupts: Option<Arc<Interrupts>>,
         guest: Arc<GuestState>,
         host: Arc<Seat>,
+        region: Option<Region>,
     ) -> Shared {
         Shared {
             slot: Mutex::new(Slot::Idle),
@@ -147,7 +168,113 @@ impl Shared {
             interrupts,
             guest,
             host,
+            region,
+            args_used: Default::default(),
+            touched: Mutex::new((0, RESULTS_AT)),
         }
+    }
+
+    /// Whether the region holds more than [`KEEP_REGION`] of pages.
+    pub(crate) fn region_is_large(&self) -> bool {
+        let (args, results) = *self.touched.lock().expect("touched lock");
+        args + (results - RESULTS_AT) > KEEP_REGION
+    }
+
+    /// Gives the region's pages back to the kernel. Only for an idle
+    /// worker: no request may be using the region.
+    pub(crate) fn release_region(&self) {
+        let Some(r) = &self.region else { return };
+        let mut touched = self.touched.lock().expect("touched lock");
+        let (args, results) = *touched;
+        r.release(0, args);
+        r.release(RESULTS_AT, results - RESULTS_AT);
+        *touched = (0, RESULTS_AT);
+    }
+
+    /// `req` as a frame: payloads of [`INLINE_MAX`] bytes or more are
+    /// copied into the worker's region, while it has room, and the frame
+    /// says where.
+    fn frame<'a>(&self, req: &'a CallRequest) -> CallFrame<'a> {
+        if self.region.is_none() {
+            return CallFrame::Call(CallRef::of(req));
+        }
+        let mut at = 0u64;
+        let items = req
+            .items
+            .iter()
+            .map(|p| match p {
+                Payload::Inline(b) => {
+                    let len = b.len() as u64;
+                    match &self.region {
+                        Some(r)
+                            if b.len() >= INLINE_MAX
+                                && at + len <= RESULTS_AT
+                                && r.write(at, b) =>
+                        {
+                            let offset = at;
+                            at += len;
+                            PayloadRef::Shared { offset, len }
+                        }
+                        _ => PayloadRef::Inline(serde_bytes::Bytes::new(b)),
+                    }
+                }
+                shared => PayloadRef::of(shared),
+            })
+            .collect();
+        self.args_used.store(at, Ordering::Relaxed);
+        CallFrame::Call(CallRef {
+            id: req.id,
+            artifact: &req.artifact,
+            export: &req.export,
+            items,
+            options: &req.options,
+        })
+    }
+
+    /// The outcomes as the worker sent them, with each result taken out of
+    /// the region: a copy, made after its bounds are checked, so that
+    /// nothing the worker writes later can change it. A result outside the
+    /// worker's half of the region fails its call with `Protocol`.
+    fn take_results(&self, outcomes: Vec<WireOutcome>) -> Vec<Outcome> {
+        let mut end = RESULTS_AT;
+        let outcomes = outcomes
+            .into_iter()
+            .map(|(result, report)| {
+                let result = result.and_then(|p| match p {
+                    Payload::Inline(b) => Ok(b),
+                    Payload::Shared { offset, len } => {
+                        let copy = self
+                            .region
+                            .as_ref()
+                            .filter(|_| offset >= RESULTS_AT)
+                            .and_then(|r| r.read(offset, len));
+                        match copy {
+                            Some(bytes) => {
+                                end = end.max(offset + len);
+                                Ok(serde_bytes::ByteBuf::from(bytes))
+                            }
+                            None => Err(WireError::new(
+                                ErrorKind::Protocol,
+                                format!(
+                                    "the worker put its result at {offset}+{len}, outside its half of the payload region"
+                                ),
+                            )),
+                        }
+                    }
+                });
+                (result, report)
+            })
+            .collect();
+        // What the region holds now; the roster gives it back once the
+        // worker has been idle a while (`release_region`), so that one
+        // 64 MiB call does not pin 64 MiB per worker for ever.
+        if self.region.is_some() {
+            let args = self.args_used.swap(0, Ordering::Relaxed);
+            let mut touched = self.touched.lock().expect("touched lock");
+            touched.0 = touched.0.max(args);
+            touched.1 = touched.1.max(end.min(REGION_SIZE));
+        }
+        outcomes
     }
 
     /// Sends SIGKILL unless the process is already reaped. A thread cannot
@@ -196,7 +323,8 @@ impl Shared {
 
     /// Hands a result to its call. Returns a protocol complaint if the
     /// worker answered a call it was not given.
-    fn deliver(&self, books: &dyn Books, call: u64, outcomes: Vec<Outcome>) -> Option<String> {
+    fn deliver(&self, books: &dyn Books, call: u64, outcomes: Vec<WireOutcome>) -> Option<String> {
+        let outcomes = self.take_results(outcomes);
         // Before the caller hears of it, so that what the call held is free
         // by the time its result is seen; under the slot's lock, against a
         // fence set by `abandon`.
@@ -285,6 +413,8 @@ pub(crate) struct Spec {
     /// What a process worker confines itself to, less the directories its
     /// [`Grants`] add; `None` when the pool does not confine workers.
     pub(crate) sandbox: Option<Sandbox>,
+    /// Whether a process worker gets a payload region.
+    pub(crate) payload_region: bool,
 }
 
 impl Spec {
@@ -404,7 +534,7 @@ impl Worker {
                 };
             }
         };
-        match requests.write(&CallFrame::Call(&req)) {
+        match requests.write(&self.shared.frame(&req)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
                 // Too large to send: the worker is still fine.

@@ -17,11 +17,12 @@ use crate::error::{Error, ErrorKind};
 use crate::host::Seat;
 use crate::options::DirAccess;
 use crate::platform;
+use crate::platform::Region;
 use crate::runtime::SPIN;
 use crate::sync::{AnswerSink, GuestState, Registry};
 use crate::wire::{
-    Answer, CompileOrder, FromWorker, Grant, GuestOp, Init, PROTOCOL_VERSION, Sandbox, ToWorker,
-    read_frame, write_frame,
+    Answer, CompileOrder, FromWorker, Grant, GuestOp, Init, PROTOCOL_VERSION, REGION_SIZE, Sandbox,
+    ToWorker, read_frame, write_frame,
 };
 
 /// The buffer size asked for each request and reply pipe. Linux caps a
@@ -60,16 +61,17 @@ impl AnswerSink for RequestPipe {
     }
 }
 
-/// The channels of a started worker, host ends.
+/// The channels of a started worker, host ends, and its payload region.
 struct Started {
     requests: PipeWriter,
     control: UnixStream,
     replies: io::PipeReader,
     child: Child,
+    region: Option<Region>,
 }
 
 /// Creates the channels and starts `program` as a worker.
-fn start(program: &std::path::Path) -> Result<Started, String> {
+fn start(program: &std::path::Path, with_region: bool) -> Result<Started, String> {
     let (child_requests, requests) =
         std::io::pipe().map_err(|e| format!("creating a pipe: {e}"))?;
     let (control, child_control) =
@@ -83,13 +85,24 @@ fn start(program: &std::path::Path) -> Result<Started, String> {
         control: child_control.into(),
         replies: child_replies.into(),
     };
-    let child = platform::spawn_worker(program, ends)
+    // Without a region (no memfd here), payloads go through the pipes.
+    let region = with_region
+        .then(|| match Region::create(REGION_SIZE as usize) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::debug!(error = %e, "no payload region; large payloads use the pipes");
+                None
+            }
+        })
+        .flatten();
+    let child = platform::spawn_worker(program, ends, region.as_ref())
         .map_err(|e| format!("starting {}: {e}", program.display()))?;
     Ok(Started {
         requests,
         control,
         replies,
         child,
+        region,
     })
 }
 
@@ -117,6 +130,7 @@ pub(crate) fn compile_in_child(
         reuse_instances: false,
         sandbox,
         compile: Some(order),
+        region: None,
     };
     let spawn_err =
         |what: String| Error::new(ErrorKind::Spawn, format!("compiling {origin}: {what}"));
@@ -125,7 +139,8 @@ pub(crate) fn compile_in_child(
         control,
         replies,
         mut child,
-    } = start(program).map_err(spawn_err)?;
+        ..
+    } = start(program, false).map_err(spawn_err)?;
     let mut buf = Vec::new();
     let sent = write_frame(&requests, &init);
     let reply = read_frame::<_, FromWorker>(&replies, &mut buf);
@@ -188,6 +203,7 @@ pub(super) fn run(
         reuse_instances,
         host_fns,
         sandbox,
+        payload_region,
         ..
     } = spec;
     let began = Instant::now();
@@ -205,7 +221,8 @@ pub(super) fn run(
         control,
         replies,
         mut child,
-    } = match start(&program) {
+        region,
+    } = match start(&program, payload_region) {
         Ok(s) => s,
         Err(what) => {
             let _ = ready.send(Err(spawn_err(what)));
@@ -223,12 +240,13 @@ pub(super) fn run(
             ..base
         }),
         compile: None,
+        region: region.as_ref().map(|r| r.len() as u64),
     };
     let handshake = handshake(&requests, &replies, &mut buf, &init, &program);
     let requests = Arc::new(RequestPipe(Mutex::new(requests)));
     let guest = Arc::new(GuestState::new(registry, id, requests.clone()));
     let host = Arc::new(Seat::new(host_fns, requests.clone(), Some(pid)));
-    let shared = Arc::new(Shared::new(Some(pid), None, guest, host));
+    let shared = Arc::new(Shared::new(Some(pid), None, guest, host, region));
     books.register(id, shared.clone());
     if let Err(what) = handshake {
         shared.kill();

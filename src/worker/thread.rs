@@ -57,7 +57,13 @@ pub(super) fn run(
             return;
         }
     };
-    let shared = Arc::new(Shared::new(None, Some(executor.interrupts()), guest, host));
+    let shared = Arc::new(Shared::new(
+        None,
+        Some(executor.interrupts()),
+        guest,
+        host,
+        None,
+    ));
     books.register(id, shared.clone());
     tracing::debug!(worker = id, "worker thread started");
     let mailbox = Arc::new(Mailbox::default());

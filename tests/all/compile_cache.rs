@@ -42,7 +42,8 @@ async fn a_second_pool_loads_the_artifact_without_compiling() {
     second.shutdown().await;
     let after = std::fs::metadata(&files[0]).unwrap();
     assert_eq!(artifacts(&dir), files, "no second artifact");
-    assert_eq!((before.ino(), before.mtime()), (after.ino(), after.mtime()));
+    // (Its modification time moves: a cache hit marks the file used.)
+    assert_eq!(before.ino(), after.ino());
 
     // Other engine settings are another artifact, side by side.
     let fuel = Pool::builder()

@@ -18,6 +18,15 @@ impl Guest for Echo {
     }
 
     fn noop() {}
+
+    fn echo_chunks(chunks: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        chunks
+    }
+
+    fn echo_after(data: Vec<u8>, millis: u64) -> Vec<u8> {
+        std::thread::sleep(std::time::Duration::from_millis(millis));
+        data
+    }
 }
 
 export!(Echo);
