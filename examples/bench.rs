@@ -479,6 +479,36 @@ async fn payloads(r: &mut Report, echo: &Job) -> Result<(), Box<dyn std::error::
             ms(median(&mut times)),
             "ms",
         );
+        // A record with a 1 MiB `list<u8>` field: the dynamic path, which
+        // holds a byte list as one value per byte.
+        let types = Job::from_file(wasmpool_guests::TYPES)?;
+        let thumbnail = serde_bytes::ByteBuf::from(vec![9u8; 1 << 20]);
+        let drawing = (
+            "d",
+            Vec::<String>::new(),
+            None::<String>,
+            Vec::<String>::new(),
+            (0i32, 0i32),
+            Vec::<String>::new(),
+            Some(&thumbnail),
+        );
+        #[derive(serde::Deserialize)]
+        struct Thumbnail {
+            thumbnail: Option<serde_bytes::ByteBuf>,
+        }
+        pool.prepare(&types).await?;
+        let mut times = Vec::new();
+        for _ in 0..r.n(20).max(3) {
+            let t = Instant::now();
+            let back: Thumbnail = pool.run(&types, "echo-drawing", (&drawing,)).await?;
+            times.push(t.elapsed());
+            assert_eq!(back.thumbnail.map(|b| b.len()), Some(1 << 20));
+        }
+        r.add(
+            &format!("payload_record_1mib_field_p50_{name}"),
+            ms(median(&mut times)),
+            "ms",
+        );
         if name == "process" {
             let rss = |pid: u32| -> f64 {
                 std::fs::read_to_string(format!("/proc/{pid}/status"))

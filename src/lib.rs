@@ -348,11 +348,13 @@
 //! - A worker runs one call at a time; the pool's size bounds parallelism.
 //! - The wasm stack size and fuel metering are engine settings, so they are
 //!   set per pool; a call can set its own fuel budget on a metering pool.
-//! - Requests are written to the worker's pipe by the calling task, so a
-//!   very large argument (over the pipe's 1 MiB) blocks that task while the
-//!   worker reads it.
-//! - Large payloads are copied several times on the way (encode, pipe,
-//!   decode, guest memory): see the README's performance table.
+//! - Arguments and results of 64 KiB or more cross through memory shared
+//!   with the worker process, not its pipes; still, a payload is copied a
+//!   few times on the way (encoded, into the shared region, into guest
+//!   memory, and back): see the README's payload table. Payloads over
+//!   512 MiB, and everything on systems without memfd, go through the
+//!   pipes, which a very large argument blocks the calling task on while
+//!   the worker reads it.
 #![warn(
     missing_docs,
     missing_debug_implementations,

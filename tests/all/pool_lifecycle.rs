@@ -127,6 +127,10 @@ async fn dropping_a_call_interrupts_it_and_keeps_the_worker() {
 async fn cancel_kill_kills_and_cancel_finish_waits() {
     let pool = common::pool(1);
     let faults = job(wasmpool_guests::FAULTS);
+    // Compiled and with its worker up, so that the call below reaches the
+    // worker within its 50 ms however slow a cold compile is.
+    pool.prepare(&faults).await.unwrap();
+    pool.warm(1).await.unwrap();
     let call = pool
         .call::<()>(&faults, "spin-forever", ())
         .on_cancel(Cancel::Kill);
