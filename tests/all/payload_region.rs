@@ -19,6 +19,19 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// Echoes `data` and checks that every byte came back.
+async fn echoes(pool: &wasmpool::Pool, echo: &wasmpool::Job, data: &[u8]) {
+    let back: ByteBuf = pool
+        .run(echo, "echo-bytes", (serde_bytes::Bytes::new(data),))
+        .await
+        .unwrap();
+    assert!(
+        back.as_slice() == data,
+        "{} bytes came back changed",
+        data.len()
+    );
+}
+
 /// Bytes of the worker's memory that are its share of memfd pages.
 fn rss_shmem(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -109,11 +122,7 @@ async fn a_cancelled_large_call_leaves_the_region_reusable() {
     let pid = pool.worker_pids()[0];
     for seed in 2..5 {
         let data = pattern(6 << 20, seed);
-        let back: ByteBuf = pool
-            .run(&echo, "echo-bytes", (ByteBuf::from(data.clone()),))
-            .await
-            .unwrap();
-        assert!(back.as_slice() == data.as_slice());
+        echoes(&pool, &echo, &data).await;
     }
     // The same worker: interrupted, not killed.
     assert_eq!(pool.worker_pids(), [pid]);
@@ -136,11 +145,7 @@ async fn a_worker_killed_mid_transfer_fails_only_its_call() {
     let (r, ()) = tokio::join!(call, killer);
     assert_eq!(r.unwrap_err().kind(), ErrorKind::WorkerCrashed);
     let data = pattern(16 << 20, 8);
-    let back: ByteBuf = pool
-        .run(&echo, "echo-bytes", (ByteBuf::from(data.clone()),))
-        .await
-        .unwrap();
-    assert!(back.as_slice() == data.as_slice());
+    echoes(&pool, &echo, &data).await;
 }
 
 #[tokio::test]
@@ -183,11 +188,7 @@ async fn a_scribbling_worker_gets_a_protocol_error_for_its_own_call() {
         assert_eq!(e.kind(), ErrorKind::Protocol, "{offset}+{len}: {e}");
         // The next call, on the same pool, is answered right.
         let data = pattern(2 << 20, offset as u32);
-        let back: ByteBuf = pool
-            .run(&echo, "echo-bytes", (ByteBuf::from(data.clone()),))
-            .await
-            .unwrap();
-        assert!(back.as_slice() == data.as_slice());
+        echoes(&pool, &echo, &data).await;
     }
 }
 
@@ -196,11 +197,7 @@ async fn the_region_gives_its_pages_back_after_a_large_call() {
     let pool = pool(1);
     let echo = job(wasmpool_guests::ECHO);
     let data = pattern(64 << 20, 3);
-    let back: ByteBuf = pool
-        .run(&echo, "echo-bytes", (ByteBuf::from(data.clone()),))
-        .await
-        .unwrap();
-    assert!(back.as_slice() == data.as_slice());
+    echoes(&pool, &echo, &data).await;
     let pid = pool.worker_pids()[0];
     // Kept while calls follow one another, given back once idle.
     crate::common::eventually("the region's pages to go back", || {
@@ -208,9 +205,5 @@ async fn the_region_gives_its_pages_back_after_a_large_call() {
     })
     .await;
     // And the worker is as good as before.
-    let back: ByteBuf = pool
-        .run(&echo, "echo-bytes", (ByteBuf::from(data.clone()),))
-        .await
-        .unwrap();
-    assert!(back.as_slice() == data.as_slice());
+    echoes(&pool, &echo, &data).await;
 }
