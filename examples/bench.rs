@@ -4,7 +4,7 @@
 //! Run with: `cargo run --release --example bench` (about a minute).
 //! `-- --quick` takes fewer samples; naming sections (`-- roundtrip echo`)
 //! runs only those: roundtrip, throughput, echo, first, cancel, failure,
-//! scaling, scheduling, rss, fib, sync, host, confine, payload. Every figure is printed as a
+//! scaling, scheduling, rss, fib, sync, host, confine, payload, memory. Every figure is printed as a
 //! `metric value unit` line as it is measured, then all of them as a table.
 //!
 //! Baselines:
@@ -128,6 +128,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if run("payload") {
         payloads(&mut r, &echo).await?;
+    }
+    if run("memory") {
+        memory_kinds(&mut r, &fibj).await?;
     }
     if run("sync") {
         sync_ops(&mut r).await?;
@@ -418,6 +421,61 @@ async fn echo_1mib(r: &mut Report, echo: &Job) -> Result<(), Box<dyn std::error:
     }
     r.latency("echo_1mib", &mut times);
     pool.shutdown().await;
+    Ok(())
+}
+
+/// The per-call cost of a guest with a large initial memory (the `heavy`
+/// guest's 4 MiB of data) and of a small one (`fib(1)`), on pools that
+/// leave copy-on-write memory to wasmpool (the default), that copy every
+/// guest's memory in, and that map every one; taking turns.
+async fn memory_kinds(r: &mut Report, fib: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    let heavy = Job::from_file(wasmpool_guests::HEAVY)?;
+    let mut pools = Vec::new();
+    for (name, cow) in [
+        ("default", None),
+        ("copy", Some(false)),
+        ("cow", Some(true)),
+    ] {
+        let mut b = Pool::builder().workers(2);
+        if let Some(cow) = cow {
+            b = b.copy_on_write_memory(cow);
+        }
+        let pool = b.build()?;
+        pool.prepare(&heavy).await?;
+        pool.prepare(fib).await?;
+        pools.push((name, pool, Vec::new(), Vec::new()));
+    }
+    let n = pools.len();
+    for round in 0..r.n(10).max(2) {
+        for k in 0..n {
+            let (_, pool, heavy_times, fib_times) = &mut pools[(k + round) % n];
+            for _ in 0..200 {
+                let t = Instant::now();
+                let sum: u64 = pool.run(&heavy, "sum-table", (0u32, 1u32)).await?;
+                heavy_times.push(t.elapsed());
+                assert_eq!(sum, 7);
+            }
+            for _ in 0..200 {
+                let t = Instant::now();
+                let one: u64 = pool.run(fib, "fib", (1u64,)).await?;
+                fib_times.push(t.elapsed());
+                assert_eq!(one, 1);
+            }
+        }
+    }
+    for (name, pool, heavy_times, fib_times) in &mut pools {
+        r.add(
+            &format!("memory_heavy_p50_{name}"),
+            us(median(heavy_times)),
+            "us",
+        );
+        r.add(
+            &format!("memory_small_p50_{name}"),
+            us(median(fib_times)),
+            "us",
+        );
+        pool.shutdown().await;
+    }
     Ok(())
 }
 

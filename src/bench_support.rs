@@ -56,17 +56,12 @@ pub fn reply_frame_roundtrip(result: &[u8]) -> usize {
 }
 
 /// A job compiled into a private cache directory, for the benchmarks.
-fn compiled(
-    path: &Path,
-    cache: &Path,
-    settings: &EngineSettings,
-) -> Result<(wasmtime::Engine, Compiled), Error> {
+fn compiled(path: &Path, cache: &Path, settings: &EngineSettings) -> Result<Compiled, Error> {
     let job = Job::from_file(path)?;
     let engine = settings
         .host_engine()
         .map_err(|e| Error::new(crate::ErrorKind::Config, format!("{e:#}")))?;
-    let compiled = compile::compile(&engine, settings, cache, &job, None, u64::MAX)?;
-    Ok((engine, compiled))
+    compile::compile(&engine, settings, cache, &job, None, u64::MAX)
 }
 
 /// Turns MessagePack arguments into wasmtime values for one function's
@@ -84,8 +79,8 @@ impl std::fmt::Debug for Transcoder {
 impl Transcoder {
     /// For function `func` of the component at `path`.
     pub fn new(path: &Path, cache: &Path, func: &str) -> Result<Transcoder, Error> {
-        let (engine, compiled) = compiled(path, cache, &EngineSettings::default())?;
-        let (params, _) = compiled.signature(&engine, func)?;
+        let compiled = compiled(path, cache, &EngineSettings::default())?;
+        let (params, _) = compiled.signature(func)?;
         Ok(Transcoder { params })
     }
 
@@ -118,7 +113,6 @@ impl Transcoder {
 pub struct Runner {
     executor: Executor,
     compiled: Compiled,
-    engine: wasmtime::Engine,
     next: u64,
 }
 
@@ -132,7 +126,7 @@ impl Runner {
     /// For the component at `path`, compiled into `cache`.
     pub fn new(path: &Path, cache: &Path, reuse: bool) -> Result<Runner, Error> {
         let settings = EngineSettings::default();
-        let (engine, compiled) = compiled(path, cache, &settings)?;
+        let compiled = compiled(path, cache, &settings)?;
         let executor = Executor::new(
             &settings,
             reuse,
@@ -143,7 +137,6 @@ impl Runner {
         Ok(Runner {
             executor,
             compiled,
-            engine,
             next: 0,
         })
     }
@@ -151,7 +144,7 @@ impl Runner {
     /// Calls `func` with MessagePack `args`; returns the MessagePack
     /// result.
     pub fn call(&mut self, func: &str, args: &[u8]) -> Result<Vec<u8>, Error> {
-        let resolved = self.compiled.resolve(&self.engine, func)?;
+        let resolved = self.compiled.resolve(func)?;
         self.next += 1;
         let req = CallRequest {
             id: self.next,

@@ -40,6 +40,8 @@ struct JobInner {
     hash: String,
     /// Where it came from, for messages.
     origin: String,
+    /// The bytes of its core modules' data segments, once counted.
+    initial_memory: std::sync::OnceLock<u64>,
 }
 
 impl Job {
@@ -85,6 +87,7 @@ impl Job {
                 bytes,
                 hash,
                 origin,
+                initial_memory: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -101,6 +104,22 @@ impl Job {
 
     pub(crate) fn origin(&self) -> &str {
         &self.inner.origin
+    }
+
+    /// How many bytes its core modules' data segments hold: the initial
+    /// memory each instance starts from, copied in or mapped.
+    pub(crate) fn initial_memory(&self) -> u64 {
+        *self.inner.initial_memory.get_or_init(|| {
+            let mut total = 0u64;
+            for payload in wasmparser::Parser::new(0).parse_all(self.bytes()) {
+                if let Ok(wasmparser::Payload::DataSection(reader)) = payload {
+                    for data in reader.into_iter().flatten() {
+                        total += data.data.len() as u64;
+                    }
+                }
+            }
+            total
+        })
     }
 
     /// The functions the component exports, with their WIT signatures:
@@ -177,6 +196,7 @@ impl fmt::Debug for Job {
             bytes,
             hash,
             origin,
+            initial_memory: _,
         } = &*self.inner;
         f.debug_struct("Job")
             .field("origin", origin)
@@ -226,6 +246,18 @@ mod tests {
         let e = Job::from_bytes(b"\0asm\x01\0\0\0".to_vec()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidComponent);
         assert!(e.to_string().contains("core module"), "{e}");
+    }
+
+    #[test]
+    fn initial_memory_counts_data_segments() {
+        let heavy = Job::from_file(wasmpool_guests::HEAVY).unwrap();
+        assert!(
+            heavy.initial_memory() >= 4 << 20,
+            "{}",
+            heavy.initial_memory()
+        );
+        let fib = Job::from_file(wasmpool_guests::FIB).unwrap();
+        assert!(fib.initial_memory() < 1 << 20, "{}", fib.initial_memory());
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub struct PoolBuilder {
     pub(super) workers: Option<usize>,
     pub(super) kind: WorkerKind,
     pub(super) reuse_instances: bool,
-    pub(super) memory_cow: bool,
+    pub(super) memory_cow: Option<bool>,
     pub(super) idle_timeout: Duration,
     pub(super) retire_after: Option<u64>,
     pub(super) worker_program: Option<PathBuf>,
@@ -134,7 +134,12 @@ impl PoolBuilder {
     }
 
     /// Whether a new instance maps its guest's initial memory copy-on-write
-    /// rather than copying it in. Default: `false`.
+    /// rather than copying it in, for every job. Default: decided per job,
+    /// which is the fast choice for each: a job whose data segments hold
+    /// 1 MiB or more (componentize-py and componentize-js guests carry
+    /// 10–20 MB) maps them, a smaller one (a Rust guest: tens of KB)
+    /// copies them. Each kind runs on workers of its own, which a pool of
+    /// both kinds of job starts as its calls need them.
     ///
     /// Mapping is much faster for guests with megabytes of data: a
     /// componentize-py guest took about 1.5 ms a call mapped against 10 ms
@@ -144,9 +149,10 @@ impl PoolBuilder {
     /// guest that costs more than copying its few pages: a thread worker's
     /// no-op call took about 45 µs mapped against 22 µs copied, and two
     /// callers on process workers got 4–8 k calls/s mapped against 13–22 k
-    /// copied, on two cores. Turn it on for large guests.
+    /// copied, on two cores. Set it to have one kind of worker for all
+    /// jobs.
     pub fn copy_on_write_memory(mut self, on: bool) -> Self {
-        self.memory_cow = on;
+        self.memory_cow = Some(on);
         self
     }
 
@@ -378,11 +384,8 @@ impl PoolBuilder {
         let settings = EngineSettings {
             max_wasm_stack,
             consume_fuel: options.fuel.is_some(),
-            memory_cow,
+            memory_cow: memory_cow.unwrap_or(false),
         };
-        let engine = settings
-            .host_engine()
-            .map_err(|e| Error::new(ErrorKind::Config, format!("creating the engine: {e:#}")))?;
         let sync = Arc::new(Registry::default());
         let host_fns = Arc::new(host_fns);
         let cache_dir = cache_dir.unwrap_or_else(compile::default_cache_dir);
@@ -396,6 +399,13 @@ impl PoolBuilder {
             read: vec![cache_dir.clone()],
             dirs: Vec::new(),
         });
+        let compiler = Compiler::new(
+            settings.clone(),
+            memory_cow,
+            cache_dir.clone(),
+            cache_limit,
+            Some(in_child),
+        )?;
         let roster = Roster::start(RosterSettings {
             workers,
             idle_timeout,
@@ -415,7 +425,7 @@ impl PoolBuilder {
             on_cancel,
             options,
             grace,
-            compiler: Compiler::new(engine, settings, cache_dir, cache_limit, Some(in_child)),
+            compiler,
             roster,
             sync,
             host_fns,

@@ -28,13 +28,26 @@ use crate::wire::{Artifact, CompileOrder, ExportPath};
 /// Compiles jobs for one pool: each once, and only once on disk across
 /// runs.
 pub(crate) struct Compiler {
-    engine: Engine,
+    /// The host's engines: `[copying guests' initial memory in, mapping
+    /// it copy-on-write]`. A job is compiled by, and its workers run, the
+    /// one its memory kind asks for.
+    engines: [Engine; 2],
+    /// The pool's engine settings, but for the memory kind.
     settings: EngineSettings,
+    /// The memory kind the pool asked for, or `None`: by each job's
+    /// initial memory ([`AUTO_COW_AT`]).
+    memory_cow: Option<bool>,
     cache_dir: PathBuf,
     cache_limit: u64,
     child: Option<InChild>,
     compiled: Mutex<HashMap<String, Arc<OnceCell<Arc<Compiled>>>>>,
 }
+
+/// With the memory kind left to wasmpool, a job whose data segments (its
+/// initial memory image) hold at least this much maps them copy-on-write.
+/// componentize-py and componentize-js guests carry 10–20 MB; Rust guests
+/// tens of KB.
+pub(crate) const AUTO_COW_AT: u64 = 1 << 20;
 
 /// How often a pool marks an artifact it uses as used, and checks that it
 /// is still there.
@@ -60,30 +73,47 @@ impl Compiler {
     /// A compiler that runs each compile in a child process (`child`), or
     /// in this one.
     pub(crate) fn new(
-        engine: Engine,
         settings: EngineSettings,
+        memory_cow: Option<bool>,
         cache_dir: PathBuf,
         cache_limit: u64,
         child: Option<InChild>,
-    ) -> Compiler {
-        Compiler {
-            engine,
+    ) -> Result<Compiler, Error> {
+        let engine = |cow: bool| {
+            EngineSettings {
+                memory_cow: cow,
+                ..settings.clone()
+            }
+            .host_engine()
+            .map_err(|e| Error::new(ErrorKind::Config, format!("creating the engine: {e:#}")))
+        };
+        Ok(Compiler {
+            engines: [engine(false)?, engine(true)?],
             settings,
+            memory_cow,
             cache_dir,
             cache_limit,
             child,
             compiled: Mutex::default(),
-        }
+        })
     }
 
-    /// The host's engine, which compiled the jobs and reads their types.
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    /// The engine settings workers must use.
+    /// The engine settings workers must use, but for the memory kind.
     pub(crate) fn settings(&self) -> &EngineSettings {
         &self.settings
+    }
+
+    /// The memory kind of workers started before any job asks: the pool's,
+    /// or copying when that is left to each job.
+    pub(crate) fn default_memory_cow(&self) -> bool {
+        self.memory_cow.unwrap_or(false)
+    }
+
+    /// Whether `job` maps its initial memory copy-on-write: as the pool
+    /// says, or when its data segments hold at least [`AUTO_COW_AT`].
+    fn memory_cow_for(&self, job: &Job) -> bool {
+        self.memory_cow
+            .unwrap_or_else(|| job.initial_memory() >= AUTO_COW_AT)
     }
 
     /// Compiles `job` once for this pool, off the async threads.
@@ -108,8 +138,12 @@ impl Compiler {
             done.keep(&self.cache_dir).await;
             return Ok(done.clone());
         }
-        let engine = self.engine.clone();
-        let settings = self.settings.clone();
+        let cow = self.memory_cow_for(job);
+        let engine = self.engines[usize::from(cow)].clone();
+        let settings = EngineSettings {
+            memory_cow: cow,
+            ..self.settings.clone()
+        };
         let dir = self.cache_dir.clone();
         let limit = self.cache_limit;
         let child = self.child.clone();
@@ -145,6 +179,11 @@ impl Compiler {
 pub(crate) struct Compiled {
     pub(crate) component: Component,
     pub(crate) artifact: Artifact,
+    /// The engine that compiled and loaded it; workers of its memory kind
+    /// run it.
+    engine: Engine,
+    /// Whether that engine maps guests' initial memory copy-on-write.
+    memory_cow: bool,
     funcs: Mutex<HashMap<String, Arc<Resolved>>>,
     /// The imports nothing provides, found once: the pool's host functions
     /// do not change.
@@ -232,7 +271,7 @@ pub(crate) fn compile(
                 if let Err(e) = touch(&artifact.path) {
                     tracing::debug!(error = %e, "could not mark an artifact used");
                 }
-                return Ok(Compiled::new(component, artifact));
+                return Ok(Compiled::new(component, artifact, engine, settings));
             }
             Err(e) => tracing::debug!(job = %short(job), error = %e, "stale artifact; recompiling"),
         }
@@ -267,7 +306,7 @@ pub(crate) fn compile(
     drop(bytes);
     tracing::info!(job = %short(job), took_ms = started.elapsed().as_millis() as u64, "compiled");
     evict(&dir, limit, &name);
-    Ok(Compiled::new(component, artifact))
+    Ok(Compiled::new(component, artifact, engine, settings))
 }
 
 /// Marks the file at `path` used now (its modification time).
@@ -340,10 +379,17 @@ pub(crate) fn short(job: &Job) -> &str {
 }
 
 impl Compiled {
-    fn new(component: Component, artifact: Artifact) -> Compiled {
+    fn new(
+        component: Component,
+        artifact: Artifact,
+        engine: &Engine,
+        settings: &EngineSettings,
+    ) -> Compiled {
         Compiled {
             component,
             artifact,
+            engine: engine.clone(),
+            memory_cow: settings.memory_cow,
             funcs: Mutex::new(HashMap::new()),
             missing: OnceLock::new(),
             kept: Mutex::new(Instant::now()),
@@ -403,10 +449,10 @@ impl Compiled {
 
     /// Checks that every import is provided: by wasmpool (WASI, `wasi:http`,
     /// `wasmpool:sync`) or by one of `host_fns`.
-    pub(crate) fn check_imports(&self, engine: &Engine, host_fns: &HostFns) -> Result<(), Error> {
+    pub(crate) fn check_imports(&self, host_fns: &HostFns) -> Result<(), Error> {
         let missing = self
             .missing
-            .get_or_init(|| missing_imports(engine, &self.component, host_fns));
+            .get_or_init(|| missing_imports(&self.engine, &self.component, host_fns));
         if missing.is_empty() {
             return Ok(());
         }
@@ -422,11 +468,11 @@ impl Compiled {
 
     /// Resolves `name` to one exported function, checking that its types
     /// can cross a process boundary. Cached per name.
-    pub(crate) fn resolve(&self, engine: &Engine, name: &str) -> Result<Arc<Resolved>, Error> {
+    pub(crate) fn resolve(&self, name: &str) -> Result<Arc<Resolved>, Error> {
         if let Some(r) = self.funcs.lock().expect("funcs lock").get(name) {
             return Ok(r.clone());
         }
-        let resolved = Arc::new(self.resolve_uncached(engine, name)?);
+        let resolved = Arc::new(self.resolve_uncached(name)?);
         self.funcs
             .lock()
             .expect("funcs lock")
@@ -438,7 +484,6 @@ impl Compiled {
     #[cfg(feature = "unstable-bench")]
     pub(crate) fn signature(
         &self,
-        engine: &Engine,
         name: &str,
     ) -> Result<
         (
@@ -447,7 +492,7 @@ impl Compiled {
         ),
         Error,
     > {
-        let funcs = exported_funcs(engine, &self.component);
+        let funcs = exported_funcs(&self.engine, &self.component);
         let (_, ty) = find(&funcs, name)?;
         Ok((
             ty.params().map(|(_, t)| t).collect(),
@@ -458,13 +503,9 @@ impl Compiled {
     /// Function `name`'s parameter names and types and its result type,
     /// for a dynamic call: checked as [`resolve`](Compiled::resolve)
     /// checks it.
-    pub(crate) fn dynamic_signature(
-        &self,
-        engine: &Engine,
-        name: &str,
-    ) -> Result<Signature, Error> {
-        self.resolve(engine, name)?;
-        let funcs = exported_funcs(engine, &self.component);
+    pub(crate) fn dynamic_signature(&self, name: &str) -> Result<Signature, Error> {
+        self.resolve(name)?;
+        let funcs = exported_funcs(&self.engine, &self.component);
         let (path, ty) = find(&funcs, name)?;
         Ok(Signature {
             name: path.to_string(),
@@ -473,8 +514,13 @@ impl Compiled {
         })
     }
 
-    fn resolve_uncached(&self, engine: &Engine, name: &str) -> Result<Resolved, Error> {
-        let funcs = exported_funcs(engine, &self.component);
+    /// Whether the workers that run it map guests' memory copy-on-write.
+    pub(crate) fn memory_cow(&self) -> bool {
+        self.memory_cow
+    }
+
+    fn resolve_uncached(&self, name: &str) -> Result<Resolved, Error> {
+        let funcs = exported_funcs(&self.engine, &self.component);
         let (path, ty) = find(&funcs, name)?;
         for (i, (pname, pty)) in ty.params().enumerate() {
             if let Some(what) = wit::unsupported(&pty) {

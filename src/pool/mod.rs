@@ -155,7 +155,7 @@ impl Pool {
             workers: None,
             kind: WorkerKind::Process,
             reuse_instances: false,
-            memory_cow: false,
+            memory_cow: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             retire_after: None,
             worker_program: None,
@@ -317,7 +317,7 @@ impl Pool {
     pub async fn prepare(&self, job: &Job) -> Result<(), Error> {
         let inner = &self.handle.inner;
         let compiled = inner.compiler.compiled(job).await?;
-        compiled.check_imports(inner.compiler.engine(), &inner.host_fns)
+        compiled.check_imports(&inner.host_fns)
     }
 
     /// Starts workers until `n` (at most the pool's size) are idle, so that
@@ -339,7 +339,9 @@ impl Pool {
         let grants = Grants::of(&self.handle.inner.options.preopens);
         for _ in 0..n.min(roster.size().get()) {
             let permit = roster.permit().await?;
-            let worker = roster.checkout(&grants).await?;
+            let worker = roster
+                .checkout(&grants, self.handle.inner.compiler.default_memory_cow())
+                .await?;
             held.push((worker, permit));
         }
         for (worker, permit) in held {

@@ -61,7 +61,7 @@ impl PoolInner {
             return Err(Error::closed());
         }
         let compiled = self.compiler.compiled(job).await?;
-        compiled.dynamic_signature(self.compiler.engine(), func)
+        compiled.dynamic_signature(func)
     }
 
     /// Calls `func` once per item, in one request to one worker, which runs
@@ -112,7 +112,7 @@ impl PoolInner {
                 Grants::default()
             };
             let permit = self.roster.permit().await?;
-            let worker = self.roster.checkout(&grants).await?;
+            let worker = self.roster.checkout(&grants, compiled.memory_cow()).await?;
             let id = self.next_call.fetch_add(1, Ordering::Relaxed);
             let span = tracing::Span::current();
             span.record("call", id);
@@ -129,7 +129,9 @@ impl PoolInner {
                 options,
             };
             let started = Instant::now();
-            let outcomes = self.send(req, worker, permit, policy, &grants).await;
+            let outcomes = self
+                .send(req, worker, permit, policy, &grants, compiled.memory_cow())
+                .await;
             let (outcomes, scope) = match outcomes {
                 Ok((outcomes, scope)) => (Ok(outcomes), scope),
                 Err(e) => (Err(e), None),
@@ -186,8 +188,8 @@ impl PoolInner {
             ));
         }
         let compiled = self.compiler.compiled(job).await?;
-        compiled.check_imports(self.compiler.engine(), &self.host_fns)?;
-        let resolved = compiled.resolve(self.compiler.engine(), func)?;
+        compiled.check_imports(&self.host_fns)?;
+        let resolved = compiled.resolve(func)?;
         // An early error per item that was not sent; `None` for one sent.
         let mut early = Vec::with_capacity(items.len());
         let mut sent = Vec::new();
@@ -222,6 +224,7 @@ impl PoolInner {
         permit: OwnedSemaphorePermit,
         policy: Policy,
         grants: &Grants,
+        memory_cow: bool,
     ) -> Result<(Vec<crate::wire::Outcome>, Option<Arc<Scope>>), Error> {
         let mut attempt = (req, worker, permit);
         let mut retried = false;
@@ -237,7 +240,7 @@ impl PoolInner {
                         retried = true;
                         tracing::debug!(call = id, "its worker died before taking it; retrying");
                         // Fresh: idle workers may have died with this one.
-                        let worker = self.roster.spawn(grants.clone()).await?;
+                        let worker = self.roster.spawn(grants.clone(), memory_cow).await?;
                         attempt = (req, worker, permit);
                     }
                     _ => return Err(e),

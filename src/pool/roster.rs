@@ -149,7 +149,11 @@ impl Roster {
     /// of other grants takes the place of the least recently used.
     ///
     /// [`permit`]: Roster::permit
-    pub(super) async fn checkout(self: &Arc<Self>, grants: &Grants) -> Result<Worker, Error> {
+    pub(super) async fn checkout(
+        self: &Arc<Self>,
+        grants: &Grants,
+        memory_cow: bool,
+    ) -> Result<Worker, Error> {
         let confines = self.spec.confines();
         let evicted = {
             let mut house = self.house();
@@ -162,7 +166,7 @@ impl Roster {
                 // dead by a call.
                 if w.shared.is_gone() {
                     drop(house.idle.remove(i));
-                } else if !confines || w.grants == *grants {
+                } else if (!confines || w.grants == *grants) && w.memory_cow == memory_cow {
                     found = Some(house.idle.remove(i));
                     break;
                 }
@@ -177,11 +181,11 @@ impl Roster {
         if let Some(w) = evicted {
             tracing::debug!(
                 worker = w.id,
-                "retiring an idle worker for one that can reach other directories"
+                "retiring an idle worker for one that can reach other directories, or of the other memory kind"
             );
             drop(w);
         }
-        self.spawn(grants.clone()).await
+        self.spawn(grants.clone(), memory_cow).await
     }
 
     /// Workers held by calls (or being started for them): one per permit
@@ -190,14 +194,21 @@ impl Roster {
         self.workers.get() - self.semaphore.available_permits()
     }
 
-    /// Starts a new worker that can reach `grants`, whatever is idle.
-    pub(super) async fn spawn(self: &Arc<Self>, grants: Grants) -> Result<Worker, Error> {
+    /// Starts a new worker that can reach `grants`, with copy-on-write
+    /// memory images or not, whatever is idle.
+    pub(super) async fn spawn(
+        self: &Arc<Self>,
+        grants: Grants,
+        memory_cow: bool,
+    ) -> Result<Worker, Error> {
         if self.is_closed() {
             return Err(Error::closed());
         }
         let id = self.next_worker.fetch_add(1, Ordering::Relaxed);
         let books: Arc<dyn Books> = self.clone();
-        let rx = Worker::spawn(books, self.registry.clone(), id, self.spec.clone(), grants);
+        let mut spec = self.spec.clone();
+        spec.settings.memory_cow = memory_cow;
+        let rx = Worker::spawn(books, self.registry.clone(), id, spec, grants);
         let worker = rx.await.map_err(|_| {
             Error::new(
                 ErrorKind::Spawn,

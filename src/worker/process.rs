@@ -274,6 +274,7 @@ pub(super) fn run(
         calls: 0,
         last_used: Instant::now(),
         grants,
+        memory_cow: init.engine.memory_cow,
     };
     if let Err(Ok(worker)) = ready.send(Ok(worker)) {
         // Nobody is waiting any more: dropping the handle ends the worker.

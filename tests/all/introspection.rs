@@ -21,6 +21,7 @@ const GUESTS: &[(&str, &str)] = &[
     (wasmpool_guests::PLUGIN, "plugin"),
     (wasmpool_guests::GREETER, "greeter"),
     (wasmpool_guests::TICKER, "ticker"),
+    (wasmpool_guests::HEAVY, "heavy"),
 ];
 
 fn source() -> Resolve {

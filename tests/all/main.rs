@@ -24,6 +24,7 @@ mod introspection;
 mod job_handles;
 mod limits_timeouts;
 mod map_stream;
+mod memory_kinds;
 mod payload_region;
 mod payloads;
 mod pool_lifecycle;
