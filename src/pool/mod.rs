@@ -323,6 +323,12 @@ impl Pool {
     /// Starts workers until `n` (at most the pool's size) are idle, so that
     /// the first calls do not wait for a process to start.
     ///
+    /// They are of the pool's memory kind: copying guests' initial memory
+    /// in, unless [`copy_on_write_memory(true)`](PoolBuilder::copy_on_write_memory).
+    /// With the kind left to each job (the default), a job with a large
+    /// initial memory starts workers of its own kind on its first calls,
+    /// in place of idle ones.
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::Spawn`](crate::ErrorKind::Spawn) if a worker cannot be started,
