@@ -59,6 +59,10 @@ async fn a_call_is_one_span_with_job_function_ids_and_times() {
     let subscriber = tracing_subscriber::registry().with(calls.clone());
     // The test's runtime runs the call on this thread.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Another test's thread may have met the `call` callsite, and cached
+    // its interest, while this subscriber was being registered: ask every
+    // callsite again, now that it is.
+    tracing::callsite::rebuild_interest_cache();
 
     let pool = pool(1);
     let fib = job(wasmpool_guests::FIB);
