@@ -259,7 +259,15 @@ impl Drop for Executor {
 /// A result, encoded: into the region at `at` when it is large and fits
 /// (moving `at` past it), else inline.
 fn encode_result(region: Option<&Region>, value: &values::Value, at: &mut u64) -> Payload {
-    if let Some(r) = region {
+    use values::Value;
+    // Scalars, and bytes or strings known to be short, go inline at once.
+    let small = match value {
+        Value::Nil | Value::Bool(_) | Value::Int(_) | Value::F32(_) | Value::F64(_) => true,
+        Value::Bin(b) => b.len() < INLINE_MAX - 8,
+        Value::Str(s) => s.len() < INLINE_MAX - 8,
+        Value::Array(_) | Value::Map(_) => false,
+    };
+    if let Some(r) = region.filter(|_| !small) {
         let mut w = r.writer(*at, REGION_SIZE);
         if values::encode_into(&mut w, value).is_ok() {
             let (offset, len) = w.written();

@@ -63,25 +63,7 @@ pub(super) fn single_payload(args: &[u8]) -> Option<(bool, &[u8])> {
     let (&0x91, rest) = args.split_first()? else {
         return None;
     };
-    let (&tag, rest) = rest.split_first()?;
-    let be = |n: usize| -> Option<(usize, &[u8])> {
-        let head = rest.get(..n)?;
-        let len = head
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        Some((len, &rest[n..]))
-    };
-    let (is_str, (len, body)) = match tag {
-        0xc4 => (false, be(1)?),
-        0xc5 => (false, be(2)?),
-        0xc6 => (false, be(4)?),
-        0xa0..=0xbf => (true, (usize::from(tag & 0x1f), rest)),
-        0xd9 => (true, be(1)?),
-        0xda => (true, be(2)?),
-        0xdb => (true, be(4)?),
-        _ => return None,
-    };
-    (body.len() == len).then_some((is_str, body))
+    crate::values::lone_bin_or_str(rest)
 }
 
 fn typed_shape(params: &[Type], results: &[Type]) -> Option<TypedOut> {

@@ -214,28 +214,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Value, rmp_serde::decode::Error> {
 /// string result) becomes its [`Value`] in the same buffer, moved down
 /// over its header, instead of a copy.
 pub(crate) fn decode_owned(mut bytes: Vec<u8>) -> Result<Value, rmp_serde::decode::Error> {
-    let Some((&tag, rest)) = bytes.split_first() else {
+    let Some((is_str, body)) = lone_bin_or_str(&bytes) else {
         return decode(&bytes);
     };
-    let be = |n: usize| -> Option<usize> {
-        let head = rest.get(..n)?;
-        Some(
-            head.iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b)),
-        )
-    };
-    let (is_str, header, len) = match tag {
-        0xc4 => (false, 2, be(1)),
-        0xc5 => (false, 3, be(2)),
-        0xc6 => (false, 5, be(4)),
-        0xd9 => (true, 2, be(1)),
-        0xda => (true, 3, be(2)),
-        0xdb => (true, 5, be(4)),
-        _ => return decode(&bytes),
-    };
-    if len != Some(bytes.len().saturating_sub(header)) || bytes.len() < header {
-        return decode(&bytes);
-    }
+    let header = bytes.len() - body.len();
     bytes.drain(..header);
     if !is_str {
         return Ok(Value::Bin(bytes));
@@ -245,6 +227,30 @@ pub(crate) fn decode_owned(mut bytes: Vec<u8>) -> Result<Value, rmp_serde::decod
         Ok(s) => Value::Str(s),
         Err(e) => Value::Bin(e.into_bytes()),
     })
+}
+
+/// The bytes of a MessagePack `bin` or `str` that is the whole of
+/// `bytes`, and whether it is a `str`; `None` for anything else.
+pub(crate) fn lone_bin_or_str(bytes: &[u8]) -> Option<(bool, &[u8])> {
+    let (&tag, rest) = bytes.split_first()?;
+    let be = |n: usize| -> Option<(usize, &[u8])> {
+        let head = rest.get(..n)?;
+        let len = head
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        Some((len, &rest[n..]))
+    };
+    let (is_str, (len, body)) = match tag {
+        0xc4 => (false, be(1)?),
+        0xc5 => (false, be(2)?),
+        0xc6 => (false, be(4)?),
+        0xa0..=0xbf => (true, (usize::from(tag & 0x1f), rest)),
+        0xd9 => (true, be(1)?),
+        0xda => (true, be(2)?),
+        0xdb => (true, be(4)?),
+        _ => return None,
+    };
+    (body.len() == len).then_some((is_str, body))
 }
 
 /// Encodes a [`Value`] as MessagePack into `w`.
