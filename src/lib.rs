@@ -366,6 +366,8 @@
 #[cfg(feature = "unstable-bench")]
 #[doc(hidden)]
 pub mod bench_support;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod dynamic;
 mod engine;
 mod error;

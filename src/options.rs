@@ -61,7 +61,9 @@ pub enum WorkerKind {
 ///
 /// Set per pool with [`PoolBuilder::on_cancel`](crate::PoolBuilder::on_cancel) and per call with
 /// [`Call::on_cancel`](crate::Call::on_cancel).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum Cancel {
     /// Interrupt the guest with an epoch interrupt; the worker survives and

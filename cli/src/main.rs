@@ -11,6 +11,7 @@ mod inspect;
 mod map;
 mod options;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ Examples:
   wasmpool run --timeout 2s --max-memory 64MiB --dir ./data::/data --env K=V job.wasm f
   wasmpool map fib.wasm fib --input items.jsonl > results.jsonl
   wasmpool bench fib.wasm fib 20 --calls 10000
+  wasmpool serve --nats nats://127.0.0.1:4222 --workers 4
 
 Exit codes:
   0  success
@@ -62,6 +64,8 @@ enum Command {
     Map(map::Args),
     /// Call a function many times and report latency and throughput.
     Bench(bench::Args),
+    /// Run calls from a cluster: a worker node over NATS JetStream.
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +80,13 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Logs, when asked for: `WASMPOOL_LOG=info`, `WASMPOOL_LOG=wasmpool=debug`.
+    if std::env::var_os("WASMPOOL_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("WASMPOOL_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,6 +103,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run::main(args).await,
             Command::Map(args) => map::main(args).await,
             Command::Bench(args) => bench::main(args).await,
+            Command::Serve(args) => serve::main(args).await,
         }
     });
     match outcome {

@@ -41,6 +41,10 @@ pub struct CallOptions {
     /// `$XDG_CACHE_HOME/wasmpool`).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Run the calls on the nodes of a cluster (`wasmpool serve`) through
+    /// this NATS server, instead of on local workers.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
 }
 
 impl CallOptions {
@@ -59,6 +63,9 @@ impl CallOptions {
         if let Some(fuel) = self.fuel {
             b = b.fuel(fuel);
         }
+        if let Some(url) = &self.nats {
+            b = b.nats(url);
+        }
         Ok(b.build()?)
     }
 
@@ -66,7 +73,8 @@ impl CallOptions {
     pub fn check(&self) -> Result<(), Failure> {
         for d in self.dirs.iter().chain(&self.ro_dirs) {
             let (host, _) = split_dir(d)?;
-            if !std::path::Path::new(&host).is_dir() {
+            // A cluster's directories are its nodes'.
+            if self.nats.is_none() && !std::path::Path::new(&host).is_dir() {
                 return Err(Failure::usage(format!(
                     "--dir {d}: {host} is not a directory"
                 )));

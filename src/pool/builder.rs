@@ -45,6 +45,9 @@ pub struct PoolBuilder {
     pub(super) host_fns: HostFns,
     pub(super) confine: bool,
     pub(super) payload_region: bool,
+    /// The NATS server of a cluster pool.
+    #[cfg(feature = "cluster")]
+    pub(super) nats: Option<String>,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -66,6 +69,8 @@ impl fmt::Debug for PoolBuilder {
             host_fns,
             confine,
             payload_region,
+            #[cfg(feature = "cluster")]
+                nats: _,
         } = self;
         f.debug_struct("PoolBuilder")
             .field("workers", workers)
@@ -222,6 +227,39 @@ impl PoolBuilder {
         self
     }
 
+    /// Runs the pool's calls on the worker nodes of a cluster, through the
+    /// NATS server (with JetStream) at `url`, instead of on local workers.
+    /// The API is the same: [`run`](crate::Pool::run), [`call`](crate::Pool::call)
+    /// with its options, [`map`](crate::Pool::map) and [`spawn`](crate::Pool::spawn). Nodes
+    /// are started with `wasmpool serve --nats URL` or
+    /// [`Node`](crate::cluster::Node); see [`cluster`](crate::cluster)
+    /// for how calls travel and what is guaranteed.
+    ///
+    /// The pool connects on its first call. It still compiles each job
+    /// once (into its cache), to check names and arguments before anything
+    /// is sent. Per-call directories ([`preopen`](Self::preopen)) are the
+    /// nodes'. A call's [`timeout`](crate::Call::timeout) counts from when it is
+    /// sent, waiting for a node included.
+    ///
+    /// Not supported on a cluster pool: named `wasmpool:sync` primitives
+    /// ([`Pool::queue`](crate::Pool::queue) and the others, and guests that import them) and
+    /// the channel of a [`JobHandle`](crate::JobHandle), with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported); host
+    /// functions, which the nodes do not have.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), wasmpool::Error> {
+    /// let pool = wasmpool::Pool::builder().nats("nats://127.0.0.1:4222").build()?;
+    /// let job = wasmpool::Job::from_file("fib.wasm")?;
+    /// let n: u64 = pool.run(&job, "fib", (30u64,)).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn nats(mut self, url: impl Into<String>) -> Self {
+        self.nats = Some(url.into());
+        self
+    }
+
     /// Benchmarks only, not part of the API: whether process workers get
     /// a shared payload region for large arguments and results (the
     /// default), or send everything through their pipes, as before there
@@ -357,6 +395,8 @@ impl PoolBuilder {
             host_fns,
             confine,
             payload_region,
+            #[cfg(feature = "cluster")]
+            nats,
         } = self;
         let workers = match workers {
             Some(n) => NonZeroUsize::new(n)
@@ -375,7 +415,24 @@ impl PoolBuilder {
                 "max_wasm_stack must be at least 64 KiB",
             ));
         }
-        check_preopens(&options.preopens)?;
+        #[cfg(feature = "cluster")]
+        let cluster = nats.map(|url| Arc::new(crate::cluster::Caller::new(url)));
+        // A cluster pool's directories are the nodes'.
+        #[cfg(feature = "cluster")]
+        if cluster.is_some() && !host_fns.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "host functions are not available to a cluster pool's guests: its nodes \
+                 cannot call back into this process",
+            ));
+        }
+        #[cfg(feature = "cluster")]
+        let local = cluster.is_none();
+        #[cfg(not(feature = "cluster"))]
+        let local = true;
+        if local {
+            check_preopens(&options.preopens)?;
+        }
         let program = match worker_program {
             Some(p) => p,
             None => std::env::current_exe()
@@ -430,6 +487,8 @@ impl PoolBuilder {
             sync,
             host_fns,
             next_call: AtomicU64::new(0),
+            #[cfg(feature = "cluster")]
+            cluster,
         });
         Ok(Pool {
             handle: Arc::new(Handle { inner }),

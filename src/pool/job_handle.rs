@@ -28,10 +28,29 @@ impl JobLink {
         self.kill.load(Ordering::SeqCst)
     }
 
+    /// A link with no channel: only a kill to ask for, as a cluster node
+    /// does for its orders.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn detached() -> JobLink {
+        JobLink {
+            channel: String::new(),
+            kill: AtomicBool::new(false),
+            pid: Mutex::new(None),
+        }
+    }
+
+    /// Makes a cancel of the call a kill.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn request_kill(&self) {
+        self.kill.store(true, Ordering::SeqCst);
+    }
+
     /// The call was handed to `worker`: it gets the channel.
     pub(crate) fn started(&self, worker: &crate::worker::Shared) {
         *self.pid.lock().expect("pid lock") = worker.pid();
-        worker.guest.attach_channel(self.channel.clone());
+        if !self.channel.is_empty() {
+            worker.guest.attach_channel(self.channel.clone());
+        }
     }
 }
 

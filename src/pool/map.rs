@@ -65,7 +65,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        let limit = self.handle.inner.roster.size().get();
+        let limit = self.parallelism();
         self.batches(job, func, args.into_iter())
             .buffered(limit)
             .flat_map(futures_util::stream::iter)
@@ -105,7 +105,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'a,
     {
-        let limit = self.handle.inner.roster.size().get();
+        let limit = self.parallelism();
         self.batches(job, func, args.into_iter())
             .buffer_unordered(limit)
             .flat_map(futures_util::stream::iter)

@@ -34,6 +34,7 @@ pub use builder::PoolBuilder;
 pub use call::{Call, Output};
 pub use cancel::CancelHandle;
 pub use job_handle::JobHandle;
+pub(crate) use job_handle::JobLink;
 
 use crate::dynamic::{DynArgs, DynValue};
 use crate::engine::DEFAULT_MAX_WASM_STACK;
@@ -94,6 +95,10 @@ pub(crate) struct PoolInner {
     /// The host functions guests may import.
     host_fns: Arc<HostFns>,
     next_call: AtomicU64,
+    /// For a cluster pool, the caller's side: calls run on nodes, not on
+    /// the roster's workers.
+    #[cfg(feature = "cluster")]
+    cluster: Option<Arc<crate::cluster::Caller>>,
 }
 
 /// A snapshot of a pool's counters, from [`Pool::statistics`].
@@ -168,6 +173,8 @@ impl Pool {
             host_fns: HostFns::default(),
             confine: true,
             payload_region: true,
+            #[cfg(feature = "cluster")]
+            nats: None,
         }
     }
 
@@ -340,6 +347,10 @@ impl Pool {
     /// not yet handed to the pool exit, and their places go to waiting
     /// calls.
     pub async fn warm(&self, n: usize) -> Result<(), Error> {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.handle.inner.cluster {
+            return cluster.connect().await;
+        }
         let roster = &self.handle.inner.roster;
         let mut held = Vec::new();
         let grants = Grants::of(&self.handle.inner.options.preopens);
@@ -356,9 +367,72 @@ impl Pool {
         Ok(())
     }
 
-    /// A snapshot of the pool's counters.
+    /// A snapshot of the pool's counters. For a [cluster
+    /// pool](PoolBuilder::nats), the sums over the nodes heard from in the
+    /// last seconds (see [`nodes`](Pool::nodes)).
     pub fn statistics(&self) -> Statistics {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.handle.inner.cluster {
+            return cluster.statistics();
+        }
         self.handle.inner.roster.statistics()
+    }
+
+    /// For a [cluster pool](PoolBuilder::nats), the worker nodes heard
+    /// from in the last seconds, with their load; empty for a local pool.
+    ///
+    /// ```no_run
+    /// # fn demo(pool: wasmpool::Pool) {
+    /// for node in pool.nodes() {
+    ///     println!("{} on {}: {}/{} busy", node.id, node.host, node.busy, node.workers);
+    /// }
+    /// # }
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn nodes(&self) -> Vec<crate::cluster::NodeInfo> {
+        match &self.handle.inner.cluster {
+            Some(cluster) => cluster.nodes(),
+            None => Vec::new(),
+        }
+    }
+
+    /// How many requests [`map`](Pool::map) keeps in flight: one per
+    /// worker, or for a cluster, one per worker of the nodes (and at
+    /// least two, before any node is heard from).
+    pub(super) fn parallelism(&self) -> usize {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.handle.inner.cluster {
+            return cluster.statistics().max_workers.max(2);
+        }
+        self.handle.inner.roster.size().get()
+    }
+
+    /// Runs a cluster node's order in this (local) pool.
+    #[cfg(feature = "cluster")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn run_order(
+        &self,
+        job: &Job,
+        func: &str,
+        items: Vec<Vec<u8>>,
+        options: CallOptions,
+        on_cancel: Cancel,
+        grace: Duration,
+        link: Arc<JobLink>,
+    ) -> Result<Vec<crate::wire::Outcome>, Error> {
+        self.handle
+            .inner
+            .clone()
+            .run_order(job, func, items, options, on_cancel, grace, link)
+            .await
+    }
+
+    /// Whether calls run on a cluster's nodes.
+    pub(super) fn is_cluster(&self) -> bool {
+        #[cfg(feature = "cluster")]
+        return self.handle.inner.cluster.is_some();
+        #[cfg(not(feature = "cluster"))]
+        false
     }
 
     /// The pids of the live worker processes; empty for a pool of

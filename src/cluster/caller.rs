@@ -1,0 +1,377 @@
+//! The caller's side of a cluster pool: uploads components, publishes
+//! orders, gathers answers, cancels what it stops waiting for, and keeps
+//! the nodes' heartbeats.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use tokio::sync::{OnceCell, oneshot};
+use tokio::task::JoinHandle;
+
+use super::wire::{self, Answer, Beat, CancelOrder, Order};
+use super::{NodeInfo, nats_error};
+use crate::error::{Error, ErrorKind};
+use crate::job::Job;
+use crate::options::Cancel;
+use crate::pool::JobLink;
+use crate::wire::{CallOptions, Outcome};
+
+/// A node is taken for gone when it has been silent this long.
+const NODE_SILENT: Duration = Duration::from_secs(3);
+
+/// How long a publish may wait for JetStream's ack before it is sent
+/// again (with the same message id, so it is stored once).
+const PUBLISH_RETRY: Duration = Duration::from_millis(500);
+
+/// The caller's side of a cluster pool.
+pub(crate) struct Caller {
+    url: String,
+    /// This caller's name in the cluster: its results subject and its
+    /// orders' ids.
+    id: String,
+    link: OnceCell<Linked>,
+    /// The senders of orders waiting for their answer.
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>,
+    /// The latest heartbeat of each node, and when it came.
+    nodes: Arc<Mutex<HashMap<String, (Instant, Beat)>>>,
+    next: AtomicU64,
+}
+
+/// A caller connected to its cluster.
+struct Linked {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    store: jetstream::object_store::ObjectStore,
+    /// Components known to be in the bucket.
+    uploaded: tokio::sync::Mutex<HashSet<String>>,
+    /// The answers, heartbeats and liveness tasks, stopped with the caller.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Linked {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Caller {
+    pub(crate) fn new(url: String) -> Caller {
+        Caller {
+            url,
+            id: super::unique_name(),
+            link: OnceCell::new(),
+            pending: Arc::default(),
+            nodes: Arc::default(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    /// Connects on first use.
+    async fn linked(&self) -> Result<&Linked, Error> {
+        self.link.get_or_try_init(|| self.link_up()).await
+    }
+
+    async fn link_up(&self) -> Result<Linked, Error> {
+        let url = &self.url;
+        let client = super::connect(url, &format!("wasmpool caller {}", self.id)).await?;
+        let js = jetstream::new(client.clone());
+        let store = super::streams(&js, url).await?;
+        let mut tasks = Vec::new();
+        // Answers: an ordered consumer of this caller's subject, from now
+        // on. It recreates itself where it left off after a reconnect.
+        let results = js
+            .get_stream(wire::RESULTS_STREAM)
+            .await
+            .map_err(|e| nats_error("finding the stream of results", url, e))?;
+        let answers = results
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: wire::results_subject(&self.id),
+                deliver_policy: consumer::DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats_error("subscribing to results", url, e))?
+            .messages()
+            .await
+            .map_err(|e| nats_error("subscribing to results", url, e))?;
+        tasks.push(tokio::spawn(take_answers(answers, self.pending.clone())));
+        // Nodes' heartbeats.
+        let mut beats = client
+            .subscribe(wire::NODES_WILDCARD)
+            .await
+            .map_err(|e| nats_error("subscribing to heartbeats", url, e))?;
+        let nodes = self.nodes.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(msg) = beats.next().await {
+                if let Ok(beat) = wire::decode::<Beat>(&msg.payload, "heartbeat") {
+                    let mut nodes = nodes.lock().expect("nodes lock");
+                    nodes.retain(|_, (at, _)| at.elapsed() < NODE_SILENT * 10);
+                    nodes.insert(beat.node.clone(), (Instant::now(), beat));
+                }
+            }
+        }));
+        // This caller's own heartbeat, so that nodes drop orders of a
+        // caller that has gone.
+        let (beat_client, subject) = (client.clone(), wire::caller_subject(&self.id));
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(wire::HEARTBEAT);
+            loop {
+                tick.tick().await;
+                let _ = beat_client.publish(subject.clone(), Bytes::new()).await;
+            }
+        }));
+        tracing::debug!(caller = %self.id, %url, "cluster caller connected");
+        Ok(Linked {
+            client,
+            js,
+            store,
+            uploaded: tokio::sync::Mutex::default(),
+            tasks,
+        })
+    }
+
+    /// Connects now, if not yet connected.
+    pub(crate) async fn connect(&self) -> Result<(), Error> {
+        self.linked().await.map(|_| ())
+    }
+
+    /// The sums of the live nodes' counters.
+    pub(crate) fn statistics(&self) -> crate::pool::Statistics {
+        let mut s = crate::pool::Statistics::default();
+        for n in self.nodes() {
+            s.max_workers += n.workers;
+            s.idle += n.idle;
+            s.busy += n.busy;
+            s.spawned += n.spawned;
+            s.crashed += n.crashed;
+            s.killed += n.killed;
+            s.calls += n.calls;
+        }
+        s
+    }
+
+    /// The nodes heard from in the last few seconds.
+    pub(crate) fn nodes(&self) -> Vec<NodeInfo> {
+        let nodes = self.nodes.lock().expect("nodes lock");
+        let mut list: Vec<NodeInfo> = nodes
+            .values()
+            .filter(|(at, _)| at.elapsed() < NODE_SILENT)
+            .map(|(at, beat)| NodeInfo::from_beat(beat, at.elapsed()))
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list
+    }
+
+    /// Puts `job` in the bucket unless it is there.
+    async fn upload(&self, linked: &Linked, job: &Job) -> Result<(), Error> {
+        let hash = job.hash();
+        let mut uploaded = linked.uploaded.lock().await;
+        if uploaded.contains(hash) {
+            return Ok(());
+        }
+        if linked.store.info(hash).await.is_err() {
+            let mut bytes = job.bytes();
+            linked
+                .store
+                .put(hash, &mut bytes)
+                .await
+                .map_err(|e| nats_error("uploading the component", &self.url, e))?;
+            tracing::debug!(
+                component = &hash[..16],
+                bytes = job.bytes().len(),
+                "component uploaded"
+            );
+        }
+        uploaded.insert(hash.to_string());
+        Ok(())
+    }
+
+    /// Runs `items` (encoded argument tuples) as calls of `func` on some
+    /// node, and returns one outcome per item.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels the order on its node, as `on_cancel`
+    /// (or a kill asked through `link`) says.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn call(
+        &self,
+        job: &Job,
+        func: String,
+        items: Vec<serde_bytes::ByteBuf>,
+        options: CallOptions,
+        on_cancel: Cancel,
+        grace: Duration,
+        link: Option<Arc<JobLink>>,
+    ) -> Result<Vec<Outcome>, Error> {
+        let linked = self.linked().await?;
+        self.upload(linked, job).await?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        // The caller waits as long as a local pool would let the calls
+        // run, queueing included.
+        let limit = options.timeout.map(|t| {
+            t.saturating_mul(u32::try_from(items.len()).unwrap_or(u32::MAX))
+                .saturating_add(grace)
+        });
+        let order = Order {
+            id,
+            caller: self.id.clone(),
+            component: job.hash().to_string(),
+            func,
+            items,
+            options,
+            on_cancel,
+            grace,
+            deadline_ms: limit.map(|l| wire::now_ms().saturating_add(l.as_millis() as u64)),
+        };
+        let payload = Bytes::from(wire::encode(&order));
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending lock").insert(id, tx);
+        let mut guard = Waiting {
+            caller: self,
+            client: linked.client.clone(),
+            id,
+            link,
+            answered: false,
+        };
+        let wait = async {
+            self.publish(linked, id, payload).await?;
+            rx.await
+                .map_err(|_| Error::new(ErrorKind::PoolClosed, "the cluster caller stopped"))
+        };
+        let answer = match limit {
+            None => wait.await?,
+            Some(limit) => match tokio::time::timeout(limit, wait).await {
+                Ok(answer) => answer?,
+                Err(_) => return Err(self.overran(limit)),
+            },
+        };
+        guard.answered = true;
+        answer.outcomes.map_err(Error::from)
+    }
+
+    /// Publishes an order until JetStream has stored it.
+    async fn publish(&self, linked: &Linked, id: u64, payload: Bytes) -> Result<(), Error> {
+        let msg_id = format!("{}.{id}", self.id);
+        loop {
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&msg_id);
+            match linked.js.send_publish(wire::CALLS_SUBJECT, publish).await {
+                Ok(ack) => match tokio::time::timeout(PUBLISH_RETRY * 10, ack).await {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(e)) => tracing::debug!(call = id, error = %e, "order not stored; again"),
+                    Err(_) => tracing::debug!(call = id, "order not acked; again"),
+                },
+                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "the call's arguments ({} bytes) do not fit in one NATS message: {e}",
+                            payload.len()
+                        ),
+                    ));
+                }
+                Err(e) => tracing::debug!(call = id, error = %e, "order not sent; again"),
+            }
+            tokio::time::sleep(PUBLISH_RETRY).await;
+        }
+    }
+
+    /// The error of a call that got no answer within `limit`.
+    fn overran(&self, limit: Duration) -> Error {
+        let serving = !self.nodes().is_empty();
+        let mut message =
+            format!("no answer from the cluster within the call's timeout ({limit:?})");
+        if !serving {
+            message.push_str(&format!(
+                "; no node is serving the stream {} on {}: none has sent a heartbeat in the \
+                 last {NODE_SILENT:?} (start one with `wasmpool serve --nats {}`)",
+                wire::CALLS_STREAM,
+                self.url,
+                self.url
+            ));
+        }
+        Error::new(ErrorKind::Timeout, message)
+    }
+}
+
+/// Hands each answer to the order waiting for it; a second answer to the
+/// same order (a redelivered order run twice) finds no one and is dropped.
+async fn take_answers(
+    mut answers: consumer::pull::Ordered,
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>,
+) {
+    while let Some(msg) = answers.next().await {
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::debug!(error = %e, "results consumer hiccup");
+                continue;
+            }
+        };
+        match wire::decode::<Answer>(&msg.payload, "answer") {
+            Ok(answer) => {
+                let tx = pending.lock().expect("pending lock").remove(&answer.id);
+                match tx {
+                    Some(tx) => {
+                        let _ = tx.send(answer);
+                    }
+                    None => {
+                        tracing::debug!(call = answer.id, node = %answer.node, "duplicate or late answer dropped")
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "dropping a malformed answer"),
+        }
+    }
+}
+
+/// An order waiting for its answer. Dropped unanswered, it cancels the
+/// order on whichever node runs it.
+struct Waiting<'a> {
+    caller: &'a Caller,
+    client: async_nats::Client,
+    id: u64,
+    link: Option<Arc<JobLink>>,
+    answered: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.caller
+            .pending
+            .lock()
+            .expect("pending lock")
+            .remove(&self.id);
+        if self.answered {
+            return;
+        }
+        let cancel = CancelOrder {
+            caller: self.caller.id.clone(),
+            id: self.id,
+            kill: self.link.as_ref().is_some_and(|l| l.kill_requested()),
+        };
+        tracing::debug!(
+            call = self.id,
+            kill = cancel.kill,
+            "cluster call dropped; cancelling"
+        );
+        let client = self.client.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = client
+                    .publish(wire::CANCEL_SUBJECT, Bytes::from(wire::encode(&cancel)))
+                    .await;
+                let _ = client.flush().await;
+            });
+        }
+    }
+}

@@ -1,0 +1,564 @@
+//! A worker node: pulls orders from the cluster and runs them in a local
+//! [`Pool`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use tokio::io::AsyncReadExt as _;
+use tokio::sync::{Semaphore, oneshot};
+
+use super::wire::{self, Answer, Beat, CancelOrder, Order};
+use super::{DEFAULT_ACK_WAIT, nats_error};
+use crate::error::{Error, ErrorKind};
+use crate::job::Job;
+use crate::pool::{JobLink, Pool, PoolBuilder};
+use crate::wire::WireError;
+
+/// A caller silent this long (while this node hears others) has gone: its
+/// orders are dropped, and its running calls cancelled.
+const CALLER_GONE: Duration = Duration::from_secs(5);
+
+/// How many components a node keeps loaded; more are fetched again.
+const JOBS_KEPT: usize = 64;
+
+/// A worker node of a cluster: runs the calls that callers'
+/// [`Pool::builder().nats(url)`](crate::PoolBuilder::nats) pools publish,
+/// in a local [`Pool`].
+///
+/// The command line's `wasmpool serve --nats URL` runs one.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), wasmpool::Error> {
+/// use wasmpool::{Pool, cluster::Node};
+/// Node::new("nats://127.0.0.1:4222")
+///     .pool(Pool::builder().workers(4).cache_dir("/var/cache/wasmpool"))
+///     .serve()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "a node does nothing until served"]
+pub struct Node {
+    url: String,
+    pool: PoolBuilder,
+    ack_wait: Duration,
+}
+
+/// What a node said about itself in its latest heartbeat, from
+/// [`Pool::nodes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeInfo {
+    /// The node's name in the cluster.
+    pub id: String,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// The most calls it runs at once.
+    pub workers: usize,
+    /// Its live workers waiting for a call.
+    pub idle: usize,
+    /// Its workers running a call.
+    pub busy: usize,
+    /// Orders (a call, or a batch of `map` items) it has taken and not
+    /// yet answered.
+    pub running: usize,
+    /// Calls it has run.
+    pub calls: u64,
+    /// Worker processes it has started.
+    pub spawned: u64,
+    /// Its workers that died unasked.
+    pub crashed: u64,
+    /// Its workers killed by cancels.
+    pub killed: u64,
+    /// How long ago the heartbeat came.
+    pub last_seen: Duration,
+}
+
+impl NodeInfo {
+    pub(crate) fn from_beat(beat: &Beat, last_seen: Duration) -> NodeInfo {
+        NodeInfo {
+            id: beat.node.clone(),
+            host: beat.host.clone(),
+            pid: beat.pid,
+            workers: beat.workers,
+            idle: beat.idle,
+            busy: beat.busy,
+            running: beat.running,
+            calls: beat.calls,
+            spawned: beat.spawned,
+            crashed: beat.crashed,
+            killed: beat.killed,
+            last_seen,
+        }
+    }
+}
+
+impl Node {
+    /// A node of the cluster whose NATS server (with JetStream) is at
+    /// `url`, running calls in a [`Pool::new`] pool.
+    pub fn new(url: impl Into<String>) -> Node {
+        Node {
+            url: url.into(),
+            pool: Pool::builder(),
+            ack_wait: DEFAULT_ACK_WAIT,
+        }
+    }
+
+    /// The local pool the node runs calls in: its workers (the most calls
+    /// it takes at once), cache directory, engine settings and defaults.
+    pub fn pool(mut self, pool: PoolBuilder) -> Node {
+        self.pool = pool;
+        self
+    }
+
+    /// How long the server waits for this node's ack of an order before it
+    /// hands the order to another node: about how soon the calls of a
+    /// node that died run elsewhere. While a call runs, the node tells the
+    /// server it is still working three times per `ack_wait`. The setting
+    /// is the cluster's (its consumer's); the last node to start sets it.
+    /// Default: [`DEFAULT_ACK_WAIT`].
+    pub fn ack_wait(mut self, ack_wait: Duration) -> Node {
+        self.ack_wait = ack_wait;
+        self
+    }
+
+    /// Serves orders until the future is dropped, or an error stops it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] if the NATS server cannot be reached or has no
+    /// JetStream; as [`PoolBuilder::build`] for the local pool. Once
+    /// connected, a node rides out server restarts and bad orders.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops taking orders, and drops the ones
+    /// running: their calls are cancelled, and they go to another node
+    /// after the ack wait.
+    pub async fn serve(self) -> Result<(), Error> {
+        let Node {
+            url,
+            pool,
+            ack_wait,
+        } = self;
+        if ack_wait < Duration::from_millis(300) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "ack_wait must be at least 300 ms",
+            ));
+        }
+        let pool = pool.build()?;
+        let workers = pool.statistics().max_workers;
+        let id = super::unique_name();
+        let client = super::connect(&url, &format!("wasmpool node {id}")).await?;
+        let js = jetstream::new(client.clone());
+        let store = super::streams(&js, &url).await?;
+        let consumer = consumer(&js, &url, ack_wait).await?;
+        tracing::info!(node = %id, %url, workers, ?ack_wait, "node serving");
+        let shared = Arc::new(Shared {
+            id,
+            url,
+            pool,
+            js,
+            store,
+            ack_wait,
+            jobs: Mutex::default(),
+            running: Mutex::default(),
+            callers: Mutex::default(),
+            listening: Instant::now(),
+            orders: AtomicU64::new(0),
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(heartbeats(shared.clone(), client.clone()));
+        tasks.spawn(callers(shared.clone(), client.clone()));
+        tasks.spawn(cancels(shared.clone(), client.clone()));
+        let slots = Arc::new(Semaphore::new(workers));
+        // Every running order's task: aborted with the node.
+        let mut orders = tokio::task::JoinSet::new();
+        loop {
+            // No more orders than free workers: the rest wait in the stream.
+            let first = slots.clone().acquire_owned().await.expect("never closed");
+            let free = 1 + slots.available_permits();
+            let mut batch = match consumer
+                .batch()
+                .max_messages(free)
+                .expires(Duration::from_secs(5))
+                .heartbeat(Duration::from_secs(1))
+                .messages()
+                .await
+            {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot pull orders; again shortly");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            };
+            let mut first = Some(first);
+            while let Some(msg) = batch.next().await {
+                let msg = match msg {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "pull ended early");
+                        break;
+                    }
+                };
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => slots.clone().acquire_owned().await.expect("never closed"),
+                };
+                let shared = shared.clone();
+                orders.spawn(async move {
+                    shared.take(msg).await;
+                    drop(permit);
+                });
+                // Reap finished orders' tasks.
+                while orders.try_join_next().is_some() {}
+            }
+            while orders.try_join_next().is_some() {}
+        }
+    }
+}
+
+/// The durable pull consumer of orders, with this node's ack wait.
+async fn consumer(
+    js: &jetstream::Context,
+    url: &str,
+    ack_wait: Duration,
+) -> Result<jetstream::consumer::PullConsumer, Error> {
+    let stream = js
+        .get_stream(wire::CALLS_STREAM)
+        .await
+        .map_err(|e| nats_error("finding the stream of calls", url, e))?;
+    let config = pull::Config {
+        durable_name: Some(wire::NODES_CONSUMER.into()),
+        description: Some("wasmpool nodes".into()),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait,
+        max_deliver: -1,
+        max_ack_pending: 100_000,
+        max_waiting: 4096,
+        ..Default::default()
+    };
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(wire::NODES_CONSUMER, config.clone())
+        .await
+        .map_err(|e| nats_error("creating the consumer of calls", url, e))?;
+    let current = consumer
+        .info()
+        .await
+        .map_err(|e| nats_error("reading the consumer of calls", url, e))?
+        .config
+        .ack_wait;
+    if current != ack_wait {
+        consumer = stream
+            .update_consumer(config)
+            .await
+            .map_err(|e| nats_error("setting the ack wait of the consumer of calls", url, e))?;
+    }
+    Ok(consumer)
+}
+
+/// What a node's tasks share.
+struct Shared {
+    id: String,
+    url: String,
+    pool: Pool,
+    js: jetstream::Context,
+    store: jetstream::object_store::ObjectStore,
+    ack_wait: Duration,
+    /// Components fetched from the bucket, by content hash.
+    jobs: Mutex<HashMap<String, Job>>,
+    /// Orders running here, by caller and id.
+    running: Mutex<HashMap<(String, u64), Running>>,
+    /// When each caller was last heard from.
+    callers: Mutex<HashMap<String, Instant>>,
+    /// When the node started listening to callers.
+    listening: Instant,
+    /// Orders taken so far.
+    orders: AtomicU64,
+}
+
+/// A running order, for its cancel to find.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    link: Arc<JobLink>,
+}
+
+impl Shared {
+    /// Whether `caller` has gone: silent for [`CALLER_GONE`] while this
+    /// node has been listening that long.
+    fn caller_gone(&self, caller: &str) -> bool {
+        if self.listening.elapsed() < CALLER_GONE {
+            return false;
+        }
+        let callers = self.callers.lock().expect("callers lock");
+        // Hearing no caller at all is this node's deafness, not theirs.
+        let hearing = callers.values().any(|at| at.elapsed() < CALLER_GONE);
+        hearing
+            && callers
+                .get(caller)
+                .is_none_or(|at| at.elapsed() >= CALLER_GONE)
+    }
+
+    /// Runs one order and answers it; acks it once the answer is stored.
+    async fn take(self: Arc<Self>, msg: jetstream::Message) {
+        self.orders.fetch_add(1, Ordering::Relaxed);
+        let order: Order = match wire::decode(&msg.payload, "order") {
+            Ok(order) => order,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping a malformed order");
+                let _ = msg.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let (caller, id) = (order.caller.clone(), order.id);
+        if order.deadline_ms.is_some_and(|d| wire::now_ms() > d) || self.caller_gone(&caller) {
+            tracing::debug!(%caller, call = id, "dropping an order nobody waits for");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+        tracing::debug!(%caller, call = id, items = order.items.len(), "order taken");
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let link = Arc::new(JobLink::detached());
+        self.running.lock().expect("running lock").insert(
+            (caller.clone(), id),
+            Running {
+                stop: Some(stop_tx),
+                link: link.clone(),
+            },
+        );
+        let outcome = {
+            let run = self.run(order, link);
+            let progress = async {
+                let mut tick = tokio::time::interval(self.ack_wait / 3);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let _ = msg.ack_with(AckKind::Progress).await;
+                }
+            };
+            tokio::select! {
+                outcomes = run => Some(outcomes),
+                _ = stop_rx => None,
+                () = progress => None,
+            }
+        };
+        self.running
+            .lock()
+            .expect("running lock")
+            .remove(&(caller.clone(), id));
+        match outcome {
+            Some(outcomes) => {
+                tracing::debug!(%caller, call = id, "order ran; answering");
+                let answer = Answer {
+                    id,
+                    node: self.id.clone(),
+                    outcomes,
+                };
+                if self.answer(&caller, answer, &msg).await {
+                    let acked = msg.double_ack().await;
+                    tracing::debug!(%caller, call = id, ?acked, "order answered");
+                }
+            }
+            None => {
+                tracing::debug!(%caller, call = id, "order cancelled");
+                let _ = msg.ack_with(AckKind::Term).await;
+            }
+        }
+    }
+
+    /// Runs an order in the local pool.
+    async fn run(
+        &self,
+        order: Order,
+        link: Arc<JobLink>,
+    ) -> Result<Vec<crate::wire::Outcome>, WireError> {
+        let job = self.job(&order.component).await?;
+        let Order {
+            func,
+            items,
+            options,
+            on_cancel,
+            grace,
+            ..
+        } = order;
+        let items = items.into_iter().map(|b| b.into_vec()).collect();
+        self.pool
+            .run_order(&job, &func, items, options, on_cancel, grace, link)
+            .await
+            .map_err(WireError::from)
+    }
+
+    /// The component with content hash `hash`, from the bucket on first use.
+    async fn job(&self, hash: &str) -> Result<Job, WireError> {
+        if let Some(job) = self.jobs.lock().expect("jobs lock").get(hash) {
+            return Ok(job.clone());
+        }
+        let fetch =
+            async {
+                let mut object =
+                    self.store.get(hash).await.map_err(|e| {
+                        nats_error(&format!("fetching component {hash}"), &self.url, e)
+                    })?;
+                let mut bytes = Vec::new();
+                object.read_to_end(&mut bytes).await.map_err(|e| {
+                    Error::io(format_args!("reading component {hash} from NATS"), e)
+                })?;
+                let job = Job::from_bytes(bytes)?;
+                if job.hash() != hash {
+                    return Err(Error::new(
+                        ErrorKind::Protocol,
+                        format!("component {hash} in the bucket has hash {}", job.hash()),
+                    ));
+                }
+                Ok(job)
+            };
+        let job = fetch.await.map_err(WireError::from)?;
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        if jobs.len() >= JOBS_KEPT {
+            jobs.clear();
+        }
+        jobs.insert(hash.to_string(), job.clone());
+        Ok(job)
+    }
+
+    /// Publishes `answer` to its caller until JetStream has stored it, or
+    /// the caller has gone. Whether it was stored.
+    async fn answer(&self, caller: &str, answer: Answer, msg: &jetstream::Message) -> bool {
+        let subject = wire::results_subject(caller);
+        let msg_id = format!("{caller}.{}", answer.id);
+        let mut payload = Bytes::from(wire::encode(&answer));
+        loop {
+            let publish = jetstream::message::PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&msg_id);
+            match self.js.send_publish(subject.clone(), publish).await {
+                Ok(ack) => match tokio::time::timeout(Duration::from_secs(5), ack).await {
+                    Ok(Ok(_)) => return true,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "answer not stored; again"),
+                    Err(_) => tracing::debug!("answer not acked; again"),
+                },
+                Err(e) if e.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded => {
+                    let too_big = Answer {
+                        id: answer.id,
+                        node: self.id.clone(),
+                        outcomes: Err(WireError::new(
+                            ErrorKind::Unsupported,
+                            format!(
+                                "the call's results ({} bytes) do not fit in one NATS message: {e}",
+                                payload.len()
+                            ),
+                        )),
+                    };
+                    payload = Bytes::from(wire::encode(&too_big));
+                    continue;
+                }
+                Err(e) => tracing::debug!(error = %e, "answer not sent; again"),
+            }
+            if self.caller_gone(caller) {
+                return false;
+            }
+            let _ = msg.ack_with(AckKind::Progress).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Applies a caller's cancel to an order running here.
+    fn cancel(&self, cancel: CancelOrder) {
+        let mut running = self.running.lock().expect("running lock");
+        if let Some(r) = running.get_mut(&(cancel.caller, cancel.id)) {
+            if cancel.kill {
+                r.link.request_kill();
+            }
+            if let Some(stop) = r.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+}
+
+/// Publishes the node's load every [`wire::HEARTBEAT`].
+async fn heartbeats(shared: Arc<Shared>, client: async_nats::Client) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let subject = wire::node_subject(&shared.id);
+    let mut tick = tokio::time::interval(wire::HEARTBEAT);
+    loop {
+        tick.tick().await;
+        let stats = shared.pool.statistics();
+        let beat = Beat {
+            node: shared.id.clone(),
+            host: host.clone(),
+            pid: std::process::id(),
+            workers: stats.max_workers,
+            idle: stats.idle,
+            busy: stats.busy,
+            running: shared.running.lock().expect("running lock").len(),
+            spawned: stats.spawned,
+            crashed: stats.crashed,
+            killed: stats.killed,
+            calls: stats.calls,
+        };
+        let _ = client
+            .publish(subject.clone(), Bytes::from(wire::encode(&beat)))
+            .await;
+    }
+}
+
+/// Notes callers' heartbeats, and cancels the running orders of callers
+/// that have gone.
+async fn callers(shared: Arc<Shared>, client: async_nats::Client) {
+    let Ok(mut beats) = client.subscribe(wire::CALLERS_WILDCARD).await else {
+        tracing::warn!("cannot hear callers' heartbeats; their orders run regardless");
+        return;
+    };
+    let mut sweep = tokio::time::interval(wire::HEARTBEAT);
+    loop {
+        tokio::select! {
+            msg = beats.next() => {
+                let Some(msg) = msg else { return };
+                if let Some(caller) = msg.subject.as_str().rsplit('.').next() {
+                    shared.callers.lock().expect("callers lock").insert(caller.to_string(), Instant::now());
+                }
+            }
+            _ = sweep.tick() => {
+                let gone: Vec<(String, u64)> = shared
+                    .running
+                    .lock()
+                    .expect("running lock")
+                    .keys()
+                    .filter(|(caller, _)| shared.caller_gone(caller))
+                    .cloned()
+                    .collect();
+                for (caller, id) in gone {
+                    tracing::info!(%caller, call = id, "its caller has gone; cancelling");
+                    shared.cancel(CancelOrder { caller, id, kill: false });
+                }
+            }
+        }
+    }
+}
+
+/// Applies callers' cancels.
+async fn cancels(shared: Arc<Shared>, client: async_nats::Client) {
+    let Ok(mut cancels) = client.subscribe(wire::CANCEL_SUBJECT).await else {
+        tracing::warn!("cannot hear cancels; cancelled calls run to the end");
+        return;
+    };
+    while let Some(msg) = cancels.next().await {
+        match wire::decode::<CancelOrder>(&msg.payload, "cancel") {
+            Ok(cancel) => shared.cancel(cancel),
+            Err(e) => tracing::warn!(error = %e, "dropping a malformed cancel"),
+        }
+    }
+}
