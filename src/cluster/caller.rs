@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer, context::PublishErrorKind};
+use async_nats::jetstream::{self, context::PublishErrorKind};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::sync::{OnceCell, oneshot};
@@ -35,11 +35,18 @@ pub(crate) struct Caller {
     /// orders' ids.
     id: String,
     link: OnceCell<Linked>,
-    /// The senders of orders waiting for their answer.
-    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>,
+    /// The orders waiting for their answer.
+    pending: Arc<Mutex<HashMap<u64, Pending>>>,
     /// The latest heartbeat of each node, and when it came.
     nodes: Arc<Mutex<HashMap<String, (Instant, Beat)>>>,
     next: AtomicU64,
+}
+
+/// An order waiting for its answer: where the answer goes, and the order,
+/// to send again if its answer may have been lost.
+struct Pending {
+    tx: oneshot::Sender<Answer>,
+    order: Bytes,
 }
 
 /// A caller connected to its cluster.
@@ -80,28 +87,54 @@ impl Caller {
 
     async fn link_up(&self) -> Result<Linked, Error> {
         let url = &self.url;
-        let client = super::connect(url, &format!("wasmpool caller {}", self.id)).await?;
+        let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let client = super::connect(
+            url,
+            &format!("wasmpool caller {}", self.id),
+            Some(events_tx),
+        )
+        .await?;
         let js = jetstream::new(client.clone());
         let store = super::streams(&js, url).await?;
         let mut tasks = Vec::new();
-        // Answers: an ordered consumer of this caller's subject, from now
-        // on. It recreates itself where it left off after a reconnect.
-        let results = js
-            .get_stream(wire::RESULTS_STREAM)
-            .await
-            .map_err(|e| nats_error("finding the stream of results", url, e))?;
-        let answers = results
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: wire::results_subject(&self.id),
-                deliver_policy: consumer::DeliverPolicy::New,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_error("subscribing to results", url, e))?
-            .messages()
+        // Answers: plain messages on this caller's own subject.
+        let answers = client
+            .subscribe(wire::results_subject(&self.id))
             .await
             .map_err(|e| nats_error("subscribing to results", url, e))?;
         tasks.push(tokio::spawn(take_answers(answers, self.pending.clone())));
+        // An answer sent while this caller was reconnecting, or dropped
+        // because it read too slowly, is lost: after either, every order
+        // still waiting is sent again (and run again if it had run: at
+        // least once). The first answer per order wins.
+        let (pending, resend_js, caller) = (self.pending.clone(), js.clone(), self.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut resends = 0u64;
+            while let Some(event) = events.recv().await {
+                if !matches!(
+                    event,
+                    async_nats::Event::Connected | async_nats::Event::SlowConsumer(_)
+                ) {
+                    continue;
+                }
+                let orders: Vec<(u64, Bytes)> = pending
+                    .lock()
+                    .expect("pending lock")
+                    .iter()
+                    .map(|(id, p)| (*id, p.order.clone()))
+                    .collect();
+                if orders.is_empty() {
+                    continue;
+                }
+                resends += 1;
+                tracing::info!(orders = orders.len(), %event, "sending the waiting orders again");
+                for (id, order) in orders {
+                    let js = resend_js.clone();
+                    let msg_id = format!("{caller}.{id}.{resends}");
+                    tokio::spawn(async move { store_order(&js, id, msg_id, order).await });
+                }
+            }
+        }));
         // Nodes' heartbeats.
         let mut beats = client
             .subscribe(wire::NODES_WILDCARD)
@@ -233,7 +266,13 @@ impl Caller {
         };
         let payload = Bytes::from(wire::encode(&order));
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().expect("pending lock").insert(id, tx);
+        self.pending.lock().expect("pending lock").insert(
+            id,
+            Pending {
+                tx,
+                order: payload.clone(),
+            },
+        );
         let mut guard = Waiting {
             caller: self,
             client: linked.client.clone(),
@@ -241,8 +280,14 @@ impl Caller {
             link,
             answered: false,
         };
+        let started = Instant::now();
         let wait = async {
             self.publish(linked, id, payload).await?;
+            tracing::trace!(
+                call = id,
+                stored_us = started.elapsed().as_micros() as u64,
+                "order stored"
+            );
             rx.await
                 .map_err(|_| Error::new(ErrorKind::PoolClosed, "the cluster caller stopped"))
         };
@@ -254,35 +299,13 @@ impl Caller {
             },
         };
         guard.answered = true;
+        tracing::trace!(call = id, node = %answer.node, answered_us = started.elapsed().as_micros() as u64, "order answered");
         answer.outcomes.map_err(Error::from)
     }
 
     /// Publishes an order until JetStream has stored it.
     async fn publish(&self, linked: &Linked, id: u64, payload: Bytes) -> Result<(), Error> {
-        let msg_id = format!("{}.{id}", self.id);
-        loop {
-            let publish = jetstream::message::PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&msg_id);
-            match linked.js.send_publish(wire::CALLS_SUBJECT, publish).await {
-                Ok(ack) => match tokio::time::timeout(PUBLISH_RETRY * 10, ack).await {
-                    Ok(Ok(_)) => return Ok(()),
-                    Ok(Err(e)) => tracing::debug!(call = id, error = %e, "order not stored; again"),
-                    Err(_) => tracing::debug!(call = id, "order not acked; again"),
-                },
-                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        format!(
-                            "the call's arguments ({} bytes) do not fit in one NATS message: {e}",
-                            payload.len()
-                        ),
-                    ));
-                }
-                Err(e) => tracing::debug!(call = id, error = %e, "order not sent; again"),
-            }
-            tokio::time::sleep(PUBLISH_RETRY).await;
-        }
+        store_order(&linked.js, id, format!("{}.{id}", self.id), payload).await
     }
 
     /// The error of a call that got no answer within `limit`.
@@ -303,26 +326,52 @@ impl Caller {
     }
 }
 
+/// Publishes an order until JetStream has stored it, with `msg_id` (so
+/// that the server stores it once however often it is sent).
+async fn store_order(
+    js: &jetstream::Context,
+    id: u64,
+    msg_id: String,
+    payload: Bytes,
+) -> Result<(), Error> {
+    loop {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(&msg_id);
+        match js.send_publish(wire::CALLS_SUBJECT, publish).await {
+            Ok(ack) => match tokio::time::timeout(PUBLISH_RETRY * 10, ack).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => tracing::debug!(call = id, error = %e, "order not stored; again"),
+                Err(_) => tracing::debug!(call = id, "order not acked; again"),
+            },
+            Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "the call's arguments ({} bytes) do not fit in one NATS message: {e}",
+                        payload.len()
+                    ),
+                ));
+            }
+            Err(e) => tracing::debug!(call = id, error = %e, "order not sent; again"),
+        }
+        tokio::time::sleep(PUBLISH_RETRY).await;
+    }
+}
+
 /// Hands each answer to the order waiting for it; a second answer to the
 /// same order (a redelivered order run twice) finds no one and is dropped.
 async fn take_answers(
-    mut answers: consumer::pull::Ordered,
-    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>,
+    mut answers: async_nats::Subscriber,
+    pending: Arc<Mutex<HashMap<u64, Pending>>>,
 ) {
     while let Some(msg) = answers.next().await {
-        let msg = match msg {
-            Ok(msg) => msg,
-            Err(e) => {
-                tracing::debug!(error = %e, "results consumer hiccup");
-                continue;
-            }
-        };
         match wire::decode::<Answer>(&msg.payload, "answer") {
             Ok(answer) => {
                 let tx = pending.lock().expect("pending lock").remove(&answer.id);
                 match tx {
-                    Some(tx) => {
-                        let _ = tx.send(answer);
+                    Some(p) => {
+                        let _ = p.tx.send(answer);
                     }
                     None => {
                         tracing::debug!(call = answer.id, node = %answer.node, "duplicate or late answer dropped")

@@ -56,10 +56,6 @@ use crate::error::{Error, ErrorKind};
 /// another node, unless [`Node::ack_wait`] says otherwise.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
-/// How long results stay in their stream for a caller that is
-/// reconnecting.
-const RESULTS_MAX_AGE: Duration = Duration::from_secs(15 * 60);
-
 /// A name no other caller or node has: the time, the process and a
 /// count, in hex (a NATS subject token).
 pub(crate) fn unique_name() -> String {
@@ -77,17 +73,27 @@ pub(crate) fn nats_error(doing: &str, url: &str, e: impl std::fmt::Display) -> E
 }
 
 /// Connects to the NATS server at `url` as `name`, reconnecting for ever
-/// once connected.
-pub(crate) async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Error> {
+/// once connected. Connection events also go to `events`.
+pub(crate) async fn connect(
+    url: &str,
+    name: &str,
+    events: Option<tokio::sync::mpsc::UnboundedSender<async_nats::Event>>,
+) -> Result<async_nats::Client, Error> {
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5))
         .max_reconnects(None)
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
-                other => tracing::debug!(event = %other, "NATS event"),
+        .event_callback(move |event| {
+            let events = events.clone();
+            async move {
+                match &event {
+                    async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+                if let Some(events) = events {
+                    let _ = events.send(event);
+                }
             }
         })
         .connect(url)
@@ -111,17 +117,6 @@ pub(crate) async fn streams(
     })
     .await
     .map_err(|e| nats_error("creating the stream of calls", url, e))?;
-    js.get_or_create_stream(Config {
-        name: wire::RESULTS_STREAM.into(),
-        subjects: vec![wire::results_subject("*")],
-        retention: RetentionPolicy::Limits,
-        storage: StorageType::File,
-        max_age: RESULTS_MAX_AGE,
-        duplicate_window: Duration::from_secs(120),
-        ..Config::default()
-    })
-    .await
-    .map_err(|e| nats_error("creating the stream of results", url, e))?;
     match js.get_object_store(wire::COMPONENTS_BUCKET).await {
         Ok(store) => Ok(store),
         Err(_) => js

@@ -157,15 +157,16 @@ impl Node {
         let pool = pool.build()?;
         let workers = pool.statistics().max_workers;
         let id = super::unique_name();
-        let client = super::connect(&url, &format!("wasmpool node {id}")).await?;
+        let client = super::connect(&url, &format!("wasmpool node {id}"), None).await?;
         let js = jetstream::new(client.clone());
         let store = super::streams(&js, &url).await?;
-        let consumer = consumer(&js, &url, ack_wait).await?;
+        consumer(&js, &url, ack_wait).await?;
         tracing::info!(node = %id, %url, workers, ?ack_wait, "node serving");
         let shared = Arc::new(Shared {
             id,
             url,
             pool,
+            client: client.clone(),
             js,
             store,
             ack_wait,
@@ -179,60 +180,91 @@ impl Node {
         tasks.spawn(heartbeats(shared.clone(), client.clone()));
         tasks.spawn(callers(shared.clone(), client.clone()));
         tasks.spawn(cancels(shared.clone(), client.clone()));
-        let slots = Arc::new(Semaphore::new(workers));
-        // Every running order's task: aborted with the node.
-        let mut orders = tokio::task::JoinSet::new();
-        loop {
-            // No more orders than free workers: the rest wait in the stream.
-            let first = slots.clone().acquire_owned().await.expect("never closed");
-            let free = 1 + slots.available_permits();
-            let mut batch = match consumer
-                .batch()
-                .max_messages(free)
-                .expires(Duration::from_secs(5))
-                .heartbeat(Duration::from_secs(1))
-                .messages()
+        pull(shared, client, workers).await
+    }
+}
+
+/// How long one pull request for an order waits at the server.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
+
+/// Takes orders: keeps one pull request of one order at the server for
+/// each free worker, on one inbox that lives as long as the node, so that
+/// no order delivered to this node goes unseen (a request's own
+/// short-lived inbox could be dropped with an order on its way). A
+/// request unanswered well past its expiry (the server restarted) is
+/// taken for lost.
+async fn pull(
+    shared: Arc<Shared>,
+    client: async_nats::Client,
+    workers: usize,
+) -> Result<(), Error> {
+    let inbox = client.new_inbox();
+    let mut deliveries = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| nats_error("subscribing to orders", &shared.url, e))?;
+    let next = format!(
+        "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
+        wire::CALLS_STREAM,
+        wire::NODES_CONSUMER
+    );
+    let request = Bytes::from(format!(
+        r#"{{"batch":1,"expires":{}}}"#,
+        PULL_EXPIRES.as_nanos()
+    ));
+    let slots = Arc::new(Semaphore::new(workers));
+    // When each outstanding request was sent, oldest first.
+    let mut outstanding: std::collections::VecDeque<Instant> = Default::default();
+    let mut orders = tokio::task::JoinSet::new();
+    let mut sweep = tokio::time::interval(PULL_EXPIRES / 2);
+    loop {
+        // One request per free worker, less those already out.
+        while outstanding.len() < slots.available_permits() {
+            match client
+                .publish_with_reply(next.clone(), inbox.clone(), request.clone())
                 .await
             {
-                Ok(batch) => batch,
+                Ok(()) => outstanding.push_back(Instant::now()),
                 Err(e) => {
-                    tracing::debug!(error = %e, "cannot pull orders; again shortly");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    tracing::debug!(error = %e, "cannot ask for orders; again shortly");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            msg = deliveries.next() => {
+                let Some(msg) = msg else {
+                    return Err(nats_error("taking orders", &shared.url, "the subscription ended"));
+                };
+                outstanding.pop_front();
+                if let Some(status) = msg.status {
+                    // 408: the request expired; 409: the server dropped it.
+                    tracing::trace!(%status, "pull request ended");
                     continue;
                 }
-            };
-            let mut first = Some(first);
-            while let Some(msg) = batch.next().await {
-                let msg = match msg {
-                    Ok(msg) => msg,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "pull ended early");
-                        break;
-                    }
-                };
-                let permit = match first.take() {
-                    Some(p) => p,
-                    None => slots.clone().acquire_owned().await.expect("never closed"),
-                };
+                let permit = slots.clone().acquire_owned().await.expect("never closed");
+                let msg = jetstream::Message { message: msg, context: shared.js.clone() };
                 let shared = shared.clone();
                 orders.spawn(async move {
                     shared.take(msg).await;
                     drop(permit);
                 });
-                // Reap finished orders' tasks.
-                while orders.try_join_next().is_some() {}
             }
-            while orders.try_join_next().is_some() {}
+            Some(_) = orders.join_next(), if !orders.is_empty() => {}
+            _ = sweep.tick() => {
+                while outstanding
+                    .front()
+                    .is_some_and(|at| at.elapsed() > PULL_EXPIRES + Duration::from_secs(1))
+                {
+                    outstanding.pop_front();
+                }
+            }
         }
     }
 }
 
 /// The durable pull consumer of orders, with this node's ack wait.
-async fn consumer(
-    js: &jetstream::Context,
-    url: &str,
-    ack_wait: Duration,
-) -> Result<jetstream::consumer::PullConsumer, Error> {
+async fn consumer(js: &jetstream::Context, url: &str, ack_wait: Duration) -> Result<(), Error> {
     let stream = js
         .get_stream(wire::CALLS_STREAM)
         .await
@@ -258,12 +290,12 @@ async fn consumer(
         .config
         .ack_wait;
     if current != ack_wait {
-        consumer = stream
+        stream
             .update_consumer(config)
             .await
             .map_err(|e| nats_error("setting the ack wait of the consumer of calls", url, e))?;
     }
-    Ok(consumer)
+    Ok(())
 }
 
 /// What a node's tasks share.
@@ -271,6 +303,7 @@ struct Shared {
     id: String,
     url: String,
     pool: Pool,
+    client: async_nats::Client,
     js: jetstream::Context,
     store: jetstream::object_store::ObjectStore,
     ack_wait: Duration,
@@ -310,6 +343,7 @@ impl Shared {
 
     /// Runs one order and answers it; acks it once the answer is stored.
     async fn take(self: Arc<Self>, msg: jetstream::Message) {
+        let taken = Instant::now();
         self.orders.fetch_add(1, Ordering::Relaxed);
         let order: Order = match wire::decode(&msg.payload, "order") {
             Ok(order) => order,
@@ -357,16 +391,18 @@ impl Shared {
             .remove(&(caller.clone(), id));
         match outcome {
             Some(outcomes) => {
-                tracing::debug!(%caller, call = id, "order ran; answering");
+                let ran_us = taken.elapsed().as_micros() as u64;
                 let answer = Answer {
                     id,
                     node: self.id.clone(),
                     outcomes,
                 };
-                if self.answer(&caller, answer, &msg).await {
-                    let acked = msg.double_ack().await;
-                    tracing::debug!(%caller, call = id, ?acked, "order answered");
+                let sent = self.answer(&caller, answer).await;
+                let answered_us = taken.elapsed().as_micros() as u64;
+                if sent {
+                    let _ = msg.ack().await;
                 }
+                tracing::debug!(%caller, call = id, ran_us, answered_us, sent, "order answered");
             }
             None => {
                 tracing::debug!(%caller, call = id, "order cancelled");
@@ -430,44 +466,35 @@ impl Shared {
         Ok(job)
     }
 
-    /// Publishes `answer` to its caller until JetStream has stored it, or
-    /// the caller has gone. Whether it was stored.
-    async fn answer(&self, caller: &str, answer: Answer, msg: &jetstream::Message) -> bool {
+    /// Sends `answer` to its caller, and flushes it to the server; an
+    /// answer too big for one message becomes an error. Whether it went.
+    /// (Answers are plain NATS messages: a caller that lost some in a
+    /// reconnect sends its orders again.)
+    async fn answer(&self, caller: &str, answer: Answer) -> bool {
         let subject = wire::results_subject(caller);
-        let msg_id = format!("{caller}.{}", answer.id);
         let mut payload = Bytes::from(wire::encode(&answer));
-        loop {
-            let publish = jetstream::message::PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&msg_id);
-            match self.js.send_publish(subject.clone(), publish).await {
-                Ok(ack) => match tokio::time::timeout(Duration::from_secs(5), ack).await {
-                    Ok(Ok(_)) => return true,
-                    Ok(Err(e)) => tracing::debug!(error = %e, "answer not stored; again"),
-                    Err(_) => tracing::debug!("answer not acked; again"),
-                },
-                Err(e) if e.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded => {
-                    let too_big = Answer {
-                        id: answer.id,
-                        node: self.id.clone(),
-                        outcomes: Err(WireError::new(
-                            ErrorKind::Unsupported,
-                            format!(
-                                "the call's results ({} bytes) do not fit in one NATS message: {e}",
-                                payload.len()
-                            ),
-                        )),
-                    };
-                    payload = Bytes::from(wire::encode(&too_big));
-                    continue;
-                }
-                Err(e) => tracing::debug!(error = %e, "answer not sent; again"),
+        let max = self.client.server_info().max_payload;
+        if payload.len() + 256 > max {
+            let too_big = Answer {
+                id: answer.id,
+                node: self.id.clone(),
+                outcomes: Err(WireError::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "the call's results ({} bytes) do not fit in one NATS message (the \
+                         server's max_payload is {max} bytes)",
+                        payload.len()
+                    ),
+                )),
+            };
+            payload = Bytes::from(wire::encode(&too_big));
+        }
+        match self.client.publish(subject, payload).await {
+            Ok(()) => self.client.flush().await.is_ok(),
+            Err(e) => {
+                tracing::debug!(error = %e, "answer not sent");
+                false
             }
-            if self.caller_gone(caller) {
-                return false;
-            }
-            let _ = msg.ack_with(AckKind::Progress).await;
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 

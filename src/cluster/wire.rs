@@ -16,8 +16,6 @@ pub(crate) const CALLS_STREAM: &str = "WASMPOOL_CALLS";
 pub(crate) const CALLS_SUBJECT: &str = "wasmpool.calls";
 /// The durable pull consumer every node pulls calls from.
 pub(crate) const NODES_CONSUMER: &str = "wasmpool-nodes";
-/// The stream of results, one subject per caller.
-pub(crate) const RESULTS_STREAM: &str = "WASMPOOL_RESULTS";
 /// Cancels of running calls, to every node.
 pub(crate) const CANCEL_SUBJECT: &str = "wasmpool.cancel";
 /// The object store bucket of components, by content hash.
