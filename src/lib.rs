@@ -377,6 +377,8 @@ pub mod fuzzing;
 mod host;
 mod inspect;
 mod job;
+#[cfg(feature = "cluster")]
+mod nats;
 mod options;
 #[allow(unsafe_code)]
 mod platform;

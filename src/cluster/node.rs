@@ -12,10 +12,11 @@ use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::{Semaphore, oneshot};
 
-use super::wire::{self, Answer, Beat, CancelOrder, Order};
-use super::{DEFAULT_ACK_WAIT, nats_error};
+use super::DEFAULT_ACK_WAIT;
 use crate::error::{Error, ErrorKind};
 use crate::job::Job;
+use crate::nats::wire::{self, Answer, Beat, CancelOrder, Order};
+use crate::nats::{self, nats_error};
 use crate::pool::{JobLink, Pool, PoolBuilder};
 use crate::wire::WireError;
 
@@ -47,57 +48,6 @@ pub struct Node {
     url: String,
     pool: PoolBuilder,
     ack_wait: Duration,
-}
-
-/// What a node said about itself in its latest heartbeat, from
-/// [`Pool::nodes`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NodeInfo {
-    /// The node's name in the cluster.
-    pub id: String,
-    /// The machine it runs on.
-    pub host: String,
-    /// Its process id there.
-    pub pid: u32,
-    /// The most calls it runs at once.
-    pub workers: usize,
-    /// Its live workers waiting for a call.
-    pub idle: usize,
-    /// Its workers running a call.
-    pub busy: usize,
-    /// Orders (a call, or a batch of `map` items) it has taken and not
-    /// yet answered.
-    pub running: usize,
-    /// Calls it has run.
-    pub calls: u64,
-    /// Worker processes it has started.
-    pub spawned: u64,
-    /// Its workers that died unasked.
-    pub crashed: u64,
-    /// Its workers killed by cancels.
-    pub killed: u64,
-    /// How long ago the heartbeat came.
-    pub last_seen: Duration,
-}
-
-impl NodeInfo {
-    pub(crate) fn from_beat(beat: &Beat, last_seen: Duration) -> NodeInfo {
-        NodeInfo {
-            id: beat.node.clone(),
-            host: beat.host.clone(),
-            pid: beat.pid,
-            workers: beat.workers,
-            idle: beat.idle,
-            busy: beat.busy,
-            running: beat.running,
-            calls: beat.calls,
-            spawned: beat.spawned,
-            crashed: beat.crashed,
-            killed: beat.killed,
-            last_seen,
-        }
-    }
 }
 
 impl Node {
@@ -156,10 +106,10 @@ impl Node {
         }
         let pool = pool.build()?;
         let workers = pool.statistics().max_workers;
-        let id = super::unique_name();
-        let client = super::connect(&url, &format!("wasmpool node {id}"), None).await?;
+        let id = nats::unique_name();
+        let client = nats::connect(&url, &format!("wasmpool node {id}"), None).await?;
         let js = jetstream::new(client.clone());
-        let store = super::streams(&js, &url).await?;
+        let store = nats::streams(&js, &url).await?;
         consumer(&js, &url, ack_wait).await?;
         tracing::info!(node = %id, %url, workers, ?ack_wait, "node serving");
         let shared = Arc::new(Shared {

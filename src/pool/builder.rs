@@ -416,7 +416,7 @@ impl PoolBuilder {
             ));
         }
         #[cfg(feature = "cluster")]
-        let cluster = nats.map(|url| Arc::new(crate::cluster::Caller::new(url)));
+        let cluster = nats.map(|url| Arc::new(super::remote::Caller::new(url)));
         // A cluster pool's directories are the nodes'.
         #[cfg(feature = "cluster")]
         if cluster.is_some() && !host_fns.is_empty() {

@@ -16,6 +16,8 @@ pub(crate) mod compile;
 mod job_handle;
 mod map;
 mod prims;
+#[cfg(feature = "cluster")]
+mod remote;
 mod request;
 mod roster;
 mod setters;
@@ -35,6 +37,8 @@ pub use call::{Call, Output};
 pub use cancel::CancelHandle;
 pub use job_handle::JobHandle;
 pub(crate) use job_handle::JobLink;
+#[cfg(feature = "cluster")]
+pub use remote::NodeInfo;
 
 use crate::dynamic::{DynArgs, DynValue};
 use crate::engine::DEFAULT_MAX_WASM_STACK;
@@ -98,7 +102,7 @@ pub(crate) struct PoolInner {
     /// For a cluster pool, the caller's side: calls run on nodes, not on
     /// the roster's workers.
     #[cfg(feature = "cluster")]
-    cluster: Option<Arc<crate::cluster::Caller>>,
+    cluster: Option<Arc<remote::Caller>>,
 }
 
 /// A snapshot of a pool's counters, from [`Pool::statistics`].
@@ -389,7 +393,7 @@ impl Pool {
     /// # }
     /// ```
     #[cfg(feature = "cluster")]
-    pub fn nodes(&self) -> Vec<crate::cluster::NodeInfo> {
+    pub fn nodes(&self) -> Vec<NodeInfo> {
         match &self.handle.inner.cluster {
             Some(cluster) => cluster.nodes(),
             None => Vec::new(),

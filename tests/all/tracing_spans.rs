@@ -66,8 +66,17 @@ async fn a_call_is_one_span_with_job_function_ids_and_times() {
 
     let pool = pool(1);
     let fib = job(wasmpool_guests::FIB);
-    let n: u64 = pool.run(&fib, "fib", (20u64,)).await.unwrap();
-    assert_eq!(n, 6765);
+    // A thread of another test that meets the callsite while the interest
+    // is rebuilt can cache it as unwanted again; then the span of this
+    // call is not made, and the next call, after another rebuild, has it.
+    for _ in 0..10 {
+        let n: u64 = pool.run(&fib, "fib", (20u64,)).await.unwrap();
+        assert_eq!(n, 6765);
+        if !calls.0.lock().unwrap().is_empty() {
+            break;
+        }
+        tracing::callsite::rebuild_interest_cache();
+    }
     let pid = pool.worker_pids()[0];
     pool.shutdown().await;
 

@@ -1,4 +1,4 @@
-//! The caller's side of a cluster pool: uploads components, publishes
+//! The caller's side of a cluster pool ([`PoolBuilder::nats`](super::PoolBuilder::nats)): uploads components, publishes
 //! orders, gathers answers, cancels what it stops waiting for, and keeps
 //! the nodes' heartbeats.
 
@@ -13,12 +13,12 @@ use futures_util::StreamExt as _;
 use tokio::sync::{OnceCell, oneshot};
 use tokio::task::JoinHandle;
 
-use super::wire::{self, Answer, Beat, CancelOrder, Order};
-use super::{NodeInfo, nats_error};
+use super::JobLink;
 use crate::error::{Error, ErrorKind};
 use crate::job::Job;
+use crate::nats::wire::{self, Answer, Beat, CancelOrder, Order};
+use crate::nats::{self, nats_error};
 use crate::options::Cancel;
-use crate::pool::JobLink;
 use crate::wire::{CallOptions, Outcome};
 
 /// A node is taken for gone when it has been silent this long.
@@ -72,7 +72,7 @@ impl Caller {
     pub(crate) fn new(url: String) -> Caller {
         Caller {
             url,
-            id: super::unique_name(),
+            id: nats::unique_name(),
             link: OnceCell::new(),
             pending: Arc::default(),
             nodes: Arc::default(),
@@ -88,14 +88,14 @@ impl Caller {
     async fn link_up(&self) -> Result<Linked, Error> {
         let url = &self.url;
         let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-        let client = super::connect(
+        let client = nats::connect(
             url,
             &format!("wasmpool caller {}", self.id),
             Some(events_tx),
         )
         .await?;
         let js = jetstream::new(client.clone());
-        let store = super::streams(&js, url).await?;
+        let store = nats::streams(&js, url).await?;
         let mut tasks = Vec::new();
         // Answers: plain messages on this caller's own subject.
         let answers = client
@@ -421,6 +421,57 @@ impl Drop for Waiting<'_> {
                     .await;
                 let _ = client.flush().await;
             });
+        }
+    }
+}
+
+/// What a node said about itself in its latest heartbeat, from
+/// [`Pool::nodes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeInfo {
+    /// The node's name in the cluster.
+    pub id: String,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// The most calls it runs at once.
+    pub workers: usize,
+    /// Its live workers waiting for a call.
+    pub idle: usize,
+    /// Its workers running a call.
+    pub busy: usize,
+    /// Orders (a call, or a batch of `map` items) it has taken and not
+    /// yet answered.
+    pub running: usize,
+    /// Calls it has run.
+    pub calls: u64,
+    /// Worker processes it has started.
+    pub spawned: u64,
+    /// Its workers that died unasked.
+    pub crashed: u64,
+    /// Its workers killed by cancels.
+    pub killed: u64,
+    /// How long ago the heartbeat came.
+    pub last_seen: Duration,
+}
+
+impl NodeInfo {
+    pub(crate) fn from_beat(beat: &Beat, last_seen: Duration) -> NodeInfo {
+        NodeInfo {
+            id: beat.node.clone(),
+            host: beat.host.clone(),
+            pid: beat.pid,
+            workers: beat.workers,
+            idle: beat.idle,
+            busy: beat.busy,
+            running: beat.running,
+            calls: beat.calls,
+            spawned: beat.spawned,
+            crashed: beat.crashed,
+            killed: beat.killed,
+            last_seen,
         }
     }
 }
