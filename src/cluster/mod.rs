@@ -29,6 +29,9 @@
 //!   is told it read too slowly), it sends every order it still waits for
 //!   again. The caller keeps the first answer per order and drops any
 //!   other.
+//! - **Host functions** stay in the caller: a node's guest that calls one
+//!   waits while the node asks the caller (NATS request-reply on
+//!   `wasmpool.host.<caller>`), which runs it with the call's data.
 //! - **Cancels** go to every node on `wasmpool.cancel`; the node running
 //!   the order applies its cancel mode (interrupt, kill, finish).
 //! - **Heartbeats**: nodes publish their load every second on
@@ -56,7 +59,6 @@
 //! - named `wasmpool:sync` primitives and job channels: a pool's
 //!   primitives live in one host; a cluster pool has none, and says so
 //!   with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported);
-//! - host functions: the nodes cannot call back into the caller;
 //! - arguments or results larger than one NATS message (the server's
 //!   `max_payload`, 1 MiB by default) fail with `Unsupported`.
 

@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, oneshot};
 use super::DEFAULT_ACK_WAIT;
 use crate::error::{Error, ErrorKind};
 use crate::job::Job;
-use crate::nats::wire::{self, Answer, Beat, CancelOrder, Order};
+use crate::nats::wire::{self, Answer, Beat, CancelOrder, HostCall, HostReply, Order};
 use crate::nats::{self, nats_error};
 use crate::pool::{JobLink, Pool, PoolBuilder};
 use crate::wire::WireError;
@@ -104,10 +104,10 @@ impl Node {
                 "ack_wait must be at least 300 ms",
             ));
         }
-        let pool = pool.build()?;
-        let workers = pool.statistics().max_workers;
         let id = nats::unique_name();
         let client = nats::connect(&url, &format!("wasmpool node {id}"), None).await?;
+        let pool = pool.forward_host_calls(forwarder(client.clone())).build()?;
+        let workers = pool.statistics().max_workers;
         let js = jetstream::new(client.clone());
         let store = nats::streams(&js, &url).await?;
         consumer(&js, &url, ack_wait).await?;
@@ -210,6 +210,60 @@ async fn pull(
                 }
             }
         }
+    }
+}
+
+/// Where a guest's host calls go: the caller of its order, as the call's
+/// data.
+struct Route {
+    caller: String,
+    order: u64,
+}
+
+/// The node's host functions: each host call of a guest goes to its
+/// order's caller (NATS request-reply), which runs the function it
+/// registered. A caller that has gone fails the call.
+fn forwarder(
+    client: async_nats::Client,
+) -> impl Fn(crate::HostContext, Vec<u8>) -> crate::host::HostFuture + Send + Sync + 'static {
+    use crate::host::Failure;
+    move |cx, args| {
+        let client = client.clone();
+        Box::pin(async move {
+            let Some(route) = cx.data::<Route>() else {
+                return Err(Failure::Mismatch(format!(
+                    "host function {} called outside a cluster order",
+                    cx.function()
+                )));
+            };
+            let call = HostCall {
+                order: route.order,
+                function: cx.function().to_string(),
+                export: cx.export().to_string(),
+                args: serde_bytes::ByteBuf::from(args),
+            };
+            let request = async_nats::Request::new()
+                .payload(Bytes::from(wire::encode(&call)))
+                .timeout(None);
+            let reply = client
+                .send_request(wire::host_subject(&route.caller), request)
+                .await
+                .map_err(|e| {
+                    Failure::Func(
+                        format!(
+                            "host function {}: its caller did not answer: {e}",
+                            cx.function()
+                        )
+                        .into(),
+                    )
+                })?;
+            match wire::decode::<HostReply>(&reply.payload, "host reply") {
+                Ok(HostReply::Done(result)) => Ok(result.into_vec()),
+                Ok(HostReply::Failed(message)) => Err(Failure::Func(message.into())),
+                Ok(HostReply::Mismatch(message)) => Err(Failure::Mismatch(message)),
+                Err(e) => Err(Failure::Func(Box::new(e))),
+            }
+        })
     }
 }
 
@@ -369,6 +423,8 @@ impl Shared {
     ) -> Result<Vec<crate::wire::Outcome>, WireError> {
         let job = self.job(&order.component).await?;
         let Order {
+            id,
+            caller,
             func,
             items,
             options,
@@ -377,8 +433,18 @@ impl Shared {
             ..
         } = order;
         let items = items.into_iter().map(|b| b.into_vec()).collect();
+        let route: Arc<dyn std::any::Any + Send + Sync> = Arc::new(Route { caller, order: id });
         self.pool
-            .run_order(&job, &func, items, options, on_cancel, grace, link)
+            .run_order(
+                &job,
+                &func,
+                items,
+                options,
+                on_cancel,
+                grace,
+                link,
+                Some(route),
+            )
             .await
             .map_err(WireError::from)
     }

@@ -57,6 +57,21 @@ pub struct HostContext {
 }
 
 impl HostContext {
+    /// The context of a host call that came over the network.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn remote(
+        function: &str,
+        export: &str,
+        data: Option<Arc<dyn Any + Send + Sync>>,
+    ) -> HostContext {
+        HostContext {
+            function: function.into(),
+            export: export.into(),
+            pid: None,
+            data,
+        }
+    }
+
     /// The import being called, fully qualified as the component imports
     /// it (`"my:app/api@1.0.0#add"`, or `"add"` at world level).
     pub fn function(&self) -> &str {
@@ -107,7 +122,7 @@ pub(crate) enum Failure {
     Mismatch(String),
 }
 
-type HostFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, Failure>> + Send>>;
+pub(crate) type HostFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, Failure>> + Send>>;
 
 /// A host function with its types erased: MessagePack arguments in,
 /// MessagePack result out.
@@ -117,6 +132,9 @@ type ErasedFn = dyn Fn(HostContext, Vec<u8>) -> HostFuture + Send + Sync;
 #[derive(Clone, Default)]
 pub(crate) struct HostFns {
     map: HashMap<String, Arc<ErasedFn>>,
+    /// What serves every function the map does not: a cluster node's
+    /// forwarding of host calls to the caller.
+    fallback: Option<Arc<ErasedFn>>,
 }
 
 impl fmt::Debug for HostFns {
@@ -154,8 +172,25 @@ impl HostFns {
         self.map.insert(name, Arc::new(erased));
     }
 
+    /// Serves every function not registered by name with `f`.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn set_fallback(
+        &mut self,
+        f: impl Fn(HostContext, Vec<u8>) -> HostFuture + Send + Sync + 'static,
+    ) {
+        self.fallback = Some(Arc::new(f));
+    }
+
+    /// The future of the function `cx.function()` called with `args`
+    /// (MessagePack), if one is registered.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn invoke(&self, cx: HostContext, args: Vec<u8>) -> Option<HostFuture> {
+        let f = self.find(&cx.function)?;
+        Some(f(cx, args))
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.is_empty() && self.fallback.is_none()
     }
 
     /// The function registered for the import `function` (fully
@@ -165,6 +200,7 @@ impl HostFns {
         self.map
             .get(function)
             .or_else(|| self.map.get(&unversioned(function)))
+            .or(self.fallback.as_ref())
     }
 
     /// Whether a function is registered for the import `function`.

@@ -39,6 +39,11 @@ pub(crate) fn caller_subject(caller: &str) -> String {
     format!("wasmpool.callers.{caller}")
 }
 
+/// Where the host calls of `caller`'s guests go.
+pub(crate) fn host_subject(caller: &str) -> String {
+    format!("wasmpool.host.{caller}")
+}
+
 /// Every caller's heartbeats.
 pub(crate) const CALLERS_WILDCARD: &str = "wasmpool.callers.*";
 
@@ -81,6 +86,29 @@ pub(crate) struct CancelOrder {
     pub(crate) id: u64,
     /// Kill the worker, whatever the order's own cancel mode.
     pub(crate) kill: bool,
+}
+
+/// A guest's call of a host function, forwarded by its node to the caller
+/// (NATS request-reply).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct HostCall {
+    /// The order whose guest calls.
+    pub(crate) order: u64,
+    pub(crate) function: String,
+    pub(crate) export: String,
+    /// The arguments, MessagePack.
+    pub(crate) args: serde_bytes::ByteBuf,
+}
+
+/// The caller's answer to a [`HostCall`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum HostReply {
+    /// The result, MessagePack.
+    Done(serde_bytes::ByteBuf),
+    /// The function failed (its error's text).
+    Failed(String),
+    /// The values did not fit the function's types.
+    Mismatch(String),
 }
 
 /// What a node says about itself every [`HEARTBEAT`].

@@ -241,11 +241,16 @@ impl PoolBuilder {
     /// nodes'. A call's [`timeout`](crate::Call::timeout) counts from when it is
     /// sent, waiting for a node included.
     ///
+    /// [Host functions](Self::host_fn) stay in this process: a node
+    /// forwards each host call of a guest to the caller over NATS
+    /// request-reply, and the function sees the call's
+    /// [`data`](crate::Call::data) as on a local pool.
+    ///
     /// Not supported on a cluster pool: named `wasmpool:sync` primitives
-    /// ([`Pool::queue`](crate::Pool::queue) and the others, and guests that import them) and
-    /// the channel of a [`JobHandle`](crate::JobHandle), with
-    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported); host
-    /// functions, which the nodes do not have.
+    /// ([`Pool::queue`](crate::Pool::queue) and the others, and guests
+    /// that import them) and the channel of a
+    /// [`JobHandle`](crate::JobHandle), with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), wasmpool::Error> {
@@ -257,6 +262,17 @@ impl PoolBuilder {
     #[cfg(feature = "cluster")]
     pub fn nats(mut self, url: impl Into<String>) -> Self {
         self.nats = Some(url.into());
+        self
+    }
+
+    /// A cluster node's pool: every guest import that no host function
+    /// here serves goes to `forward`.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn forward_host_calls(
+        mut self,
+        forward: impl Fn(crate::HostContext, Vec<u8>) -> crate::host::HostFuture + Send + Sync + 'static,
+    ) -> Self {
+        self.host_fns.set_fallback(forward);
         self
     }
 
@@ -415,17 +431,10 @@ impl PoolBuilder {
                 "max_wasm_stack must be at least 64 KiB",
             ));
         }
+        let host_fns = Arc::new(host_fns);
         #[cfg(feature = "cluster")]
-        let cluster = nats.map(|url| Arc::new(super::remote::Caller::new(url)));
+        let cluster = nats.map(|url| Arc::new(super::remote::Caller::new(url, host_fns.clone())));
         // A cluster pool's directories are the nodes'.
-        #[cfg(feature = "cluster")]
-        if cluster.is_some() && !host_fns.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "host functions are not available to a cluster pool's guests: its nodes \
-                 cannot call back into this process",
-            ));
-        }
         #[cfg(feature = "cluster")]
         let local = cluster.is_none();
         #[cfg(not(feature = "cluster"))]
@@ -444,7 +453,6 @@ impl PoolBuilder {
             memory_cow: memory_cow.unwrap_or(false),
         };
         let sync = Arc::new(Registry::default());
-        let host_fns = Arc::new(host_fns);
         let cache_dir = cache_dir.unwrap_or_else(compile::default_cache_dir);
         // Compiles run in a child process, so that the compiler's memory
         // is never the host's.

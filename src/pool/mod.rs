@@ -423,11 +423,12 @@ impl Pool {
         on_cancel: Cancel,
         grace: Duration,
         link: Arc<JobLink>,
+        data: Option<Arc<dyn std::any::Any + Send + Sync>>,
     ) -> Result<Vec<crate::wire::Outcome>, Error> {
         self.handle
             .inner
             .clone()
-            .run_order(job, func, items, options, on_cancel, grace, link)
+            .run_order(job, func, items, options, on_cancel, grace, link, data)
             .await
     }
 

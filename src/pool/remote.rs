@@ -2,6 +2,7 @@
 //! orders, gathers answers, cancels what it stops waiting for, and keeps
 //! the nodes' heartbeats.
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,8 +16,9 @@ use tokio::task::JoinHandle;
 
 use super::JobLink;
 use crate::error::{Error, ErrorKind};
+use crate::host::{Failure, HostContext, HostFns};
 use crate::job::Job;
-use crate::nats::wire::{self, Answer, Beat, CancelOrder, Order};
+use crate::nats::wire::{self, Answer, Beat, CancelOrder, HostCall, HostReply, Order};
 use crate::nats::{self, nats_error};
 use crate::options::Cancel;
 use crate::wire::{CallOptions, Outcome};
@@ -40,6 +42,8 @@ pub(crate) struct Caller {
     /// The latest heartbeat of each node, and when it came.
     nodes: Arc<Mutex<HashMap<String, (Instant, Beat)>>>,
     next: AtomicU64,
+    /// The host functions the guests of this caller's calls import.
+    host_fns: Arc<HostFns>,
 }
 
 /// An order waiting for its answer: where the answer goes, and the order,
@@ -47,6 +51,10 @@ pub(crate) struct Caller {
 struct Pending {
     tx: oneshot::Sender<Answer>,
     order: Bytes,
+    /// The call's data, for its host functions.
+    data: Option<Arc<dyn Any + Send + Sync>>,
+    /// Its host functions running here, aborted when it ends.
+    host_calls: Vec<tokio::task::AbortHandle>,
 }
 
 /// A caller connected to its cluster.
@@ -69,9 +77,10 @@ impl Drop for Linked {
 }
 
 impl Caller {
-    pub(crate) fn new(url: String) -> Caller {
+    pub(crate) fn new(url: String, host_fns: Arc<HostFns>) -> Caller {
         Caller {
             url,
+            host_fns,
             id: nats::unique_name(),
             link: OnceCell::new(),
             pending: Arc::default(),
@@ -135,6 +144,19 @@ impl Caller {
                 }
             }
         }));
+        // Host calls of this caller's guests, forwarded by their nodes.
+        if !self.host_fns.is_empty() {
+            let calls = client
+                .subscribe(wire::host_subject(&self.id))
+                .await
+                .map_err(|e| nats_error("subscribing to host calls", url, e))?;
+            tasks.push(tokio::spawn(serve_host_calls(
+                calls,
+                client.clone(),
+                self.host_fns.clone(),
+                self.pending.clone(),
+            )));
+        }
         // Nodes' heartbeats.
         let mut beats = client
             .subscribe(wire::NODES_WILDCARD)
@@ -243,6 +265,7 @@ impl Caller {
         on_cancel: Cancel,
         grace: Duration,
         link: Option<Arc<JobLink>>,
+        data: Option<Arc<dyn Any + Send + Sync>>,
     ) -> Result<Vec<Outcome>, Error> {
         let linked = self.linked().await?;
         self.upload(linked, job).await?;
@@ -271,6 +294,8 @@ impl Caller {
             Pending {
                 tx,
                 order: payload.clone(),
+                data,
+                host_calls: Vec::new(),
             },
         );
         let mut guard = Waiting {
@@ -359,6 +384,54 @@ async fn store_order(
     }
 }
 
+/// Runs the host functions that nodes forward, each as a task of its own
+/// (aborted when its call ends), and answers each request.
+async fn serve_host_calls(
+    mut calls: async_nats::Subscriber,
+    client: async_nats::Client,
+    fns: Arc<HostFns>,
+    pending: Arc<Mutex<HashMap<u64, Pending>>>,
+) {
+    use futures_util::FutureExt as _;
+    while let Some(msg) = calls.next().await {
+        let Some(reply_to) = msg.reply.clone() else {
+            continue;
+        };
+        let call = match wire::decode::<HostCall>(&msg.payload, "host call") {
+            Ok(call) => call,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping a malformed host call");
+                continue;
+            }
+        };
+        let mut pending = pending.lock().expect("pending lock");
+        let Some(waiting) = pending.get_mut(&call.order) else {
+            // The call ended: nobody waits for this host call's result.
+            continue;
+        };
+        let cx = HostContext::remote(&call.function, &call.export, waiting.data.clone());
+        let function = call.function.clone();
+        let future = fns.invoke(cx, call.args.into_vec());
+        let client = client.clone();
+        let task = tokio::spawn(async move {
+            let reply = match future {
+                None => HostReply::Failed(format!("no host function is registered for {function}")),
+                Some(future) => match std::panic::AssertUnwindSafe(future).catch_unwind().await {
+                    Ok(Ok(result)) => HostReply::Done(serde_bytes::ByteBuf::from(result)),
+                    Ok(Err(Failure::Func(e))) => HostReply::Failed(e.to_string()),
+                    Ok(Err(Failure::Mismatch(m))) => HostReply::Mismatch(m),
+                    Err(_) => HostReply::Failed(format!("host function {function} panicked")),
+                },
+            };
+            let _ = client
+                .publish(reply_to, Bytes::from(wire::encode(&reply)))
+                .await;
+        });
+        waiting.host_calls.retain(|t| !t.is_finished());
+        waiting.host_calls.push(task.abort_handle());
+    }
+}
+
 /// Hands each answer to the order waiting for it; a second answer to the
 /// same order (a redelivered order run twice) finds no one and is dropped.
 async fn take_answers(
@@ -395,11 +468,15 @@ struct Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.caller
+        let pending = self
+            .caller
             .pending
             .lock()
             .expect("pending lock")
             .remove(&self.id);
+        for task in pending.iter().flat_map(|p| &p.host_calls) {
+            task.abort();
+        }
         if self.answered {
             return;
         }

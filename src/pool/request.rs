@@ -69,12 +69,13 @@ impl PoolInner {
         on_cancel: Cancel,
         grace: Duration,
         link: Arc<JobLink>,
+        data: Option<Arc<dyn Any + Send + Sync>>,
     ) -> Result<Vec<crate::wire::Outcome>, Error> {
         let policy = Policy {
             on_cancel,
             grace,
             job: Some(link),
-            data: None,
+            data,
         };
         let items = items.into_iter().map(Ok).collect();
         let results = self.call_many(job, func, items, options, policy).await?;
@@ -147,6 +148,7 @@ impl PoolInner {
                         policy.on_cancel,
                         policy.grace,
                         policy.job.clone(),
+                        policy.data.clone(),
                     )
                     .await;
                 tracing::Span::current().record("run_us", started.elapsed().as_micros() as u64);

@@ -521,3 +521,110 @@ async fn a_caller_that_dies_has_its_calls_cancelled() {
         .unwrap();
     assert_eq!(n, 144);
 }
+
+/// Per-call data for the plugin's `data-tag`.
+struct Tag(&'static str);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_functions_run_on_the_caller() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use wasmpool::{BoxError, HostContext};
+
+    let _serial = serial().await;
+    let nats = Nats::start("host");
+    let cache = temp_dir("cluster-host-cache");
+    let _node = NodeProcess::start(&nats, 2, &cache);
+    let api = |f: &str| format!("wasmpool:jobs/host-api#{f}");
+    let adds = Arc::new(AtomicU64::new(0));
+    let counted = adds.clone();
+    let mut builder = Pool::builder()
+        .nats(nats.url())
+        .cache_dir(&cache)
+        .host_fn(api("add"), move |_: HostContext, (a, b): (u64, u64)| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<u64, BoxError>(a + b) }
+        })
+        .host_fn(
+            api("fail"),
+            |_: HostContext, (how,): (String,)| async move {
+                Err::<u32, BoxError>(format!("refused: {how}").into())
+            },
+        )
+        .host_fn(
+            api("sleep-ms"),
+            |_: HostContext, (ms,): (u64,)| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<u64, BoxError>(ms)
+            },
+        )
+        .host_fn(api("data-tag"), |cx: HostContext, (): ()| async move {
+            Ok::<Option<String>, BoxError>(cx.data::<Tag>().map(|t| t.0.to_string()))
+        })
+        .host_fn(api("noop"), |_: HostContext, (): ()| async {
+            Ok::<(), BoxError>(())
+        })
+        .host_fn(api("log"), |_: HostContext, (_m,): (String,)| async {
+            Ok::<(), BoxError>(())
+        })
+        .host_fn(api("lookup"), |_: HostContext, (_k,): (String,)| async {
+            Ok::<Option<String>, BoxError>(None)
+        })
+        .host_fn(
+            api("progress"),
+            |_: HostContext, (_d, _t): (u32, u32)| async { Ok::<(), BoxError>(()) },
+        );
+    // The echoes are imported too; this test does not call them.
+    for f in [
+        "echo-point",
+        "echo-color",
+        "echo-permissions",
+        "echo-shape",
+        "echo-option",
+        "echo-result",
+        "echo-list",
+        "echo-string",
+        "echo-bytes",
+        "echo-tuple",
+    ] {
+        builder = builder.host_fn(api(f), |_: HostContext, (v,): (serde_json::Value,)| async {
+            Ok::<serde_json::Value, BoxError>(v)
+        });
+    }
+    let pool = builder.build().unwrap();
+    nodes_up(&pool, 1).await;
+    let plugin = Job::from_file(wasmpool_guests::PLUGIN).unwrap();
+
+    // The guest on the node calls `add` here, in the caller.
+    let sum: u64 = pool.run(&plugin, "add", (2u64, 3u64)).await.unwrap();
+    assert_eq!(sum, 5);
+    let many: u64 = pool.run(&plugin, "add-many", (100u64,)).await.unwrap();
+    assert_eq!(many, (1..=100).sum::<u64>());
+    assert_eq!(adds.load(Ordering::SeqCst), 101);
+
+    // The call's data reaches its host functions.
+    let tag: Option<String> = pool
+        .call(&plugin, "tag", ())
+        .data(Tag("remote"))
+        .await
+        .unwrap();
+    assert_eq!(tag.as_deref(), Some("remote"));
+
+    // A host function's error fails the call, with its message.
+    let e = pool
+        .run::<u32>(&plugin, "fail", ("nope",))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::HostFunction, "{e}");
+    assert!(e.to_string().contains("refused: nope"), "{e}");
+
+    // A timeout while the host function sleeps here.
+    let e = pool
+        .call::<u64>(&plugin, "sleep", (60_000u64,))
+        .timeout(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    let back: u64 = pool.run(&plugin, "sleep", (10u64,)).await.unwrap();
+    assert_eq!(back, 10);
+}
