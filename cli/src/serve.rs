@@ -19,8 +19,8 @@ Examples:
 
 Callers use `Pool::builder().nats(URL)`. The server needs JetStream
 (`nats-server -js`). Calls are run at least once: the calls of a node that
-dies go to another after the ack wait. Ctrl-C stops the node; its running
-calls go to another node after the ack wait.";
+dies go to another after the ack wait. Ctrl-C or SIGTERM stops the node
+gracefully: its running calls are interrupted and handed back at once.";
 
 #[derive(ClapArgs, Debug)]
 #[command(after_help = AFTER_HELP)]
@@ -60,11 +60,23 @@ pub async fn main(args: Args) -> Result<u8, Failure> {
         args.nats,
         std::process::id()
     );
-    tokio::select! {
-        r = node.serve() => r.map(|()| 0).map_err(Failure::from),
-        () = crate::interrupted() => {
-            eprintln!("wasmpool node: stopped; its running calls go to another node after the ack wait");
-            Ok(0)
+    node.serve_until(stopped()).await.map_err(Failure::from)?;
+    eprintln!("wasmpool node: stopped; its running calls were handed back to the cluster");
+    Ok(0)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                () = crate::interrupted() => {}
+                _ = term.recv() => {}
+            }
+            return;
         }
     }
+    crate::interrupted().await
 }

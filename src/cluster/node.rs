@@ -2,6 +2,7 @@
 //! [`Pool`].
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -91,8 +92,29 @@ impl Node {
     ///
     /// Dropping the future stops taking orders, and drops the ones
     /// running: their calls are cancelled, and they go to another node
-    /// after the ack wait.
+    /// after the ack wait. [`serve_until`](Node::serve_until) hands them
+    /// back at once instead.
     pub async fn serve(self) -> Result<(), Error> {
+        self.serve_until(std::future::pending()).await
+    }
+
+    /// Serves orders until `stop` completes, then stops gracefully: takes
+    /// no more orders, interrupts the calls running here and hands their
+    /// orders back to the server (a NAK), so that another node takes them
+    /// at once rather than after the ack wait. `wasmpool serve` stops so on
+    /// Ctrl-C or SIGTERM.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), wasmpool::Error> {
+    /// let stop = async { tokio::signal::ctrl_c().await.ok(); };
+    /// wasmpool::cluster::Node::new("nats://127.0.0.1:4222").serve_until(stop).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Node::serve).
+    pub async fn serve_until(self, stop: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let Node {
             url,
             pool,
@@ -130,7 +152,7 @@ impl Node {
         tasks.spawn(heartbeats(shared.clone(), client.clone()));
         tasks.spawn(callers(shared.clone(), client.clone()));
         tasks.spawn(cancels(shared.clone(), client.clone()));
-        pull(shared, client, workers).await
+        pull(shared, client, workers, stop).await
     }
 }
 
@@ -147,7 +169,9 @@ async fn pull(
     shared: Arc<Shared>,
     client: async_nats::Client,
     workers: usize,
+    stop: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
+    let mut stop = std::pin::pin!(stop);
     let inbox = client.new_inbox();
     let mut deliveries = client
         .subscribe(inbox.clone())
@@ -201,6 +225,14 @@ async fn pull(
                 });
             }
             Some(_) = orders.join_next(), if !orders.is_empty() => {}
+            () = &mut stop => {
+                // Hand the running orders back, and wait until they are.
+                let running = shared.stop_all();
+                tracing::info!(running, "node stopping; handing its orders back");
+                let drained = async { while orders.join_next().await.is_some() {} };
+                let _ = tokio::time::timeout(Duration::from_secs(10), drained).await;
+                return Ok(());
+            }
             _ = sweep.tick() => {
                 while outstanding
                     .front()
@@ -323,9 +355,18 @@ struct Shared {
     orders: AtomicU64,
 }
 
+/// Why a running order stopped before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Its caller cancelled it, or has gone: it is done with.
+    Cancelled,
+    /// This node is stopping: another node is to run it.
+    Leaving,
+}
+
 /// A running order, for its cancel to find.
 struct Running {
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<Stop>>,
     link: Arc<JobLink>,
 }
 
@@ -384,9 +425,9 @@ impl Shared {
                 }
             };
             tokio::select! {
-                outcomes = run => Some(outcomes),
-                _ = stop_rx => None,
-                () = progress => None,
+                outcomes = run => Ok(outcomes),
+                stop = stop_rx => Err(stop.unwrap_or(Stop::Cancelled)),
+                () = progress => Err(Stop::Cancelled),
             }
         };
         self.running
@@ -394,7 +435,7 @@ impl Shared {
             .expect("running lock")
             .remove(&(caller.clone(), id));
         match outcome {
-            Some(outcomes) => {
+            Ok(outcomes) => {
                 let ran_us = taken.elapsed().as_micros() as u64;
                 let answer = Answer {
                     id,
@@ -408,9 +449,14 @@ impl Shared {
                 }
                 tracing::debug!(%caller, call = id, ran_us, answered_us, sent, "order answered");
             }
-            None => {
+            Err(Stop::Cancelled) => {
                 tracing::debug!(%caller, call = id, "order cancelled");
                 let _ = msg.ack_with(AckKind::Term).await;
+            }
+            Err(Stop::Leaving) => {
+                tracing::debug!(%caller, call = id, "order handed back");
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                let _ = self.client.flush().await;
             }
         }
     }
@@ -514,6 +560,17 @@ impl Shared {
         }
     }
 
+    /// Stops every order running here, to hand it back; how many.
+    fn stop_all(&self) -> usize {
+        let mut running = self.running.lock().expect("running lock");
+        for r in running.values_mut() {
+            if let Some(stop) = r.stop.take() {
+                let _ = stop.send(Stop::Leaving);
+            }
+        }
+        running.len()
+    }
+
     /// Applies a caller's cancel to an order running here.
     fn cancel(&self, cancel: CancelOrder) {
         let mut running = self.running.lock().expect("running lock");
@@ -522,7 +579,7 @@ impl Shared {
                 r.link.request_kill();
             }
             if let Some(stop) = r.stop.take() {
-                let _ = stop.send(());
+                let _ = stop.send(Stop::Cancelled);
             }
         }
     }

@@ -141,8 +141,12 @@ struct NodeProcess(Child);
 
 impl NodeProcess {
     fn start(nats: &Nats, workers: usize, cache: &Path) -> NodeProcess {
+        NodeProcess::start_with(nats, workers, cache, "2s")
+    }
+
+    fn start_with(nats: &Nats, workers: usize, cache: &Path, ack_wait: &str) -> NodeProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
-            .args(["serve", "--nats", &nats.url(), "--ack-wait", "2s"])
+            .args(["serve", "--nats", &nats.url(), "--ack-wait", ack_wait])
             .args(["--workers", &workers.to_string()])
             .arg("--cache-dir")
             .arg(cache)
@@ -627,4 +631,47 @@ async fn host_functions_run_on_the_caller() {
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     let back: u64 = pool.run(&plugin, "sleep", (10u64,)).await.unwrap();
     assert_eq!(back, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_hands_its_calls_back_at_once() {
+    let _serial = serial().await;
+    let nats = Nats::start("sigterm");
+    let cache = temp_dir("cluster-sigterm-cache");
+    // An ack wait far longer than the test: only a hand-back can move
+    // the call in time.
+    let mut a = NodeProcess::start_with(&nats, 1, &cache, "5m");
+    let _b = NodeProcess::start_with(&nats, 1, &cache, "5m");
+    let pool = cluster_pool(&nats, &cache);
+    nodes_up(&pool, 2).await;
+    let faults = Job::from_file(FAULTS).unwrap();
+    let started = Instant::now();
+    let (r, status) = tokio::join!(
+        async { pool.run::<()>(&faults, "sleep", (2000u64,)).await },
+        async {
+            eventually("the call runs on a node", || {
+                pool.nodes().iter().any(|n| n.busy == 1)
+            })
+            .await;
+            let busy = pool.nodes().into_iter().find(|n| n.busy == 1).unwrap();
+            // SIGTERM whichever node runs it.
+            let status = Command::new("kill")
+                .args(["-TERM", &busy.pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            busy.pid
+        }
+    );
+    r.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the call waited for the ack wait: {:?}",
+        started.elapsed()
+    );
+    // The stopped node exited by itself, with success.
+    if status == a.pid() {
+        let code = a.0.wait().unwrap();
+        assert!(code.success(), "{code:?}");
+    }
 }
