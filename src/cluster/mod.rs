@@ -32,6 +32,10 @@
 //! - **Host functions** stay in the caller: a node's guest that calls one
 //!   waits while the node asks the caller (NATS request-reply on
 //!   `wasmpool.host.<caller>`), which runs it with the call's data.
+//! - **Job channels**: a node bridges the channel of a spawned call's
+//!   guest to its [`JobHandle`](crate::JobHandle) (NATS request-reply on
+//!   `wasmpool.chan.<caller>`); every value the guest emitted is delivered
+//!   before the answer is sent.
 //! - **Cancels** go to every node on `wasmpool.cancel`; the node running
 //!   the order applies its cancel mode (interrupt, kill, finish).
 //! - **Heartbeats**: nodes publish their load every second on
@@ -56,9 +60,11 @@
 //!
 //! # Not supported
 //!
-//! - named `wasmpool:sync` primitives and job channels: a pool's
-//!   primitives live in one host; a cluster pool has none, and says so
-//!   with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported);
+//! - named `wasmpool:sync` primitives: a pool's primitives live in one
+//!   host, and there is no distributed lock. [`Pool::queue`](crate::Pool::queue)
+//!   and the others fail with
+//!   [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported), and a
+//!   guest that opens one on a node is told that it is not supported;
 //! - arguments or results larger than one NATS message (the server's
 //!   `max_payload`, 1 MiB by default) fail with `Unsupported`.
 

@@ -16,7 +16,10 @@ use tokio::sync::{Semaphore, oneshot};
 use super::DEFAULT_ACK_WAIT;
 use crate::error::{Error, ErrorKind};
 use crate::job::Job;
-use crate::nats::wire::{self, Answer, Beat, CancelOrder, HostCall, HostReply, Order};
+use crate::nats::wire::{
+    self, Answer, Beat, CancelOrder, ChannelOp, ChannelReply, ChannelStep, HostCall, HostReply,
+    Order,
+};
 use crate::nats::{self, nats_error};
 use crate::pool::{JobLink, Pool, PoolBuilder};
 use crate::wire::WireError;
@@ -129,6 +132,11 @@ impl Node {
         let id = nats::unique_name();
         let client = nats::connect(&url, &format!("wasmpool node {id}"), None).await?;
         let pool = pool.forward_host_calls(forwarder(client.clone())).build()?;
+        pool.registry().refuse_named(
+            "named wasmpool:sync primitives are not supported on a cluster pool: they live \
+             in one pool's host, and a node's is not the caller's"
+                .into(),
+        );
         let workers = pool.statistics().max_workers;
         let js = jetstream::new(client.clone());
         let store = nats::streams(&js, &url).await?;
@@ -242,6 +250,97 @@ async fn pull(
                 }
             }
         }
+    }
+}
+
+/// A job channel of the node's pool, bridged to a remote handle's. Dropped
+/// with its order, it forgets the channel.
+struct Bridge {
+    registry: Arc<crate::sync::Registry>,
+    key: String,
+}
+
+impl Bridge {
+    fn open(registry: Arc<crate::sync::Registry>) -> Bridge {
+        let key = registry.open_channel();
+        Bridge { registry, key }
+    }
+
+    /// Asks the caller for one step of its channel.
+    async fn step(
+        client: &async_nats::Client,
+        subject: &str,
+        order: u64,
+        step: ChannelStep,
+    ) -> ChannelReply {
+        let op = ChannelOp { order, step };
+        let request = async_nats::Request::new()
+            .payload(Bytes::from(wire::encode(&op)))
+            .timeout(None);
+        match client.send_request(subject.to_string(), request).await {
+            Ok(reply) => wire::decode(&reply.payload, "channel reply")
+                .unwrap_or_else(|e| ChannelReply::Failed(e.to_string())),
+            Err(e) => ChannelReply::Failed(e.to_string()),
+        }
+    }
+
+    /// The handle's values, taken from the caller one by one as the
+    /// guest's side here has room, until the handle closes its side. Never
+    /// returns otherwise: it is dropped with its call.
+    async fn inbound(&self, client: &async_nats::Client, subject: String, order: u64) {
+        use crate::sync::HostOp;
+        use crate::wire::GuestOp;
+        loop {
+            match Bridge::step(client, &subject, order, ChannelStep::Recv).await {
+                ChannelReply::Value(value) => {
+                    let owner = self.registry.host_owner();
+                    let op = GuestOp::Emit { value };
+                    let _ = HostOp::submit(&self.registry, owner, op, Some(&self.key), None)
+                        .answer()
+                        .await;
+                }
+                ChannelReply::Failed(e) => {
+                    tracing::debug!(order, error = %e, "job channel from the caller broke");
+                    self.registry.close_input(&self.key);
+                    break;
+                }
+                ChannelReply::Done | ChannelReply::Closed => {
+                    self.registry.close_input(&self.key);
+                    break;
+                }
+            }
+        }
+        std::future::pending().await
+    }
+
+    /// The guest's values, sent to the caller in order, until the channel
+    /// is closed and drained.
+    async fn outbound(&self, client: &async_nats::Client, subject: String, order: u64) {
+        use crate::sync::{HostOp, Unget};
+        use crate::wire::{Answer as WireAnswer, GuestOp};
+        loop {
+            let owner = self.registry.host_owner();
+            let unget = Some(Unget::Channel(self.key.as_str()));
+            let taken =
+                HostOp::submit(&self.registry, owner, GuestOp::Recv, Some(&self.key), unget)
+                    .answer()
+                    .await;
+            let WireAnswer::Value(value) = taken else {
+                return;
+            };
+            if let ChannelReply::Failed(e) =
+                Bridge::step(client, &subject, order, ChannelStep::Emit(value)).await
+            {
+                tracing::debug!(order, error = %e, "job channel to the caller broke");
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.registry.remove_channel(&self.key);
     }
 }
 
@@ -406,7 +505,15 @@ impl Shared {
         }
         tracing::debug!(%caller, call = id, items = order.items.len(), "order taken");
         let (stop_tx, stop_rx) = oneshot::channel();
-        let link = Arc::new(JobLink::detached());
+        // A remote handle's channel: one of this pool's, bridged to the
+        // caller's while the call runs, and gone with the order.
+        let bridge = order
+            .channel
+            .then(|| Bridge::open(self.pool.registry().clone()));
+        let link = Arc::new(match &bridge {
+            Some(b) => JobLink::with_channel(b.key.clone()),
+            None => JobLink::detached(),
+        });
         self.running.lock().expect("running lock").insert(
             (caller.clone(), id),
             Running {
@@ -415,7 +522,7 @@ impl Shared {
             },
         );
         let outcome = {
-            let run = self.run(order, link);
+            let run = self.run(order, link, bridge.as_ref());
             let progress = async {
                 let mut tick = tokio::time::interval(self.ack_wait / 3);
                 tick.tick().await;
@@ -466,8 +573,10 @@ impl Shared {
         &self,
         order: Order,
         link: Arc<JobLink>,
+        bridge: Option<&Bridge>,
     ) -> Result<Vec<crate::wire::Outcome>, WireError> {
         let job = self.job(&order.component).await?;
+        let subject = wire::channel_subject(&order.caller);
         let Order {
             id,
             caller,
@@ -480,19 +589,34 @@ impl Shared {
         } = order;
         let items = items.into_iter().map(|b| b.into_vec()).collect();
         let route: Arc<dyn std::any::Any + Send + Sync> = Arc::new(Route { caller, order: id });
-        self.pool
-            .run_order(
-                &job,
-                &func,
-                items,
-                options,
-                on_cancel,
-                grace,
-                link,
-                Some(route),
-            )
-            .await
-            .map_err(WireError::from)
+        let run = self.pool.run_order(
+            &job,
+            &func,
+            items,
+            options,
+            on_cancel,
+            grace,
+            link,
+            Some(route),
+        );
+        let Some(bridge) = bridge else {
+            return run.await.map_err(WireError::from);
+        };
+        // The values the guest emits go to the caller until the call has
+        // ended and they are drained, before the answer; the values the
+        // handle sends come over while the call runs.
+        let run = async {
+            let r = run.await;
+            bridge.registry.end_channel(&bridge.key);
+            r
+        };
+        let inbound = bridge.inbound(&self.client, subject.clone(), id);
+        let outbound = bridge.outbound(&self.client, subject, id);
+        let (r, ()) = tokio::select! {
+            both = async { tokio::join!(run, outbound) } => both,
+            () = inbound => unreachable!("the inbound bridge ends only when aborted"),
+        };
+        r.map_err(WireError::from)
     }
 
     /// The component with content hash `hash`, from the bucket on first use.

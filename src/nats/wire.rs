@@ -44,6 +44,11 @@ pub(crate) fn host_subject(caller: &str) -> String {
     format!("wasmpool.host.{caller}")
 }
 
+/// Where the job channel operations of `caller`'s spawned calls go.
+pub(crate) fn channel_subject(caller: &str) -> String {
+    format!("wasmpool.chan.{caller}")
+}
+
 /// Every caller's heartbeats.
 pub(crate) const CALLERS_WILDCARD: &str = "wasmpool.callers.*";
 
@@ -68,6 +73,10 @@ pub(crate) struct Order {
     /// Milliseconds since the Unix epoch after which the caller no longer
     /// waits: a node that takes the order later drops it.
     pub(crate) deadline_ms: Option<u64>,
+    /// The call has a [`JobHandle`](crate::JobHandle) whose channel the
+    /// node bridges to the caller.
+    #[serde(default)]
+    pub(crate) channel: bool,
 }
 
 /// A node's answer to an [`Order`]: one outcome per item, or one error
@@ -109,6 +118,32 @@ pub(crate) enum HostReply {
     Failed(String),
     /// The values did not fit the function's types.
     Mismatch(String),
+}
+
+/// One step of a node's bridge of a job channel, asked of the caller
+/// (NATS request-reply): a value the guest emitted, or the guest's wish for
+/// the next value sent to it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ChannelOp {
+    pub(crate) order: u64,
+    pub(crate) step: ChannelStep,
+}
+
+/// What a [`ChannelOp`] does.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ChannelStep {
+    Emit(serde_bytes::ByteBuf),
+    Recv,
+}
+
+/// The caller's answer to a [`ChannelOp`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ChannelReply {
+    Done,
+    Value(serde_bytes::ByteBuf),
+    /// The channel is closed (and, for `Recv`, drained).
+    Closed,
+    Failed(String),
 }
 
 /// What a node says about itself every [`HEARTBEAT`].
@@ -173,6 +208,7 @@ mod tests {
             on_cancel: Cancel::Kill,
             grace: Duration::from_secs(1),
             deadline_ms: Some(12),
+            channel: true,
         };
         let back: Order = decode(&encode(&order), "order").unwrap();
         assert_eq!(back.items, order.items);

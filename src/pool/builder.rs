@@ -246,11 +246,12 @@ impl PoolBuilder {
     /// request-reply, and the function sees the call's
     /// [`data`](crate::Call::data) as on a local pool.
     ///
-    /// Not supported on a cluster pool: named `wasmpool:sync` primitives
-    /// ([`Pool::queue`](crate::Pool::queue) and the others, and guests
-    /// that import them) and the channel of a
-    /// [`JobHandle`](crate::JobHandle), with
-    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    /// A [`JobHandle`](crate::JobHandle)'s channel works too: the node
+    /// bridges it to the guest. Not supported on a cluster pool: named
+    /// `wasmpool:sync` primitives ([`Pool::queue`](crate::Pool::queue) and
+    /// the others fail with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported); a guest
+    /// that opens one on a node is told it is not supported).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), wasmpool::Error> {
@@ -432,8 +433,15 @@ impl PoolBuilder {
             ));
         }
         let host_fns = Arc::new(host_fns);
+        let sync = Arc::new(Registry::default());
         #[cfg(feature = "cluster")]
-        let cluster = nats.map(|url| Arc::new(super::remote::Caller::new(url, host_fns.clone())));
+        let cluster = nats.map(|url| {
+            Arc::new(super::remote::Caller::new(
+                url,
+                host_fns.clone(),
+                sync.clone(),
+            ))
+        });
         // A cluster pool's directories are the nodes'.
         #[cfg(feature = "cluster")]
         let local = cluster.is_none();
@@ -452,7 +460,6 @@ impl PoolBuilder {
             consume_fuel: options.fuel.is_some(),
             memory_cow: memory_cow.unwrap_or(false),
         };
-        let sync = Arc::new(Registry::default());
         let cache_dir = cache_dir.unwrap_or_else(compile::default_cache_dir);
         // Compiles run in a child process, so that the compiler's memory
         // is never the host's.

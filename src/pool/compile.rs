@@ -466,16 +466,6 @@ impl Compiled {
         ))
     }
 
-    /// Whether the component imports `wasmpool:sync` (named primitives or
-    /// a job's channel).
-    #[cfg(feature = "cluster")]
-    pub(crate) fn imports_sync(&self) -> bool {
-        self.component
-            .component_type()
-            .imports(&self.engine)
-            .any(|(name, _)| name.starts_with("wasmpool:sync/"))
-    }
-
     /// Resolves `name` to one exported function, checking that its types
     /// can cross a process boundary. Cached per name.
     pub(crate) fn resolve(&self, name: &str) -> Result<Arc<Resolved>, Error> {

@@ -39,6 +39,23 @@ impl JobLink {
         }
     }
 
+    /// A link whose call gets the job channel `channel` of its pool: a
+    /// cluster node's bridge of a remote handle's channel.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn with_channel(channel: String) -> JobLink {
+        JobLink {
+            channel,
+            kill: AtomicBool::new(false),
+            pid: Mutex::new(None),
+        }
+    }
+
+    /// The key of the job's channel in its pool's registry; empty for none.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn channel(&self) -> &str {
+        &self.channel
+    }
+
     /// Makes a cancel of the call a kill.
     #[cfg(feature = "cluster")]
     pub(crate) fn request_kill(&self) {

@@ -432,6 +432,12 @@ impl Pool {
             .await
     }
 
+    /// The registry of the pool's primitives and job channels.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.handle.inner.sync
+    }
+
     /// Whether calls run on a cluster's nodes.
     pub(super) fn is_cluster(&self) -> bool {
         #[cfg(feature = "cluster")]

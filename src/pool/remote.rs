@@ -18,9 +18,14 @@ use super::JobLink;
 use crate::error::{Error, ErrorKind};
 use crate::host::{Failure, HostContext, HostFns};
 use crate::job::Job;
-use crate::nats::wire::{self, Answer, Beat, CancelOrder, HostCall, HostReply, Order};
+use crate::nats::wire::{
+    self, Answer, Beat, CancelOrder, ChannelOp, ChannelReply, ChannelStep, HostCall, HostReply,
+    Order,
+};
 use crate::nats::{self, nats_error};
 use crate::options::Cancel;
+use crate::sync::{Owner, Registry};
+use crate::wire::{Answer as WireAnswer, GuestOp};
 use crate::wire::{CallOptions, Outcome};
 
 /// A node is taken for gone when it has been silent this long.
@@ -44,6 +49,8 @@ pub(crate) struct Caller {
     next: AtomicU64,
     /// The host functions the guests of this caller's calls import.
     host_fns: Arc<HostFns>,
+    /// The pool's registry, where its job handles' channels are.
+    registry: Arc<Registry>,
 }
 
 /// An order waiting for its answer: where the answer goes, and the order,
@@ -53,8 +60,12 @@ struct Pending {
     order: Bytes,
     /// The call's data, for its host functions.
     data: Option<Arc<dyn Any + Send + Sync>>,
-    /// Its host functions running here, aborted when it ends.
+    /// Its host functions and channel steps running here, aborted when
+    /// it ends.
     host_calls: Vec<tokio::task::AbortHandle>,
+    /// The key of its job channel in this pool's registry, for a call
+    /// with a [`JobHandle`](crate::JobHandle).
+    channel: Option<String>,
 }
 
 /// A caller connected to its cluster.
@@ -77,10 +88,11 @@ impl Drop for Linked {
 }
 
 impl Caller {
-    pub(crate) fn new(url: String, host_fns: Arc<HostFns>) -> Caller {
+    pub(crate) fn new(url: String, host_fns: Arc<HostFns>, registry: Arc<Registry>) -> Caller {
         Caller {
             url,
             host_fns,
+            registry,
             id: nats::unique_name(),
             link: OnceCell::new(),
             pending: Arc::default(),
@@ -157,6 +169,18 @@ impl Caller {
                 self.pending.clone(),
             )));
         }
+        // Job channel steps of this caller's spawned calls, bridged by
+        // their nodes.
+        let steps = client
+            .subscribe(wire::channel_subject(&self.id))
+            .await
+            .map_err(|e| nats_error("subscribing to job channels", url, e))?;
+        tasks.push(tokio::spawn(serve_channel_steps(
+            steps,
+            client.clone(),
+            self.registry.clone(),
+            self.pending.clone(),
+        )));
         // Nodes' heartbeats.
         let mut beats = client
             .subscribe(wire::NODES_WILDCARD)
@@ -276,7 +300,7 @@ impl Caller {
             t.saturating_mul(u32::try_from(items.len()).unwrap_or(u32::MAX))
                 .saturating_add(grace)
         });
-        let order = Order {
+        let mut order = Order {
             id,
             caller: self.id.clone(),
             component: job.hash().to_string(),
@@ -286,7 +310,13 @@ impl Caller {
             on_cancel,
             grace,
             deadline_ms: limit.map(|l| wire::now_ms().saturating_add(l.as_millis() as u64)),
+            channel: false,
         };
+        let channel = link
+            .as_ref()
+            .map(|l| l.channel().to_string())
+            .filter(|c| !c.is_empty());
+        order.channel = channel.is_some();
         let payload = Bytes::from(wire::encode(&order));
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").insert(
@@ -296,6 +326,7 @@ impl Caller {
                 order: payload.clone(),
                 data,
                 host_calls: Vec::new(),
+                channel,
             },
         );
         let mut guard = Waiting {
@@ -422,6 +453,66 @@ async fn serve_host_calls(
                     Ok(Err(Failure::Mismatch(m))) => HostReply::Mismatch(m),
                     Err(_) => HostReply::Failed(format!("host function {function} panicked")),
                 },
+            };
+            let _ = client
+                .publish(reply_to, Bytes::from(wire::encode(&reply)))
+                .await;
+        });
+        waiting.host_calls.retain(|t| !t.is_finished());
+        waiting.host_calls.push(task.abort_handle());
+    }
+}
+
+/// Takes the steps of the job channels that nodes bridge: a value the
+/// guest emitted goes into the handle's channel, as if the guest were
+/// here; a guest's `recv` takes the next value the handle sent. Each step
+/// is a task of its own, aborted when its call ends.
+async fn serve_channel_steps(
+    mut steps: async_nats::Subscriber,
+    client: async_nats::Client,
+    registry: Arc<Registry>,
+    pending: Arc<Mutex<HashMap<u64, Pending>>>,
+) {
+    while let Some(msg) = steps.next().await {
+        let Some(reply_to) = msg.reply.clone() else {
+            continue;
+        };
+        let op = match wire::decode::<ChannelOp>(&msg.payload, "channel step") {
+            Ok(op) => op,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping a malformed channel step");
+                continue;
+            }
+        };
+        let mut pending = pending.lock().expect("pending lock");
+        let waiting = pending.get_mut(&op.order);
+        let Some((waiting, key)) = waiting.and_then(|w| {
+            let key = w.channel.clone()?;
+            Some((w, key))
+        }) else {
+            let reply = ChannelReply::Closed;
+            let client = client.clone();
+            tokio::spawn(async move {
+                let _ = client
+                    .publish(reply_to, Bytes::from(wire::encode(&reply)))
+                    .await;
+            });
+            continue;
+        };
+        // The guest's side of the channel: an owner no local worker has.
+        let owner = Owner::Worker(u64::MAX - op.order);
+        let (registry, client) = (registry.clone(), client.clone());
+        let task = tokio::spawn(async move {
+            let guest_op = match op.step {
+                ChannelStep::Emit(value) => GuestOp::Emit { value },
+                ChannelStep::Recv => GuestOp::Recv,
+            };
+            let answer = crate::sync::as_guest(&registry, owner, guest_op, &key).await;
+            let reply = match answer {
+                WireAnswer::Done => ChannelReply::Done,
+                WireAnswer::Value(v) => ChannelReply::Value(v),
+                WireAnswer::Nothing | WireAnswer::Closed => ChannelReply::Closed,
+                other => ChannelReply::Failed(format!("{other:?}")),
             };
             let _ = client
                 .publish(reply_to, Bytes::from(wire::encode(&reply)))

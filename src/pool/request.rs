@@ -222,15 +222,6 @@ impl PoolInner {
         }
         let compiled = self.compiler.compiled(job).await?;
         compiled.check_imports(&self.host_fns)?;
-        #[cfg(feature = "cluster")]
-        if self.cluster.is_some() && compiled.imports_sync() {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "the component imports wasmpool:sync, whose named primitives and job \
-                 channels live in one pool; a cluster pool has none (no distributed locks \
-                 or queues): run it on a local pool",
-            ));
-        }
         let resolved = compiled.resolve(func)?;
         // An early error per item that was not sent; `None` for one sent.
         let mut early = Vec::with_capacity(items.len());

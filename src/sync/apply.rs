@@ -21,6 +21,15 @@ pub(super) fn apply(
         (GuestOp::Abandon { seq }, _) => return all.abandon(owner, *seq, out),
         _ => {}
     }
+    if let Some(why) = &all.refuse_named
+        && !matches!(
+            op,
+            GuestOp::Emit { .. } | GuestOp::Recv | GuestOp::Host { .. }
+        )
+    {
+        let _ = out.give(w, Answer::NotFound(why.clone()));
+        return;
+    }
     let prims = &mut all.map;
     // The primitive `name` of the kind the pattern matches, or answer
     // not-found.

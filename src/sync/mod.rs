@@ -75,6 +75,30 @@ pub(crate) trait AnswerSink: Send + Sync {
     fn deliver(&self, seq: u64, answer: Answer);
 }
 
+/// Submits `op` on the job channel `channel` as its guest would, and
+/// resolves to the answer: a cluster caller standing in for a guest that
+/// runs on a node. `owner` must be no local worker's.
+#[cfg(feature = "cluster")]
+pub(crate) async fn as_guest(
+    registry: &Registry,
+    owner: Owner,
+    op: GuestOp,
+    channel: &str,
+) -> Answer {
+    struct Once(Mutex<Option<oneshot::Sender<Answer>>>);
+    impl AnswerSink for Once {
+        fn deliver(&self, _seq: u64, answer: Answer) {
+            if let Some(tx) = self.0.lock().expect("sink lock").take() {
+                let _ = tx.send(answer);
+            }
+        }
+    }
+    let (tx, rx) = oneshot::channel();
+    let sink = Sink::Guest(Arc::new(Once(Mutex::new(Some(tx)))));
+    registry.submit(owner, 0, op, sink, Some(channel));
+    rx.await.unwrap_or(Answer::Closed)
+}
+
 /// Where an answer goes.
 pub(crate) enum Sink {
     Guest(Arc<dyn AnswerSink>),
@@ -162,6 +186,9 @@ struct Prims {
     /// Workers whose call was cancelled and has not yet stopped: whatever
     /// they ask is dropped, unanswered, until the interrupt stops them.
     fenced: HashSet<u64>,
+    /// Why named primitives are refused here, if they are: on a cluster
+    /// node, whose pool is not the caller's.
+    refuse_named: Option<String>,
 }
 
 impl Prims {
@@ -328,6 +355,13 @@ impl Registry {
                 None => format!("{name:?} is taken"),
             }),
         }
+    }
+
+    /// Answers every operation on a named primitive with `why`, as not
+    /// found: a cluster node's registry, where only job channels live.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn refuse_named(&self, why: String) {
+        self.prims.lock().expect("sync lock").refuse_named = Some(why);
     }
 
     /// A new job channel; returns its key.

@@ -345,10 +345,47 @@ async fn errors_timeouts_and_cancels_cross_the_network() {
     // What a cluster pool cannot do says so.
     let e = pool.queue::<u64>("jobs", 4).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    // A guest that opens a named primitive on a node is told why not.
     let coop = Job::from_file(COOP).unwrap();
-    let e = pool.run::<u64>(&coop, "square", (3u64,)).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
-    assert!(e.to_string().contains("wasmpool:sync"), "{e}");
+    let why: String = pool.run(&coop, "open-lock", ("shared",)).await.unwrap();
+    assert!(why.contains("not supported on a cluster pool"), "{why}");
+    let nine: u64 = pool.run(&coop, "square", (3u64,)).await.unwrap();
+    assert_eq!(nine, 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_handle_talks_to_its_remote_guest() {
+    let _serial = serial().await;
+    let nats = Nats::start("channel");
+    let cache = temp_dir("cluster-channel-cache");
+    let _node = NodeProcess::start(&nats, 2, &cache);
+    let pool = cluster_pool(&nats, &cache);
+    nodes_up(&pool, 1).await;
+    let coop = Job::from_file(COOP).unwrap();
+
+    // Values both ways: the guest doubles what it receives until the
+    // handle closes its side, and returns how many it got.
+    let handle = pool.spawn::<u64>(&coop, "double-stream", ());
+    for x in 1..=50u64 {
+        handle.send(&x).await.unwrap();
+    }
+    handle.close();
+    let mut doubled = Vec::new();
+    while let Some(y) = handle.recv::<u64>().await.unwrap() {
+        doubled.push(y);
+    }
+    assert_eq!(doubled, (1..=50u64).map(|x| 2 * x).collect::<Vec<_>>());
+    assert_eq!(handle.await.unwrap(), 50);
+
+    // More values than the channel holds, emitted before the result: none
+    // is lost, and they come before the handle resolves.
+    let handle = pool.spawn::<u64>(&coop, "progress", (300u64,));
+    let mut seen = Vec::new();
+    while let Some(done) = handle.recv::<u64>().await.unwrap() {
+        seen.push(done);
+    }
+    assert_eq!(seen, (1..=300u64).collect::<Vec<_>>());
+    assert_eq!(handle.await.unwrap(), 300);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
