@@ -415,6 +415,22 @@ async fn store_order(
     }
 }
 
+/// A node's request: where to reply, and what it asks; `None` (and a
+/// warning) for a message that is not one.
+fn request<T: serde::de::DeserializeOwned>(
+    msg: &async_nats::Message,
+    what: &str,
+) -> Option<(async_nats::Subject, T)> {
+    let reply_to = msg.reply.clone()?;
+    match wire::decode::<T>(&msg.payload, what) {
+        Ok(request) => Some((reply_to, request)),
+        Err(e) => {
+            tracing::warn!(error = %e, "dropping a malformed {what}");
+            None
+        }
+    }
+}
+
 /// Runs the host functions that nodes forward, each as a task of its own
 /// (aborted when its call ends), and answers each request.
 async fn serve_host_calls(
@@ -425,15 +441,8 @@ async fn serve_host_calls(
 ) {
     use futures_util::FutureExt as _;
     while let Some(msg) = calls.next().await {
-        let Some(reply_to) = msg.reply.clone() else {
+        let Some((reply_to, call)) = request::<HostCall>(&msg, "host call") else {
             continue;
-        };
-        let call = match wire::decode::<HostCall>(&msg.payload, "host call") {
-            Ok(call) => call,
-            Err(e) => {
-                tracing::warn!(error = %e, "dropping a malformed host call");
-                continue;
-            }
         };
         let mut pending = pending.lock().expect("pending lock");
         let Some(waiting) = pending.get_mut(&call.order) else {
@@ -474,15 +483,8 @@ async fn serve_channel_steps(
     pending: Arc<Mutex<HashMap<u64, Pending>>>,
 ) {
     while let Some(msg) = steps.next().await {
-        let Some(reply_to) = msg.reply.clone() else {
+        let Some((reply_to, op)) = request::<ChannelOp>(&msg, "channel step") else {
             continue;
-        };
-        let op = match wire::decode::<ChannelOp>(&msg.payload, "channel step") {
-            Ok(op) => op,
-            Err(e) => {
-                tracing::warn!(error = %e, "dropping a malformed channel step");
-                continue;
-            }
         };
         let mut pending = pending.lock().expect("pending lock");
         let waiting = pending.get_mut(&op.order);

@@ -207,6 +207,19 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Cancels `call` once the (one) node runs it; its error.
+async fn cancel_once_running(pool: &Pool, call: wasmpool::Call<'_, ()>) -> wasmpool::Error {
+    let cancel = call.cancel_handle();
+    let (r, ()) = tokio::join!(async { call.await }, async {
+        eventually("the call runs on the node", || {
+            pool.nodes().first().is_some_and(|n| n.busy == 1)
+        })
+        .await;
+        cancel.cancel();
+    });
+    r.unwrap_err()
+}
+
 /// `n` calls of `fib`, 64 in flight; the results by index.
 async fn fibs(pool: &Pool, job: &Job, n: u64) -> Vec<u64> {
     let mut results: Vec<(u64, u64)> = futures_util::stream::iter(0..n)
@@ -300,16 +313,8 @@ async fn errors_timeouts_and_cancels_cross_the_network() {
     assert!(started.elapsed() < Duration::from_secs(30));
 
     // Interrupt: the worker survives.
-    let call = pool.call::<()>(&faults, "spin-forever", ());
-    let cancel = call.cancel_handle();
-    let (r, ()) = tokio::join!(async { call.await }, async {
-        eventually("the call runs on the node", || {
-            pool.nodes().first().is_some_and(|n| n.busy == 1)
-        })
-        .await;
-        cancel.cancel();
-    });
-    let e = r.unwrap_err();
+    let spin = pool.call::<()>(&faults, "spin-forever", ());
+    let e = cancel_once_running(&pool, spin).await;
     assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
     eventually("the node is idle again, no worker killed", || {
         pool.nodes()
@@ -325,18 +330,11 @@ async fn errors_timeouts_and_cancels_cross_the_network() {
     assert_eq!(n, 55);
 
     // Kill: the node's worker is killed.
-    let call = pool
+    let spin = pool
         .call::<()>(&faults, "spin-forever", ())
         .on_cancel(Cancel::Kill);
-    let cancel = call.cancel_handle();
-    let (r, ()) = tokio::join!(async { call.await }, async {
-        eventually("the call runs on the node", || {
-            pool.nodes().first().is_some_and(|n| n.busy == 1)
-        })
-        .await;
-        cancel.cancel();
-    });
-    assert_eq!(r.unwrap_err().kind(), ErrorKind::Cancelled);
+    let e = cancel_once_running(&pool, spin).await;
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
     eventually("the node killed its worker", || {
         pool.nodes().first().is_some_and(|n| n.killed == 1)
     })
