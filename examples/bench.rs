@@ -1099,17 +1099,16 @@ async fn cluster(
         );
     }
 
-    // Fail-over: four 500 ms calls, two on each node; node `a` is killed
-    // while they run. Its two calls finish on `b` once the ack wait (2 s)
-    // has passed.
+    // Fail-over: four 500 ms calls on two idle nodes of two workers, so
+    // two on each (a node asks for one call per free worker); node `a` is
+    // killed 200 ms in. Its two calls finish on `b` once the ack wait
+    // (2 s) has passed and they have run again.
     let mut set = JoinSet::new();
     for _ in 0..4 {
         let pool = pool.clone();
         set.spawn(async move { pool.run::<()>(faults, "sleep", (500u64,)).await });
     }
-    while pool.nodes().iter().map(|n| n.busy).sum::<usize>() < 4 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     a.0.kill()?;
     let killed = Instant::now();
     while let Some(done) = set.join_next().await {
