@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -154,7 +153,6 @@ impl Node {
             running: Mutex::default(),
             callers: Mutex::default(),
             listening: Instant::now(),
-            orders: AtomicU64::new(0),
         });
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(heartbeats(shared.clone(), client.clone()));
@@ -450,8 +448,6 @@ struct Shared {
     callers: Mutex<HashMap<String, Instant>>,
     /// When the node started listening to callers.
     listening: Instant,
-    /// Orders taken so far.
-    orders: AtomicU64,
 }
 
 /// Why a running order stopped before its end.
@@ -488,7 +484,6 @@ impl Shared {
     /// Runs one order and answers it; acks it once the answer is stored.
     async fn take(self: Arc<Self>, msg: jetstream::Message) {
         let taken = Instant::now();
-        self.orders.fetch_add(1, Ordering::Relaxed);
         let order: Order = match wire::decode(&msg.payload, "order") {
             Ok(order) => order,
             Err(e) => {
