@@ -25,6 +25,14 @@ use wasmpool::{Cancel, Job, Pool, WorkerKind};
 /// Set in a child process started to measure bare-process CPU scaling.
 const SPIN_CHILD_ENV: &str = "WASMPOOL_BENCH_SPIN";
 
+/// Set in a child process started as the bare JetStream echo that gives
+/// the cluster's transport floor: `URL`.
+const FLOOR_CHILD_ENV: &str = "WASMPOOL_BENCH_FLOOR";
+
+/// The floor's stream, its subject and its consumer.
+const FLOOR_STREAM: &str = "BENCH_FLOOR";
+const FLOOR_SUBJECT: &str = "bench.floor";
+
 /// Set in a child process started as a cluster node: `URL WORKERS`.
 const NODE_CHILD_ENV: &str = "WASMPOOL_BENCH_NODE";
 
@@ -96,14 +104,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{}", spin(n));
         return Ok(());
     }
+    if let Ok(url) = std::env::var(FLOOR_CHILD_ENV) {
+        return on_one_thread(floor_echo(url));
+    }
     if let Ok(spec) = std::env::var(NODE_CHILD_ENV) {
         let (url, workers) = spec.split_once(' ').ok_or("URL WORKERS")?;
-        wasmpool::cluster::Node::new(url)
+        if let Ok(filter) = std::env::var("WASMPOOL_LOG") {
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+        }
+        let node = wasmpool::cluster::Node::new(url)
             .pool(Pool::builder().workers(workers.parse()?))
-            .ack_wait(Duration::from_secs(2))
-            .serve()
-            .await?;
-        return Ok(());
+            .ack_wait(Duration::from_secs(2));
+        // On one thread, as `wasmpool serve` runs it.
+        return on_one_thread(async { Ok(node.serve().await?) });
     }
     let quick = std::env::args().any(|a| a == "--quick");
     let mut r = Report {
@@ -1017,6 +1033,83 @@ impl Drop for Child {
 /// (this program again). The remote no-op round trip beside the local one,
 /// `map` through two nodes beside a local pool of as many workers, and how
 /// long after a node's SIGKILL its calls finish on the other node.
+type BoxResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Runs `work` on a current-thread runtime of its own, as `wasmpool serve`
+/// runs a node.
+fn on_one_thread(
+    work: impl std::future::Future<Output = BoxResult> + Send,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let done = std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(work)
+        })
+        .join()
+    });
+    done.map_err(|_| "the child panicked")?
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The cluster's transport with nothing of wasmpool's: takes messages
+/// from a work-queue stream on file storage as a node does (one
+/// long-lived inbox for its pull requests), publishes each one's payload
+/// as a subject with an empty message, then acks it.
+async fn floor_echo(url: String) -> BoxResult {
+    use async_nats::jetstream;
+    let client = async_nats::connect(&url).await?;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: FLOOR_STREAM.into(),
+            subjects: vec![FLOOR_SUBJECT.into()],
+            retention: jetstream::stream::RetentionPolicy::WorkQueue,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+    let _: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            "floor",
+            jetstream::consumer::pull::Config {
+                durable_name: Some("floor".into()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let inbox = client.new_inbox();
+    let mut orders = client.subscribe(inbox.clone()).await?;
+    let next = format!("$JS.API.CONSUMER.MSG.NEXT.{FLOOR_STREAM}.floor");
+    let ask = bytes::Bytes::from(r#"{"batch":1,"expires":2000000000}"#);
+    for _ in 0..2 {
+        client
+            .publish_with_reply(next.clone(), inbox.clone(), ask.clone())
+            .await?;
+    }
+    while let Some(order) = orders.next().await {
+        client
+            .publish_with_reply(next.clone(), inbox.clone(), ask.clone())
+            .await?;
+        if order.status.is_some() {
+            continue;
+        }
+        let to = String::from_utf8(order.payload.to_vec())?;
+        client.publish(to, bytes::Bytes::new()).await?;
+        client.flush().await?;
+        jetstream::Message {
+            message: order,
+            context: js.clone(),
+        }
+        .ack()
+        .await?;
+    }
+    Ok(())
+}
+
 async fn cluster(
     r: &mut Report,
     cpu: &Job,
@@ -1052,6 +1145,12 @@ async fn cluster(
     };
     let mut a = node(2)?;
     let _b = node(2)?;
+    let _floor = Child(
+        std::process::Command::new(std::env::current_exe()?)
+            .env(FLOOR_CHILD_ENV, &url)
+            .stdout(std::process::Stdio::null())
+            .spawn()?,
+    );
     let pool = Pool::builder().nats(&url).build()?;
     let local = Pool::builder().workers(4).build()?;
     local.warm(4).await?;
@@ -1064,13 +1163,36 @@ async fn cluster(
         let () = pool.run(cpu, "noop", ()).await?;
     }
 
-    // The no-op round trip, remote and local in turns.
-    let (mut remote, mut near) = (Vec::new(), Vec::new());
+    // The transport alone: publish to a work-queue stream, until a bare
+    // echo process has taken the message and answered.
+    let client = async_nats::connect(&url).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let inbox = client.new_inbox();
+    let mut echoes = client.subscribe(inbox.clone()).await?;
+    let mut floor_round_trip = async || -> Result<Duration, Box<dyn std::error::Error>> {
+        let t = Instant::now();
+        let stored = js.publish(FLOOR_SUBJECT, inbox.clone().into()).await?;
+        echoes.next().await.ok_or("the floor's echo stopped")?;
+        let took = t.elapsed();
+        stored.await?;
+        Ok(took)
+    };
+    // The floor's stream is made by its echo process.
+    while js.get_stream(FLOOR_STREAM).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The no-op round trip, remote and local, and the transport alone, in
+    // turns.
+    let (mut remote, mut near, mut floor) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..r.n(20) {
         for _ in 0..50 {
             let t = Instant::now();
             let () = pool.run(cpu, "noop", ()).await?;
             remote.push(t.elapsed());
+        }
+        for _ in 0..50 {
+            floor.push(floor_round_trip().await?);
         }
         for _ in 0..50 {
             let t = Instant::now();
@@ -1080,6 +1202,7 @@ async fn cluster(
     }
     r.latency("cluster_noop_remote", &mut remote);
     r.latency("cluster_noop_local", &mut near);
+    r.latency("cluster_transport_floor", &mut floor);
 
     // map: two nodes of two workers, and a local pool of four.
     let items = r.n(100_000);

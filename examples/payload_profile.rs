@@ -1,7 +1,8 @@
 //! Echoes one payload size many times through one process worker, for a
 //! profiler to watch: `perf record -g -- cargo run --release --example
 //! payload_profile -- 64`. With `noop` instead of a size, times no-op
-//! calls with and without the payload region, taking turns.
+//! calls with and without the payload region, taking turns; with `string`,
+//! echoes the benchmark's 1 MiB multi-byte `string`.
 
 use std::time::Instant;
 
@@ -35,6 +36,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             t.sort();
             println!("no-op p50 with {name}: {:?}", t[t.len() / 2]);
         }
+        return Ok(());
+    }
+    if arg == "string" {
+        let rounds: usize = std::env::args().nth(2).map_or(Ok(200), |a| a.parse())?;
+        let pool = Pool::builder().workers(1).build()?;
+        pool.prepare(&echo).await?;
+        let text = "añ€𝄞".repeat((1 << 20) / 10);
+        let t = Instant::now();
+        for _ in 0..rounds {
+            let back: String = pool.run(&echo, "echo-string", (&text,)).await?;
+            assert_eq!(back.len(), text.len());
+        }
+        println!(
+            "1 MiB string echo: {:.2?} per call",
+            t.elapsed() / rounds as u32
+        );
+        pool.shutdown().await;
         return Ok(());
     }
     let mib: usize = arg.parse()?;

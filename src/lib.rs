@@ -245,7 +245,9 @@
 //! - **Scheduling.** A FIFO semaphore with one permit per worker gives fair
 //!   back-pressure; idle workers are reused last-in, first-out, so the
 //!   warmest worker serves the next call. After answering, a worker polls
-//!   briefly for its next request before it sleeps.
+//!   briefly for its next request before it sleeps, as long as its
+//!   requests come closely; where they come sparsely (a cluster node's), it
+//!   sleeps at once and leaves the cores to the rest.
 //!
 //! The source follows these roles: `pool/` is the caller's side (calls,
 //! maps, the roster of workers, compiling), `worker/` the host's handle on

@@ -17,6 +17,41 @@ use crate::wire::{Answer, ToWorker, read_frame};
 /// call.
 pub(crate) const SPIN: Duration = Duration::from_micros(100);
 
+/// How long to poll for the next frame before sleeping: [`SPIN`] while
+/// frames follow each other closely, nothing once one came much later
+/// ([`SPARSE`]). Where calls come sparsely (a cluster node's, one per
+/// network round trip), polling would burn a core after every call for
+/// nothing, on cores that the call's answer needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdleSpin {
+    worth: bool,
+}
+
+impl Default for IdleSpin {
+    fn default() -> IdleSpin {
+        IdleSpin { worth: true }
+    }
+}
+
+impl IdleSpin {
+    /// How long to poll before sleeping, this time.
+    pub(crate) fn budget(self) -> Duration {
+        if self.worth { SPIN } else { Duration::ZERO }
+    }
+
+    /// Notes how long the last wait took, from its start to its frame's
+    /// arrival (as far as the waiter could tell).
+    pub(crate) fn waited(&mut self, wait: Duration) {
+        self.worth = wait < SPARSE;
+    }
+}
+
+/// A wait this long says that frames come sparsely. Well above [`SPIN`]:
+/// a frame that came after a sleep took the wake-up too (tens of
+/// microseconds here), and a pool whose calls follow each other must not
+/// stop polling for that.
+const SPARSE: Duration = Duration::from_micros(300);
+
 /// Where a waiting guest gets its answers.
 pub(crate) enum Answers {
     /// A worker thread's: the registry posts them.
@@ -189,5 +224,26 @@ impl Inbox {
                 }
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_only_while_frames_come_closely() {
+        let mut spin = IdleSpin::default();
+        assert_eq!(spin.budget(), SPIN);
+        // A frame after a wake-up, still close: keep polling.
+        spin.waited(SPIN + Duration::from_micros(50));
+        assert_eq!(spin.budget(), SPIN);
+        // One that came much later: stop, until frames come closely again.
+        spin.waited(SPARSE);
+        assert_eq!(spin.budget(), Duration::ZERO);
+        spin.waited(Duration::from_millis(5));
+        assert_eq!(spin.budget(), Duration::ZERO);
+        spin.waited(Duration::from_micros(20));
+        assert_eq!(spin.budget(), SPIN);
     }
 }

@@ -33,7 +33,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub(crate) use answers::{Answers, Inbox, SPIN};
+pub(crate) use answers::{Answers, IdleSpin, Inbox, SPIN};
 pub(crate) use executor::Executor;
 pub(crate) use interrupts::Interrupts;
 pub(crate) use port::OpSender;
@@ -155,10 +155,12 @@ fn serve() -> io::Result<()> {
     // Whether the worker has served a request since it last gave freed
     // memory back.
     let mut trim_due = false;
+    let mut spin = IdleSpin::default();
     loop {
         // A request that follows within the spin arrives without a sleep
         // and a wake-up on either side.
-        let arrived = platform::spin_until_readable(&*requests, SPIN);
+        let idle = std::time::Instant::now();
+        let arrived = platform::spin_until_readable(&*requests, spin.budget());
         // Idle a while after a call: what the allocator kept for the next
         // large payload goes back to the OS.
         if !arrived && trim_due {
@@ -168,7 +170,9 @@ fn serve() -> io::Result<()> {
             }
             trim_due = false;
         }
-        let req = match read_frame::<_, ToWorker>(&*requests, &mut buf)? {
+        let frame = read_frame::<_, ToWorker>(&*requests, &mut buf)?;
+        spin.waited(idle.elapsed());
+        let req = match frame {
             Some(ToWorker::Call(req)) => req,
             // Left behind by a guest stopped while it waited.
             Some(ToWorker::Answer { .. }) => continue,

@@ -18,7 +18,7 @@ use crate::host::Seat;
 use crate::options::DirAccess;
 use crate::platform;
 use crate::platform::Region;
-use crate::runtime::SPIN;
+use crate::runtime::IdleSpin;
 use crate::sync::{AnswerSink, GuestState, Registry};
 use crate::wire::{
     Answer, CompileOrder, FromWorker, Grant, GuestOp, Init, PROTOCOL_VERSION, REGION_SIZE, Sandbox,
@@ -318,14 +318,19 @@ fn read_replies(
     buf: &mut Vec<u8>,
 ) -> (Option<String>, bool) {
     let mut spoke = false;
+    let mut spin = IdleSpin::default();
     let lost = loop {
         // With the rest of the pool quiet, the next reply is worth polling
-        // for: it spares a wake-up of this thread on each call. With other
-        // calls in flight, the cores are better left to them.
+        // for, if replies come that soon: it spares a wake-up of this
+        // thread on each call. With other calls in flight, the cores are
+        // better left to them.
+        let wait = std::time::Instant::now();
         if books.is_quiet() {
-            platform::spin_until_readable(replies, SPIN);
+            platform::spin_until_readable(replies, spin.budget());
         }
-        match read_frame::<_, FromWorker>(replies, buf) {
+        let frame = read_frame::<_, FromWorker>(replies, buf);
+        spin.waited(wait.elapsed());
+        match frame {
             Ok(Some(FromWorker::Done { id: call, outcomes })) => {
                 spoke = false;
                 if let Some(lost) = shared.deliver(books, call, outcomes) {
