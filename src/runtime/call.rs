@@ -275,7 +275,7 @@ fn decode_args<'a>(args: &'a [u8], func: &Func) -> Result<Params<'a>, WireError>
         match (single_payload(args), &types[0]) {
             (Some((false, bytes)), Type::List(_)) => return Ok(Params::Bytes(bytes)),
             (Some((true, bytes)), Type::String) => {
-                if let Ok(s) = std::str::from_utf8(bytes) {
+                if let Ok(s) = simdutf8::basic::from_utf8(bytes) {
                     return Ok(Params::Str(s));
                 }
             }
