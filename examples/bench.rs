@@ -13,7 +13,10 @@
 //! - `native_*`: the same work as a native Rust function on
 //!   `tokio::task::spawn_blocking`, the floor for a hand-off to a thread;
 //! - `inproc_*`: wasmtime called in-process on `spawn_blocking`, with no
-//!   pool: a pooled store and a fresh instance per call, as wasmpool does.
+//!   pool: a pooled store and a fresh instance per call, as wasmpool does;
+//! - `cluster_transport_floor`: a message through a JetStream work queue to
+//!   a bare `async-nats` process and its answer back, as a cluster call
+//!   travels, with no wasmpool and no wasm.
 
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
