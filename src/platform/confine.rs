@@ -38,6 +38,10 @@ use seccompiler::{
 use super::{Landlock, Walls};
 use crate::options::DirAccess;
 
+/// `_IOWR('f', 16, struct pm_scan_arg)` (96 bytes), from the kernel's
+/// `linux/fs.h`; the `libc` crate lacks it.
+const PAGEMAP_SCAN: libc::c_ulong = 0xC060_6610;
+
 /// The most descriptors a worker process may hold open.
 pub(crate) const MAX_OPEN_FILES: u64 = 4096;
 
@@ -349,8 +353,10 @@ fn allowlist() -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::Error> {
         ],
     );
     // Descriptor queries only: bytes waiting, blocking mode, close-on-exec,
-    // whether it is a terminal. Not TIOCSTI, which would type into the
-    // user's terminal.
+    // whether it is a terminal, and which of its own pages the process has
+    // written (wasmtime's `PAGEMAP_SCAN` on `/proc/self/pagemap`, opened
+    // before confinement). Not TIOCSTI, which would type into the user's
+    // terminal.
     rules.insert(
         libc::SYS_ioctl,
         [
@@ -359,6 +365,7 @@ fn allowlist() -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::Error> {
             libc::FIOCLEX,
             libc::FIONCLEX,
             libc::TCGETS,
+            PAGEMAP_SCAN,
         ]
         .into_iter()
         .map(|request| arg_is(1, request))

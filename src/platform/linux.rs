@@ -106,3 +106,30 @@ pub(crate) fn trim_freed_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// A process's own memory footprint, read from `/proc/self/statm` through
+/// a descriptor opened before the worker confines itself (the sandbox then
+/// denies `/proc`).
+pub(crate) struct Footprint(std::fs::File);
+
+impl Footprint {
+    pub(crate) fn open() -> Option<Footprint> {
+        std::fs::File::open("/proc/self/statm").ok().map(Footprint)
+    }
+
+    /// Resident memory that is neither file-backed nor shared memory (the
+    /// payload region is shared memory): what the process itself holds.
+    pub(crate) fn private_bytes(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt as _;
+        let mut buf = [0u8; 128];
+        let n = self.0.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        // size resident shared text lib data dt, in pages.
+        let mut fields = text.split_ascii_whitespace().skip(1);
+        let resident: u64 = fields.next()?.parse().ok()?;
+        let shared: u64 = fields.next()?.parse().ok()?;
+        // SAFETY: sysconf reads a constant of the system.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        Some(resident.saturating_sub(shared) * u64::try_from(page).ok()?)
+    }
+}

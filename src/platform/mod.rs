@@ -21,7 +21,7 @@ mod os;
 mod os;
 mod region;
 
-pub(crate) use os::{grow_pipe, keep_freed_memory, trim_freed_memory};
+pub(crate) use os::{Footprint, grow_pipe, keep_freed_memory, trim_freed_memory};
 pub(crate) use region::Region;
 
 use std::io;

@@ -27,6 +27,19 @@ pub(crate) fn keep_freed_memory() {}
 /// Nothing to give back: [`keep_freed_memory`] kept nothing.
 pub(crate) fn trim_freed_memory() {}
 
+/// No `/proc` here to read a process's footprint from.
+pub(crate) struct Footprint;
+
+impl Footprint {
+    pub(crate) fn open() -> Option<Footprint> {
+        None
+    }
+
+    pub(crate) fn private_bytes(&self) -> Option<u64> {
+        None
+    }
+}
+
 /// Only no core dumps here: no `PR_SET_NO_NEW_PRIVS`, seccomp or landlock.
 pub(super) fn confine_worker(_walls: super::Walls<'_>) -> io::Result<super::Landlock> {
     let zero = libc::rlimit {

@@ -23,9 +23,9 @@ use wasmtime::component::Linker;
 use super::answers::Answers;
 use super::call::{Context, Item, Leftover, Ready, execute, store_options};
 use super::interrupts::{Interrupts, Running};
-use super::loaded::Loaded;
+use super::loaded::{Loaded, load};
 use super::port::{OpSender, Port};
-use super::store::{State, new_store};
+use super::store::{State, new_store, take_grown};
 use crate::engine::EngineSettings;
 use crate::error::ErrorKind;
 use crate::platform::Region;
@@ -37,6 +37,7 @@ use crate::wire::{
 
 /// Runs calls, one at a time, on the thread that owns it.
 pub(crate) struct Executor {
+    settings: EngineSettings,
     engine: Engine,
     linker: Linker<State>,
     runtime: tokio::runtime::Runtime,
@@ -67,9 +68,20 @@ impl Executor {
         answers: Arc<Answers>,
         send: OpSender,
     ) -> Result<Executor, String> {
-        let engine = settings
-            .worker_engine()
-            .map_err(|e| format!("creating the engine: {e:#}"))?;
+        let engine = worker_engine(settings)?;
+        Executor::with_engine(settings, engine, reuse, answers, send)
+    }
+
+    /// [`Executor::new`] with an engine made earlier by [`worker_engine`]:
+    /// a worker process makes it before it confines itself, since the
+    /// engine opens `/proc/self/pagemap`, which the sandbox then denies.
+    pub(crate) fn with_engine(
+        settings: &EngineSettings,
+        engine: Engine,
+        reuse: bool,
+        answers: Arc<Answers>,
+        send: OpSender,
+    ) -> Result<Executor, String> {
         let linker = make_linker(&engine).map_err(|e| format!("linking WASI: {e:#}"))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -83,6 +95,7 @@ impl Executor {
             .spawn(move || timer.timer_loop())
             .map_err(|e| format!("starting the timer thread: {e}"))?;
         Ok(Executor {
+            settings: settings.clone(),
             engine,
             linker,
             runtime,
@@ -204,6 +217,57 @@ impl Executor {
         }
     }
 
+    /// Whether this executor, idle, may keep much guest memory of freed
+    /// instances: whether a guest's memory grew to
+    /// [`crate::engine::KEEP_RESIDENT`] or more since the last time it was
+    /// asked.
+    ///
+    /// A freed instance's memory stays resident, reset in place, up to
+    /// `KEEP_RESIDENT`, so that the next call takes no page faults; what is
+    /// beyond that goes back in batches of freed instances, which a last
+    /// large call does not fill. Wasmtime has no call to give back either
+    /// early: see [`Executor::renew_engine`].
+    pub(crate) fn holds_idle_memory(&self) -> bool {
+        take_grown() >= crate::engine::KEEP_RESIDENT
+    }
+
+    /// In an idle worker: gives back all the guest memory wasmtime holds
+    /// for freed instances, by making a new engine. The old one's pool is
+    /// unmapped whole. The jobs are loaded again and the next instance
+    /// prepared, off the latency path. A reused instance is live, and is
+    /// left alone.
+    pub(crate) fn renew_engine(&mut self) {
+        if self.reuse {
+            return;
+        }
+        let made = worker_engine(&self.settings).and_then(|engine| {
+            let linker = make_linker(&engine).map_err(|e| format!("linking WASI: {e:#}"))?;
+            Ok((engine, linker))
+        });
+        let (engine, linker) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                tracing::warn!("an idle worker kept its guest memory: {e}");
+                return;
+            }
+        };
+        let next = self.ready.take().map(|(key, r)| (key, r.options.clone()));
+        let artifacts: Vec<_> = self.jobs.drain().map(|(_, l)| l.artifact).collect();
+        self.interrupts.set_engine(engine.clone());
+        self.engine = engine;
+        self.linker = linker;
+        for artifact in artifacts {
+            // One that no longer loads fails its next call, as it would have.
+            if let Ok(loaded) = load(&self.engine, &self.linker, &artifact) {
+                self.jobs.insert(artifact.key, loaded);
+            }
+        }
+        if let Some((key, options)) = next {
+            self.prepare(&key, options);
+        }
+        tracing::debug!("an idle worker made a new engine, to give its guest memory back");
+    }
+
     /// Instantiates job `key` with `options` for the next call. A failure
     /// is left for that call to meet and report.
     fn prepare(&mut self, key: &str, options: CallOptions) {
@@ -237,6 +301,13 @@ impl Executor {
         self.interrupts.end(false);
         self.ready = made.map(|r| (key.to_string(), r));
     }
+}
+
+/// The engine of a worker, with its error said for the worker's `Failed`.
+pub(crate) fn worker_engine(settings: &EngineSettings) -> Result<Engine, String> {
+    settings
+        .worker_engine()
+        .map_err(|e| format!("creating the engine: {e:#}"))
 }
 
 /// What a guest may import: WASI p2, `wasi:http` (every request denied,

@@ -56,7 +56,9 @@ impl AtomicRunning {
 
 /// How an executor's calls are interrupted, from other threads.
 pub(crate) struct Interrupts {
-    engine: Engine,
+    /// The executor's engine, whose epoch interrupts wasm. Replaced when
+    /// an idle executor makes a new one.
+    engine: Mutex<Engine>,
     /// What runs now.
     current: AtomicRunning,
     /// The last call a cancel was asked for ([`Running::Nothing`]: none).
@@ -111,7 +113,7 @@ impl Interrupts {
     /// Bumps the epoch for a guest in wasm and wakes the running future for
     /// a guest blocked in a host call.
     fn stop_running(&self) {
-        self.engine.increment_epoch();
+        self.engine.lock().expect("engine lock").increment_epoch();
         if let Some(tx) = self.wake.lock().expect("wake lock").take() {
             let _ = tx.send(());
         }
@@ -207,7 +209,7 @@ impl Interrupts {
     /// answer waits on `answers`.
     pub(super) fn new(engine: Engine, answers: Arc<Answers>) -> Interrupts {
         Interrupts {
-            engine,
+            engine: Mutex::new(engine),
             current: AtomicRunning::new(Running::Nothing),
             cancelled: AtomicRunning::new(Running::Nothing),
             item: AtomicU64::new(0),
@@ -218,6 +220,12 @@ impl Interrupts {
             closed: AtomicBool::new(false),
             answers,
         }
+    }
+
+    /// Interrupts calls on `engine`'s stores from now on. Only between
+    /// calls: a store of the old engine would not see its epoch move.
+    pub(super) fn set_engine(&self, engine: Engine) {
+        *self.engine.lock().expect("engine lock") = engine;
     }
 
     /// The executor is gone: ends the timer thread.

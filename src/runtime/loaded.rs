@@ -16,6 +16,8 @@ use crate::wire::{Artifact, ExportPath, WireError};
 
 /// A job loaded in this executor: its instance-pre and resolved functions.
 pub(super) struct Loaded {
+    /// Where it was loaded from, to load it again into a new engine.
+    pub(super) artifact: Artifact,
     component: wasmtime::component::Component,
     pub(super) pre: InstancePre<State>,
     funcs: HashMap<ExportPath, Arc<Func>>,
@@ -151,6 +153,7 @@ pub(super) fn load(
         .instantiate_pre(&component)
         .map_err(invalid)?;
     Ok(Loaded {
+        artifact: artifact.clone(),
         component,
         pre,
         funcs: HashMap::new(),

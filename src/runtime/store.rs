@@ -33,6 +33,18 @@ pub(crate) struct State {
     pub(super) port: Arc<Port>,
 }
 
+thread_local! {
+    /// The largest size a linear memory of this thread's stores has grown
+    /// to since [`take_grown`]. Stores run on their executor's thread.
+    static GROWN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The largest size a linear memory of this thread's stores grew to while
+/// its guest ran, since the last call of this.
+pub(super) fn take_grown() -> usize {
+    GROWN.with(|g| g.replace(0))
+}
+
 /// Enforces a call's memory limit and remembers that it did.
 pub(super) struct Limits {
     max_memory: Option<u64>,
@@ -43,10 +55,14 @@ pub(super) struct Limits {
 impl ResourceLimiter for Limits {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        // Growth while the guest runs, not its initial memory.
+        if current > 0 {
+            GROWN.with(|g| g.set(g.get().max(desired)));
+        }
         match self.max_memory {
             Some(max) if desired as u64 > max => {
                 self.hit = Some(Limit::Memory);

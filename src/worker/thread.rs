@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -83,8 +83,22 @@ pub(super) fn run(
         drop(worker);
     }
     let mut error = Error::crashed(None, "during the call");
-    // The mailbox closes when the pool drops this worker.
-    while let Some(req) = mailbox.recv() {
+    // Whether a call ran since the executor last gave idle memory back.
+    let mut release_due = false;
+    loop {
+        let req = match mailbox.recv(release_due.then_some(IDLE_RELEASE)) {
+            Mail::Request(req) => req,
+            // The mailbox closes when the pool drops this worker.
+            Mail::Closed => break,
+            Mail::Idle => {
+                if executor.holds_idle_memory() {
+                    executor.renew_engine();
+                }
+                release_due = false;
+                continue;
+            }
+        };
+        release_due = true;
         let call = req.id;
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             executor.run(req, |outcomes| {
@@ -151,23 +165,51 @@ impl Mailbox {
         self.posted.notify_one();
     }
 
-    /// The next request, or `None` once closed. Polls for up to
-    /// [`SPIN`] before it sleeps.
-    fn recv(&self) -> Option<CallRequest> {
+    /// The next request, or word that the mailbox closed, or that none
+    /// came for `idle`. Polls for up to [`SPIN`] before it sleeps.
+    fn recv(&self, idle: Option<Duration>) -> Mail {
         let start = Instant::now();
         while !self.waiting.load(Ordering::Acquire) && start.elapsed() < SPIN {
             std::hint::spin_loop();
         }
         self.waiting.store(false, Ordering::Release);
+        let until = idle.map(|d| start + d);
         let mut state = self.state.lock().expect("mailbox lock");
         loop {
             if let Some(req) = state.0.take() {
-                return Some(req);
+                return Mail::Request(req);
             }
             if state.1 {
-                return None;
+                return Mail::Closed;
             }
-            state = self.posted.wait(state).expect("mailbox lock");
+            state = match until {
+                None => self.posted.wait(state).expect("mailbox lock"),
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Mail::Idle;
+                    }
+                    self.posted
+                        .wait_timeout(state, left)
+                        .expect("mailbox lock")
+                        .0
+                }
+            };
         }
     }
 }
+
+/// What [`Mailbox::recv`] got. Returned once per call: moving the request
+/// costs less than boxing it.
+#[allow(clippy::large_enum_variant)]
+enum Mail {
+    Request(CallRequest),
+    Closed,
+    /// Nothing, for as long as it was asked to wait.
+    Idle,
+}
+
+/// How long a worker thread idles after a call before it gives back the
+/// guest memory its engine keeps, when that is much
+/// ([`Executor::holds_idle_memory`]).
+const IDLE_RELEASE: Duration = Duration::from_secs(1);

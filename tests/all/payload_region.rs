@@ -209,16 +209,46 @@ async fn the_region_gives_its_pages_back_after_a_large_call() {
         rss_shmem(pid) < 16 << 20
     })
     .await;
-    // The guest's memory is given back by wasmtime in batches of freed
-    // instances (a few small calls flush it); then what the worker's
-    // allocator kept of its own copies goes back too, once idle.
-    for _ in 0..20 {
-        echoes(&pool, &echo, b"small").await;
-    }
+    // With no call after it: the guest's memory, which wasmtime frees in
+    // batches of instances, and what the worker's allocator kept of its own
+    // copies, both go back once the worker idles.
     crate::common::eventually("the worker's freed memory to go back", || {
         rss(pid, "RssAnon:") < 48 << 20
     })
     .await;
-    // And the worker is as good as before.
+    // And the worker is as good as before: its jobs load again, and a
+    // timeout still interrupts a guest in wasm.
     echoes(&pool, &echo, &data).await;
+    interrupts_and_echoes(&pool, &echo, &data).await;
+}
+
+/// A guest spinning in wasm is stopped by its timeout, and `data` echoes.
+async fn interrupts_and_echoes(pool: &wasmpool::Pool, echo: &wasmpool::Job, data: &[u8]) {
+    let faults = job(wasmpool_guests::FAULTS);
+    let err = pool
+        .call::<()>(&faults, "spin-forever", ())
+        .timeout(Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    echoes(pool, echo, data).await;
+}
+
+#[tokio::test]
+async fn a_thread_worker_idles_after_a_large_call_and_serves_on() {
+    // A worker thread gives back what its engine kept of a large call's
+    // guest memory once it idles, by making a new engine (the host's own
+    // memory cannot be told apart here): its calls still load, run and
+    // are interrupted as before.
+    let pool = wasmpool::Pool::builder()
+        .workers(1)
+        .worker_kind(wasmpool::WorkerKind::Thread)
+        .build()
+        .unwrap();
+    let echo = job(wasmpool_guests::ECHO);
+    let data = pattern(64 << 20, 5);
+    echoes(&pool, &echo, &data).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    interrupts_and_echoes(&pool, &echo, &data).await;
+    echoes(&pool, &echo, b"small").await;
 }
