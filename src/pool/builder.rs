@@ -147,15 +147,13 @@ impl PoolBuilder {
     /// both kinds of job starts as its calls need them.
     ///
     /// Mapping is much faster for guests with megabytes of data: a
-    /// componentize-py guest took about 1.5 ms a call mapped against 10 ms
-    /// copied, a componentize-js guest 0.8 ms against 4 ms. But the first
-    /// write to each mapped page is a copy-on-write fault, which interrupts
-    /// every other core the process runs on to flush its TLB. For a small
-    /// guest that costs more than copying its few pages: a thread worker's
-    /// no-op call took about 45 µs mapped against 22 µs copied, and two
-    /// callers on process workers got 4–8 k calls/s mapped against 13–22 k
-    /// copied, on two cores. Set it to have one kind of worker for all
-    /// jobs.
+    /// componentize-py guest took about 0.8 ms a call mapped against
+    /// 2.3–3.3 ms copied, a componentize-js guest 0.2 ms against 0.9–1.1 ms
+    /// (see the README's "Heavy guests"). But the first write to each
+    /// mapped page is a copy-on-write fault, which interrupts every other
+    /// core the process runs on to flush its TLB: for a small guest that
+    /// can cost more than copying its few pages. Set it to have one kind
+    /// of worker for all jobs.
     pub fn copy_on_write_memory(mut self, on: bool) -> Self {
         self.memory_cow = Some(on);
         self
