@@ -217,17 +217,16 @@ impl Executor {
         }
     }
 
-    /// Whether this executor, idle, may keep much guest memory of freed
-    /// instances: whether a guest's memory grew to
-    /// [`crate::engine::KEEP_RESIDENT`] or more since the last time it was
-    /// asked.
+    /// Whether a guest's memory grew to [`crate::engine::KEEP_RESIDENT`] or
+    /// more since the last time this was asked: then this executor, idle,
+    /// may keep much guest memory of freed instances.
     ///
     /// A freed instance's memory stays resident, reset in place, up to
     /// `KEEP_RESIDENT`, so that the next call takes no page faults; what is
     /// beyond that goes back in batches of freed instances, which a last
     /// large call does not fill. Wasmtime has no call to give back either
     /// early: see [`Executor::renew_engine`].
-    pub(crate) fn holds_idle_memory(&self) -> bool {
+    pub(crate) fn take_large_growth(&mut self) -> bool {
         take_grown() >= crate::engine::KEEP_RESIDENT
     }
 

@@ -91,7 +91,7 @@ pub(super) fn run(
             // The mailbox closes when the pool drops this worker.
             Mail::Closed => break,
             Mail::Idle => {
-                if executor.holds_idle_memory() {
+                if executor.take_large_growth() {
                     executor.renew_engine();
                 }
                 release_due = false;
@@ -211,5 +211,5 @@ enum Mail {
 
 /// How long a worker thread idles after a call before it gives back the
 /// guest memory its engine keeps, when that is much
-/// ([`Executor::holds_idle_memory`]).
+/// ([`Executor::take_large_growth`]).
 const IDLE_RELEASE: Duration = Duration::from_secs(1);
