@@ -21,8 +21,32 @@ mod os;
 mod os;
 mod region;
 
-pub(crate) use os::{Footprint, grow_pipe, keep_freed_memory, trim_freed_memory};
+pub(crate) use os::{Footprint, grow_pipe, keep_freed_memory, large_buffer, trim_freed_memory};
 pub(crate) use region::Region;
+
+/// A `Vec` to encode into, whose large growth comes from [`large_buffer`].
+#[derive(Default)]
+pub(crate) struct BufferWriter(pub(crate) Vec<u8>);
+
+impl io::Write for BufferWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let needed = self.0.len() + buf.len();
+        if needed > self.0.capacity() && needed >= LARGE {
+            let mut grown = large_buffer(needed.max(self.0.capacity() * 2));
+            grown.extend_from_slice(&self.0);
+            self.0 = grown;
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// From this size on, [`BufferWriter`] grows into a [`large_buffer`].
+const LARGE: usize = 4 << 20;
 
 use std::io;
 use std::io::{PipeReader, PipeWriter};
@@ -481,4 +505,38 @@ pub(crate) fn attempt_escape(
         out.push(("execve /bin/sh".into(), ended(execve())));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::{BufferWriter, LARGE, large_buffer};
+
+    #[test]
+    fn a_buffer_writer_keeps_every_byte_across_its_large_growth() {
+        let mut expected = Vec::new();
+        let mut w = BufferWriter::default();
+        // Small writes up to past the large threshold, then one large one.
+        let mut i = 0u32;
+        while expected.len() < LARGE + 4096 {
+            let chunk: Vec<u8> = (0..1021).map(|k| (i.wrapping_mul(31) ^ k) as u8).collect();
+            w.write_all(&chunk).unwrap();
+            expected.extend_from_slice(&chunk);
+            i += 1;
+        }
+        let big: Vec<u8> = (0..3 * LARGE as u32).map(|k| (k % 251) as u8).collect();
+        w.write_all(&big).unwrap();
+        expected.extend_from_slice(&big);
+        assert!(w.0 == expected, "the written bytes came out changed");
+    }
+
+    #[test]
+    fn a_large_buffer_has_room_and_nothing_in_it() {
+        for len in [0, 1, 4 << 20, (4 << 20) + 4097, 64 << 20] {
+            let b = large_buffer(len);
+            assert!(b.is_empty());
+            assert!(b.capacity() >= len, "{len}: capacity {}", b.capacity());
+        }
+    }
 }

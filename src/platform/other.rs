@@ -27,6 +27,11 @@ pub(crate) fn keep_freed_memory() {}
 /// Nothing to give back: [`keep_freed_memory`] kept nothing.
 pub(crate) fn trim_freed_memory() {}
 
+/// An empty `Vec` with room for `len` bytes.
+pub(crate) fn large_buffer(len: usize) -> Vec<u8> {
+    Vec::with_capacity(len)
+}
+
 /// No `/proc` here to read a process's footprint from.
 pub(crate) struct Footprint;
 

@@ -146,7 +146,7 @@ impl Region {
     /// afterwards cannot change it.
     pub(crate) fn read(&self, offset: u64, len: u64) -> Option<Vec<u8>> {
         let (offset, len) = self.range(offset, len)?;
-        let mut out = Vec::with_capacity(len);
+        let mut out = super::large_buffer(len);
         // SAFETY: the source range is inside the mapping (checked above);
         // `out` has room for `len` bytes, which are all initialized by the
         // copy before `set_len`.

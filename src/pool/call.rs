@@ -361,12 +361,14 @@ pub(super) fn dynamic(value: Value, ty: Option<&Type>) -> Result<DynValue, Error
 
 /// Encodes a call's arguments.
 pub(super) fn encode_args(args: &impl Serialize) -> Result<Vec<u8>, Error> {
-    rmp_serde::to_vec_named(args).map_err(|e| {
+    let mut out = crate::platform::BufferWriter::default();
+    rmp_serde::encode::write_named(&mut out, args).map_err(|e| {
         Error::new(
             ErrorKind::ArgumentMismatch,
             format!("args: cannot be encoded: {e}"),
         )
-    })
+    })?;
+    Ok(out.0)
 }
 
 /// Decodes a call's result into `R`.

@@ -271,8 +271,10 @@ pub(crate) fn encode_into(
 
 /// Encodes a [`Value`] as MessagePack.
 pub(crate) fn encode(value: &Value) -> Vec<u8> {
+    let mut out = crate::platform::BufferWriter::default();
     // Writing to a Vec cannot fail, and a Value has nothing unencodable.
-    rmp_serde::to_vec(value).expect("a Value always encodes")
+    rmp_serde::encode::write(&mut out, value).expect("a Value always encodes");
+    out.0
 }
 
 #[cfg(test)]
