@@ -82,7 +82,7 @@ impl EngineSettings {
             // wrote and no more (found by `PAGEMAP_SCAN`, Linux 6.7), and
             // stays resident up to `KEEP_RESIDENT`: the next call takes no
             // page faults for them. An idle worker gives back what this
-            // keeps (`Executor::release_idle_memory`).
+            // keeps (`Executor::renew_engine`).
             p.pagemap_scan(wasmtime::Enabled::Auto);
             p.linear_memory_keep_resident(KEEP_RESIDENT);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(p));

@@ -24,6 +24,17 @@ mod region;
 pub(crate) use os::{Footprint, grow_pipe, keep_freed_memory, large_buffer, trim_freed_memory};
 pub(crate) use region::Region;
 
+use std::io;
+use std::io::{PipeReader, PipeWriter};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::options::DirAccess;
+
 /// A `Vec` to encode into, whose large growth comes from [`large_buffer`].
 #[derive(Default)]
 pub(crate) struct BufferWriter(pub(crate) Vec<u8>);
@@ -47,17 +58,6 @@ impl io::Write for BufferWriter {
 
 /// From this size on, [`BufferWriter`] grows into a [`large_buffer`].
 const LARGE: usize = 4 << 20;
-
-use std::io;
-use std::io::{PipeReader, PipeWriter};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use crate::options::DirAccess;
 
 /// The environment variable that marks a process as a wasmpool worker.
 pub(crate) const WORKER_ENV: &str = "WASMPOOL_WORKER";
