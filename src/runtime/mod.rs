@@ -119,6 +119,15 @@ fn serve() -> io::Result<()> {
         tracing::debug!(pid = std::process::id(), "worker not confined");
     }
     if let Some(order) = &init.compile {
+        // The handshake: the host tells a program that is no worker from
+        // a component that does not compile by this first answer.
+        write_frame(
+            &replies,
+            &FromWorker::Ready {
+                version: PROTOCOL_VERSION,
+                pid: std::process::id(),
+            },
+        )?;
         return match compile(&init, order) {
             Ok(()) => write_frame(
                 &replies,

@@ -50,9 +50,11 @@ pub(crate) const REGION_SIZE: u64 = 1 << 30;
 pub(crate) const RESULTS_AT: u64 = REGION_SIZE / 2;
 
 /// A component for a child process to compile into the artifact cache, so
-/// that the compiler's memory is never the host's. Answered with
+/// that the compiler's memory is never the host's. Answered twice: with
+/// [`FromWorker::Ready`] as the handshake, when the child has taken the
+/// order (or [`FromWorker::Failed`] if it cannot serve it), then with
 /// [`FromWorker::Ready`] once the artifact is in place, or
-/// [`FromWorker::Failed`].
+/// [`FromWorker::Failed`] if the component does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct CompileOrder {
     pub(crate) component: serde_bytes::ByteBuf,

@@ -132,8 +132,17 @@ pub(crate) fn compile_in_child(
         compile: Some(order),
         region: None,
     };
-    let spawn_err =
-        |what: String| Error::new(ErrorKind::Spawn, format!("compiling {origin}: {what}"));
+    // A program that cannot be started, or that does not answer the
+    // handshake, is a wrong worker program, not a bad component.
+    let spawn_err = |what: String| {
+        Error::new(
+            ErrorKind::Spawn,
+            format!(
+                "worker program {} (compiling {origin}): {what}",
+                program.display()
+            ),
+        )
+    };
     let Started {
         requests,
         control,
@@ -142,13 +151,18 @@ pub(crate) fn compile_in_child(
         ..
     } = start(program, false).map_err(spawn_err)?;
     let mut buf = Vec::new();
-    let sent = write_frame(&requests, &init);
-    let reply = read_frame::<_, FromWorker>(&replies, &mut buf);
+    // The child answers twice: once when it has taken the order (the
+    // handshake), once when the compile is done or failed.
+    let shook = handshake(&requests, &replies, &mut buf, &init, program);
+    let answer = shook
+        .is_ok()
+        .then(|| read_frame::<_, FromWorker>(&replies, &mut buf));
     drop((requests, control, replies));
     let status = child.wait();
-    match (sent, reply) {
-        (Ok(()), Ok(Some(FromWorker::Ready { .. }))) => Ok(()),
-        (Ok(()), Ok(Some(FromWorker::Failed { message }))) => {
+    shook.map_err(spawn_err)?;
+    match answer {
+        Some(Ok(Some(FromWorker::Ready { .. }))) => Ok(()),
+        Some(Ok(Some(FromWorker::Failed { message }))) => {
             Err(Error::new(ErrorKind::InvalidComponent, message))
         }
         _ => Err(Error::new(

@@ -188,18 +188,34 @@ async fn bad_pool_settings_are_config_errors() {
 
 #[tokio::test]
 async fn a_missing_worker_program_is_a_spawn_error() {
-    let pool = Pool::builder()
-        .workers(1)
-        .worker_program("/nonexistent/worker")
-        .build()
-        .unwrap();
+    // Each pool has an empty cache of its own, so that the job's first
+    // compile runs in a child started from the broken program: a warm
+    // shared cache would skip that child and hide how it is reported.
     let fib = job(wasmpool_guests::FIB);
-    let e = pool.run::<u64>(&fib, "fib", (1u64,)).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Spawn);
-    // A program that is not a wasmpool worker exits during the handshake.
+    for program in ["/nonexistent/worker", "/bin/true"] {
+        let pool = Pool::builder()
+            .workers(1)
+            .worker_program(program)
+            .cache_dir(temp_dir("bad-program"))
+            .build()
+            .unwrap();
+        let e = pool.prepare(&fib).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Spawn, "{program}: {e}");
+        assert!(e.to_string().contains(program), "{e}");
+        let e = pool.run::<u64>(&fib, "fib", (1u64,)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Spawn, "{program}: {e}");
+        assert!(e.to_string().contains(program), "{e}");
+    }
+    // A program that is not a wasmpool worker exits during the handshake,
+    // whether it is started to compile or to serve calls (the job is in
+    // the cache now).
+    let dir = temp_dir("bad-program-warm");
+    let good = Pool::builder().workers(1).cache_dir(&dir).build().unwrap();
+    good.prepare(&fib).await.unwrap();
     let pool = Pool::builder()
         .workers(1)
         .worker_program("/bin/true")
+        .cache_dir(&dir)
         .build()
         .unwrap();
     let e = pool.run::<u64>(&fib, "fib", (1u64,)).await.unwrap_err();
