@@ -16,11 +16,11 @@ use super::DEFAULT_ACK_WAIT;
 use crate::error::{Error, ErrorKind};
 use crate::job::Job;
 use crate::nats::wire::{
-    self, Answer, Beat, CancelOrder, ChannelOp, ChannelReply, ChannelStep, HostCall, HostReply,
-    Order,
+    self, Beat, CancelOrder, ChannelOp, ChannelReply, ChannelStep, HostCall, HostReply, Order,
+    OrderAnswer,
 };
 use crate::nats::{self, nats_error};
-use crate::pool::{JobLink, Pool, PoolBuilder};
+use crate::pool::{JobLink, Policy, Pool, PoolBuilder};
 use crate::wire::WireError;
 
 /// A caller silent this long (while this node hears others) has gone: its
@@ -141,7 +141,7 @@ impl Node {
         let store = nats::streams(&js, &url).await?;
         consumer(&js, &url, ack_wait).await?;
         tracing::info!(node = %id, %url, workers, ?ack_wait, "node serving");
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(NodeState {
             id,
             url,
             pool,
@@ -172,7 +172,7 @@ const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// request unanswered well past its expiry (the server restarted) is
 /// taken for lost.
 async fn pull(
-    shared: Arc<Shared>,
+    shared: Arc<NodeState>,
     client: async_nats::Client,
     workers: usize,
     stop: impl Future<Output = ()> + Send,
@@ -315,7 +315,7 @@ impl Bridge {
     /// is closed and drained.
     async fn outbound(&self, client: &async_nats::Client, subject: String, order: u64) {
         use crate::sync::{HostOp, Unget};
-        use crate::wire::{Answer as WireAnswer, GuestOp};
+        use crate::wire::{Answer, GuestOp};
         loop {
             let owner = self.registry.host_owner();
             let unget = Some(Unget::Channel(self.key.as_str()));
@@ -323,7 +323,7 @@ impl Bridge {
                 HostOp::submit(&self.registry, owner, GuestOp::Recv, Some(&self.key), unget)
                     .answer()
                     .await;
-            let WireAnswer::Value(value) = taken else {
+            let Answer::Value(value) = taken else {
                 return;
             };
             if let ChannelReply::Failed(e) =
@@ -432,7 +432,7 @@ async fn consumer(js: &jetstream::Context, url: &str, ack_wait: Duration) -> Res
 }
 
 /// What a node's tasks share.
-struct Shared {
+struct NodeState {
     id: String,
     url: String,
     pool: Pool,
@@ -465,7 +465,7 @@ struct Running {
     link: Arc<JobLink>,
 }
 
-impl Shared {
+impl NodeState {
     /// Whether `caller` has gone: silent for [`CALLER_GONE`] while this
     /// node has been listening that long.
     fn caller_gone(&self, caller: &str) -> bool {
@@ -539,7 +539,7 @@ impl Shared {
         match outcome {
             Ok(outcomes) => {
                 let ran_us = taken.elapsed().as_micros() as u64;
-                let answer = Answer {
+                let answer = OrderAnswer {
                     id,
                     node: self.id.clone(),
                     outcomes,
@@ -584,16 +584,13 @@ impl Shared {
         } = order;
         let items = items.into_iter().map(|b| b.into_vec()).collect();
         let route: Arc<dyn std::any::Any + Send + Sync> = Arc::new(Route { caller, order: id });
-        let run = self.pool.run_order(
-            &job,
-            &func,
-            items,
-            options,
+        let policy = Policy {
             on_cancel,
             grace,
-            link,
-            Some(route),
-        );
+            job: Some(link),
+            data: Some(route),
+        };
+        let run = self.pool.run_order(&job, &func, items, options, policy);
         let Some(bridge) = bridge else {
             return run.await.map_err(WireError::from);
         };
@@ -651,12 +648,12 @@ impl Shared {
     /// answer too big for one message becomes an error. Whether it went.
     /// (Answers are plain NATS messages: a caller that lost some in a
     /// reconnect sends its orders again.)
-    async fn answer(&self, caller: &str, answer: Answer) -> bool {
+    async fn answer(&self, caller: &str, answer: OrderAnswer) -> bool {
         let subject = wire::results_subject(caller);
         let mut payload = Bytes::from(wire::encode(&answer));
         let max = self.client.server_info().max_payload;
         if payload.len() + 256 > max {
-            let too_big = Answer {
+            let too_big = OrderAnswer {
                 id: answer.id,
                 node: self.id.clone(),
                 outcomes: Err(WireError::new(
@@ -705,7 +702,7 @@ impl Shared {
 }
 
 /// Publishes the node's load every [`wire::HEARTBEAT`].
-async fn heartbeats(shared: Arc<Shared>, client: async_nats::Client) {
+async fn heartbeats(shared: Arc<NodeState>, client: async_nats::Client) {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
@@ -736,7 +733,7 @@ async fn heartbeats(shared: Arc<Shared>, client: async_nats::Client) {
 
 /// Notes callers' heartbeats, and cancels the running orders of callers
 /// that have gone.
-async fn callers(shared: Arc<Shared>, client: async_nats::Client) {
+async fn callers(shared: Arc<NodeState>, client: async_nats::Client) {
     let Ok(mut beats) = client.subscribe(wire::CALLERS_WILDCARD).await else {
         tracing::warn!("cannot hear callers' heartbeats; their orders run regardless");
         return;
@@ -769,7 +766,7 @@ async fn callers(shared: Arc<Shared>, client: async_nats::Client) {
 }
 
 /// Applies callers' cancels.
-async fn cancels(shared: Arc<Shared>, client: async_nats::Client) {
+async fn cancels(shared: Arc<NodeState>, client: async_nats::Client) {
     let Ok(mut cancels) = client.subscribe(wire::CANCEL_SUBJECT).await else {
         tracing::warn!("cannot hear cancels; cancelled calls run to the end");
         return;

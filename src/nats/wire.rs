@@ -82,7 +82,7 @@ pub(crate) struct Order {
 /// A node's answer to an [`Order`]: one outcome per item, or one error
 /// for all.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Answer {
+pub(crate) struct OrderAnswer {
     pub(crate) id: u64,
     pub(crate) node: String,
     pub(crate) outcomes: Result<Vec<Outcome>, WireError>,
@@ -219,7 +219,7 @@ mod tests {
         let mut trap = WireError::new(ErrorKind::Trap, "boom");
         trap.trap_code = Some(TrapCode::UnreachableCodeReached);
         trap.panic_message = Some("boom".into());
-        let answer = Answer {
+        let answer = OrderAnswer {
             id: 7,
             node: "n".into(),
             outcomes: Ok(vec![
@@ -227,7 +227,7 @@ mod tests {
                 (Err(trap), Report::default()),
             ]),
         };
-        let back: Answer = decode(&encode(&answer), "answer").unwrap();
+        let back: OrderAnswer = decode(&encode(&answer), "answer").unwrap();
         let outcomes = back.outcomes.unwrap();
         assert_eq!(outcomes[0].0.as_ref().unwrap().as_ref(), &[5]);
         let e = Error::from(outcomes[1].0.clone().unwrap_err());

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use super::backend::Backend;
 use super::compile::{self, Compiler, InChild};
 use super::roster::{Roster, RosterSettings};
 use super::setters::call_option_setters;
@@ -440,12 +441,10 @@ impl PoolBuilder {
                 sync.clone(),
             ))
         });
-        // A cluster pool's directories are the nodes'.
-        #[cfg(feature = "cluster")]
-        let local = cluster.is_none();
         #[cfg(not(feature = "cluster"))]
-        let local = true;
-        if local {
+        let cluster: Option<std::convert::Infallible> = None;
+        // A cluster pool's directories are the nodes'.
+        if cluster.is_none() {
             check_preopens(&options.preopens)?;
         }
         let program = match worker_program {
@@ -476,32 +475,37 @@ impl PoolBuilder {
             cache_limit,
             Some(in_child),
         )?;
-        let roster = Roster::start(RosterSettings {
-            workers,
-            idle_timeout,
-            retire_after,
-            spec: Spec {
-                kind,
-                program,
-                settings: settings.clone(),
-                reuse_instances,
-                host_fns: host_fns.clone(),
-                sandbox,
-                payload_region,
-            },
-            registry: sync.clone(),
-        })?;
+        let spec = Spec {
+            kind,
+            program,
+            settings: settings.clone(),
+            reuse_instances,
+            host_fns: host_fns.clone(),
+            sandbox,
+            payload_region,
+        };
+        let backend = match cluster {
+            #[cfg(feature = "cluster")]
+            Some(caller) => Backend::Cluster(caller),
+            #[cfg(not(feature = "cluster"))]
+            Some(never) => match never {},
+            None => Backend::Local(Roster::start(RosterSettings {
+                workers,
+                idle_timeout,
+                retire_after,
+                spec,
+                registry: sync.clone(),
+            })?),
+        };
         let inner = Arc::new(PoolInner {
             on_cancel,
             options,
             grace,
             compiler,
-            roster,
+            backend,
             sync,
             host_fns,
             next_call: AtomicU64::new(0),
-            #[cfg(feature = "cluster")]
-            cluster,
         });
         Ok(Pool {
             handle: Arc::new(Handle { inner }),

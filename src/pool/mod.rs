@@ -9,6 +9,7 @@
 //!
 //! [`Roster`]: roster::Roster
 
+mod backend;
 mod builder;
 mod call;
 mod cancel;
@@ -49,9 +50,10 @@ use crate::options::{Cancel, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, WorkerKind};
 use crate::sync::Registry;
 use crate::wire::CallOptions;
 use crate::worker::{Books as _, Grants};
+use backend::Backend;
 use call::{Args, encode_args};
 use compile::Compiler;
-use roster::Roster;
+pub(crate) use request::Policy;
 
 /// A pool of worker processes that run component calls.
 ///
@@ -82,7 +84,7 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.inner.roster.terminate();
+        self.inner.backend.terminate();
     }
 }
 
@@ -93,16 +95,13 @@ pub(crate) struct PoolInner {
     options: CallOptions,
     grace: Duration,
     compiler: Compiler,
-    roster: Arc<Roster>,
+    /// Where calls run: this pool's workers, or a cluster's nodes.
+    backend: Backend,
     /// The named primitives and job channels.
     sync: Arc<Registry>,
     /// The host functions guests may import.
     host_fns: Arc<HostFns>,
     next_call: AtomicU64,
-    /// For a cluster pool, the caller's side: calls run on nodes, not on
-    /// the roster's workers.
-    #[cfg(feature = "cluster")]
-    cluster: Option<Arc<remote::Caller>>,
 }
 
 /// A snapshot of a pool's counters, from [`Pool::statistics`].
@@ -351,11 +350,11 @@ impl Pool {
     /// not yet handed to the pool exit, and their places go to waiting
     /// calls.
     pub async fn warm(&self, n: usize) -> Result<(), Error> {
-        #[cfg(feature = "cluster")]
-        if let Some(cluster) = &self.handle.inner.cluster {
-            return cluster.connect().await;
-        }
-        let roster = &self.handle.inner.roster;
+        let roster = match &self.handle.inner.backend {
+            Backend::Local(roster) => roster,
+            #[cfg(feature = "cluster")]
+            Backend::Cluster(caller) => return caller.connect().await,
+        };
         let mut held = Vec::new();
         let grants = Grants::of(&self.handle.inner.options.preopens);
         for _ in 0..n.min(roster.size().get()) {
@@ -375,11 +374,7 @@ impl Pool {
     /// pool](PoolBuilder::nats), the sums over the nodes heard from in the
     /// last seconds (see [`nodes`](Pool::nodes)).
     pub fn statistics(&self) -> Statistics {
-        #[cfg(feature = "cluster")]
-        if let Some(cluster) = &self.handle.inner.cluster {
-            return cluster.statistics();
-        }
-        self.handle.inner.roster.statistics()
+        self.handle.inner.backend.statistics()
     }
 
     /// For a [cluster pool](PoolBuilder::nats), the worker nodes heard
@@ -394,9 +389,9 @@ impl Pool {
     /// ```
     #[cfg(feature = "cluster")]
     pub fn nodes(&self) -> Vec<NodeInfo> {
-        match &self.handle.inner.cluster {
-            Some(cluster) => cluster.nodes(),
-            None => Vec::new(),
+        match &self.handle.inner.backend {
+            Backend::Cluster(caller) => caller.nodes(),
+            Backend::Local(_) => Vec::new(),
         }
     }
 
@@ -404,31 +399,23 @@ impl Pool {
     /// worker, or for a cluster, one per worker of the nodes (and at
     /// least two, before any node is heard from).
     pub(super) fn parallelism(&self) -> usize {
-        #[cfg(feature = "cluster")]
-        if let Some(cluster) = &self.handle.inner.cluster {
-            return cluster.statistics().max_workers.max(2);
-        }
-        self.handle.inner.roster.size().get()
+        self.handle.inner.backend.parallelism()
     }
 
     /// Runs a cluster node's order in this (local) pool.
     #[cfg(feature = "cluster")]
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn run_order(
         &self,
         job: &Job,
         func: &str,
         items: Vec<Vec<u8>>,
         options: CallOptions,
-        on_cancel: Cancel,
-        grace: Duration,
-        link: Arc<JobLink>,
-        data: Option<Arc<dyn std::any::Any + Send + Sync>>,
+        policy: Policy,
     ) -> Result<Vec<crate::wire::Outcome>, Error> {
         self.handle
             .inner
             .clone()
-            .run_order(job, func, items, options, on_cancel, grace, link, data)
+            .run_order(job, func, items, options, policy)
             .await
     }
 
@@ -440,16 +427,13 @@ impl Pool {
 
     /// Whether calls run on a cluster's nodes.
     pub(super) fn is_cluster(&self) -> bool {
-        #[cfg(feature = "cluster")]
-        return self.handle.inner.cluster.is_some();
-        #[cfg(not(feature = "cluster"))]
-        false
+        !matches!(self.handle.inner.backend, Backend::Local(_))
     }
 
     /// The pids of the live worker processes; empty for a pool of
     /// [`WorkerKind::Thread`] workers.
     pub fn worker_pids(&self) -> Vec<u32> {
-        self.handle.inner.roster.pids()
+        self.handle.inner.backend.pids()
     }
 
     /// Closes the pool and waits until every worker has exited and been
@@ -461,14 +445,14 @@ impl Pool {
     /// Dropping the future stops the waiting, not the shutdown: the pool
     /// stays closed and its workers still exit.
     pub async fn shutdown(&self) {
-        let roster = &self.handle.inner.roster;
-        roster.close();
-        roster.all_exited().await;
+        let backend = &self.handle.inner.backend;
+        backend.close();
+        backend.all_exited().await;
     }
 
     /// Whether [`shutdown`](Pool::shutdown) has been called.
     pub fn is_closed(&self) -> bool {
-        self.handle.inner.roster.is_closed()
+        self.handle.inner.backend.is_closed()
     }
 }
 

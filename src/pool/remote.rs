@@ -4,7 +4,7 @@
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,17 +15,18 @@ use tokio::sync::{OnceCell, oneshot};
 use tokio::task::JoinHandle;
 
 use super::JobLink;
+use super::request::Policy;
 use crate::error::{Error, ErrorKind};
 use crate::host::{Failure, HostContext, HostFns};
 use crate::job::Job;
 use crate::nats::wire::{
-    self, Answer, Beat, CancelOrder, ChannelOp, ChannelReply, ChannelStep, HostCall, HostReply,
-    Order,
+    self, Beat, CancelOrder, ChannelOp, ChannelReply, ChannelStep, HostCall, HostReply, Order,
+    OrderAnswer,
 };
 use crate::nats::{self, nats_error};
 use crate::options::Cancel;
 use crate::sync::{Owner, Registry};
-use crate::wire::{Answer as WireAnswer, GuestOp};
+use crate::wire::{Answer, GuestOp};
 use crate::wire::{CallOptions, Outcome};
 
 /// A node is taken for gone when it has been silent this long.
@@ -51,12 +52,14 @@ pub(crate) struct Caller {
     host_fns: Arc<HostFns>,
     /// The pool's registry, where its job handles' channels are.
     registry: Arc<Registry>,
+    /// Set by the pool's shutdown: no new call is sent.
+    closed: AtomicBool,
 }
 
 /// An order waiting for its answer: where the answer goes, and the order,
 /// to send again if its answer may have been lost.
 struct Pending {
-    tx: oneshot::Sender<Answer>,
+    tx: oneshot::Sender<OrderAnswer>,
     order: Bytes,
     /// The call's data, for its host functions.
     data: Option<Arc<dyn Any + Send + Sync>>,
@@ -98,7 +101,18 @@ impl Caller {
             pending: Arc::default(),
             nodes: Arc::default(),
             next: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Stops new calls; those in flight go on.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`close`](Caller::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// Connects on first use.
@@ -277,20 +291,22 @@ impl Caller {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future cancels the order on its node, as `on_cancel`
-    /// (or a kill asked through `link`) says.
-    #[allow(clippy::too_many_arguments)]
+    /// Dropping the future cancels the order on its node, as `policy`
+    /// (or a kill asked through its job's handle) says.
     pub(crate) async fn call(
         &self,
         job: &Job,
         func: String,
         items: Vec<serde_bytes::ByteBuf>,
         options: CallOptions,
-        on_cancel: Cancel,
-        grace: Duration,
-        link: Option<Arc<JobLink>>,
-        data: Option<Arc<dyn Any + Send + Sync>>,
+        policy: Policy,
     ) -> Result<Vec<Outcome>, Error> {
+        let Policy {
+            on_cancel,
+            grace,
+            job: link,
+            data,
+        } = policy;
         let linked = self.linked().await?;
         self.upload(linked, job).await?;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -511,9 +527,9 @@ async fn serve_channel_steps(
             };
             let answer = crate::sync::as_guest(&registry, owner, guest_op, &key).await;
             let reply = match answer {
-                WireAnswer::Done => ChannelReply::Done,
-                WireAnswer::Value(v) => ChannelReply::Value(v),
-                WireAnswer::Nothing | WireAnswer::Closed => ChannelReply::Closed,
+                Answer::Done => ChannelReply::Done,
+                Answer::Value(v) => ChannelReply::Value(v),
+                Answer::Nothing | Answer::Closed => ChannelReply::Closed,
                 other => ChannelReply::Failed(format!("{other:?}")),
             };
             let _ = client
@@ -532,7 +548,7 @@ async fn take_answers(
     pending: Arc<Mutex<HashMap<u64, Pending>>>,
 ) {
     while let Some(msg) = answers.next().await {
-        match wire::decode::<Answer>(&msg.payload, "answer") {
+        match wire::decode::<OrderAnswer>(&msg.payload, "answer") {
             Ok(answer) => {
                 let tx = pending.lock().expect("pending lock").remove(&answer.id);
                 match tx {

@@ -1,6 +1,13 @@
-//! The request path of every call: check and compile on the host, take a
-//! worker, send, wait (with a watchdog for timeouts), and return the
-//! worker, or cancel, kill or abandon it when the caller goes away.
+//! The request path of every call: check and compile on the host, then
+//! send where the pool's calls run, the one place where a local and a
+//! cluster pool part. Locally: take a worker, hand it the request, wait
+//! (with a watchdog for timeouts), and return the worker, or cancel, kill
+//! or abandon it when the caller goes away.
+//!
+//! A single call ([`PoolInner::call`]) and a batch of them
+//! ([`PoolInner::call_many`], for `map` and cluster orders) share
+//! everything from the check on; only a batch has items that fail early,
+//! to merge back in order.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -11,6 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::Instrument as _;
 
 use super::PoolInner;
+use super::backend::Backend;
 use super::compile::{self, Compiled, Resolved};
 use super::job_handle::JobLink;
 use super::roster::Roster;
@@ -19,23 +27,30 @@ use crate::error::{Error, ErrorKind};
 use crate::host::Scope;
 use crate::job::Job;
 use crate::options::{Cancel, WorkerKind};
-use crate::wire::{CallOptions, CallRequest, Payload, Report, WireError};
+use crate::wire::{CallOptions, CallRequest, Outcome, Payload, Report, WireError};
 use crate::worker::{Abandoned, Books as _, Grants, Reply, Worker};
 
-/// How one call of a request ended: its encoded result and report.
+/// How one call ended: its encoded result and report.
 pub(super) type CallResult = Result<(Vec<u8>, Report), Error>;
 
-/// A request ready to send: the compiled job, the function, and per item
-/// either its encoded arguments (to send) or its early error.
-struct Prepared {
+/// What a request's calls came back with, and the scope of their host
+/// functions, which holds their errors.
+type Answered = (Vec<Outcome>, Option<Arc<Scope>>);
+
+/// A function checked on the host, before a worker is taken: the compiled
+/// job and the export the name resolved to.
+struct Checked {
     compiled: Arc<Compiled>,
     resolved: Arc<Resolved>,
-    early: Vec<Option<CallResult>>,
-    sent: Vec<serde_bytes::ByteBuf>,
 }
 
 impl PoolInner {
-    /// One call: [`PoolInner::call_many`] with one item.
+    /// One call of `func` with `args` (an encoded argument tuple).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before the reply cancels the call, as `policy`
+    /// says.
     pub(super) async fn call(
         self: Arc<Self>,
         job: &Job,
@@ -44,57 +59,23 @@ impl PoolInner {
         options: CallOptions,
         policy: Policy,
     ) -> CallResult {
-        let mut results = self
-            .call_many(job, func, vec![Ok(args)], options, policy)
-            .await?;
-        results.pop().unwrap_or_else(|| {
-            Err(Error::new(
-                ErrorKind::Protocol,
-                "the worker answered no call",
-            ))
-        })
-    }
-
-    /// Runs a cluster node's order: `items` (encoded argument tuples) as
-    /// calls of `func`, with the caller's options and cancel mode. One
-    /// outcome per item, as a worker gives them.
-    #[cfg(feature = "cluster")]
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn run_order(
-        self: Arc<Self>,
-        job: &Job,
-        func: &str,
-        items: Vec<Vec<u8>>,
-        options: CallOptions,
-        on_cancel: Cancel,
-        grace: Duration,
-        link: Arc<JobLink>,
-        data: Option<Arc<dyn Any + Send + Sync>>,
-    ) -> Result<Vec<crate::wire::Outcome>, Error> {
-        let policy = Policy {
-            on_cancel,
-            grace,
-            job: Some(link),
-            data,
-        };
-        let items = items.into_iter().map(Ok).collect();
-        let results = self.call_many(job, func, items, options, policy).await?;
-        Ok(results
-            .into_iter()
-            .map(|r| match r {
-                Ok((bytes, report)) => (Ok(serde_bytes::ByteBuf::from(bytes)), report),
-                Err(e) => (Err(WireError::from(e)), Report::default()),
-            })
-            .collect())
-    }
-
-    /// The signature of `func` for a dynamic call, from the compiled job.
-    pub(super) async fn signature(&self, job: &Job, func: &str) -> Result<Signature, Error> {
-        if self.roster.is_closed() {
-            return Err(Error::closed());
+        let span = call_span(job, func, 1);
+        async move {
+            let checked = self.check(job, func, &options).await?;
+            let args = check_args(&checked.resolved, args)?;
+            let items = vec![serde_bytes::ByteBuf::from(args)];
+            let (outcomes, scope) = self.send(job, &checked, items, options, policy).await?;
+            let mut outcomes = outcomes.into_iter();
+            match (outcomes.next(), outcomes.next()) {
+                (Some(outcome), None) => answer(outcome, scope.as_deref()),
+                _ => Err(Error::new(
+                    ErrorKind::Protocol,
+                    "the worker did not answer one call with one outcome",
+                )),
+            }
         }
-        let compiled = self.compiler.compiled(job).await?;
-        compiled.dynamic_signature(func)
+        .instrument(span)
+        .await
     }
 
     /// Calls `func` once per item, in one request to one worker, which runs
@@ -114,101 +95,74 @@ impl PoolInner {
         options: CallOptions,
         policy: Policy,
     ) -> Result<Vec<CallResult>, Error> {
-        let span = tracing::debug_span!(
-            "call",
-            job = compile::short(job),
-            func,
-            items = items.len(),
-            call = tracing::field::Empty,
-            worker = tracing::field::Empty,
-            pid = tracing::field::Empty,
-            queue_wait_us = tracing::field::Empty,
-            run_us = tracing::field::Empty,
-        );
+        let span = call_span(job, func, items.len());
         async move {
-            let Prepared {
-                compiled,
-                resolved,
-                early,
-                sent,
-            } = self.prepare(job, func, items, &options).await?;
+            let checked = self.check(job, func, &options).await?;
+            // An early error per item that is not sent; `None` for one sent.
+            let mut early = Vec::with_capacity(items.len());
+            let mut sent = Vec::new();
+            for item in items {
+                match item.and_then(|args| check_args(&checked.resolved, args)) {
+                    Ok(args) => {
+                        sent.push(serde_bytes::ByteBuf::from(args));
+                        early.push(None);
+                    }
+                    Err(e) => early.push(Some(Err(e))),
+                }
+            }
             if sent.is_empty() {
                 return Ok(early.into_iter().flatten().collect());
             }
             let count = sent.len();
-            #[cfg(feature = "cluster")]
-            if let Some(cluster) = &self.cluster {
-                let started = Instant::now();
-                let outcomes = cluster
-                    .call(
-                        job,
-                        resolved.export.to_string(),
-                        sent,
-                        options,
-                        policy.on_cancel,
-                        policy.grace,
-                        policy.job.clone(),
-                        policy.data.clone(),
-                    )
-                    .await;
-                tracing::Span::current().record("run_us", started.elapsed().as_micros() as u64);
-                return merge(early, outcomes?, count, None);
-            }
-            let queued = Instant::now();
-            // Only a confined worker's directories limit which calls it
-            // can take.
-            let grants = if self.roster.confines() {
-                Grants::of(&options.preopens)
-            } else {
-                Grants::default()
-            };
-            let permit = self.roster.permit().await?;
-            let worker = self.roster.checkout(&grants, compiled.memory_cow()).await?;
-            let id = self.next_call.fetch_add(1, Ordering::Relaxed);
-            let span = tracing::Span::current();
-            span.record("call", id);
-            span.record("worker", worker.id);
-            if let Some(pid) = worker.shared.pid() {
-                span.record("pid", pid);
-            }
-            span.record("queue_wait_us", queued.elapsed().as_micros() as u64);
-            let req = CallRequest {
-                id,
-                artifact: compiled.artifact.clone(),
-                export: resolved.export.clone(),
-                items: sent.into_iter().map(Payload::Inline).collect(),
-                options,
-            };
-            let started = Instant::now();
-            let outcomes = self
-                .send(req, worker, permit, policy, &grants, compiled.memory_cow())
-                .await;
-            let (outcomes, scope) = match outcomes {
-                Ok((outcomes, scope)) => (Ok(outcomes), scope),
-                Err(e) => (Err(e), None),
-            };
-            span.record("run_us", started.elapsed().as_micros() as u64);
-            merge(early, outcomes?, count, scope.as_deref())
+            let (outcomes, scope) = self.send(job, &checked, sent, options, policy).await?;
+            merge(early, outcomes, count, scope.as_deref())
         }
         .instrument(span)
         .await
     }
 
-    /// Checks everything that can be checked on the host, before a worker
-    /// is taken: the pool is open, the options fit the pool, the job
-    /// compiles, the function exists, and each item has one argument per
-    /// parameter.
-    async fn prepare(
-        &self,
+    /// Runs a cluster node's order: `items` (encoded argument tuples) as
+    /// calls of `func`, with the caller's options and policy. One outcome
+    /// per item, as a worker gives them.
+    #[cfg(feature = "cluster")]
+    pub(crate) async fn run_order(
+        self: Arc<Self>,
         job: &Job,
         func: &str,
-        items: Vec<Result<Vec<u8>, Error>>,
-        options: &CallOptions,
-    ) -> Result<Prepared, Error> {
-        if self.roster.is_closed() {
+        items: Vec<Vec<u8>>,
+        options: CallOptions,
+        policy: Policy,
+    ) -> Result<Vec<Outcome>, Error> {
+        let items = items.into_iter().map(Ok).collect();
+        let results = self.call_many(job, func, items, options, policy).await?;
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Ok((bytes, report)) => (Ok(serde_bytes::ByteBuf::from(bytes)), report),
+                Err(e) => (Err(WireError::from(e)), Report::default()),
+            })
+            .collect())
+    }
+
+    /// The signature of `func` for a dynamic call, from the compiled job.
+    pub(super) async fn signature(&self, job: &Job, func: &str) -> Result<Signature, Error> {
+        if self.backend.is_closed() {
             return Err(Error::closed());
         }
-        if options.test_hook.is_some() && self.roster.kind() != WorkerKind::Process {
+        let compiled = self.compiler.compiled(job).await?;
+        compiled.dynamic_signature(func)
+    }
+
+    /// Checks everything that can be checked on the host before a worker
+    /// is taken: the pool is open, the options fit the pool, the job
+    /// compiles, its imports are provided, and the function exists.
+    async fn check(&self, job: &Job, func: &str, options: &CallOptions) -> Result<Checked, Error> {
+        if self.backend.is_closed() {
+            return Err(Error::closed());
+        }
+        if options.test_hook.is_some()
+            && !matches!(&self.backend, Backend::Local(r) if r.kind() == WorkerKind::Process)
+        {
             return Err(Error::new(
                 ErrorKind::Config,
                 "test hooks are for process workers only",
@@ -223,57 +177,144 @@ impl PoolInner {
         let compiled = self.compiler.compiled(job).await?;
         compiled.check_imports(&self.host_fns)?;
         let resolved = compiled.resolve(func)?;
-        // An early error per item that was not sent; `None` for one sent.
-        let mut early = Vec::with_capacity(items.len());
-        let mut sent = Vec::new();
-        for item in items {
-            match item.and_then(|args| check_args(&resolved, args)) {
-                Ok(args) => {
-                    sent.push(serde_bytes::ByteBuf::from(args));
-                    early.push(None);
-                }
-                Err(e) => early.push(Some(Err(e))),
-            }
-        }
-        Ok(Prepared {
-            compiled,
-            resolved,
-            early,
-            sent,
-        })
+        Ok(Checked { compiled, resolved })
     }
 
+    /// Sends checked `items` where the pool's calls run, and waits for
+    /// their outcomes: the one place where a local pool and a cluster
+    /// pool part.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels the request, as `policy` says.
+    async fn send(
+        &self,
+        job: &Job,
+        checked: &Checked,
+        items: Vec<serde_bytes::ByteBuf>,
+        options: CallOptions,
+        policy: Policy,
+    ) -> Result<Answered, Error> {
+        let started = Instant::now();
+        let answered = match &self.backend {
+            Backend::Local(roster) => {
+                self.send_local(roster, checked, items, options, policy)
+                    .await
+            }
+            #[cfg(feature = "cluster")]
+            Backend::Cluster(caller) => {
+                let func = checked.resolved.export.to_string();
+                let outcomes = caller.call(job, func, items, options, policy).await;
+                outcomes.map(|outcomes| (outcomes, None))
+            }
+        };
+        #[cfg(not(feature = "cluster"))]
+        let _ = job;
+        tracing::Span::current().record("run_us", started.elapsed().as_micros() as u64);
+        answered
+    }
+
+    /// [`send`](PoolInner::send) for a local pool: takes a worker from the
+    /// roster, and hands the request to it.
+    async fn send_local(
+        &self,
+        roster: &Arc<Roster>,
+        checked: &Checked,
+        items: Vec<serde_bytes::ByteBuf>,
+        options: CallOptions,
+        policy: Policy,
+    ) -> Result<Answered, Error> {
+        let queued = Instant::now();
+        // Only a confined worker's directories limit which calls it can
+        // take.
+        let grants = if roster.confines() {
+            Grants::of(&options.preopens)
+        } else {
+            Grants::default()
+        };
+        let memory_cow = checked.compiled.memory_cow();
+        let permit = roster.permit().await?;
+        let worker = roster.checkout(&grants, memory_cow).await?;
+        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::Span::current();
+        span.record("call", id);
+        span.record("worker", worker.id);
+        if let Some(pid) = worker.shared.pid() {
+            span.record("pid", pid);
+        }
+        span.record("queue_wait_us", queued.elapsed().as_micros() as u64);
+        let req = CallRequest {
+            id,
+            artifact: checked.compiled.artifact.clone(),
+            export: checked.resolved.export.clone(),
+            items: items.into_iter().map(Payload::Inline).collect(),
+            options,
+        };
+        let target = Target {
+            roster,
+            grants: &grants,
+            memory_cow,
+        };
+        target.send(req, worker, permit, policy).await
+    }
+}
+
+/// The span of one request, its fields recorded as they become known.
+fn call_span(job: &Job, func: &str, items: usize) -> tracing::Span {
+    tracing::debug_span!(
+        "call",
+        job = compile::short(job),
+        func,
+        items,
+        call = tracing::field::Empty,
+        worker = tracing::field::Empty,
+        pid = tracing::field::Empty,
+        queue_wait_us = tracing::field::Empty,
+        run_us = tracing::field::Empty,
+    )
+}
+
+/// The workers a local request may go to: the roster's, of the memory
+/// kind its job needs, that can reach its directories.
+struct Target<'a> {
+    roster: &'a Arc<Roster>,
+    grants: &'a Grants,
+    memory_cow: bool,
+}
+
+impl Target<'_> {
     /// Sends `req` to `worker` and waits for its outcomes. The worker goes
     /// back to the roster when the request ends, or is cancelled, killed
     /// or abandoned as `policy` says if this future is dropped first.
     ///
     /// A worker that died before it took the request (killed while idle,
     /// say) saw nothing of the call: the request goes to a fresh worker
-    /// that can reach `grants`, once.
+    /// of this target, once.
     async fn send(
         &self,
         req: CallRequest,
         worker: Worker,
         permit: OwnedSemaphorePermit,
         policy: Policy,
-        grants: &Grants,
-        memory_cow: bool,
-    ) -> Result<(Vec<crate::wire::Outcome>, Option<Arc<Scope>>), Error> {
+    ) -> Result<Answered, Error> {
         let mut attempt = (req, worker, permit);
         let mut retried = false;
         loop {
             let (req, worker, permit) = attempt;
             let id = req.id;
-            let (rx, scope, flight) = self.start(req, worker, permit, &policy);
-            let (answered, unsent) = Self::wait(flight, rx).await?;
-            match answered {
-                Answered::Outcomes(outcomes) => return Ok((outcomes, scope)),
-                Answered::NotStarted(e, permit) => match unsent {
+            let (handed, scope, flight) = self.start(req, worker, permit, &policy);
+            let (delivery, unsent) = wait(flight, handed).await?;
+            match delivery {
+                Delivery::Outcomes(outcomes) => return Ok((outcomes, scope)),
+                Delivery::NotStarted(e, permit) => match unsent {
                     Some(req) if !retried => {
                         retried = true;
                         tracing::debug!(call = id, "its worker died before taking it; retrying");
                         // Fresh: idle workers may have died with this one.
-                        let worker = self.roster.spawn(grants.clone(), memory_cow).await?;
+                        let worker = self
+                            .roster
+                            .spawn(self.grants.clone(), self.memory_cow)
+                            .await?;
                         attempt = (req, worker, permit);
                     }
                     _ => return Err(e),
@@ -289,7 +330,7 @@ impl PoolInner {
         worker: Worker,
         permit: OwnedSemaphorePermit,
         policy: &Policy,
-    ) -> (Started, Option<Arc<Scope>>, InFlight) {
+    ) -> (Handed, Option<Arc<Scope>>, InFlight) {
         if let Some(job) = &policy.job {
             job.started(&worker.shared);
         }
@@ -312,55 +353,57 @@ impl PoolInner {
             items: count as u64,
             policy: policy.clone(),
         };
-        let started = Started {
+        let handed = Handed {
             rx,
             unsent,
             timeout,
             count,
         };
-        (started, scope, flight)
+        (handed, scope, flight)
     }
+}
 
-    /// Waits for the worker's answer. The watchdog: the worker interrupts
-    /// each call at its timeout; if no answer comes within the grace
-    /// period after the last could have timed out, it is killed.
-    async fn wait(
-        flight: InFlight,
-        started: Started,
-    ) -> Result<(Answered, Option<CallRequest>), Error> {
-        let Started {
-            rx,
-            unsent,
-            timeout,
-            count,
-        } = started;
-        let Some(t) = timeout else {
-            return flight.reply(rx.await).map(|a| (a, unsent));
-        };
-        let grace = flight.policy.grace;
-        let limit = t
-            .saturating_mul(u32::try_from(count).unwrap_or(u32::MAX))
-            .saturating_add(grace);
-        match tokio::time::timeout(limit, rx).await {
-            Ok(reply) => flight.reply(reply).map(|a| (a, unsent)),
-            Err(_) => {
-                tracing::warn!(call = flight.id, timeout = ?t, ?grace, "call overran its timeout and grace; killing its worker");
-                flight.kill();
-                Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "the call ran past its timeout of {t:?} and did not stop within \
-                         {grace:?}; its worker was killed"
-                    ),
-                ))
-            }
+/// Waits for the worker's answer. The watchdog: the worker interrupts each
+/// call at its timeout; if no answer comes within the grace period after
+/// the last could have timed out, it is killed.
+///
+/// # Cancel safety
+///
+/// Dropping the future drops `flight`, which cancels the request as its
+/// policy says.
+async fn wait(flight: InFlight, handed: Handed) -> Result<(Delivery, Option<CallRequest>), Error> {
+    let Handed {
+        rx,
+        unsent,
+        timeout,
+        count,
+    } = handed;
+    let Some(t) = timeout else {
+        return flight.reply(rx.await).map(|a| (a, unsent));
+    };
+    let grace = flight.policy.grace;
+    let limit = t
+        .saturating_mul(u32::try_from(count).unwrap_or(u32::MAX))
+        .saturating_add(grace);
+    match tokio::time::timeout(limit, rx).await {
+        Ok(reply) => flight.reply(reply).map(|a| (a, unsent)),
+        Err(_) => {
+            tracing::warn!(call = flight.id, timeout = ?t, ?grace, "call overran its timeout and grace; killing its worker");
+            flight.kill();
+            Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the call ran past its timeout of {t:?} and did not stop within \
+                     {grace:?}; its worker was killed"
+                ),
+            ))
         }
     }
 }
 
 /// A request handed to a worker: where its reply comes, and the request
 /// itself where the worker holds no copy, to send again.
-struct Started {
+struct Handed {
     rx: oneshot::Receiver<Reply>,
     unsent: Option<CallRequest>,
     timeout: Option<Duration>,
@@ -368,8 +411,8 @@ struct Started {
 }
 
 /// How a worker answered a request.
-enum Answered {
-    Outcomes(Vec<crate::wire::Outcome>),
+enum Delivery {
+    Outcomes(Vec<Outcome>),
     /// The worker died before it took the request; the right to a worker
     /// is kept for another.
     NotStarted(Error, OwnedSemaphorePermit),
@@ -379,7 +422,7 @@ enum Answered {
 /// outcome of the `count` sent, in order.
 fn merge(
     early: Vec<Option<CallResult>>,
-    outcomes: Vec<crate::wire::Outcome>,
+    outcomes: Vec<Outcome>,
     count: usize,
     scope: Option<&Scope>,
 ) -> Result<Vec<CallResult>, Error> {
@@ -395,13 +438,18 @@ fn merge(
         .map(|r| match r {
             Some(early) => early,
             None => match outcomes.next() {
-                Some((outcome, report)) => outcome
-                    .map(|bytes| (bytes.into_vec(), report))
-                    .map_err(|w| host_error(w, scope)),
+                Some(outcome) => answer(outcome, scope),
                 None => Err(Error::new(ErrorKind::Protocol, "a call went unanswered")),
             },
         })
         .collect())
+}
+
+/// One call's outcome as the caller sees it.
+fn answer((outcome, report): Outcome, scope: Option<&Scope>) -> CallResult {
+    outcome
+        .map(|bytes| (bytes.into_vec(), report))
+        .map_err(|w| host_error(w, scope))
 }
 
 /// A worker's error as the caller sees it: a host function's failure gets
@@ -429,13 +477,13 @@ struct InFlight {
 
 /// What to do when a call is dropped or overruns.
 #[derive(Clone)]
-pub(super) struct Policy {
-    pub(super) on_cancel: Cancel,
-    pub(super) grace: Duration,
+pub(crate) struct Policy {
+    pub(crate) on_cancel: Cancel,
+    pub(crate) grace: Duration,
     /// The handle's side of a spawned job.
-    pub(super) job: Option<Arc<JobLink>>,
+    pub(crate) job: Option<Arc<JobLink>>,
     /// What the call's host functions see.
-    pub(super) data: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) data: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Policy {
@@ -460,18 +508,18 @@ impl InFlight {
 
     /// The worker answered (or died): the outcomes, and the worker back to
     /// the roster if it is alive.
-    fn reply(mut self, reply: Result<Reply, oneshot::error::RecvError>) -> Result<Answered, Error> {
+    fn reply(mut self, reply: Result<Reply, oneshot::error::RecvError>) -> Result<Delivery, Error> {
         match reply {
             Ok(Reply::Done(outcomes)) => {
                 let whole = outcomes.len() as u64 == self.items;
                 self.finish(whole);
-                Ok(Answered::Outcomes(outcomes))
+                Ok(Delivery::Outcomes(outcomes))
             }
             Ok(Reply::NotStarted(e)) => {
                 // No call ran: none is counted, and the dead worker goes.
                 self.worker.take();
                 match self.permit.take() {
-                    Some(permit) => Ok(Answered::NotStarted(e, permit)),
+                    Some(permit) => Ok(Delivery::NotStarted(e, permit)),
                     None => Err(e),
                 }
             }

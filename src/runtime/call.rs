@@ -1,5 +1,5 @@
 //! One call, start to end, inside an executor: find the function, decode
-//! its arguments, take a prepared instance (or make one), arm the
+//! its arguments, take an instance made ahead (or make one), arm the
 //! interrupts, run it, and classify how it ended.
 
 use std::collections::HashMap;
@@ -67,7 +67,7 @@ pub(super) enum Leftover {
 }
 
 impl Leftover {
-    /// A prepared instance the call did not get to use.
+    /// An instance made ahead that the call did not get to use.
     fn unused(ready: Option<Ready>) -> Leftover {
         ready.map_or(Leftover::Nothing, |r| Leftover::Instance(Box::new(r)))
     }
@@ -150,10 +150,10 @@ pub(super) async fn execute(
 
 /// Why a call could not start.
 enum NotStarted {
-    /// The job did not load: a prepared instance is of no use.
+    /// The job did not load: an instance made ahead is of no use.
     Load(WireError),
-    /// The function or its arguments are wrong: the job's prepared
-    /// instance is still good for the next call.
+    /// The function or its arguments are wrong: the job's instance made
+    /// ahead is still good for the next call.
     Call(WireError),
 }
 
@@ -185,8 +185,8 @@ fn arm(
 ) -> Result<Option<u64>, WireError> {
     store.data_mut().limits.hit = None;
     tail.lock().expect("tail lock").clear();
-    // Fuel counts the call, not the instantiation, which a prepared
-    // instance has already done: so that the same call always burns the
+    // Fuel counts the call, not the instantiation, which an instance made
+    // ahead has already done: so that the same call always burns the
     // same fuel. (Until the call, the store has all the fuel there is.)
     let fuel = if engine.get_consume_fuel() {
         store

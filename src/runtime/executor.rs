@@ -44,7 +44,7 @@ pub(crate) struct Executor {
     jobs: HashMap<String, Loaded>,
     interrupts: Arc<Interrupts>,
     reuse: bool,
-    /// An instance ready for the next call: prepared ahead of time, or kept
+    /// An instance ready for the next call: instantiated ahead of time, or kept
     /// from the last call when instances are reused. At most one, since
     /// the pooling allocator has few slots.
     ready: Option<(String, Ready)>,
@@ -120,7 +120,7 @@ impl Executor {
 
     /// Runs each call of `req` in turn and hands their outcomes to `reply`;
     /// then, off the latency path, tears the last instance down and
-    /// prepares the next one.
+    /// instantiates the next one ahead.
     pub(crate) fn run<E>(
         &mut self,
         req: CallRequest,
@@ -206,13 +206,13 @@ impl Executor {
     }
 
     /// After a call: keeps its instance for the next call (reuse, and the
-    /// call succeeded), or drops it and prepares a fresh one.
+    /// call succeeded), or drops it and instantiates a fresh one ahead.
     fn recycle(&mut self, used: Leftover, ok: bool, key: &str, shape: &CallOptions) {
         match used {
             Leftover::Instance(r) if ok && self.reuse => self.ready = Some((key.to_string(), *r)),
             used => {
                 drop(used);
-                self.prepare(key, shape.clone());
+                self.instantiate_ahead(key, shape.clone());
             }
         }
     }
@@ -233,7 +233,7 @@ impl Executor {
     /// In an idle worker: gives back all the guest memory wasmtime holds
     /// for freed instances, by making a new engine. The old one's pool is
     /// unmapped whole. The jobs are loaded again and the next instance
-    /// prepared, off the latency path. A reused instance is live, and is
+    /// instantiated, off the latency path. A reused instance is live, and is
     /// left alone.
     pub(crate) fn renew_engine(&mut self) {
         if self.reuse {
@@ -262,14 +262,14 @@ impl Executor {
             }
         }
         if let Some((key, options)) = next {
-            self.prepare(&key, options);
+            self.instantiate_ahead(&key, options);
         }
         tracing::debug!("an idle worker made a new engine, to give its guest memory back");
     }
 
     /// Instantiates job `key` with `options` for the next call. A failure
     /// is left for that call to meet and report.
-    fn prepare(&mut self, key: &str, options: CallOptions) {
+    fn instantiate_ahead(&mut self, key: &str, options: CallOptions) {
         let Some(loaded) = self.jobs.get(key) else {
             return;
         };

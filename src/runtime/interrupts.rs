@@ -85,7 +85,7 @@ impl Interrupts {
     /// blocked host call is dropped. The flag is raised even when the call
     /// has not started yet (a cancel can overtake its call);
     /// [`Interrupts::interrupted`] reads it before the guest runs. An
-    /// instance being prepared for a next call is interrupted too, so that
+    /// instance being instantiated ahead for a next call is interrupted too, so that
     /// a guest whose start-up never ends cannot hold the worker.
     pub(crate) fn cancel(&self, id: u64) {
         self.cancelled.store(Running::Call(id));
@@ -148,7 +148,7 @@ impl Interrupts {
         }
     }
 
-    /// Marks `running` (a call, or an instance being prepared) as running,
+    /// Marks `running` (a call, or an instance being instantiated ahead) as running,
     /// and arms its deadline. Returns the receiver its interrupt wakes.
     pub(super) fn begin(
         &self,

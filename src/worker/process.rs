@@ -62,7 +62,7 @@ impl AnswerSink for RequestPipe {
 }
 
 /// The channels of a started worker, host ends, and its payload region.
-struct Started {
+struct Spawned {
     requests: PipeWriter,
     control: UnixStream,
     replies: io::PipeReader,
@@ -71,7 +71,7 @@ struct Started {
 }
 
 /// Creates the channels and starts `program` as a worker.
-fn start(program: &std::path::Path, with_region: bool) -> Result<Started, String> {
+fn start(program: &std::path::Path, with_region: bool) -> Result<Spawned, String> {
     let (child_requests, requests) =
         std::io::pipe().map_err(|e| format!("creating a pipe: {e}"))?;
     let (control, child_control) =
@@ -97,7 +97,7 @@ fn start(program: &std::path::Path, with_region: bool) -> Result<Started, String
         .flatten();
     let child = platform::spawn_worker(program, ends, region.as_ref())
         .map_err(|e| format!("starting {}: {e}", program.display()))?;
-    Ok(Started {
+    Ok(Spawned {
         requests,
         control,
         replies,
@@ -143,7 +143,7 @@ pub(crate) fn compile_in_child(
             ),
         )
     };
-    let Started {
+    let Spawned {
         requests,
         control,
         replies,
@@ -230,7 +230,7 @@ pub(super) fn run(
             return;
         }
     }
-    let Started {
+    let Spawned {
         requests,
         control,
         replies,
