@@ -379,6 +379,7 @@ pub mod fuzzing;
 mod host;
 mod inspect;
 mod job;
+mod locks;
 #[cfg(feature = "cluster")]
 mod nats;
 mod options;

@@ -24,7 +24,6 @@ use crate::nats::wire::{
     OrderAnswer,
 };
 use crate::nats::{self, nats_error};
-use crate::options::Cancel;
 use crate::sync::{Owner, Registry};
 use crate::wire::{Answer, GuestOp};
 use crate::wire::{CallOptions, Outcome};

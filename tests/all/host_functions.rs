@@ -483,3 +483,88 @@ async fn a_guest_calls_its_host_a_thousand_times_in_one_call() {
         pool.shutdown().await;
     }
 }
+
+/// Panics while a lock is held: a host function that panics holding the
+/// pool's named lock, and a guest that panics holding it, leave the lock
+/// free and the pool working, on both kinds of worker.
+#[tokio::test]
+async fn panics_while_a_lock_is_held_leave_the_pool_working() {
+    let plugin = job(wasmpool_guests::PLUGIN);
+    let coop = job(wasmpool_guests::COOP);
+    for kind in KINDS {
+        // The host function takes a lock of the pool it serves, which is
+        // made after it.
+        let cell: Arc<std::sync::OnceLock<wasmpool::Lock>> = Arc::default();
+        let seen = cell.clone();
+        // Registered after `with_api`'s, so this `fail` replaces its own.
+        let pool = with_api(kind, 1)
+            .host_fn(api("fail"), move |_: HostContext, (how,): (String,)| {
+                let cell = seen.clone();
+                async move {
+                    let lock = cell.get().expect("the lock is set");
+                    let _guard = lock.lock().await?;
+                    if how == "panic" {
+                        panic!("panicked holding the lock");
+                    }
+                    Ok::<u32, BoxError>(7)
+                }
+            })
+            .build()
+            .unwrap();
+        assert!(cell.set(pool.lock("shared").unwrap()).is_ok());
+
+        for _ in 0..2 {
+            let err = pool
+                .run::<u32>(&plugin, "fail", ("panic",))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::HostFunction, "{kind:?}: {err}");
+            assert!(err.to_string().contains("holding the lock"), "{err}");
+            // The panic let go of the lock.
+            let lock = pool.lock("shared").unwrap();
+            let guard = tokio::time::timeout(Duration::from_secs(20), lock.lock())
+                .await
+                .expect("the lock is free")
+                .unwrap();
+            drop(guard);
+        }
+        let n: u32 = pool.run(&plugin, "fail", ("no panic",)).await.unwrap();
+        assert_eq!(n, 7);
+
+        // A guest that panics holding the lock: its log queue is closed,
+        // so its first put after taking the lock fails, and it panics.
+        let log = pool.queue::<u64>("closed-log", 0).unwrap();
+        log.close();
+        let err = pool
+            .run::<bool>(
+                &coop,
+                "with-lock",
+                ("shared", "closed-log", 1u64, 0u64, None::<u64>),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Trap, "{kind:?}: {err}");
+        let lock = pool.lock("shared").unwrap();
+        let guard = tokio::time::timeout(Duration::from_secs(20), lock.lock())
+            .await
+            .expect("the guest's trap let go of the lock")
+            .unwrap();
+        drop(guard);
+
+        // And everything else goes on: host functions, primitives, calls.
+        let open = pool.queue::<u64>("open-log", 0).unwrap();
+        let took: bool = pool
+            .run(
+                &coop,
+                "with-lock",
+                ("shared", "open-log", 1u64, 0u64, None::<u64>),
+            )
+            .await
+            .unwrap();
+        assert!(took);
+        assert_eq!(open.get().await.unwrap(), Some(2));
+        let n: u64 = pool.run(&plugin, "add", (1u64, 2u64)).await.unwrap();
+        assert_eq!(n, 3);
+        pool.shutdown().await;
+    }
+}
