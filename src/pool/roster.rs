@@ -16,9 +16,10 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::Statistics;
 use crate::error::{Error, ErrorKind};
+use crate::idle::GIVE_BACK_AFTER;
 use crate::options::WorkerKind;
 use crate::sync::Registry;
-use crate::worker::{Books, Exit, Grants, REGION_IDLE, Shared, Spec, Worker};
+use crate::worker::{Books, Exit, Grants, Shared, Spec, Worker};
 
 /// What the roster is made with.
 pub(super) struct RosterSettings {
@@ -318,7 +319,8 @@ impl Roster {
             // kernel; under the house lock, so that no call takes the
             // worker meanwhile.
             for w in &house.idle {
-                if now.duration_since(w.last_used) >= REGION_IDLE && w.shared.region_is_large() {
+                if now.duration_since(w.last_used) >= GIVE_BACK_AFTER && w.shared.region_is_large()
+                {
                     w.shared.release_region();
                 }
             }
@@ -358,7 +360,7 @@ impl Roster {
                 .idle
                 .iter()
                 .filter(|w| w.shared.region_is_large())
-                .map(|w| w.last_used + REGION_IDLE)
+                .map(|w| w.last_used + GIVE_BACK_AFTER)
                 .min();
             let next = [idle_due, grace_due, region_due]
                 .into_iter()
