@@ -5,7 +5,7 @@
 //! [`crate::platform`], a new engine in the executor, the payload
 //! region's pages in [`crate::worker`]).
 //!
-//! A worker keeps memory for its next call in three places. Each bound
+//! A worker keeps memory for its next call in four places. Each bound
 //! trades a call's page faults against what an idle worker holds:
 //!
 //! | what is kept | up to | given back | by |
@@ -13,7 +13,8 @@
 //! | a worker process's freed heap | (the allocator's tuning) | [`GIVE_BACK_AFTER`] idle | [`Idler::give_back`], in the worker |
 //! | a freed instance's guest memory, reset in place | [`KEEP_RESIDENT`] | [`GIVE_BACK_AFTER`] idle, when a guest grew to [`KEEP_RESIDENT`] or a process holds over [`PRIVATE_MAX`] | [`Idler::give_back`]: a new engine |
 //! | the pages of a process's payload region | [`KEEP_REGION`] | [`GIVE_BACK_AFTER`] idle | the pool's housekeeper |
-//! //!
+//! | the whole worker process | [`PoolBuilder::retire_above`](crate::PoolBuilder::retire_above) (default: no bound) | after the call that passed it | the pool's roster, at check-in: [`holds_more_than`] |
+//!
 //! Back-to-back calls keep all of it: only a worker idle for
 //! [`GIVE_BACK_AFTER`] gives anything back. A worker's own memory is read
 //! one way throughout: its resident pages that are neither file-backed
@@ -166,4 +167,17 @@ impl Idler {
 /// [`Idler::give_back`] trims it.
 pub(crate) fn keep_freed_memory() {
     platform::keep_freed_memory();
+}
+
+/// On the host: whether the worker process `pid` holds more than `bound`
+/// bytes of its own memory (as its [`Idler`] reads it). False where there
+/// is no `/proc`, or the process is gone.
+///
+/// One open and read of `/proc/{pid}/statm`: a few microseconds, paid at
+/// each check-in of a pool with
+/// [`retire_above`](crate::PoolBuilder::retire_above) only.
+pub(crate) fn holds_more_than(pid: u32, bound: u64) -> bool {
+    platform::Footprint::of(pid)
+        .and_then(|f| f.private_bytes())
+        .is_some_and(|b| b > bound)
 }

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::Statistics;
 use crate::error::{Error, ErrorKind};
-use crate::idle::GIVE_BACK_AFTER;
+use crate::idle::{self, GIVE_BACK_AFTER};
 use crate::options::WorkerKind;
 use crate::sync::Registry;
 use crate::worker::{Books, Exit, Grants, Shared, Spec, Worker};
@@ -26,6 +26,7 @@ pub(super) struct RosterSettings {
     pub(super) workers: NonZeroUsize,
     pub(super) idle_timeout: Duration,
     pub(super) retire_after: Option<NonZeroU64>,
+    pub(super) retire_above: Option<u64>,
     pub(super) spec: Spec,
     pub(super) registry: Arc<Registry>,
 }
@@ -36,6 +37,9 @@ pub(crate) struct Roster {
     cores: usize,
     idle_timeout: Duration,
     retire_after: Option<NonZeroU64>,
+    /// A process worker holding more of its own memory than this after a
+    /// call is retired (see [`idle::holds_more_than`]).
+    retire_above: Option<u64>,
     spec: Spec,
     registry: Arc<Registry>,
     /// FIFO: a permit is the right to hold a worker.
@@ -79,6 +83,7 @@ impl Roster {
             workers,
             idle_timeout,
             retire_after,
+            retire_above,
             spec,
             registry,
         } = settings;
@@ -87,6 +92,7 @@ impl Roster {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             idle_timeout,
             retire_after,
+            retire_above,
             spec,
             registry,
             semaphore: Arc::new(Semaphore::new(workers.get())),
@@ -395,13 +401,23 @@ impl Books for Roster {
         self.exited.notify_waiters();
     }
 
-    /// Returns a worker after a call: to the idle list, or to retirement.
+    /// Returns a worker after a call: to the idle list, or to retirement
+    /// (the pool is closing, the worker is dead, or it is past
+    /// `retire_after` calls or `retire_above` bytes).
     fn checkin(&self, mut worker: Worker, permit: OwnedSemaphorePermit) {
         worker.calls += 1;
         worker.last_used = Instant::now();
+        // The memory bound last: it reads `/proc`. A thread has no memory
+        // of its own to bound.
         let retire = self.is_closed()
             || worker.shared.is_dead()
-            || self.retire_after.is_some_and(|n| worker.calls >= n.get());
+            || self.retire_after.is_some_and(|n| worker.calls >= n.get())
+            || self.retire_above.is_some_and(|bytes| {
+                worker
+                    .shared
+                    .pid()
+                    .is_some_and(|pid| idle::holds_more_than(pid, bytes))
+            });
         if retire {
             tracing::debug!(
                 worker = worker.id,
