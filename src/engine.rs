@@ -11,10 +11,6 @@ pub(crate) const DEFAULT_MAX_WASM_STACK: usize = 1 << 20;
 /// How many freed instance slots a worker decommits at once.
 const DECOMMIT_BATCH: usize = 8;
 
-/// How much of a freed instance's memory a worker keeps resident, reset
-/// in place, for the next instance.
-pub(crate) const KEEP_RESIDENT: usize = 16 << 20;
-
 /// Everything that shapes an engine. Sent to each worker in the `Init` frame.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct EngineSettings {
@@ -82,9 +78,9 @@ impl EngineSettings {
             // wrote and no more (found by `PAGEMAP_SCAN`, Linux 6.7), and
             // stays resident up to `KEEP_RESIDENT`: the next call takes no
             // page faults for them. An idle worker gives back what this
-            // keeps (`Executor::renew_engine`).
+            // keeps (see `crate::idle`).
             p.pagemap_scan(wasmtime::Enabled::Auto);
-            p.linear_memory_keep_resident(KEEP_RESIDENT);
+            p.linear_memory_keep_resident(crate::idle::KEEP_RESIDENT);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
         }
         config

@@ -377,6 +377,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod host;
+mod idle;
 mod inspect;
 mod job;
 mod locks;

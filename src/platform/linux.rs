@@ -107,14 +107,22 @@ pub(crate) fn trim_freed_memory() {
     }
 }
 
-/// A process's own memory footprint, read from `/proc/self/statm` through
-/// a descriptor opened before the worker confines itself (the sandbox then
-/// denies `/proc`).
+/// A process's own memory footprint, read from its `/proc/{pid}/statm`.
+/// A worker reads its own through a descriptor opened before it confines
+/// itself (the sandbox then denies `/proc`).
 pub(crate) struct Footprint(std::fs::File);
 
 impl Footprint {
+    /// This process's.
     pub(crate) fn open() -> Option<Footprint> {
         std::fs::File::open("/proc/self/statm").ok().map(Footprint)
+    }
+
+    /// Process `pid`'s: `None` once it is gone.
+    pub(crate) fn of(pid: u32) -> Option<Footprint> {
+        std::fs::File::open(format!("/proc/{pid}/statm"))
+            .ok()
+            .map(Footprint)
     }
 
     /// Resident memory that is neither file-backed nor shared memory (the

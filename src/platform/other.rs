@@ -40,6 +40,10 @@ impl Footprint {
         None
     }
 
+    pub(crate) fn of(_pid: u32) -> Option<Footprint> {
+        None
+    }
+
     pub(crate) fn private_bytes(&self) -> Option<u64> {
         None
     }

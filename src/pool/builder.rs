@@ -36,6 +36,7 @@ pub struct PoolBuilder {
     pub(super) memory_cow: Option<bool>,
     pub(super) idle_timeout: Duration,
     pub(super) retire_after: Option<u64>,
+    pub(super) retire_above: Option<u64>,
     pub(super) worker_program: Option<PathBuf>,
     pub(super) cache_dir: Option<PathBuf>,
     pub(super) cache_limit: u64,
@@ -60,6 +61,7 @@ impl fmt::Debug for PoolBuilder {
             memory_cow,
             idle_timeout,
             retire_after,
+            retire_above,
             worker_program,
             cache_dir,
             cache_limit,
@@ -80,6 +82,7 @@ impl fmt::Debug for PoolBuilder {
             .field("memory_cow", memory_cow)
             .field("idle_timeout", idle_timeout)
             .field("retire_after", retire_after)
+            .field("retire_above", retire_above)
             .field("worker_program", worker_program)
             .field("cache_dir", cache_dir)
             .field("cache_limit", cache_limit)
@@ -171,6 +174,39 @@ impl PoolBuilder {
     /// after it has served this many calls. Default: never.
     pub fn retire_after(mut self, calls: u64) -> Self {
         self.retire_after = Some(calls);
+        self
+    }
+
+    /// Retire a worker process (let it exit, and start a fresh one when
+    /// needed) whose memory is above `bytes` after a call, instead of
+    /// keeping it for the next one: [`retire_after`](Self::retire_after)'s
+    /// twin for memory. Default: no bound.
+    ///
+    /// The memory is the worker's own resident memory, read from
+    /// `/proc/{pid}/statm` when the call has ended: its heap and its
+    /// guests' linear memory, not the compiled code it maps from the cache
+    /// nor the payload region it shares with the host. It is read as the
+    /// worker tidies up after the call, so it counts what the worker keeps
+    /// for its next call (freed memory, a large guest memory reset in
+    /// place), which it would give back on its own after about a second
+    /// idle: the bound catches a worker that a call left large, or that
+    /// grows call after call. A Rust guest's worker holds a few MiB; set
+    /// the bound well above what the pool's usual calls leave.
+    ///
+    /// The call that passes the bound still succeeds; only its worker is
+    /// replaced. Worker threads ([`WorkerKind::Thread`]) have no memory of
+    /// their own (it is the host's), so the bound does not apply to them,
+    /// and neither does it where there is no `/proc` (platforms other than
+    /// Linux).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmpool::Error> {
+    /// // Replace any worker that a call leaves holding more than 256 MiB.
+    /// let pool = wasmpool::Pool::builder().retire_above(256 << 20).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn retire_above(mut self, bytes: u64) -> Self {
+        self.retire_above = Some(bytes);
         self
     }
 
@@ -401,6 +437,7 @@ impl PoolBuilder {
             memory_cow,
             idle_timeout,
             retire_after,
+            retire_above,
             worker_program,
             cache_dir,
             cache_limit,
@@ -493,6 +530,7 @@ impl PoolBuilder {
                 workers,
                 idle_timeout,
                 retire_after,
+                retire_above,
                 spec,
                 registry: sync.clone(),
             })?),

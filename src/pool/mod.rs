@@ -131,6 +131,7 @@ impl Pool {
     /// - workers: the number of CPUs;
     /// - idle timeout: [`DEFAULT_IDLE_TIMEOUT`] (10 minutes);
     /// - retire after: never;
+    /// - retire above: no memory bound;
     /// - worker program: the current executable;
     /// - cache directory: `$XDG_CACHE_HOME/wasmpool` or `~/.cache/wasmpool`;
     /// - wasm stack: 1 MiB;
@@ -166,6 +167,7 @@ impl Pool {
             memory_cow: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             retire_after: None,
+            retire_above: None,
             worker_program: None,
             cache_dir: None,
             cache_limit: crate::options::DEFAULT_CACHE_LIMIT,

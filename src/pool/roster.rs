@@ -16,15 +16,17 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::Statistics;
 use crate::error::{Error, ErrorKind};
+use crate::idle::{self, GIVE_BACK_AFTER};
 use crate::options::WorkerKind;
 use crate::sync::Registry;
-use crate::worker::{Books, Exit, Grants, REGION_IDLE, Shared, Spec, Worker};
+use crate::worker::{Books, Exit, Grants, Shared, Spec, Worker};
 
 /// What the roster is made with.
 pub(super) struct RosterSettings {
     pub(super) workers: NonZeroUsize,
     pub(super) idle_timeout: Duration,
     pub(super) retire_after: Option<NonZeroU64>,
+    pub(super) retire_above: Option<u64>,
     pub(super) spec: Spec,
     pub(super) registry: Arc<Registry>,
 }
@@ -35,6 +37,9 @@ pub(crate) struct Roster {
     cores: usize,
     idle_timeout: Duration,
     retire_after: Option<NonZeroU64>,
+    /// A process worker holding more of its own memory than this after a
+    /// call is retired (see [`idle::holds_more_than`]).
+    retire_above: Option<u64>,
     spec: Spec,
     registry: Arc<Registry>,
     /// FIFO: a permit is the right to hold a worker.
@@ -78,6 +83,7 @@ impl Roster {
             workers,
             idle_timeout,
             retire_after,
+            retire_above,
             spec,
             registry,
         } = settings;
@@ -86,6 +92,7 @@ impl Roster {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             idle_timeout,
             retire_after,
+            retire_above,
             spec,
             registry,
             semaphore: Arc::new(Semaphore::new(workers.get())),
@@ -318,7 +325,8 @@ impl Roster {
             // kernel; under the house lock, so that no call takes the
             // worker meanwhile.
             for w in &house.idle {
-                if now.duration_since(w.last_used) >= REGION_IDLE && w.shared.region_is_large() {
+                if now.duration_since(w.last_used) >= GIVE_BACK_AFTER && w.shared.region_is_large()
+                {
                     w.shared.release_region();
                 }
             }
@@ -358,7 +366,7 @@ impl Roster {
                 .idle
                 .iter()
                 .filter(|w| w.shared.region_is_large())
-                .map(|w| w.last_used + REGION_IDLE)
+                .map(|w| w.last_used + GIVE_BACK_AFTER)
                 .min();
             let next = [idle_due, grace_due, region_due]
                 .into_iter()
@@ -393,13 +401,23 @@ impl Books for Roster {
         self.exited.notify_waiters();
     }
 
-    /// Returns a worker after a call: to the idle list, or to retirement.
+    /// Returns a worker after a call: to the idle list, or to retirement
+    /// (the pool is closing, the worker is dead, or it is past
+    /// `retire_after` calls or `retire_above` bytes).
     fn checkin(&self, mut worker: Worker, permit: OwnedSemaphorePermit) {
         worker.calls += 1;
         worker.last_used = Instant::now();
+        // The memory bound last: it reads `/proc`. A thread has no memory
+        // of its own to bound.
         let retire = self.is_closed()
             || worker.shared.is_dead()
-            || self.retire_after.is_some_and(|n| worker.calls >= n.get());
+            || self.retire_after.is_some_and(|n| worker.calls >= n.get())
+            || self.retire_above.is_some_and(|bytes| {
+                worker
+                    .shared
+                    .pid()
+                    .is_some_and(|pid| idle::holds_more_than(pid, bytes))
+            });
         if retire {
             tracing::debug!(
                 worker = worker.id,

@@ -28,6 +28,7 @@ use super::port::{OpSender, Port};
 use super::store::{State, new_store, take_grown};
 use crate::engine::EngineSettings;
 use crate::error::ErrorKind;
+use crate::idle::GuestMemory;
 use crate::platform::Region;
 use crate::values;
 use crate::wire::{
@@ -217,56 +218,6 @@ impl Executor {
         }
     }
 
-    /// Whether a guest's memory grew to [`crate::engine::KEEP_RESIDENT`] or
-    /// more since the last time this was asked: then this executor, idle,
-    /// may keep much guest memory of freed instances.
-    ///
-    /// A freed instance's memory stays resident, reset in place, up to
-    /// `KEEP_RESIDENT`, so that the next call takes no page faults; what is
-    /// beyond that goes back in batches of freed instances, which a last
-    /// large call does not fill. Wasmtime has no call to give back either
-    /// early: see [`Executor::renew_engine`].
-    pub(crate) fn take_large_growth(&mut self) -> bool {
-        take_grown() >= crate::engine::KEEP_RESIDENT
-    }
-
-    /// In an idle worker: gives back all the guest memory wasmtime holds
-    /// for freed instances, by making a new engine. The old one's pool is
-    /// unmapped whole. The jobs are loaded again and the next instance
-    /// instantiated, off the latency path. A reused instance is live, and is
-    /// left alone.
-    pub(crate) fn renew_engine(&mut self) {
-        if self.reuse {
-            return;
-        }
-        let made = worker_engine(&self.settings).and_then(|engine| {
-            let linker = make_linker(&engine).map_err(|e| format!("linking WASI: {e:#}"))?;
-            Ok((engine, linker))
-        });
-        let (engine, linker) = match made {
-            Ok(made) => made,
-            Err(e) => {
-                tracing::warn!("an idle worker kept its guest memory: {e}");
-                return;
-            }
-        };
-        let next = self.ready.take().map(|(key, r)| (key, r.options.clone()));
-        let artifacts: Vec<_> = self.jobs.drain().map(|(_, l)| l.artifact).collect();
-        self.interrupts.set_engine(engine.clone());
-        self.engine = engine;
-        self.linker = linker;
-        for artifact in artifacts {
-            // One that no longer loads fails its next call, as it would have.
-            if let Ok(loaded) = load(&self.engine, &self.linker, &artifact) {
-                self.jobs.insert(artifact.key, loaded);
-            }
-        }
-        if let Some((key, options)) = next {
-            self.instantiate_ahead(&key, options);
-        }
-        tracing::debug!("an idle worker made a new engine, to give its guest memory back");
-    }
-
     /// Instantiates job `key` with `options` for the next call. A failure
     /// is left for that call to meet and report.
     fn instantiate_ahead(&mut self, key: &str, options: CallOptions) {
@@ -299,6 +250,55 @@ impl Executor {
         });
         self.interrupts.end(false);
         self.ready = made.map(|r| (key.to_string(), r));
+    }
+}
+
+impl GuestMemory for Executor {
+    /// A freed instance's memory stays resident, reset in place, up to
+    /// [`KEEP_RESIDENT`](crate::idle::KEEP_RESIDENT), so that the next call
+    /// takes no page faults; what is beyond that goes back in batches of
+    /// freed instances, which a last large call does not fill. Wasmtime
+    /// has no call to give back either early: see
+    /// [`renew_engine`](GuestMemory::renew_engine).
+    fn take_grown(&mut self) -> usize {
+        take_grown()
+    }
+
+    /// In an idle worker: gives back all the guest memory wasmtime holds
+    /// for freed instances, by making a new engine. The old one's pool is
+    /// unmapped whole. The jobs are loaded again and the next instance
+    /// instantiated, off the latency path. A reused instance is live, and is
+    /// left alone.
+    fn renew_engine(&mut self) {
+        if self.reuse {
+            return;
+        }
+        let made = worker_engine(&self.settings).and_then(|engine| {
+            let linker = make_linker(&engine).map_err(|e| format!("linking WASI: {e:#}"))?;
+            Ok((engine, linker))
+        });
+        let (engine, linker) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                tracing::warn!("an idle worker kept its guest memory: {e}");
+                return;
+            }
+        };
+        let next = self.ready.take().map(|(key, r)| (key, r.options.clone()));
+        let artifacts: Vec<_> = self.jobs.drain().map(|(_, l)| l.artifact).collect();
+        self.interrupts.set_engine(engine.clone());
+        self.engine = engine;
+        self.linker = linker;
+        for artifact in artifacts {
+            // One that no longer loads fails its next call, as it would have.
+            if let Ok(loaded) = load(&self.engine, &self.linker, &artifact) {
+                self.jobs.insert(artifact.key, loaded);
+            }
+        }
+        if let Some((key, options)) = next {
+            self.instantiate_ahead(&key, options);
+        }
+        tracing::debug!("an idle worker made a new engine, to give its guest memory back");
     }
 }
 

@@ -28,7 +28,7 @@ mod port;
 mod stdio;
 mod store;
 
-use std::io::{self, Write as _};
+use std::io::{self, PipeReader, PipeWriter, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,10 +38,12 @@ pub(crate) use executor::Executor;
 pub(crate) use interrupts::Interrupts;
 pub(crate) use port::OpSender;
 
+use crate::idle::{self, Idler};
 use crate::options::DirAccess;
 use crate::platform;
 use crate::wire::{
-    Control, FromWorker, Init, PROTOCOL_VERSION, Sandbox, ToWorker, read_frame, write_frame,
+    CompileOrder, Control, FromWorker, Init, PROTOCOL_VERSION, Sandbox, ToWorker, read_frame,
+    write_frame,
 };
 
 /// Runs the worker; returns the process exit code.
@@ -71,8 +73,12 @@ fn init_tracing() {
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
+/// The worker process's life: the handshake, then either one compile
+/// ([`compile_child`]) or calls until the host closes the request pipe
+/// ([`call_loop`]).
 fn serve() -> io::Result<()> {
-    platform::keep_freed_memory();
+    // First thing, before the worker starts any thread.
+    idle::keep_freed_memory();
     let platform::Channels {
         requests,
         control,
@@ -82,132 +88,161 @@ fn serve() -> io::Result<()> {
     let Some(init) = read_frame::<_, Init>(&requests, &mut buf)? else {
         return Ok(());
     };
-    let fail = |message: String| {
-        let _ = write_frame(
-            &replies,
-            &FromWorker::Failed {
-                message: message.clone(),
-            },
-        );
-        io::Error::other(message)
-    };
+    match handshake(&init, &replies)? {
+        Role::Compile(order) => compile_child(&init, order, &replies),
+        Role::Serve {
+            engine,
+            region,
+            idler,
+        } => {
+            let requests = Arc::new(requests);
+            let answers = Arc::new(Answers::Pipe {
+                requests: requests.clone(),
+                wake: platform::WakePipe::new()?,
+            });
+            // Only the call loop's thread writes replies: the executor's
+            // operations go out while it runs a call, its outcomes after.
+            let ops = replies.try_clone()?;
+            let send: OpSender =
+                Box::new(move |seq, op| write_frame(&ops, &FromWorker::Sync { seq, op }));
+            let mut executor =
+                Executor::with_engine(&init.engine, engine, init.reuse_instances, answers, send)
+                    .map_err(|message| fail(&replies, message))?;
+            if let Some(region) = region {
+                executor.set_region(region);
+            }
+            if !wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+                tracing::warn!(
+                    pid = std::process::id(),
+                    "PAGEMAP_SCAN is not available (Linux 6.7 and later have it): each call's \
+                     guest memory is reset by a slower path"
+                );
+            }
+            write_frame(&replies, &ready())?;
+            tracing::debug!(pid = std::process::id(), "worker ready");
+            let interrupts = executor.interrupts();
+            std::thread::Builder::new()
+                .name("wasmpool-control".into())
+                .spawn(move || control_loop(control, &interrupts))?;
+            call_loop(&requests, &replies, &mut buf, executor, idler)
+        }
+    }
+}
+
+/// What the host started this process as, once it has shaken hands.
+enum Role<'a> {
+    /// A compile child: compile, answer, exit.
+    Compile(&'a CompileOrder),
+    /// A worker: serve calls with this engine, on the payload region if
+    /// it has one, giving memory back when idle by `idler`.
+    Serve {
+        engine: wasmtime::Engine,
+        region: Option<platform::Region>,
+        idler: Idler,
+    },
+}
+
+/// Checks the host's [`Init`], then does what must be done before the
+/// process confines itself (map the payload region, open what the idle
+/// policy reads, make the engine), and confines it. A failure is said to
+/// the host too, in a `Failed` frame.
+fn handshake<'a>(init: &'a Init, replies: &PipeWriter) -> io::Result<Role<'a>> {
     if init.version != PROTOCOL_VERSION {
-        return Err(fail(format!(
-            "protocol version {} from the host, {} here: the worker program is a different build",
-            init.version, PROTOCOL_VERSION
-        )));
+        return Err(fail(
+            replies,
+            format!(
+                "protocol version {} from the host, {} here: the worker program is a different build",
+                init.version, PROTOCOL_VERSION
+            ),
+        ));
     }
     // Mapped before the sandbox closes, like everything the worker opens.
     let region = match init.region {
         Some(len) => Some(
             platform::Region::inherit(len as usize)
-                .map_err(|e| fail(format!("mapping the payload region: {e}")))?,
+                .map_err(|e| fail(replies, format!("mapping the payload region: {e}")))?,
         ),
         None => None,
     };
-    // What the worker holds, read when it idles.
-    let footprint = platform::Footprint::open();
-    // Made before the sandbox closes too: it opens `/proc/self/pagemap`
-    // (see `crate::engine`). A compile child needs none.
-    let engine = match &init.compile {
-        None => Some(executor::worker_engine(&init.engine).map_err(fail)?),
-        Some(_) => None,
+    let role = match &init.compile {
+        Some(order) => Role::Compile(order),
+        None => Role::Serve {
+            // Reads the worker's footprint, through `/proc`.
+            idler: Idler::process(),
+            // Made before the sandbox closes too: it opens
+            // `/proc/self/pagemap` (see `crate::engine`). A compile child
+            // needs none.
+            engine: executor::worker_engine(&init.engine).map_err(|m| fail(replies, m))?,
+            region,
+        },
     };
     if let Some(sandbox) = &init.sandbox {
-        confine(sandbox).map_err(|e| fail(format!("confining the worker: {e}")))?;
+        confine(sandbox).map_err(|e| fail(replies, format!("confining the worker: {e}")))?;
     } else {
         tracing::debug!(pid = std::process::id(), "worker not confined");
     }
-    if let Some(order) = &init.compile {
-        // The handshake: the host tells a program that is no worker from
-        // a component that does not compile by this first answer.
-        write_frame(
-            &replies,
-            &FromWorker::Ready {
-                version: PROTOCOL_VERSION,
-                pid: std::process::id(),
-            },
-        )?;
-        return match compile(&init, order) {
-            Ok(()) => write_frame(
-                &replies,
-                &FromWorker::Ready {
-                    version: PROTOCOL_VERSION,
-                    pid: std::process::id(),
-                },
-            ),
-            Err(message) => {
-                let _ = write_frame(&replies, &FromWorker::Failed { message });
-                Ok(())
-            }
-        };
-    }
-    let requests = Arc::new(requests);
-    let answers = Arc::new(Answers::Pipe {
-        requests: requests.clone(),
-        wake: platform::WakePipe::new()?,
-    });
-    // Only this thread writes replies: the executor's operations go out
-    // while it runs a call, its outcomes after.
-    let ops = replies.try_clone()?;
-    let send: OpSender = Box::new(move |seq, op| write_frame(&ops, &FromWorker::Sync { seq, op }));
-    // Only a compile child, which has returned above, has none.
-    let engine = engine.ok_or_else(|| fail("the worker made no engine".into()))?;
-    let mut executor =
-        Executor::with_engine(&init.engine, engine, init.reuse_instances, answers, send)
-            .map_err(fail)?;
-    if let Some(region) = region {
-        executor.set_region(region);
-    }
-    if !wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
-        tracing::warn!(
-            pid = std::process::id(),
-            "PAGEMAP_SCAN is not available (Linux 6.7 and later have it): each call's guest \
-             memory is reset by a slower path"
-        );
-    }
-    write_frame(
-        &replies,
-        &FromWorker::Ready {
-            version: PROTOCOL_VERSION,
-            pid: std::process::id(),
-        },
-    )?;
-    tracing::debug!(pid = std::process::id(), "worker ready");
-    let interrupts = executor.interrupts();
-    std::thread::Builder::new()
-        .name("wasmpool-control".into())
-        .spawn(move || control_loop(control, &interrupts))?;
+    Ok(role)
+}
 
-    // Whether the worker has served a request since it last gave freed
-    // memory back.
-    let mut trim_due = false;
+/// Says `message` to the host in a `Failed` frame, and returns it as the
+/// error the worker exits with.
+fn fail(replies: &PipeWriter, message: String) -> io::Error {
+    let _ = write_frame(
+        replies,
+        &FromWorker::Failed {
+            message: message.clone(),
+        },
+    );
+    io::Error::other(message)
+}
+
+/// The answer to [`Init`] once the worker is ready.
+fn ready() -> FromWorker {
+    FromWorker::Ready {
+        version: PROTOCOL_VERSION,
+        pid: std::process::id(),
+    }
+}
+
+/// A compile child: carries out `order`, and says how it went. It answers
+/// twice: first [`ready`] as the handshake, by which the host tells a
+/// program that is no worker from a component that does not compile,
+/// then how the compile went.
+fn compile_child(init: &Init, order: &CompileOrder, replies: &PipeWriter) -> io::Result<()> {
+    write_frame(replies, &ready())?;
+    match compile(init, order) {
+        Ok(()) => write_frame(replies, &ready()),
+        Err(message) => {
+            let _ = write_frame(replies, &FromWorker::Failed { message });
+            Ok(())
+        }
+    }
+}
+
+/// Serves calls until the host closes the request pipe: reads each
+/// request, runs it on `executor` and writes its reply. Between calls it
+/// spins a while for the next one, then sleeps, and gives memory back
+/// when none comes for a while (see [`crate::idle`]).
+fn call_loop(
+    requests: &PipeReader,
+    replies: &PipeWriter,
+    buf: &mut Vec<u8>,
+    mut executor: Executor,
+    mut idler: Idler,
+) -> io::Result<()> {
     let mut spin = IdleSpin::default();
     loop {
         // A request that follows within the spin arrives without a sleep
         // and a wake-up on either side.
         let idle = std::time::Instant::now();
-        let arrived = platform::spin_until_readable(&*requests, spin.budget());
-        // Idle a while after a call: what the allocator kept for the next
-        // large payload goes back to the OS, and so does guest memory that
-        // wasmtime keeps for the next instances, when it is much.
-        if !arrived && trim_due {
-            let (arrived, _) = platform::wait_readable(&*requests, &*requests, Some(IDLE_TRIM))?;
+        let arrived = platform::spin_until_readable(requests, spin.budget());
+        if !arrived && let Some(wait) = idler.take_wait() {
+            let (arrived, _) = platform::wait_readable(requests, requests, Some(wait))?;
             if !arrived {
-                platform::trim_freed_memory();
-                let held = footprint
-                    .as_ref()
-                    .and_then(platform::Footprint::private_bytes)
-                    .is_some_and(|b| b > IDLE_PRIVATE_MAX);
-                let grew = executor.take_large_growth();
-                if held || grew {
-                    executor.renew_engine();
-                    platform::trim_freed_memory();
-                }
+                idler.give_back(&mut executor);
             }
-            trim_due = false;
         }
-        let frame = read_frame::<_, ToWorker>(&*requests, &mut buf)?;
+        let frame = read_frame::<_, ToWorker>(requests, buf)?;
         spin.waited(idle.elapsed());
         let req = match frame {
             Some(ToWorker::Call(req)) => req,
@@ -217,29 +252,16 @@ fn serve() -> io::Result<()> {
         };
         let id = req.id;
         executor.run(req, |outcomes| {
-            write_frame(&replies, &FromWorker::Done { id, outcomes })
+            write_frame(replies, &FromWorker::Done { id, outcomes })
         })?;
-        trim_due = true;
+        idler.called();
     }
 }
 
-/// How long a worker idles after a call before it gives freed memory
-/// back to the OS.
-const IDLE_TRIM: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// An idle worker holding more private memory than this, once its
-/// allocator has given back what it can, makes a new engine: the guest
-/// memory of freed instances that wasmtime keeps is then given back too.
-/// Measured idle: 1 MiB after calls of a Rust, componentize-js or
-/// componentize-py guest (the latter two mapped copy-on-write), 13 and
-/// 36 MiB for those two copied in; more than 48 MiB after one 64 MiB echo
-/// (the payload region test's case).
-const IDLE_PRIVATE_MAX: u64 = 32 << 20;
-
-/// Carries out a [`CompileOrder`](crate::wire::CompileOrder): this process
+/// Carries out a [`CompileOrder`]: this process
 /// exists only to compile, so that the host never holds the compiler's
 /// memory.
-fn compile(init: &Init, order: &crate::wire::CompileOrder) -> Result<(), String> {
+fn compile(init: &Init, order: &CompileOrder) -> Result<(), String> {
     let engine = init
         .engine
         .host_engine()

@@ -35,6 +35,7 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use crate::engine::EngineSettings;
 use crate::error::{Error, ErrorKind};
 use crate::host::{HostFns, Seat};
+use crate::idle::KEEP_REGION;
 use crate::options::WorkerKind;
 use crate::platform::Region;
 use crate::runtime::Interrupts;
@@ -43,15 +44,6 @@ use crate::wire::{
     CallFrame, CallRef, CallRequest, Control, Grant, INLINE_MAX, Outcome, Payload, PayloadRef,
     Preopen, REGION_SIZE, RESULTS_AT, Sandbox, WireError, WireOutcome, write_frame,
 };
-
-/// How much of its payload region a worker keeps in memory while idle:
-/// past it, the pages go back to the kernel once the worker has been idle
-/// for [`REGION_IDLE`].
-const KEEP_REGION: u64 = 8 << 20;
-
-/// How long a worker holding more than [`KEEP_REGION`] of its region may
-/// sit idle before the pages go back. Back-to-back large calls keep them.
-pub(crate) const REGION_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The pool's books on its workers, as a worker sees them. The pool's
 /// roster keeps them.
@@ -174,7 +166,8 @@ impl Shared {
         }
     }
 
-    /// Whether the region holds more than [`KEEP_REGION`] of pages.
+    /// Whether the region holds more than [`KEEP_REGION`] of pages: then
+    /// they are due back once the worker has idled a while.
     pub(crate) fn region_is_large(&self) -> bool {
         let (args, results) = *self.touched.lock().expect("touched lock");
         args + (results - RESULTS_AT) > KEEP_REGION

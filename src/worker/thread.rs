@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use super::{Books, Grants, Link, Request, Shared, Spec, Worker};
 use crate::error::{Error, ErrorKind};
 use crate::host::Seat;
+use crate::idle::Idler;
 use crate::runtime::{Answers, Executor, Inbox, OpSender, SPIN};
 use crate::sync::{AnswerSink, GuestState, Registry};
 use crate::wire::{Answer, CallRequest, GuestOp};
@@ -83,22 +84,18 @@ pub(super) fn run(
         drop(worker);
     }
     let mut error = Error::crashed(None, "during the call");
-    // Whether a call ran since the executor last gave idle memory back.
-    let mut release_due = false;
+    let mut idler = Idler::thread();
     loop {
-        let req = match mailbox.recv(release_due.then_some(IDLE_RELEASE)) {
+        let req = match mailbox.recv(idler.take_wait()) {
             Mail::Request(req) => req,
             // The mailbox closes when the pool drops this worker.
             Mail::Closed => break,
             Mail::Idle => {
-                if executor.take_large_growth() {
-                    executor.renew_engine();
-                }
-                release_due = false;
+                idler.give_back(&mut executor);
                 continue;
             }
         };
-        release_due = true;
+        idler.called();
         let call = req.id;
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             executor.run(req, |outcomes| {
@@ -208,8 +205,3 @@ enum Mail {
     /// Nothing, for as long as it was asked to wait.
     Idle,
 }
-
-/// How long a worker thread idles after a call before it gives back the
-/// guest memory its engine keeps, when that is much
-/// ([`Executor::take_large_growth`]).
-const IDLE_RELEASE: Duration = Duration::from_secs(1);

@@ -1,5 +1,5 @@
-//! Idle timeout, retirement, cancel on drop, shutdown and drop: every
-//! child is reaped.
+//! Idle timeout, retirement (after n calls, above a memory bound), cancel
+//! on drop, shutdown and drop: every child is reaped.
 
 use std::time::Duration;
 
@@ -40,6 +40,70 @@ async fn workers_retire_after_n_calls() {
     let stats = pool.statistics();
     assert_eq!(stats.spawned, 3, "{stats:?}");
     assert_eq!(stats.crashed, 0);
+}
+
+/// Echoes `data` through `pool`'s echo guest and checks it came back.
+async fn echoes(pool: &Pool, echo: &wasmpool::Job, data: &[u8]) {
+    let back: serde_bytes::ByteBuf = pool
+        .run(echo, "echo-bytes", (serde_bytes::Bytes::new(data),))
+        .await
+        .unwrap();
+    assert!(
+        back.as_slice() == data,
+        "{} bytes came back changed",
+        data.len()
+    );
+}
+
+#[tokio::test]
+async fn a_worker_left_above_the_memory_bound_is_retired() {
+    // Small calls leave a worker a few MiB of its own; one 64 MiB echo
+    // leaves it far above 32 MiB (its guest's grown memory, kept for the
+    // next instance, and its allocator's copies) until it idles.
+    let pool = Pool::builder()
+        .workers(1)
+        .retire_above(32 << 20)
+        .build()
+        .unwrap();
+    let echo = job(wasmpool_guests::ECHO);
+    for _ in 0..3 {
+        echoes(&pool, &echo, b"small").await;
+    }
+    let small = pool.worker_pids();
+    assert_eq!(small.len(), 1);
+    assert_eq!(
+        pool.statistics().spawned,
+        1,
+        "small calls keep their worker"
+    );
+    // The call that passes the bound succeeds; its worker then goes.
+    let data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+    echoes(&pool, &echo, &data).await;
+    eventually("the large worker to exit", || !alive(small[0])).await;
+    echoes(&pool, &echo, b"small").await;
+    let next = pool.worker_pids();
+    assert_eq!(next.len(), 1);
+    assert_ne!(next, small, "the next call went to a fresh worker");
+    let stats = pool.statistics();
+    assert_eq!((stats.spawned, stats.crashed), (2, 0), "{stats:?}");
+}
+
+#[tokio::test]
+async fn the_memory_bound_does_not_apply_to_worker_threads() {
+    // A worker thread's memory is the host's: any bound, even 0 bytes,
+    // leaves it serving.
+    let pool = Pool::builder()
+        .workers(1)
+        .worker_kind(wasmpool::WorkerKind::Thread)
+        .retire_above(0)
+        .build()
+        .unwrap();
+    let echo = job(wasmpool_guests::ECHO);
+    for _ in 0..3 {
+        echoes(&pool, &echo, b"small").await;
+    }
+    let stats = pool.statistics();
+    assert_eq!((stats.spawned, stats.calls), (1, 3), "{stats:?}");
 }
 
 #[tokio::test]
