@@ -205,11 +205,13 @@
 //! - **Host threads.** Each process worker has a host thread,
 //!   `wasmpool-worker-{id}`, which starts the process, reads every frame it
 //!   sends, hands results to the waiting call, and reaps the process when
-//!   it exits. Each pool has a `wasmpool-housekeeper` thread that retires
-//!   idle workers and kills a worker whose interrupted call has not
-//!   stopped within its grace period. Components are compiled once per
-//!   pool, each in a child process (the worker program, started to
-//!   compile and exit, so that the compiler's memory is never the host's),
+//!   it exits. Each local pool has a `wasmpool-housekeeper` thread that
+//!   retires idle workers and kills a worker whose interrupted call has
+//!   not stopped within its grace period; a [cluster
+//!   pool](PoolBuilder::nats) has neither workers nor housekeeper.
+//!   Components are compiled once per pool, each in a child process (the
+//!   worker program, started to compile and exit, so that the compiler's
+//!   memory is never the host's),
 //!   waited for on tokio's blocking pool, and cached on disk across runs
 //!   ([`PoolBuilder::cache_dir`]), keyed by the component's hash and the
 //!   engine's compatibility hash and settings; the cache is reached through
@@ -248,13 +250,24 @@
 //!   briefly for its next request before it sleeps, as long as its
 //!   requests come closely; where they come sparsely (a cluster node's), it
 //!   sleeps at once and leaves the cores to the rest.
+//! - **Memory.** A worker keeps memory for its next call (its freed heap,
+//!   the guest memory of freed instances, its payload region's pages) and
+//!   gives it back once it has been idle for a second;
+//!   [`PoolBuilder::retire_above`] replaces a worker process that holds
+//!   more than a bound after a call. The whole policy is in one module,
+//!   `idle.rs`.
+//! - **Locks.** A panic while one of wasmpool's internal locks is held (a
+//!   bug) does not poison the pool: every lock recovers its guard, which is
+//!   sound because none is held across the user's code and none is left
+//!   half-updated (`locks.rs`).
 //!
 //! The source follows these roles: `pool/` is the caller's side (calls,
 //! maps, the roster of workers, compiling), `worker/` the host's handle on
 //! one worker, `sync/` the registry of named primitives, `wire/` every
 //! message between host and worker, `values/` the serde ↔ WIT mapping,
-//! `runtime/` what runs inside a worker, `host/` the host functions, and
-//! `platform/` every OS call and all of the crate's `unsafe`.
+//! `runtime/` what runs inside a worker, `host/` the host functions,
+//! `idle.rs` the policy for giving memory back, and `platform/` every OS
+//! call and all of the crate's `unsafe`.
 //!
 //! # Tracing
 //!

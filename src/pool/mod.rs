@@ -1,13 +1,16 @@
 //! The caller's side: [`Pool`] and its builder, calls, maps and spawned
 //! jobs, the roster of workers, and compiling jobs.
 //!
-//! A call goes: [`Call`] (options, cancel handle) → `PoolInner::call_many`
-//! in `request.rs` (check, compile, take a worker from the [`Roster`], send,
-//! wait) → the worker's host thread → back. Nothing here knows how a
+//! A call goes: [`Call`] (options, cancel handle) → `PoolInner::call` in
+//! `request.rs` (check and compile on the host, then send where the
+//! pool's [`Backend`] says) → for a local pool, a worker from the
+//! [`Roster`] and its host thread → back. A `map` goes the same way in
+//! batches, through `PoolInner::call_many`. Nothing here knows how a
 //! worker runs a call; workers know the pool only as their roster's
 //! [`Books`](crate::worker::Books).
 //!
 //! [`Roster`]: roster::Roster
+//! [`Backend`]: backend::Backend
 
 mod backend;
 mod builder;
