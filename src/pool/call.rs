@@ -18,7 +18,7 @@ use super::Pool;
 use super::builder::check_preopens;
 use super::cancel::{CancelFlag, CancelHandle};
 use super::job_handle::{JobHandle, JobLink};
-use super::request::Policy;
+use super::policy::Policy;
 use super::setters::call_option_setters;
 use crate::dynamic::{DynArgs, DynValue};
 use crate::error::{Error, ErrorKind};

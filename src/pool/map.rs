@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::Pool;
 use super::call::{Output, decode_result, encode_args};
-use super::request::Policy;
+use super::policy::Policy;
 use crate::error::Error;
 use crate::job::Job;
 

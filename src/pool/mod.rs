@@ -19,6 +19,7 @@ mod cancel;
 pub(crate) mod compile;
 mod job_handle;
 mod map;
+mod policy;
 mod prims;
 #[cfg(feature = "cluster")]
 mod remote;
@@ -56,7 +57,7 @@ use crate::worker::{Books as _, Grants};
 use backend::Backend;
 use call::{Args, encode_args};
 use compile::Compiler;
-pub(crate) use request::Policy;
+pub(crate) use policy::Policy;
 
 /// A pool of worker processes that run component calls.
 ///

@@ -15,7 +15,7 @@ use tokio::sync::{OnceCell, oneshot};
 use tokio::task::JoinHandle;
 
 use super::JobLink;
-use super::request::Policy;
+use super::policy::Policy;
 use crate::error::{Error, ErrorKind};
 use crate::host::{Failure, HostContext, HostFns};
 use crate::job::Job;

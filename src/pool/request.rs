@@ -9,7 +9,6 @@
 //! everything from the check on; only a batch has items that fail early,
 //! to merge back in order.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use tracing::Instrument as _;
 use super::PoolInner;
 use super::backend::Backend;
 use super::compile::{self, Compiled, Resolved};
-use super::job_handle::JobLink;
+use super::policy::Policy;
 use super::roster::Roster;
 use crate::dynamic::Signature;
 use crate::error::{Error, ErrorKind};
@@ -473,27 +472,6 @@ struct InFlight {
     /// How many calls the request carries.
     items: u64,
     policy: Policy,
-}
-
-/// What to do when a call is dropped or overruns.
-#[derive(Clone)]
-pub(crate) struct Policy {
-    pub(crate) on_cancel: Cancel,
-    pub(crate) grace: Duration,
-    /// The handle's side of a spawned job.
-    pub(crate) job: Option<Arc<JobLink>>,
-    /// What the call's host functions see.
-    pub(crate) data: Option<Arc<dyn Any + Send + Sync>>,
-}
-
-impl Policy {
-    /// The cancel mode, unless the job's handle asked for a kill.
-    fn on_cancel(&self) -> Cancel {
-        match &self.job {
-            Some(job) if job.kill_requested() => Cancel::Kill,
-            _ => self.on_cancel,
-        }
-    }
 }
 
 impl InFlight {

@@ -1,0 +1,31 @@
+//! [`Policy`]: what a call's request carries besides its options, from
+//! [`Call`](super::Call) down to the worker or the cluster node.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::job_handle::JobLink;
+use crate::options::Cancel;
+
+/// What to do when a call is dropped or overruns, and what its host
+/// functions see.
+#[derive(Clone)]
+pub(crate) struct Policy {
+    pub(crate) on_cancel: Cancel,
+    pub(crate) grace: Duration,
+    /// The handle's side of a spawned job.
+    pub(crate) job: Option<Arc<JobLink>>,
+    /// What the call's host functions see.
+    pub(crate) data: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Policy {
+    /// The cancel mode, unless the job's handle asked for a kill.
+    pub(super) fn on_cancel(&self) -> Cancel {
+        match &self.job {
+            Some(job) if job.kill_requested() => Cancel::Kill,
+            _ => self.on_cancel,
+        }
+    }
+}
