@@ -433,6 +433,7 @@ pub(crate) fn confine_worker(walls: Walls<'_>) -> io::Result<Landlock> {
 /// socket, fork, exec), and says how each attempt ended (`"ok"` or the
 /// error). The fork's child exits at once; `exec` replaces this process if
 /// it works.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn attempt_escape(
     outside: &Path,
     readonly: Option<&Path>,

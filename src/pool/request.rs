@@ -18,7 +18,7 @@ use crate::dynamic::Signature;
 use crate::error::{Error, ErrorKind};
 use crate::host::Scope;
 use crate::job::Job;
-use crate::options::{Cancel, WorkerKind};
+use crate::options::Cancel;
 use crate::wire::{CallOptions, CallRequest, Payload, Report, WireError};
 use crate::worker::{Abandoned, Books as _, Grants, Reply, Worker};
 
@@ -208,7 +208,9 @@ impl PoolInner {
         if self.roster.is_closed() {
             return Err(Error::closed());
         }
-        if options.test_hook.is_some() && self.roster.kind() != WorkerKind::Process {
+        #[cfg(feature = "test-hooks")]
+        if options.test_hook.is_some() && self.roster.kind() != crate::options::WorkerKind::Process
+        {
             return Err(Error::new(
                 ErrorKind::Config,
                 "test hooks are for process workers only",

@@ -31,8 +31,8 @@ use crate::error::ErrorKind;
 use crate::platform::Region;
 use crate::values;
 use crate::wire::{
-    CallOptions, CallRequest, INLINE_MAX, Payload, REGION_SIZE, RESULTS_AT, Report, TestHook,
-    WireError, WireOutcome,
+    CallOptions, CallRequest, INLINE_MAX, Payload, REGION_SIZE, RESULTS_AT, Report, WireError,
+    WireOutcome,
 };
 
 /// Runs calls, one at a time, on the thread that owns it.
@@ -133,8 +133,13 @@ impl Executor {
             items,
             options,
         } = req;
+        #[cfg(feature = "test-hooks")]
         if let Some(hook) = &options.test_hook {
-            return reply(test_hook(hook, items.len(), self.region.as_ref()));
+            return reply(super::test_hooks::run(
+                hook,
+                items.len(),
+                self.region.as_ref(),
+            ));
         }
         let key = artifact.key.clone();
         let shape = store_options(&options);
@@ -351,68 +356,4 @@ fn encode_result(region: Option<&Region>, value: &values::Value, at: &mut u64) -
         }
     }
     Payload::Inline(serde_bytes::ByteBuf::from(values::encode(value)))
-}
-
-/// A call with a [`TestHook`]: one outcome per item. An escape's is the
-/// list of `[attempt, how it ended]`; a stall's is nil; a scribble's is
-/// what it claims.
-fn test_hook(hook: &TestHook, items: usize, region: Option<&Region>) -> Vec<WireOutcome> {
-    let attempt = match hook {
-        TestHook::Scribble { offset, len, fill } => {
-            // A hostile worker: garbage over the region, and results that
-            // point wherever it likes.
-            if let Some(r) = region {
-                let end = offset.saturating_add(*len).min(r.len() as u64);
-                let start = (*offset).min(end);
-                let garbage = vec![*fill; (end - start) as usize];
-                r.write(start, &garbage);
-            }
-            return (0..items)
-                .map(|_| {
-                    (
-                        Ok(Payload::Shared {
-                            offset: *offset,
-                            len: *len,
-                        }),
-                        Report::default(),
-                    )
-                })
-                .collect();
-        }
-        TestHook::Escape(attempt) => attempt,
-        TestHook::Stall(how_long) => {
-            std::thread::sleep(*how_long);
-            let nil = values::encode(&values::Value::Nil);
-            return (0..items)
-                .map(|_| {
-                    (
-                        Ok(Payload::Inline(serde_bytes::ByteBuf::from(nil.clone()))),
-                        Report::default(),
-                    )
-                })
-                .collect();
-        }
-    };
-    let tried = crate::platform::attempt_escape(
-        &attempt.outside,
-        attempt.readonly.as_deref(),
-        attempt.exec,
-    );
-    let value = values::Value::Array(
-        tried
-            .into_iter()
-            .map(|(what, how)| {
-                values::Value::Array(vec![values::Value::Str(what), values::Value::Str(how)])
-            })
-            .collect(),
-    );
-    let bytes = values::encode(&value);
-    (0..items)
-        .map(|_| {
-            (
-                Ok(Payload::Inline(serde_bytes::ByteBuf::from(bytes.clone()))),
-                Report::default(),
-            )
-        })
-        .collect()
 }

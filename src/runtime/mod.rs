@@ -27,6 +27,8 @@ mod loaded;
 mod port;
 mod stdio;
 mod store;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 
 use std::io::{self, Write as _};
 use std::os::unix::net::UnixStream;
