@@ -1,9 +1,10 @@
 //! Everything that touches the OS below std: the worker's channels,
-//! spawning and killing workers, polling, the private cache directory and
-//! mapping compiled artifacts. All of the crate's `unsafe` lives here, each
-//! block with a `SAFETY` comment. What only Linux has (the pre-`main`
-//! worker entry, the parent-death signal, pipe sizes, allocator tuning) is
-//! in `linux.rs`; other Unix systems get the fallbacks in `other.rs`.
+//! spawning and killing workers, polling, the private cache directory,
+//! mapping compiled artifacts, and the payload region. All of the crate's
+//! `unsafe` lives here, each block with a `SAFETY` comment. What only Linux
+//! has (the pre-`main` worker entry, the parent-death signal, pipe sizes,
+//! allocator tuning) is in `linux.rs`; other Unix systems get the
+//! fallbacks in `other.rs`.
 
 #[cfg(not(unix))]
 compile_error!(
@@ -22,7 +23,7 @@ mod os;
 mod region;
 
 pub(crate) use os::{Footprint, grow_pipe, keep_freed_memory, large_buffer, trim_freed_memory};
-pub(crate) use region::Region;
+pub(crate) use region::{HostRegion, WorkerRegion};
 
 use std::io;
 use std::io::{PipeReader, PipeWriter};
@@ -125,7 +126,7 @@ pub(crate) fn inherited_channels() -> io::Result<Channels<PipeReader, UnixStream
 pub(crate) fn spawn_worker(
     program: &Path,
     ends: Channels<OwnedFd, OwnedFd, OwnedFd>,
-    region: Option<&Region>,
+    region: Option<&HostRegion>,
 ) -> io::Result<Child> {
     let mut cmd = Command::new(program);
     cmd.env(WORKER_ENV, "1")

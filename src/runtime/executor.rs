@@ -28,11 +28,10 @@ use super::port::{OpSender, Port};
 use super::store::{State, new_store, take_grown};
 use crate::engine::EngineSettings;
 use crate::error::ErrorKind;
-use crate::platform::Region;
+use crate::platform::WorkerRegion;
 use crate::values;
 use crate::wire::{
-    CallOptions, CallRequest, INLINE_MAX, Payload, REGION_SIZE, RESULTS_AT, Report, WireError,
-    WireOutcome,
+    CallOptions, CallRequest, INLINE_MAX, Payload, RESULTS_AT, Report, WireError, WireOutcome,
 };
 
 /// Runs calls, one at a time, on the thread that owns it.
@@ -52,7 +51,7 @@ pub(crate) struct Executor {
     port: Arc<Port>,
     /// The payload region shared with the host, for a worker process that
     /// has one.
-    region: Option<Region>,
+    region: Option<WorkerRegion>,
 }
 
 impl Executor {
@@ -109,7 +108,7 @@ impl Executor {
     }
 
     /// Takes payloads from, and puts large results in, `region`.
-    pub(crate) fn set_region(&mut self, region: Region) {
+    pub(crate) fn set_region(&mut self, region: WorkerRegion) {
         self.region = Some(region);
     }
 
@@ -138,7 +137,7 @@ impl Executor {
             return reply(super::test_hooks::run(
                 hook,
                 items.len(),
-                self.region.as_ref(),
+                self.region.as_mut(),
             ));
         }
         let key = artifact.key.clone();
@@ -158,7 +157,7 @@ impl Executor {
             let args = match payload {
                 Payload::Inline(b) => b.as_slice(),
                 Payload::Shared { offset, len } => {
-                    match self.region.as_ref().and_then(|r| r.view(*offset, *len)) {
+                    match self.region.as_ref().and_then(|r| r.args(*offset, *len)) {
                         Some(args) => args,
                         None => {
                             let e = WireError::new(
@@ -204,7 +203,11 @@ impl Executor {
             used = left;
         }
         let ok = outcomes.last().is_some_and(|(o, _)| o.is_ok());
-        let sent = reply(outcomes);
+        // Through the region, if any: no argument slice outlives the reply.
+        let sent = match &mut self.region {
+            Some(r) => r.answer(|| reply(outcomes)),
+            None => reply(outcomes),
+        };
         // Now, with the caller served.
         self.recycle(used, ok, &key, &shape);
         sent
@@ -333,7 +336,7 @@ impl Drop for Executor {
 
 /// A result, encoded: into the region at `at` when it is large and fits
 /// (moving `at` past it), else inline.
-fn encode_result(region: Option<&Region>, value: &values::Value, at: &mut u64) -> Payload {
+fn encode_result(region: Option<&WorkerRegion>, value: &values::Value, at: &mut u64) -> Payload {
     use values::Value;
     // Scalars, and bytes or strings known to be short, go inline at once.
     let small = match value {
@@ -343,7 +346,7 @@ fn encode_result(region: Option<&Region>, value: &values::Value, at: &mut u64) -
         Value::Array(_) | Value::Map(_) => false,
     };
     if let Some(r) = region.filter(|_| !small) {
-        let mut w = r.writer(*at, REGION_SIZE);
+        let mut w = r.results(*at);
         if values::encode_into(&mut w, value).is_ok() {
             let (offset, len) = w.written();
             if len >= INLINE_MAX as u64 {

@@ -102,7 +102,7 @@ fn serve() -> io::Result<()> {
     // Mapped before the sandbox closes, like everything the worker opens.
     let region = match init.region {
         Some(len) => Some(
-            platform::Region::inherit(len as usize)
+            platform::WorkerRegion::inherit(len, crate::wire::RESULTS_AT)
                 .map_err(|e| fail(format!("mapping the payload region: {e}")))?,
         ),
         None => None,

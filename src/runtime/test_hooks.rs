@@ -4,23 +4,24 @@
 //! Built only with the `test-hooks` feature, which the crate's own tests
 //! turn on: no production worker has any of it.
 
-use crate::platform::Region;
+use crate::platform::WorkerRegion;
 use crate::values;
 use crate::wire::{Payload, Report, TestHook, WireOutcome};
 
 /// A call with a [`TestHook`]: one outcome per item. An escape's is the
 /// list of `[attempt, how it ended]`; a stall's is nil; a scribble's is
 /// what it claims.
-pub(super) fn run(hook: &TestHook, items: usize, region: Option<&Region>) -> Vec<WireOutcome> {
+pub(super) fn run(
+    hook: &TestHook,
+    items: usize,
+    region: Option<&mut WorkerRegion>,
+) -> Vec<WireOutcome> {
     let attempt = match hook {
         TestHook::Scribble { offset, len, fill } => {
             // A hostile worker: garbage over the region, and results that
             // point wherever it likes.
             if let Some(r) = region {
-                let end = offset.saturating_add(*len).min(r.len() as u64);
-                let start = (*offset).min(end);
-                let garbage = vec![*fill; (end - start) as usize];
-                r.write(start, &garbage);
+                r.scribble(*offset, *len, *fill);
             }
             return (0..items)
                 .map(|_| {
