@@ -1,9 +1,11 @@
 //! Everything that touches the OS below std: the worker's channels,
-//! spawning and killing workers, polling, the private cache directory and
-//! mapping compiled artifacts. All of the crate's `unsafe` lives here, each
-//! block with a `SAFETY` comment. What only Linux has (the pre-`main`
-//! worker entry, the parent-death signal, pipe sizes, allocator tuning) is
-//! in `linux.rs`; other Unix systems get the fallbacks in `other.rs`.
+//! spawning and killing workers, polling, the private cache directory,
+//! mapping compiled artifacts, and the payload region. All of the crate's
+//! `unsafe` lives here, each block with a `SAFETY` comment, including the
+//! one shortcut of pure code ([`string_from_utf8`]). What only Linux has
+//! (the pre-`main` worker entry, the parent-death signal, pipe sizes,
+//! allocator tuning) is in `linux.rs`; other Unix systems get the
+//! fallbacks in `other.rs`.
 
 #[cfg(not(unix))]
 compile_error!(
@@ -22,7 +24,7 @@ mod os;
 mod region;
 
 pub(crate) use os::{Footprint, grow_pipe, keep_freed_memory, large_buffer, trim_freed_memory};
-pub(crate) use region::Region;
+pub(crate) use region::{HostRegion, WorkerRegion};
 
 use std::io;
 use std::io::{PipeReader, PipeWriter};
@@ -58,6 +60,17 @@ impl io::Write for BufferWriter {
 
 /// From this size on, [`BufferWriter`] grows into a [`large_buffer`].
 const LARGE: usize = 4 << 20;
+
+/// `String::from_utf8`, checked several times faster on multi-byte text
+/// (simdutf8); the bytes back when they are not UTF-8. Here because
+/// `String::from_utf8_unchecked` is unsafe.
+pub(crate) fn string_from_utf8(bytes: Vec<u8>) -> Result<String, Vec<u8>> {
+    if simdutf8::basic::from_utf8(&bytes).is_err() {
+        return Err(bytes);
+    }
+    // SAFETY: `bytes` was just checked to be UTF-8.
+    Ok(unsafe { String::from_utf8_unchecked(bytes) })
+}
 
 /// The environment variable that marks a process as a wasmpool worker.
 pub(crate) const WORKER_ENV: &str = "WASMPOOL_WORKER";
@@ -125,7 +138,7 @@ pub(crate) fn inherited_channels() -> io::Result<Channels<PipeReader, UnixStream
 pub(crate) fn spawn_worker(
     program: &Path,
     ends: Channels<OwnedFd, OwnedFd, OwnedFd>,
-    region: Option<&Region>,
+    region: Option<&HostRegion>,
 ) -> io::Result<Child> {
     let mut cmd = Command::new(program);
     cmd.env(WORKER_ENV, "1")
@@ -433,6 +446,7 @@ pub(crate) fn confine_worker(walls: Walls<'_>) -> io::Result<Landlock> {
 /// socket, fork, exec), and says how each attempt ended (`"ok"` or the
 /// error). The fork's child exits at once; `exec` replaces this process if
 /// it works.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn attempt_escape(
     outside: &Path,
     readonly: Option<&Path>,

@@ -3,46 +3,111 @@
 //!
 //! The host creates it (a memfd), sizes it once, and seals it against
 //! shrinking and growing before the worker sees it, so that no mapping of
-//! it can ever reach past its end: a hostile worker can write any bytes
-//! into it, but cannot make the host's reads fault. The host never parses
-//! the region in place: it copies a result out ([`Region::read`]) after
-//! checking its bounds, then decodes the copy.
+//! it can ever reach past its end. It is laid out in two halves:
+//!
+//! - the arguments half, `[0, results_at)`, which the host writes before it
+//!   sends a request and the worker reads in place while it runs it;
+//! - the results half, `[results_at, len)`, which the worker writes while
+//!   it runs a request and the host copies out of once it has the reply.
+//!
+//! Each side holds its own type, whose methods are that protocol:
+//!
+//! - [`HostRegion`] writes only the arguments half and reads only the
+//!   results half, and it never lends a reference into the mapping: it
+//!   copies. A hostile worker can write any bytes anywhere at any time, but
+//!   that can only make a copy hold other bytes, which the host checks
+//!   (bounds first, then decoding the private copy); it cannot make the
+//!   host's reads fault or change what the host already holds.
+//! - [`WorkerRegion`] lends the arguments in place ([`WorkerRegion::args`],
+//!   a shared borrow) and writes only the results half
+//!   ([`WorkerRegion::results`]), so that its own writes never touch what
+//!   it lends. The reply goes out through [`WorkerRegion::answer`], which
+//!   takes `&mut self`: no argument slice outlives the request, so none is
+//!   alive when the host writes the next request's arguments. The worker
+//!   trusts its host to keep the other half of the bargain, as it trusts it
+//!   for everything else: the host started it from the same build (the
+//!   handshake checks the protocol version), and a `HostRegion` writes the
+//!   arguments only while it sends a request, one at a time, or gives their
+//!   pages back while the worker is idle.
 //!
 //! Its size is virtual: pages cost memory only once touched, and
-//! [`Region::release`] gives them back.
+//! [`HostRegion::release`] gives them back.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
+use std::sync::Mutex;
 
 /// Where a worker finds its region's descriptor.
 pub(super) const REGION_FD: RawFd = 6;
 
-/// A shared mapping of a sealed memfd.
-pub(crate) struct Region {
-    ptr: NonNull<u8>,
-    len: usize,
-    fd: OwnedFd,
+/// The host's side of a payload region: it writes arguments and copies
+/// results out, and lends no reference into the mapping.
+pub(crate) struct HostRegion {
+    map: Mapping,
+    /// Where the results half starts.
+    results_at: usize,
+    /// Held while the arguments half is written, so that two threads never
+    /// write it at once.
+    writing: Mutex<()>,
 }
 
-// SAFETY: the mapping is plain memory that lives as long as the `Region`;
-// every access copies through raw pointers within bounds, so sharing the
-// handle between threads is as safe as sharing a `Vec<u8>` behind a lock
-// the caller holds (each worker runs one request at a time).
-unsafe impl Send for Region {}
+// SAFETY: the mapping and its descriptor belong to the handle alone and
+// are not tied to a thread. Through `&self`, this process only ever writes
+// the arguments half, under `writing`, so its writes never race each
+// other; reads copy out of the results half, which this process never
+// writes, so they race with no write of this process either; `release`
+// asks the kernel to drop pages. No reference into the mapping is ever
+// lent. What the worker writes at the same time races only with another
+// process: a copy may then hold any bytes (every byte is a valid `u8`),
+// which is why the host checks and decodes only its private copy.
+unsafe impl Send for HostRegion {}
 // SAFETY: as above.
-unsafe impl Sync for Region {}
+unsafe impl Sync for HostRegion {}
 
-impl std::fmt::Debug for Region {
+/// The worker's side of a payload region: it lends the arguments in place
+/// and writes results. Not `Sync`: one thread (the executor's) uses it.
+pub(crate) struct WorkerRegion {
+    map: Mapping,
+    /// Where the results half starts.
+    results_at: usize,
+}
+
+// SAFETY: the mapping and its descriptor belong to the handle alone and
+// are not tied to a thread: moving the handle moves all access with it.
+// It is not `Sync`, so two threads never write its results half at once.
+unsafe impl Send for WorkerRegion {}
+
+impl std::fmt::Debug for HostRegion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Region").field("len", &self.len).finish()
+        let HostRegion {
+            map,
+            results_at,
+            writing: _,
+        } = self;
+        f.debug_struct("HostRegion")
+            .field("len", &map.len)
+            .field("results_at", results_at)
+            .finish()
     }
 }
 
-impl Region {
-    /// A new region of `len` bytes, sealed at that size (the host's side).
+impl std::fmt::Debug for WorkerRegion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let WorkerRegion { map, results_at } = self;
+        f.debug_struct("WorkerRegion")
+            .field("len", &map.len)
+            .field("results_at", results_at)
+            .finish()
+    }
+}
+
+impl HostRegion {
+    /// A new region of `len` bytes, sealed at that size, whose results
+    /// half starts at `results_at`.
     #[cfg(target_os = "linux")]
-    pub(crate) fn create(len: usize) -> io::Result<Region> {
+    pub(crate) fn create(len: u64, results_at: u64) -> io::Result<HostRegion> {
+        let (len, results_at) = layout(len, results_at)?;
         // SAFETY: the name is a NUL-terminated literal; the flags are valid.
         let raw = unsafe {
             libc::memfd_create(
@@ -66,21 +131,85 @@ impl Region {
         if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        map(fd, len)
+        Ok(HostRegion {
+            map: Mapping::new(fd, len)?,
+            results_at,
+            writing: Mutex::new(()),
+        })
     }
 
     /// Other systems have no memfd: payloads go through the pipes.
     #[cfg(not(target_os = "linux"))]
-    pub(crate) fn create(_len: usize) -> io::Result<Region> {
+    pub(crate) fn create(_len: u64, _results_at: u64) -> io::Result<HostRegion> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "payload regions need Linux",
         ))
     }
 
+    /// The descriptor, to hand to a worker.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.map.fd.as_fd()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len
+    }
+
+    /// Copies `src` into the arguments half at `offset`; `false` if it
+    /// does not fit there.
+    pub(crate) fn write_args(&self, offset: u64, src: &[u8]) -> bool {
+        let Some(offset) = self.map.range(offset, src.len() as u64, 0, self.results_at) else {
+            return false;
+        };
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the range is inside the arguments half (checked above),
+        // which this process writes only here, under `writing`, and reads
+        // only by copies; this type lends no reference into the mapping.
+        unsafe { self.map.write(offset, src) };
+        true
+    }
+
+    /// A copy of `[offset, offset + len)`, or `None` when that is not
+    /// inside the results half. The copy is private: what the worker
+    /// writes afterwards cannot change it.
+    pub(crate) fn read_result(&self, offset: u64, len: u64) -> Option<Vec<u8>> {
+        let offset = self.map.range(offset, len, self.results_at, self.map.len)?;
+        Some(self.map.read(offset, len as usize))
+    }
+
+    /// Gives the pages of `[offset, offset + len)` back to the kernel; they
+    /// read as zeros afterwards, in every mapping. Only while the worker
+    /// runs no request: to it, this writes its arguments half.
+    pub(crate) fn release(&self, offset: u64, len: u64) {
+        let Some(offset) = self.map.range(offset, len, 0, self.map.len) else {
+            return;
+        };
+        if len == 0 {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        // SAFETY: punching a hole in our own memfd changes no mapping's
+        // extent, only what its pages hold (zeros from now on).
+        unsafe {
+            libc::fallocate(
+                self.map.fd.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset as libc::off_t,
+                len as libc::off_t,
+            );
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = offset;
+    }
+}
+
+impl WorkerRegion {
     /// The region a worker inherited as descriptor [`REGION_FD`], which its
-    /// host said is `len` bytes (the worker's side).
-    pub(crate) fn inherit(len: usize) -> io::Result<Region> {
+    /// host said is `len` bytes with its results half at `results_at`.
+    pub(crate) fn inherit(len: u64, results_at: u64) -> io::Result<WorkerRegion> {
+        let (len, results_at) = layout(len, results_at)?;
         // SAFETY: F_GETFD only reads the descriptor's flags.
         if unsafe { libc::fcntl(REGION_FD, libc::F_GETFD) } < 0 {
             return Err(io::Error::new(
@@ -105,145 +234,169 @@ impl Region {
                 format!("the payload region is {size} bytes, not the {len} announced"),
             ));
         }
-        map(fd, len)
+        Ok(WorkerRegion {
+            map: Mapping::new(fd, len)?,
+            results_at,
+        })
     }
 
-    /// The descriptor, to hand to a worker.
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        self.fd.as_fd()
+    /// The arguments at `[offset, offset + len)`, in place, or `None` when
+    /// that is not inside the arguments half. For the request being run
+    /// only: the slice borrows the region, so it cannot outlive the
+    /// [`answer`](WorkerRegion::answer) that ends the request.
+    pub(crate) fn args(&self, offset: u64, len: u64) -> Option<&[u8]> {
+        let offset = self.map.range(offset, len, 0, self.results_at)?;
+        // SAFETY: the range is inside the mapping, which lives as long as
+        // `self`, and inside the arguments half. This process writes that
+        // half only in `scribble`, which takes `&mut self` and so cannot
+        // run while the slice lives; the host writes it only between the
+        // reply to one request and the next request, and the reply goes
+        // out through `answer`, which takes `&mut self` too. So the bytes
+        // do not change under the slice.
+        Some(unsafe { std::slice::from_raw_parts(self.map.ptr.as_ptr().add(offset), len as usize) })
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether `[offset, offset + len)` lies inside the region.
-    fn range(&self, offset: u64, len: u64) -> Option<(usize, usize)> {
-        let offset = usize::try_from(offset).ok()?;
-        let len = usize::try_from(len).ok()?;
-        let end = offset.checked_add(len)?;
-        (end <= self.len).then_some((offset, len))
-    }
-
-    /// Copies `src` in at `offset`; `false` if it does not fit.
-    pub(crate) fn write(&self, offset: u64, src: &[u8]) -> bool {
-        let Some((offset, len)) = self.range(offset, src.len() as u64) else {
-            return false;
-        };
-        // SAFETY: `[offset, offset + len)` is inside the mapping (checked
-        // above), which is writable and lives as long as `self`; `src` is
-        // private memory, so the ranges cannot overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), len);
+    /// A writer filling the results half from `at` (from its start, if
+    /// `at` is before it).
+    pub(crate) fn results(&self, at: u64) -> Writer<'_> {
+        let start = at.clamp(self.results_at as u64, self.map.len as u64);
+        Writer {
+            region: self,
+            start,
+            pos: start,
         }
-        debug_assert!(len <= self.len);
-        true
     }
 
     /// A copy of `[offset, offset + len)`, or `None` when that is not
-    /// inside the region. The copy is private: what the other side writes
-    /// afterwards cannot change it.
+    /// inside the region.
     pub(crate) fn read(&self, offset: u64, len: u64) -> Option<Vec<u8>> {
-        let (offset, len) = self.range(offset, len)?;
+        let offset = self.map.range(offset, len, 0, self.map.len)?;
+        Some(self.map.read(offset, len as usize))
+    }
+
+    /// Sends the reply to the request being run: `reply` runs with the
+    /// region borrowed mutably, so no argument slice of that request is
+    /// alive when the host, which has its answer, writes the arguments
+    /// half again.
+    pub(crate) fn answer<R>(&mut self, reply: impl FnOnce() -> R) -> R {
+        reply()
+    }
+
+    /// Test only: fills what part of `[offset, offset + len)` lies in the
+    /// region with `fill`, either half, as a hostile worker would.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn scribble(&mut self, offset: u64, len: u64, fill: u8) {
+        let end = offset.saturating_add(len).min(self.map.len as u64);
+        let start = offset.min(end);
+        let garbage = vec![fill; (end - start) as usize];
+        // SAFETY: the range is inside the mapping; `&mut self` means no
+        // argument slice is alive, and no other thread has the handle.
+        unsafe { self.map.write(start as usize, &garbage) };
+    }
+}
+
+/// Checks that `results_at` splits a region of `len` bytes, as `usize`s.
+fn layout(len: u64, results_at: u64) -> io::Result<(usize, usize)> {
+    match (usize::try_from(len), usize::try_from(results_at)) {
+        (Ok(len), Ok(results_at)) if results_at <= len => Ok((len, results_at)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a payload region of {len} bytes cannot have its results at {results_at}"),
+        )),
+    }
+}
+
+/// A shared, read-write mapping of a whole memfd, unmapped on drop. Which
+/// side may touch which bytes when is for [`HostRegion`] and
+/// [`WorkerRegion`] to keep.
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+}
+
+impl Mapping {
+    /// Maps `fd`, of `len` bytes.
+    fn new(fd: OwnedFd, len: usize) -> io::Result<Mapping> {
+        // SAFETY: a fresh shared mapping of a descriptor we own, of its
+        // size; the result is checked before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
+        Ok(Mapping { ptr, len, fd })
+    }
+
+    /// `offset` as a `usize`, when `[offset, offset + len)` lies inside
+    /// `[from, to)`, which lies inside the mapping.
+    fn range(&self, offset: u64, len: u64, from: usize, to: usize) -> Option<usize> {
+        let offset = usize::try_from(offset).ok()?;
+        let end = offset.checked_add(usize::try_from(len).ok()?)?;
+        (from <= offset && end <= to && to <= self.len).then_some(offset)
+    }
+
+    /// Copies `src` in at `offset`.
+    ///
+    /// # Safety
+    ///
+    /// `[offset, offset + src.len())` must lie inside the mapping, and
+    /// nothing else in this process may read or write those bytes, or hold
+    /// a reference to them, until this returns.
+    unsafe fn write(&self, offset: usize, src: &[u8]) {
+        debug_assert!(offset + src.len() <= self.len);
+        // SAFETY: the range is inside the mapping, which is writable and
+        // lives as long as `self`, and nothing else in this process uses
+        // it now (the caller's promise); `src` is private memory, so the
+        // ranges cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len());
+        }
+    }
+
+    /// A private copy of `[offset, offset + len)`, which the caller has
+    /// checked lies inside the mapping.
+    fn read(&self, offset: usize, len: usize) -> Vec<u8> {
+        assert!(offset.checked_add(len).is_some_and(|end| end <= self.len));
         let mut out = super::large_buffer(len);
-        // SAFETY: the source range is inside the mapping (checked above);
+        // SAFETY: the source range is inside the mapping (asserted above);
         // `out` has room for `len` bytes, which are all initialized by the
         // copy before `set_len`.
         unsafe {
             std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), out.as_mut_ptr(), len);
             out.set_len(len);
         }
-        Some(out)
-    }
-
-    /// `[offset, offset + len)` in place, for the worker, which trusts its
-    /// host: the host writes a request's payloads before it sends the
-    /// request and touches them again only for a later request, after this
-    /// one has been answered.
-    pub(crate) fn view(&self, offset: u64, len: u64) -> Option<&[u8]> {
-        let (offset, len) = self.range(offset, len)?;
-        // SAFETY: the range is inside the mapping, which lives as long as
-        // `self`; the host does not write it while the request that names
-        // it runs (see above), so the bytes do not change under the slice.
-        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) })
-    }
-
-    /// A writer filling `[start, end)` from its start.
-    pub(crate) fn writer(&self, start: u64, end: u64) -> Writer<'_> {
-        let end = end.min(self.len as u64);
-        Writer {
-            region: self,
-            start,
-            pos: start,
-            end,
-        }
-    }
-
-    /// Gives the pages of `[offset, offset + len)` back to the kernel; they
-    /// read as zeros afterwards, in every mapping.
-    pub(crate) fn release(&self, offset: u64, len: u64) {
-        let Some((offset, len)) = self.range(offset, len) else {
-            return;
-        };
-        if len == 0 {
-            return;
-        }
-        #[cfg(target_os = "linux")]
-        // SAFETY: punching a hole in our own memfd changes no mapping's
-        // extent, only what its pages hold (zeros from now on).
-        unsafe {
-            libc::fallocate(
-                self.fd.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                offset as libc::off_t,
-                len as libc::off_t,
-            );
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = (offset, len);
+        out
     }
 }
 
-impl Drop for Region {
+impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: the mapping was made by `map` with this address and
-        // length, and no slice of it outlives `self`.
+        // SAFETY: the mapping was made by `Mapping::new` with this address
+        // and length, and no slice of it outlives `self` (a slice borrows
+        // the region that owns it).
         unsafe {
             libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
     }
 }
 
-/// Maps `fd` shared, read-write.
-fn map(fd: OwnedFd, len: usize) -> io::Result<Region> {
-    // SAFETY: a fresh shared mapping of a descriptor we own, of its size;
-    // the result is checked before use.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let ptr = NonNull::new(ptr.cast::<u8>())
-        .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
-    Ok(Region { ptr, len, fd })
-}
-
-/// Writes into a window of a region, failing with `WriteZero` when the
-/// window is full.
+/// Writes into a worker's results half, failing with `WriteZero` when it is
+/// full.
 pub(crate) struct Writer<'a> {
-    region: &'a Region,
+    region: &'a WorkerRegion,
     start: u64,
     pos: u64,
-    end: u64,
 }
 
 impl Writer<'_> {
@@ -255,15 +408,19 @@ impl Writer<'_> {
 
 impl io::Write for Writer<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.pos + buf.len() as u64 > self.end {
+        let map = &self.region.map;
+        let Some(offset) = map.range(self.pos, buf.len() as u64, self.region.results_at, map.len)
+        else {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
                 "the payload region is full",
             ));
-        }
-        if !self.region.write(self.pos, buf) {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
+        };
+        // SAFETY: the range is inside the results half (checked above),
+        // into which this process lends no reference (`args` lends only the
+        // arguments half, `read` copies); the region is not `Sync`, so no
+        // other thread writes it now.
+        unsafe { map.write(offset, buf) };
         self.pos += buf.len() as u64;
         Ok(buf.len())
     }
@@ -280,21 +437,46 @@ mod tests {
 
     #[test]
     fn bounds_are_checked_and_the_size_is_sealed() {
-        let r = Region::create(1 << 20).unwrap();
-        assert!(r.write(10, b"hello"));
-        assert_eq!(r.read(10, 5).unwrap(), b"hello");
-        assert!(r.read((1 << 20) - 2, 3).is_none());
-        assert!(r.read(u64::MAX, 2).is_none());
-        assert!(!r.write((1 << 20) - 1, b"ab"));
+        let r = HostRegion::create(1 << 20, 1 << 19).unwrap();
+        // Arguments go only into the first half, results come only from
+        // the second.
+        assert!(r.write_args(10, b"hello"));
+        assert!(!r.write_args((1 << 19) - 2, b"abc"));
+        assert!(r.read_result(10, 5).is_none());
+        assert!(r.read_result((1 << 20) - 2, 3).is_none());
+        assert!(r.read_result(u64::MAX, 2).is_none());
+        assert_eq!(r.read_result(1 << 19, 5).unwrap(), [0; 5]);
         // Sealed: neither side can change its size.
         // SAFETY: a plain call on the region's descriptor.
         let shrink = unsafe { libc::ftruncate(r.fd().as_raw_fd(), 4096) };
         assert!(shrink < 0);
-        let mut w = r.writer(100, 104);
+    }
+
+    #[test]
+    fn each_side_sees_the_other_sides_half() {
+        let host = HostRegion::create(1 << 20, 1 << 19).unwrap();
+        // The worker's side, mapped from a second descriptor of the memfd
+        // (a worker inherits it as descriptor 6).
+        let fd = host.fd().try_clone_to_owned().unwrap();
+        let mut worker = WorkerRegion {
+            map: Mapping::new(fd, 1 << 20).unwrap(),
+            results_at: 1 << 19,
+        };
+        assert!(host.write_args(10, b"hello"));
+        assert_eq!(worker.args(10, 5).unwrap(), b"hello");
+        assert!(worker.args((1 << 19) - 2, 3).is_none());
+        // Results start at the results half, whatever `at` says.
+        let mut w = worker.results(0);
         w.write_all(b"abcd").unwrap();
-        assert!(w.write_all(b"e").is_err());
-        assert_eq!(w.written(), (100, 4));
-        r.release(0, 1 << 20);
-        assert_eq!(r.read(10, 5).unwrap(), [0; 5]);
+        assert_eq!(w.written(), (1 << 19, 4));
+        let mut w = worker.results((1 << 20) - 4);
+        w.write_all(b"wxyz").unwrap();
+        assert!(w.write_all(b"!").is_err());
+        assert_eq!(worker.read((1 << 20) - 4, 4).unwrap(), b"wxyz");
+        worker.answer(|| ());
+        assert_eq!(host.read_result(1 << 19, 4).unwrap(), b"abcd");
+        host.release(0, 1 << 20);
+        assert_eq!(host.read_result(1 << 19, 4).unwrap(), [0; 4]);
+        assert_eq!(worker.args(10, 5).unwrap(), [0; 5]);
     }
 }

@@ -140,6 +140,7 @@ impl<R> Call<'_, R> {
     /// `exec`, to `execve` a shell (which replaces the worker if it works).
     /// The result is a `Vec<(String, String)>`: each attempt and how it
     /// ended (`"ok"` or the error). Process workers only.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn attempt_escape(
         mut self,
@@ -160,6 +161,7 @@ impl<R> Call<'_, R> {
     /// worker process blocks natively for `how_long`, deaf to interrupts
     /// and timeouts, as a worker stuck outside wasm would be. The result is
     /// `()`. Process workers only.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn stall_natively(mut self, how_long: std::time::Duration) -> Self {
         self.options.test_hook = Some(Box::new(crate::wire::TestHook::Stall(how_long)));
@@ -171,6 +173,7 @@ impl<R> Call<'_, R> {
     /// part of `[offset, offset + len)` lies in its payload region with
     /// `fill`, then answers that its result is there. Process workers
     /// only.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn scribble_region(mut self, offset: u64, len: u64, fill: u8) -> Self {
         let hook = crate::wire::TestHook::Scribble { offset, len, fill };
@@ -180,6 +183,7 @@ impl<R> Call<'_, R> {
 
     /// Test only, not part of the API: the size of a worker's payload
     /// region, and where its half for results starts.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub const REGION: (u64, u64) = (crate::wire::REGION_SIZE, crate::wire::RESULTS_AT);
 }

@@ -25,7 +25,7 @@ use crate::dynamic::Signature;
 use crate::error::{Error, ErrorKind};
 use crate::host::Scope;
 use crate::job::Job;
-use crate::options::{Cancel, WorkerKind};
+use crate::options::Cancel;
 use crate::wire::{CallOptions, CallRequest, Outcome, Payload, Report, WireError};
 use crate::worker::{Abandoned, Books as _, Grants, Reply, Worker};
 
@@ -159,8 +159,10 @@ impl PoolInner {
         if self.backend.is_closed() {
             return Err(Error::closed());
         }
+        #[cfg(feature = "test-hooks")]
         if options.test_hook.is_some()
-            && !matches!(&self.backend, Backend::Local(r) if r.kind() == WorkerKind::Process)
+            && !matches!(&self.backend,
+                Backend::Local(r) if r.kind() == crate::options::WorkerKind::Process)
         {
             return Err(Error::new(
                 ErrorKind::Config,

@@ -123,6 +123,10 @@ impl Roster {
     }
 
     /// Whether workers are processes or threads.
+    #[cfg_attr(
+        not(feature = "test-hooks"),
+        expect(dead_code, reason = "only the test hooks, which need processes, ask")
+    )]
     pub(super) fn kind(&self) -> WorkerKind {
         self.spec.kind
     }

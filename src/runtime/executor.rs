@@ -29,11 +29,10 @@ use super::store::{State, new_store, take_grown};
 use crate::engine::EngineSettings;
 use crate::error::ErrorKind;
 use crate::idle::GuestMemory;
-use crate::platform::Region;
+use crate::platform::WorkerRegion;
 use crate::values;
 use crate::wire::{
-    CallOptions, CallRequest, INLINE_MAX, Payload, REGION_SIZE, RESULTS_AT, Report, TestHook,
-    WireError, WireOutcome,
+    CallOptions, CallRequest, INLINE_MAX, Payload, RESULTS_AT, Report, WireError, WireOutcome,
 };
 
 /// Runs calls, one at a time, on the thread that owns it.
@@ -53,7 +52,7 @@ pub(crate) struct Executor {
     port: Arc<Port>,
     /// The payload region shared with the host, for a worker process that
     /// has one.
-    region: Option<Region>,
+    region: Option<WorkerRegion>,
 }
 
 impl Executor {
@@ -110,7 +109,7 @@ impl Executor {
     }
 
     /// Takes payloads from, and puts large results in, `region`.
-    pub(crate) fn set_region(&mut self, region: Region) {
+    pub(crate) fn set_region(&mut self, region: WorkerRegion) {
         self.region = Some(region);
     }
 
@@ -134,8 +133,13 @@ impl Executor {
             items,
             options,
         } = req;
+        #[cfg(feature = "test-hooks")]
         if let Some(hook) = &options.test_hook {
-            return reply(test_hook(hook, items.len(), self.region.as_ref()));
+            return reply(super::test_hooks::run(
+                hook,
+                items.len(),
+                self.region.as_mut(),
+            ));
         }
         let key = artifact.key.clone();
         let shape = store_options(&options);
@@ -154,7 +158,7 @@ impl Executor {
             let args = match payload {
                 Payload::Inline(b) => b.as_slice(),
                 Payload::Shared { offset, len } => {
-                    match self.region.as_ref().and_then(|r| r.view(*offset, *len)) {
+                    match self.region.as_ref().and_then(|r| r.args(*offset, *len)) {
                         Some(args) => args,
                         None => {
                             let e = WireError::new(
@@ -200,7 +204,11 @@ impl Executor {
             used = left;
         }
         let ok = outcomes.last().is_some_and(|(o, _)| o.is_ok());
-        let sent = reply(outcomes);
+        // Through the region, if any: no argument slice outlives the reply.
+        let sent = match &mut self.region {
+            Some(r) => r.answer(|| reply(outcomes)),
+            None => reply(outcomes),
+        };
         // Now, with the caller served.
         self.recycle(used, ok, &key, &shape);
         sent
@@ -328,7 +336,7 @@ impl Drop for Executor {
 
 /// A result, encoded: into the region at `at` when it is large and fits
 /// (moving `at` past it), else inline.
-fn encode_result(region: Option<&Region>, value: &values::Value, at: &mut u64) -> Payload {
+fn encode_result(region: Option<&WorkerRegion>, value: &values::Value, at: &mut u64) -> Payload {
     use values::Value;
     // Scalars, and bytes or strings known to be short, go inline at once.
     let small = match value {
@@ -338,7 +346,7 @@ fn encode_result(region: Option<&Region>, value: &values::Value, at: &mut u64) -
         Value::Array(_) | Value::Map(_) => false,
     };
     if let Some(r) = region.filter(|_| !small) {
-        let mut w = r.writer(*at, REGION_SIZE);
+        let mut w = r.results(*at);
         if values::encode_into(&mut w, value).is_ok() {
             let (offset, len) = w.written();
             if len >= INLINE_MAX as u64 {
@@ -351,68 +359,4 @@ fn encode_result(region: Option<&Region>, value: &values::Value, at: &mut u64) -
         }
     }
     Payload::Inline(serde_bytes::ByteBuf::from(values::encode(value)))
-}
-
-/// A call with a [`TestHook`]: one outcome per item. An escape's is the
-/// list of `[attempt, how it ended]`; a stall's is nil; a scribble's is
-/// what it claims.
-fn test_hook(hook: &TestHook, items: usize, region: Option<&Region>) -> Vec<WireOutcome> {
-    let attempt = match hook {
-        TestHook::Scribble { offset, len, fill } => {
-            // A hostile worker: garbage over the region, and results that
-            // point wherever it likes.
-            if let Some(r) = region {
-                let end = offset.saturating_add(*len).min(r.len() as u64);
-                let start = (*offset).min(end);
-                let garbage = vec![*fill; (end - start) as usize];
-                r.write(start, &garbage);
-            }
-            return (0..items)
-                .map(|_| {
-                    (
-                        Ok(Payload::Shared {
-                            offset: *offset,
-                            len: *len,
-                        }),
-                        Report::default(),
-                    )
-                })
-                .collect();
-        }
-        TestHook::Escape(attempt) => attempt,
-        TestHook::Stall(how_long) => {
-            std::thread::sleep(*how_long);
-            let nil = values::encode(&values::Value::Nil);
-            return (0..items)
-                .map(|_| {
-                    (
-                        Ok(Payload::Inline(serde_bytes::ByteBuf::from(nil.clone()))),
-                        Report::default(),
-                    )
-                })
-                .collect();
-        }
-    };
-    let tried = crate::platform::attempt_escape(
-        &attempt.outside,
-        attempt.readonly.as_deref(),
-        attempt.exec,
-    );
-    let value = values::Value::Array(
-        tried
-            .into_iter()
-            .map(|(what, how)| {
-                values::Value::Array(vec![values::Value::Str(what), values::Value::Str(how)])
-            })
-            .collect(),
-    );
-    let bytes = values::encode(&value);
-    (0..items)
-        .map(|_| {
-            (
-                Ok(Payload::Inline(serde_bytes::ByteBuf::from(bytes.clone()))),
-                Report::default(),
-            )
-        })
-        .collect()
 }

@@ -27,6 +27,8 @@ mod loaded;
 mod port;
 mod stdio;
 mod store;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 
 use std::io::{self, PipeReader, PipeWriter, Write as _};
 use std::os::unix::net::UnixStream;
@@ -137,7 +139,7 @@ enum Role<'a> {
     /// it has one, giving memory back when idle by `idler`.
     Serve {
         engine: wasmtime::Engine,
-        region: Option<platform::Region>,
+        region: Option<platform::WorkerRegion>,
         idler: Idler,
     },
 }
@@ -159,7 +161,7 @@ fn handshake<'a>(init: &'a Init, replies: &PipeWriter) -> io::Result<Role<'a>> {
     // Mapped before the sandbox closes, like everything the worker opens.
     let region = match init.region {
         Some(len) => Some(
-            platform::Region::inherit(len as usize)
+            platform::WorkerRegion::inherit(len, crate::wire::RESULTS_AT)
                 .map_err(|e| fail(replies, format!("mapping the payload region: {e}")))?,
         ),
         None => None,

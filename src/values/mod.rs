@@ -219,22 +219,12 @@ pub(crate) fn decode_owned(mut bytes: Vec<u8>) -> Result<Value, rmp_serde::decod
     if !is_str {
         return Ok(Value::Bin(bytes));
     }
-    // As `decode` reads a `str` that is not UTF-8: as its bytes.
-    Ok(match string_from_utf8(bytes) {
+    // As `decode` reads a `str` that is not UTF-8: as its bytes. A large
+    // string result is checked once, here, in the host.
+    Ok(match crate::platform::string_from_utf8(bytes) {
         Ok(s) => Value::Str(s),
         Err(bytes) => Value::Bin(bytes),
     })
-}
-
-/// `String::from_utf8`, checked several times faster on multi-byte text
-/// (a large string result is checked once, here, in the host).
-#[allow(unsafe_code)]
-fn string_from_utf8(bytes: Vec<u8>) -> Result<String, Vec<u8>> {
-    if simdutf8::basic::from_utf8(&bytes).is_err() {
-        return Err(bytes);
-    }
-    // SAFETY: `bytes` was just checked to be UTF-8.
-    Ok(unsafe { String::from_utf8_unchecked(bytes) })
 }
 
 /// The bytes of a MessagePack `bin` or `str` that is the whole of

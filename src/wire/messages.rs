@@ -187,12 +187,14 @@ pub(crate) struct CallOptions {
     /// Seed for deterministic random numbers and clocks.
     pub(crate) deterministic: Option<u64>,
     /// Test only: what the worker does natively instead of the guest.
+    #[cfg(feature = "test-hooks")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) test_hook: Option<Box<TestHook>>,
 }
 
 /// What a worker does instead of a call's guest, in tests: what no guest
 /// can make it do.
+#[cfg(feature = "test-hooks")]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum TestHook {
     /// Tries to break out of its confinement natively, and reports how
@@ -208,6 +210,7 @@ pub(crate) enum TestHook {
 }
 
 /// What [`TestHook::Escape`] tries.
+#[cfg(feature = "test-hooks")]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EscapeAttempt {
     /// A file outside every preopen, to open for reading.

@@ -34,10 +34,12 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use error::WireError;
 pub(crate) use messages::{
-    Artifact, CallFrame, CallOptions, CallRef, CallRequest, CompileOrder, Control, EscapeAttempt,
-    ExportPath, FromWorker, Grant, INLINE_MAX, Init, Outcome, Payload, PayloadRef, Preopen,
-    REGION_SIZE, RESULTS_AT, Report, Sandbox, TestHook, ToWorker, WireOutcome,
+    Artifact, CallFrame, CallOptions, CallRef, CallRequest, CompileOrder, Control, ExportPath,
+    FromWorker, Grant, INLINE_MAX, Init, Outcome, Payload, PayloadRef, Preopen, REGION_SIZE,
+    RESULTS_AT, Report, Sandbox, ToWorker, WireOutcome,
 };
+#[cfg(feature = "test-hooks")]
+pub(crate) use messages::{EscapeAttempt, TestHook};
 pub(crate) use ops::{Answer, GuestOp, Kind};
 
 /// Bumped whenever a frame changes shape.

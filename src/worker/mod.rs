@@ -37,7 +37,7 @@ use crate::error::{Error, ErrorKind};
 use crate::host::{HostFns, Seat};
 use crate::idle::KEEP_REGION;
 use crate::options::WorkerKind;
-use crate::platform::Region;
+use crate::platform::HostRegion;
 use crate::runtime::Interrupts;
 use crate::sync::{GuestState, Registry};
 use crate::wire::{
@@ -135,7 +135,7 @@ pub(crate) struct Shared {
     /// The host functions of the call in flight.
     pub(crate) host: Arc<Seat>,
     /// The payload region shared with a process worker, if it has one.
-    region: Option<Region>,
+    region: Option<HostRegion>,
     /// How much of the region's first half the request in flight uses.
     args_used: std::sync::atomic::AtomicU64,
     /// How far into each half of the region pages have been written since
@@ -149,7 +149,7 @@ impl Shared {
         interrupts: Option<Arc<Interrupts>>,
         guest: Arc<GuestState>,
         host: Arc<Seat>,
-        region: Option<Region>,
+        region: Option<HostRegion>,
     ) -> Shared {
         Shared {
             slot: Mutex::new(Slot::Idle),
@@ -199,11 +199,7 @@ impl Shared {
                 Payload::Inline(b) => {
                     let len = b.len() as u64;
                     match &self.region {
-                        Some(r)
-                            if b.len() >= INLINE_MAX
-                                && at + len <= RESULTS_AT
-                                && r.write(at, b) =>
-                        {
+                        Some(r) if b.len() >= INLINE_MAX && r.write_args(at, b) => {
                             let offset = at;
                             at += len;
                             PayloadRef::Shared { offset, len }
@@ -239,8 +235,7 @@ impl Shared {
                         let copy = self
                             .region
                             .as_ref()
-                            .filter(|_| offset >= RESULTS_AT)
-                            .and_then(|r| r.read(offset, len));
+                            .and_then(|r| r.read_result(offset, len));
                         match copy {
                             Some(bytes) => {
                                 end = end.max(offset + len);

@@ -17,12 +17,12 @@ use crate::error::{Error, ErrorKind};
 use crate::host::Seat;
 use crate::options::DirAccess;
 use crate::platform;
-use crate::platform::Region;
+use crate::platform::HostRegion;
 use crate::runtime::IdleSpin;
 use crate::sync::{AnswerSink, GuestState, Registry};
 use crate::wire::{
-    Answer, CompileOrder, FromWorker, Grant, GuestOp, Init, PROTOCOL_VERSION, REGION_SIZE, Sandbox,
-    ToWorker, read_frame, write_frame,
+    Answer, CompileOrder, FromWorker, Grant, GuestOp, Init, PROTOCOL_VERSION, REGION_SIZE,
+    RESULTS_AT, Sandbox, ToWorker, read_frame, write_frame,
 };
 
 /// The buffer size asked for each request and reply pipe. Linux caps a
@@ -67,7 +67,7 @@ struct Spawned {
     control: UnixStream,
     replies: io::PipeReader,
     child: Child,
-    region: Option<Region>,
+    region: Option<HostRegion>,
 }
 
 /// Creates the channels and starts `program` as a worker.
@@ -87,7 +87,7 @@ fn start(program: &std::path::Path, with_region: bool) -> Result<Spawned, String
     };
     // Without a region (no memfd here), payloads go through the pipes.
     let region = with_region
-        .then(|| match Region::create(REGION_SIZE as usize) {
+        .then(|| match HostRegion::create(REGION_SIZE, RESULTS_AT) {
             Ok(r) => Some(r),
             Err(e) => {
                 tracing::debug!(error = %e, "no payload region; large payloads use the pipes");
