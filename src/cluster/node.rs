@@ -1,6 +1,7 @@
 //! A worker node: pulls orders from the cluster and runs them in a local
 //! [`Pool`].
 
+use crate::locks::Locked as _;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -472,7 +473,7 @@ impl NodeState {
         if self.listening.elapsed() < CALLER_GONE {
             return false;
         }
-        let callers = self.callers.lock().expect("callers lock");
+        let callers = self.callers.locked();
         // Hearing no caller at all is this node's deafness, not theirs.
         let hearing = callers.values().any(|at| at.elapsed() < CALLER_GONE);
         hearing
@@ -509,7 +510,7 @@ impl NodeState {
             Some(b) => JobLink::with_channel(b.key.clone()),
             None => JobLink::detached(),
         });
-        self.running.lock().expect("running lock").insert(
+        self.running.locked().insert(
             (caller.clone(), id),
             Running {
                 stop: Some(stop_tx),
@@ -532,10 +533,7 @@ impl NodeState {
                 () = progress => Err(Stop::Cancelled),
             }
         };
-        self.running
-            .lock()
-            .expect("running lock")
-            .remove(&(caller.clone(), id));
+        self.running.locked().remove(&(caller.clone(), id));
         match outcome {
             Ok(outcomes) => {
                 let ran_us = taken.elapsed().as_micros() as u64;
@@ -613,7 +611,7 @@ impl NodeState {
 
     /// The component with content hash `hash`, from the bucket on first use.
     async fn job(&self, hash: &str) -> Result<Job, WireError> {
-        if let Some(job) = self.jobs.lock().expect("jobs lock").get(hash) {
+        if let Some(job) = self.jobs.locked().get(hash) {
             return Ok(job.clone());
         }
         let fetch =
@@ -636,7 +634,7 @@ impl NodeState {
                 Ok(job)
             };
         let job = fetch.await.map_err(WireError::from)?;
-        let mut jobs = self.jobs.lock().expect("jobs lock");
+        let mut jobs = self.jobs.locked();
         if jobs.len() >= JOBS_KEPT {
             jobs.clear();
         }
@@ -678,7 +676,7 @@ impl NodeState {
 
     /// Stops every order running here, to hand it back; how many.
     fn stop_all(&self) -> usize {
-        let mut running = self.running.lock().expect("running lock");
+        let mut running = self.running.locked();
         for r in running.values_mut() {
             if let Some(stop) = r.stop.take() {
                 let _ = stop.send(Stop::Leaving);
@@ -689,7 +687,7 @@ impl NodeState {
 
     /// Applies a caller's cancel to an order running here.
     fn cancel(&self, cancel: CancelOrder) {
-        let mut running = self.running.lock().expect("running lock");
+        let mut running = self.running.locked();
         if let Some(r) = running.get_mut(&(cancel.caller, cancel.id)) {
             if cancel.kill {
                 r.link.request_kill();
@@ -719,7 +717,7 @@ async fn heartbeats(shared: Arc<NodeState>, client: async_nats::Client) {
             workers: stats.max_workers,
             idle: stats.idle,
             busy: stats.busy,
-            running: shared.running.lock().expect("running lock").len(),
+            running: shared.running.locked().len(),
             spawned: stats.spawned,
             crashed: stats.crashed,
             killed: stats.killed,
@@ -744,14 +742,13 @@ async fn callers(shared: Arc<NodeState>, client: async_nats::Client) {
             msg = beats.next() => {
                 let Some(msg) = msg else { return };
                 if let Some(caller) = msg.subject.as_str().rsplit('.').next() {
-                    shared.callers.lock().expect("callers lock").insert(caller.to_string(), Instant::now());
+                    shared.callers.locked().insert(caller.to_string(), Instant::now());
                 }
             }
             _ = sweep.tick() => {
                 let gone: Vec<(String, u64)> = shared
                     .running
-                    .lock()
-                    .expect("running lock")
+                    .locked()
                     .keys()
                     .filter(|(caller, _)| shared.caller_gone(caller))
                     .cloned()

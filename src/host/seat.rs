@@ -1,6 +1,7 @@
 //! One worker's place at the pool's host functions, and the scope of the
 //! call it runs.
 
+use crate::locks::Locked as _;
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
@@ -51,18 +52,18 @@ impl Scope {
 
     /// Takes the host function error the worker reported as `id`.
     pub(crate) fn take_error(&self, id: u64) -> Option<BoxError> {
-        self.errors.lock().expect("errors lock").remove(&id)
+        self.errors.locked().remove(&id)
     }
 
     fn keep_error(&self, e: BoxError) -> u64 {
         let id = self.next_error.fetch_add(1, Ordering::Relaxed);
-        self.errors.lock().expect("errors lock").insert(id, e);
+        self.errors.locked().insert(id, e);
         id
     }
 
     /// Drops every host future still pending.
     fn abort_all(&self) {
-        for task in self.tasks.lock().expect("tasks lock").drain(..) {
+        for task in self.tasks.locked().drain(..) {
             task.abort();
         }
     }
@@ -142,14 +143,14 @@ impl Seat {
 
     /// The worker starts a call in `scope`.
     pub(crate) fn begin(&self, scope: Arc<Scope>) {
-        *self.scope.lock().expect("scope lock") = Some(scope);
+        *self.scope.locked() = Some(scope);
     }
 
     /// The call ended, or was cancelled: its pending host futures are
     /// dropped, and the guest's later calls (a stopping guest may still
     /// make one) are refused.
     pub(crate) fn end(&self) {
-        if let Some(scope) = self.scope.lock().expect("scope lock").take() {
+        if let Some(scope) = self.scope.locked().take() {
             scope.abort_all();
         }
     }
@@ -162,7 +163,7 @@ impl Seat {
     /// to another thread. One that is not moves to the runtime, and is
     /// dropped if the call ends first.
     pub(crate) fn dispatch(&self, seq: u64, function: String, args: Vec<u8>) {
-        let scope = self.scope.lock().expect("scope lock").clone();
+        let scope = self.scope.locked().clone();
         let Some(scope) = scope else {
             let message = format!("host function {function} was called outside a call");
             let answer = Answer::HostFailed {
@@ -203,12 +204,12 @@ impl Seat {
                     sink.deliver(seq, task_scope.answer(&function, outcome));
                 });
                 {
-                    let mut tasks = scope.tasks.lock().expect("tasks lock");
+                    let mut tasks = scope.tasks.locked();
                     tasks.retain(|t| !t.is_finished());
                     tasks.push(task.abort_handle());
                 }
                 // A call that ended meanwhile did not see this task.
-                let current = self.scope.lock().expect("scope lock").clone();
+                let current = self.scope.locked().clone();
                 if !current.is_some_and(|c| Arc::ptr_eq(&c, &scope)) {
                     scope.abort_all();
                 }

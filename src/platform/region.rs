@@ -33,6 +33,7 @@
 //! Its size is virtual: pages cost memory only once touched, and
 //! [`HostRegion::release`] gives them back.
 
+use crate::locks::Locked as _;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
@@ -163,7 +164,7 @@ impl HostRegion {
         let Some(offset) = self.map.range(offset, src.len() as u64, 0, self.results_at) else {
             return false;
         };
-        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let _writing = self.writing.locked();
         // SAFETY: the range is inside the arguments half (checked above),
         // which this process writes only here, under `writing`, and reads
         // only by copies; this type lends no reference into the mapping.

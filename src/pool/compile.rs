@@ -1,6 +1,7 @@
 //! Compiling a [`Job`] once per pool, the on-disk artifact cache, and
 //! resolving function names against the component's exports.
 
+use crate::locks::Locked as _;
 use std::collections::HashMap;
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
@@ -129,8 +130,7 @@ impl Compiler {
     pub(crate) async fn compiled(&self, job: &Job) -> Result<Arc<Compiled>, Error> {
         let cell = self
             .compiled
-            .lock()
-            .expect("compiled lock")
+            .locked()
             .entry(job.hash().to_string())
             .or_default()
             .clone();
@@ -403,7 +403,7 @@ impl Compiled {
     /// finds it.
     async fn keep(self: &Arc<Self>, cache_dir: &Path) {
         {
-            let mut kept = self.kept.lock().expect("kept lock");
+            let mut kept = self.kept.locked();
             if kept.elapsed() < KEEP_EVERY {
                 return;
             }
@@ -469,13 +469,12 @@ impl Compiled {
     /// Resolves `name` to one exported function, checking that its types
     /// can cross a process boundary. Cached per name.
     pub(crate) fn resolve(&self, name: &str) -> Result<Arc<Resolved>, Error> {
-        if let Some(r) = self.funcs.lock().expect("funcs lock").get(name) {
+        if let Some(r) = self.funcs.locked().get(name) {
             return Ok(r.clone());
         }
         let resolved = Arc::new(self.resolve_uncached(name)?);
         self.funcs
-            .lock()
-            .expect("funcs lock")
+            .locked()
             .insert(name.to_string(), resolved.clone());
         Ok(resolved)
     }

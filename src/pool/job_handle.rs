@@ -1,5 +1,6 @@
 //! [`JobHandle`]: a spawned call, with its duplex channel to the guest.
 
+use crate::locks::Locked as _;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -64,7 +65,7 @@ impl JobLink {
 
     /// The call was handed to `worker`: it gets the channel.
     pub(crate) fn started(&self, worker: &crate::worker::Shared) {
-        *self.pid.lock().expect("pid lock") = worker.pid();
+        *self.pid.locked() = worker.pid();
         if !self.channel.is_empty() {
             worker.guest.attach_channel(self.channel.clone());
         }
@@ -204,7 +205,7 @@ impl<R> JobHandle<R> {
     /// The process id of the worker running the job: `None` before it has
     /// started, and for thread workers.
     pub fn pid(&self) -> Option<u32> {
-        *self.link.pid.lock().expect("pid lock")
+        *self.link.pid.locked()
     }
 
     /// Sends `value` to the guest, which takes it with `recv`. Waits while

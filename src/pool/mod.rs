@@ -27,6 +27,7 @@ mod request;
 mod roster;
 mod setters;
 
+use crate::locks::Locked as _;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
@@ -474,7 +475,7 @@ impl fmt::Debug for Pool {
 /// [`Pool::new`].
 pub fn default_pool() -> Result<Pool, Error> {
     static DEFAULT: Mutex<Option<Pool>> = Mutex::new(None);
-    let mut slot = DEFAULT.lock().expect("default pool lock");
+    let mut slot = DEFAULT.locked();
     if let Some(p) = &*slot {
         return Ok(p.clone());
     }

@@ -2,6 +2,7 @@
 //! orders, gathers answers, cancels what it stops waiting for, and keeps
 //! the nodes' heartbeats.
 
+use crate::locks::Locked as _;
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -152,8 +153,7 @@ impl Caller {
                     continue;
                 }
                 let orders: Vec<(u64, Bytes)> = pending
-                    .lock()
-                    .expect("pending lock")
+                    .locked()
                     .iter()
                     .map(|(id, p)| (*id, p.order.clone()))
                     .collect();
@@ -203,7 +203,7 @@ impl Caller {
         tasks.push(tokio::spawn(async move {
             while let Some(msg) = beats.next().await {
                 if let Ok(beat) = wire::decode::<Beat>(&msg.payload, "heartbeat") {
-                    let mut nodes = nodes.lock().expect("nodes lock");
+                    let mut nodes = nodes.locked();
                     nodes.retain(|_, (at, _)| at.elapsed() < NODE_SILENT * 10);
                     nodes.insert(beat.node.clone(), (Instant::now(), beat));
                 }
@@ -251,7 +251,7 @@ impl Caller {
 
     /// The nodes heard from in the last few seconds.
     pub(crate) fn nodes(&self) -> Vec<NodeInfo> {
-        let nodes = self.nodes.lock().expect("nodes lock");
+        let nodes = self.nodes.locked();
         let mut list: Vec<NodeInfo> = nodes
             .values()
             .filter(|(at, _)| at.elapsed() < NODE_SILENT)
@@ -334,7 +334,7 @@ impl Caller {
         order.channel = channel.is_some();
         let payload = Bytes::from(wire::encode(&order));
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().expect("pending lock").insert(
+        self.pending.locked().insert(
             id,
             Pending {
                 tx,
@@ -459,7 +459,7 @@ async fn serve_host_calls(
         let Some((reply_to, call)) = request::<HostCall>(&msg, "host call") else {
             continue;
         };
-        let mut pending = pending.lock().expect("pending lock");
+        let mut pending = pending.locked();
         let Some(waiting) = pending.get_mut(&call.order) else {
             // The call ended: nobody waits for this host call's result.
             continue;
@@ -501,7 +501,7 @@ async fn serve_channel_steps(
         let Some((reply_to, op)) = request::<ChannelOp>(&msg, "channel step") else {
             continue;
         };
-        let mut pending = pending.lock().expect("pending lock");
+        let mut pending = pending.locked();
         let waiting = pending.get_mut(&op.order);
         let Some((waiting, key)) = waiting.and_then(|w| {
             let key = w.channel.clone()?;
@@ -549,7 +549,7 @@ async fn take_answers(
     while let Some(msg) = answers.next().await {
         match wire::decode::<OrderAnswer>(&msg.payload, "answer") {
             Ok(answer) => {
-                let tx = pending.lock().expect("pending lock").remove(&answer.id);
+                let tx = pending.locked().remove(&answer.id);
                 match tx {
                     Some(p) => {
                         let _ = p.tx.send(answer);
@@ -576,12 +576,7 @@ struct Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        let pending = self
-            .caller
-            .pending
-            .lock()
-            .expect("pending lock")
-            .remove(&self.id);
+        let pending = self.caller.pending.locked().remove(&self.id);
         for task in pending.iter().flat_map(|p| &p.host_calls) {
             task.abort();
         }

@@ -6,6 +6,7 @@
 //! Workers report here through [`Books`]; they hold an `Arc` of the
 //! roster (and of the sync registry), never of the pool.
 
+use crate::locks::Locked as _;
 use std::collections::HashMap;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -137,7 +138,7 @@ impl Roster {
     }
 
     fn house(&self) -> MutexGuard<'_, House> {
-        self.house.lock().expect("house lock")
+        self.house.locked()
     }
 
     /// Waits for the right to hold a worker, first come first served.
@@ -258,7 +259,7 @@ impl Roster {
     /// A snapshot of the counters.
     pub(super) fn statistics(&self) -> Statistics {
         let idle = self.house().idle.len();
-        let live = self.live.lock().expect("live lock").len();
+        let live = self.live.locked().len();
         Statistics {
             max_workers: self.workers.get(),
             idle,
@@ -272,7 +273,7 @@ impl Roster {
 
     /// The pids of the live worker processes.
     pub(super) fn pids(&self) -> Vec<u32> {
-        let live = self.live.lock().expect("live lock");
+        let live = self.live.locked();
         live.values().filter_map(|s| s.pid()).collect()
     }
 
@@ -293,7 +294,7 @@ impl Roster {
     /// workers' threads reap them.
     pub(super) fn terminate(&self) {
         self.close();
-        for shared in self.live.lock().expect("live lock").values() {
+        for shared in self.live.locked().values() {
             shared.kill();
         }
     }
@@ -308,7 +309,7 @@ impl Roster {
             let exited = self.exited.notified();
             tokio::pin!(exited);
             exited.as_mut().enable();
-            if self.live.lock().expect("live lock").is_empty() {
+            if self.live.locked().is_empty() {
                 return;
             }
             exited.await;
@@ -379,13 +380,13 @@ impl Roster {
             house = match next {
                 Some(at) => {
                     let wait = at.saturating_duration_since(now);
-                    self.bell.wait_timeout(house, wait).expect("house lock").0
+                    crate::locks::unpoisoned(self.bell.wait_timeout(house, wait)).0
                 }
                 None => {
                     // With workers idle, this is an idle timeout that never
                     // expires: only `close` or a new deadline wakes it.
                     self.unarmed.store(house.idle.is_empty(), Ordering::SeqCst);
-                    self.bell.wait(house).expect("house lock")
+                    crate::locks::unpoisoned(self.bell.wait(house))
                 }
             };
         }
@@ -394,11 +395,11 @@ impl Roster {
 
 impl Books for Roster {
     fn register(&self, id: u64, shared: Arc<Shared>) {
-        self.live.lock().expect("live lock").insert(id, shared);
+        self.live.locked().insert(id, shared);
     }
 
     fn exited(&self, id: u64, how: Exit) {
-        self.live.lock().expect("live lock").remove(&id);
+        self.live.locked().remove(&id);
         if how == Exit::Crashed {
             self.crashed.fetch_add(1, Ordering::Relaxed);
         }

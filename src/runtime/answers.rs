@@ -2,6 +2,7 @@
 //! worker process reads it from its request pipe, a worker thread finds it
 //! in its [`Inbox`]. Either wait wakes when the call is interrupted.
 
+use crate::locks::Locked as _;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -157,17 +158,14 @@ pub(crate) enum Waited {
 
 impl Inbox {
     pub(crate) fn post(&self, seq: u64, answer: Answer) {
-        self.answers
-            .lock()
-            .expect("inbox lock")
-            .push_back((seq, answer));
+        self.answers.locked().push_back((seq, answer));
         self.posts.fetch_add(1, Ordering::Release);
         self.posted.notify_all();
     }
 
     /// Wakes a waiting guest to check whether it was stopped.
     pub(crate) fn wake(&self) {
-        let _guard = self.answers.lock().expect("inbox lock");
+        let _guard = self.answers.locked();
         self.posted.notify_all();
     }
 
@@ -180,7 +178,7 @@ impl Inbox {
         deadline: Option<Instant>,
         stopped: impl Fn() -> bool,
     ) -> Waited {
-        let mut answers = self.answers.lock().expect("inbox lock");
+        let mut answers = self.answers.locked();
         let mut spun = false;
         loop {
             while let Some((s, _)) = answers.front()
@@ -207,20 +205,17 @@ impl Inbox {
                 {
                     std::hint::spin_loop();
                 }
-                answers = self.answers.lock().expect("inbox lock");
+                answers = self.answers.locked();
                 continue;
             }
             answers = match deadline {
-                None => self.posted.wait(answers).expect("inbox lock"),
+                None => crate::locks::unpoisoned(self.posted.wait(answers)),
                 Some(at) => {
                     let now = Instant::now();
                     if now >= at {
                         return Waited::Deadline;
                     }
-                    self.posted
-                        .wait_timeout(answers, at - now)
-                        .expect("inbox lock")
-                        .0
+                    crate::locks::unpoisoned(self.posted.wait_timeout(answers, at - now)).0
                 }
             };
         }

@@ -2,6 +2,7 @@
 //! its arguments, take an instance made ahead (or make one), arm the
 //! interrupts, run it, and classify how it ended.
 
+use crate::locks::Locked as _;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
@@ -184,7 +185,7 @@ fn arm(
     options: &CallOptions,
 ) -> Result<Option<u64>, WireError> {
     store.data_mut().limits.hit = None;
-    tail.lock().expect("tail lock").clear();
+    tail.locked().clear();
     // Fuel counts the call, not the instantiation, which an instance made
     // ahead has already done: so that the same call always burns the
     // same fuel. (Until the call, the store has all the fuel there is.)
@@ -254,7 +255,7 @@ fn failure(
     let Some(e) = e else {
         return WireError::new(ErrorKind::Cancelled, "the call was cancelled");
     };
-    let mut w = classify(e, &tail.lock().expect("tail lock"));
+    let mut w = classify(e, &tail.locked());
     if let Some(limit) = store.data().limits.hit {
         w.kind = ErrorKind::ResourceLimit;
         w.limit = Some(limit);

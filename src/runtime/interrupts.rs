@@ -3,6 +3,7 @@
 //! engine's epoch, for a guest running wasm, and wake the call's future and
 //! any `wasmpool:sync` wait, for a guest blocked in a host call.
 
+use crate::locks::Locked as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -113,8 +114,8 @@ impl Interrupts {
     /// Bumps the epoch for a guest in wasm and wakes the running future for
     /// a guest blocked in a host call.
     fn stop_running(&self) {
-        self.engine.lock().expect("engine lock").increment_epoch();
-        if let Some(tx) = self.wake.lock().expect("wake lock").take() {
+        self.engine.locked().increment_epoch();
+        if let Some(tx) = self.wake.locked().take() {
             let _ = tx.send(());
         }
         self.answers.wake();
@@ -156,11 +157,11 @@ impl Interrupts {
         timeout: Option<std::time::Duration>,
     ) -> tokio::sync::oneshot::Receiver<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        *self.wake.lock().expect("wake lock") = Some(tx);
+        *self.wake.locked() = Some(tx);
         let item = self.item.fetch_add(1, Ordering::SeqCst) + 1;
         self.current.store(running);
         if let Some(timeout) = timeout {
-            *self.deadline.lock().expect("deadline lock") = Some((item, Instant::now() + timeout));
+            *self.deadline.locked() = Some((item, Instant::now() + timeout));
             self.deadline_set.notify_one();
         }
         rx
@@ -170,32 +171,30 @@ impl Interrupts {
     pub(super) fn end(&self, timed: bool) {
         self.current.store(Running::Nothing);
         if timed {
-            self.deadline.lock().expect("deadline lock").take();
+            self.deadline.locked().take();
         }
-        self.wake.lock().expect("wake lock").take();
+        self.wake.locked().take();
     }
 
     /// The `wasmpool-timer` thread: interrupts the running call when its
     /// deadline passes; exits once the executor is dropped.
     pub(super) fn timer_loop(&self) {
-        let mut deadline = self.deadline.lock().expect("deadline lock");
+        let mut deadline = self.deadline.locked();
         loop {
             if self.closed.load(Ordering::SeqCst) {
                 return;
             }
             deadline = match *deadline {
-                None => self.deadline_set.wait(deadline).expect("deadline lock"),
+                None => crate::locks::unpoisoned(self.deadline_set.wait(deadline)),
                 Some((item, at)) => {
                     let now = Instant::now();
                     if now >= at {
                         *deadline = None;
                         drop(deadline);
                         self.time_out(item);
-                        self.deadline.lock().expect("deadline lock")
+                        self.deadline.locked()
                     } else {
-                        self.deadline_set
-                            .wait_timeout(deadline, at - now)
-                            .expect("deadline lock")
+                        crate::locks::unpoisoned(self.deadline_set.wait_timeout(deadline, at - now))
                             .0
                     }
                 }
@@ -225,13 +224,13 @@ impl Interrupts {
     /// Interrupts calls on `engine`'s stores from now on. Only between
     /// calls: a store of the old engine would not see its epoch move.
     pub(super) fn set_engine(&self, engine: Engine) {
-        *self.engine.lock().expect("engine lock") = engine;
+        *self.engine.locked() = engine;
     }
 
     /// The executor is gone: ends the timer thread.
     pub(super) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        let _guard = self.deadline.lock().expect("deadline lock");
+        let _guard = self.deadline.locked();
         self.deadline_set.notify_one();
     }
 }

@@ -3,6 +3,7 @@
 //! result, or discarded. Stderr also keeps a bounded tail in every mode, to
 //! find the guest's panic message.
 
+use crate::locks::Locked as _;
 use std::io::Write;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -48,13 +49,12 @@ impl GuestOutput {
 
     /// What was captured, in [`Stdio::Capture`] mode.
     pub(crate) fn take_captured(&self) -> Option<Vec<u8>> {
-        (self.mode == Stdio::Capture)
-            .then(|| std::mem::take(&mut *self.captured.lock().expect("capture lock")))
+        (self.mode == Stdio::Capture).then(|| std::mem::take(&mut *self.captured.locked()))
     }
 
     fn write_bytes(&self, bytes: &[u8]) -> std::io::Result<()> {
         if let Some((tail, cap)) = &self.tail {
-            let mut tail = tail.lock().expect("tail lock");
+            let mut tail = tail.locked();
             tail.extend_from_slice(bytes);
             if tail.len() > *cap {
                 let cut = tail.len() - cap;
@@ -67,7 +67,7 @@ impl GuestOutput {
                 Fd::Stderr => std::io::stderr().write_all(bytes),
             },
             Stdio::Capture => {
-                let mut buf = self.captured.lock().expect("capture lock");
+                let mut buf = self.captured.locked();
                 if buf.len() + bytes.len() > CAPTURE_LIMIT {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::StorageFull,

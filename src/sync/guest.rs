@@ -1,6 +1,7 @@
 //! A worker's seat at the registry: what its guest's operations go
 //! through, and what ends with each of its calls.
 
+use crate::locks::Locked as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -40,13 +41,13 @@ impl GuestState {
 
     /// Gives the next call the job channel `key`.
     pub(crate) fn attach_channel(&self, key: String) {
-        *self.channel.lock().expect("channel lock") = Some(key);
+        *self.channel.locked() = Some(key);
     }
 
     /// Submits the guest's operation `seq`.
     pub(crate) fn submit(&self, seq: u64, op: GuestOp) {
         self.used.store(true, Ordering::SeqCst);
-        let channel = self.channel.lock().expect("channel lock").clone();
+        let channel = self.channel.locked().clone();
         let sink = Sink::Guest(self.sink.clone());
         self.registry.submit(
             Owner::Worker(self.worker),
@@ -77,7 +78,7 @@ impl GuestState {
         if self.used.swap(false, Ordering::SeqCst) {
             self.registry.release_all(Owner::Worker(self.worker));
         }
-        let channel = self.channel.lock().expect("channel lock").take();
+        let channel = self.channel.locked().take();
         if let Some(key) = channel {
             self.registry.end_channel(&key);
         }

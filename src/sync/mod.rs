@@ -36,6 +36,7 @@ mod semaphore;
 #[cfg(test)]
 mod tests;
 
+use crate::locks::Locked as _;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,7 +89,7 @@ pub(crate) async fn as_guest(
     struct Once(Mutex<Option<oneshot::Sender<Answer>>>);
     impl AnswerSink for Once {
         fn deliver(&self, _seq: u64, answer: Answer) {
-            if let Some(tx) = self.0.lock().expect("sink lock").take() {
+            if let Some(tx) = self.0.locked().take() {
                 let _ = tx.send(answer);
             }
         }
@@ -329,7 +330,7 @@ impl Registry {
     /// it decided, after the lock.
     fn with<T>(&self, f: impl FnOnce(&mut Prims, &mut Outbox) -> T) -> T {
         let mut out = Outbox::default();
-        let r = f(&mut self.prims.lock().expect("sync lock"), &mut out);
+        let r = f(&mut self.prims.locked(), &mut out);
         out.deliver();
         r
     }
@@ -337,7 +338,7 @@ impl Registry {
     /// Creates primitive `name`, or checks that the one of that name has
     /// the same settings.
     pub(crate) fn create(&self, name: &str, spec: Spec) -> Result<(), String> {
-        let prims = &mut self.prims.lock().expect("sync lock").map;
+        let prims = &mut self.prims.locked().map;
         match prims.get(name) {
             None => {
                 prims.insert(name.to_string(), Prim::new(spec));
@@ -361,7 +362,7 @@ impl Registry {
     /// found: a cluster node's registry, where only job channels live.
     #[cfg(feature = "cluster")]
     pub(crate) fn refuse_named(&self, why: String) {
-        self.prims.lock().expect("sync lock").refuse_named = Some(why);
+        self.prims.locked().refuse_named = Some(why);
     }
 
     /// A new job channel; returns its key.
@@ -374,11 +375,7 @@ impl Registry {
             QueueState::new(JOB_CHANNEL_CAPACITY, false),
             QueueState::new(JOB_CHANNEL_CAPACITY, false),
         ]));
-        self.prims
-            .lock()
-            .expect("sync lock")
-            .map
-            .insert(key.clone(), channel);
+        self.prims.locked().map.insert(key.clone(), channel);
         key
     }
 
@@ -407,7 +404,7 @@ impl Registry {
     /// gone.
     pub(crate) fn remove_channel(&self, key: &str) {
         self.end_channel(key);
-        self.prims.lock().expect("sync lock").map.remove(key);
+        self.prims.locked().map.remove(key);
     }
 
     /// Gives a value that a dropped host `get` or `recv` received back to
@@ -432,7 +429,7 @@ impl Registry {
     /// unanswered, since the interrupt wakes it, and what it asks next is
     /// ignored. What it holds stays held until it has stopped.
     pub(crate) fn fence(&self, worker: u64) {
-        let mut prims = self.prims.lock().expect("sync lock");
+        let mut prims = self.prims.locked();
         prims.fenced.insert(worker);
         for prim in prims.map.values_mut() {
             prim.drop_waits(Owner::Worker(worker));

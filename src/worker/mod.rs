@@ -23,6 +23,7 @@ mod thread;
 
 pub(crate) use process::compile_in_child;
 
+use crate::locks::Locked as _;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -169,7 +170,7 @@ impl Shared {
     /// Whether the region holds more than [`KEEP_REGION`] of pages: then
     /// they are due back once the worker has idled a while.
     pub(crate) fn region_is_large(&self) -> bool {
-        let (args, results) = *self.touched.lock().expect("touched lock");
+        let (args, results) = *self.touched.locked();
         args + (results - RESULTS_AT) > KEEP_REGION
     }
 
@@ -177,7 +178,7 @@ impl Shared {
     /// worker: no request may be using the region.
     pub(crate) fn release_region(&self) {
         let Some(r) = &self.region else { return };
-        let mut touched = self.touched.lock().expect("touched lock");
+        let mut touched = self.touched.locked();
         let (args, results) = *touched;
         r.release(0, args);
         r.release(RESULTS_AT, results - RESULTS_AT);
@@ -258,7 +259,7 @@ impl Shared {
         // 64 MiB call does not pin 64 MiB per worker for ever.
         if self.region.is_some() {
             let args = self.args_used.swap(0, Ordering::Relaxed);
-            let mut touched = self.touched.lock().expect("touched lock");
+            let mut touched = self.touched.locked();
             touched.0 = touched.0.max(args);
             touched.1 = touched.1.max(end.min(REGION_SIZE));
         }
@@ -272,7 +273,7 @@ impl Shared {
         if let Some(interrupts) = &self.interrupts {
             interrupts.cancel_current();
         }
-        let reaped = self.reaped.lock().expect("reaped lock");
+        let reaped = self.reaped.locked();
         if let (false, Some(pid)) = (*reaped, self.pid) {
             crate::platform::kill(pid);
         }
@@ -286,7 +287,7 @@ impl Shared {
     /// Kills the worker if call `id` was abandoned by its caller and has
     /// not ended: its grace period is over. Returns whether it did.
     pub(crate) fn kill_if_abandoned(&self, id: u64) -> bool {
-        let abandoned = matches!(*self.slot.lock().expect("slot lock"), Slot::Abandoned { id: a, .. } if a == id);
+        let abandoned = matches!(*self.slot.locked(), Slot::Abandoned { id: a, .. } if a == id);
         if abandoned {
             tracing::warn!(
                 pid = self.pid,
@@ -299,7 +300,7 @@ impl Shared {
     }
 
     pub(crate) fn is_dead(&self) -> bool {
-        matches!(*self.slot.lock().expect("slot lock"), Slot::Dead)
+        matches!(*self.slot.locked(), Slot::Dead)
     }
 
     /// Whether the worker is gone: its host thread has seen it end, or (for
@@ -316,7 +317,7 @@ impl Shared {
         // Before the caller hears of it, so that what the call held is free
         // by the time its result is seen; under the slot's lock, against a
         // fence set by `abandon`.
-        let mut slot = self.slot.lock().expect("slot lock");
+        let mut slot = self.slot.locked();
         self.guest.call_ended();
         self.host.end();
         match std::mem::replace(&mut *slot, Slot::Idle) {
@@ -348,7 +349,7 @@ impl Shared {
             Exit::Crashed
         };
         let pending = {
-            let mut slot = self.slot.lock().expect("slot lock");
+            let mut slot = self.slot.locked();
             self.guest.call_ended();
             self.host.end();
             std::mem::replace(&mut *slot, Slot::Dead)
@@ -500,7 +501,7 @@ impl Worker {
         let (tx, rx) = oneshot::channel();
         let id = req.id;
         {
-            let mut slot = self.shared.slot.lock().expect("slot lock");
+            let mut slot = self.shared.slot.locked();
             match *slot {
                 Slot::Dead => {
                     let why = Error::crashed(None, "before it took the call");
@@ -543,7 +544,7 @@ impl Worker {
 
     /// Answers the call waiting in the slot with `reply`, leaving `then`.
     fn fail_waiting(&self, then: Slot, reply: Reply) {
-        let mut slot = self.shared.slot.lock().expect("slot lock");
+        let mut slot = self.shared.slot.locked();
         if let Slot::Waiting { tx, .. } = std::mem::replace(&mut *slot, then) {
             let _ = tx.send(reply);
         }
@@ -581,7 +582,7 @@ impl Worker {
         left: Abandoned,
     ) -> Option<(Worker, OwnedSemaphorePermit)> {
         let shared = self.shared.clone();
-        let mut slot = shared.slot.lock().expect("slot lock");
+        let mut slot = shared.slot.locked();
         match *slot {
             Slot::Waiting { id: waiting, .. } if waiting == id => {
                 if left == Abandoned::Interrupted {

@@ -1,6 +1,7 @@
 //! A worker process and its host thread, `wasmpool-worker-{id}`: spawn,
 //! handshake, then read every frame the worker sends until it exits.
 
+use crate::locks::Locked as _;
 use std::io::{self, PipeWriter};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, ExitStatus};
@@ -40,7 +41,7 @@ impl RequestPipe {
     /// Whether anything written is still unread: once the worker has
     /// died, whether it took the request it was sent.
     fn untaken(&self) -> Request {
-        if platform::unread_bytes(&*self.0.lock().expect("request pipe lock")) > 0 {
+        if platform::unread_bytes(&*self.0.locked()) > 0 {
             Request::Untaken
         } else {
             Request::Taken
@@ -49,7 +50,7 @@ impl RequestPipe {
 
     /// Writes one frame.
     pub(super) fn write<T: Serialize>(&self, msg: &T) -> io::Result<()> {
-        write_frame(&*self.0.lock().expect("request pipe lock"), msg)
+        write_frame(&*self.0.locked(), msg)
     }
 }
 
@@ -379,7 +380,7 @@ fn read_replies(
 /// Reaps the process, marking it reaped under the lock `kill` takes.
 fn reap(shared: &Shared, child: &mut Child) -> Option<ExitStatus> {
     platform::wait_exit_without_reaping(child.id());
-    let mut reaped = shared.reaped.lock().expect("reaped lock");
+    let mut reaped = shared.reaped.locked();
     let status = child.wait().ok();
     *reaped = true;
     status

@@ -1,6 +1,7 @@
 //! A worker thread, `wasmpool-thread-{id}`: an executor in the host
 //! process, fed through a mailbox.
 
+use crate::locks::Locked as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -144,7 +145,7 @@ pub(crate) struct Mailbox {
 impl Mailbox {
     /// Posts `req`; gives it back if the mailbox is closed.
     pub(super) fn send(&self, req: CallRequest) -> Result<(), Box<CallRequest>> {
-        let mut state = self.state.lock().expect("mailbox lock");
+        let mut state = self.state.locked();
         if state.1 {
             return Err(Box::new(req));
         }
@@ -157,7 +158,7 @@ impl Mailbox {
 
     /// No more requests: the thread ends once it has seen this.
     pub(super) fn close(&self) {
-        self.state.lock().expect("mailbox lock").1 = true;
+        self.state.locked().1 = true;
         self.waiting.store(true, Ordering::Release);
         self.posted.notify_one();
     }
@@ -171,7 +172,7 @@ impl Mailbox {
         }
         self.waiting.store(false, Ordering::Release);
         let until = idle.map(|d| start + d);
-        let mut state = self.state.lock().expect("mailbox lock");
+        let mut state = self.state.locked();
         loop {
             if let Some(req) = state.0.take() {
                 return Mail::Request(req);
@@ -180,16 +181,13 @@ impl Mailbox {
                 return Mail::Closed;
             }
             state = match until {
-                None => self.posted.wait(state).expect("mailbox lock"),
+                None => crate::locks::unpoisoned(self.posted.wait(state)),
                 Some(until) => {
                     let left = until.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Mail::Idle;
                     }
-                    self.posted
-                        .wait_timeout(state, left)
-                        .expect("mailbox lock")
-                        .0
+                    crate::locks::unpoisoned(self.posted.wait_timeout(state, left)).0
                 }
             };
         }

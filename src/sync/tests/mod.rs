@@ -6,6 +6,7 @@
 //! [`HostCall`]s: a oneshot receiver polled with `try_recv`; dropping it is
 //! a host waiter that went away.
 
+use crate::locks::Locked as _;
 use std::cell::Cell;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -28,14 +29,14 @@ struct TestSink(Mutex<Vec<(u64, Answer)>>);
 
 impl AnswerSink for TestSink {
     fn deliver(&self, seq: u64, answer: Answer) {
-        self.0.lock().expect("test sink").push((seq, answer));
+        self.0.locked().push((seq, answer));
     }
 }
 
 impl TestSink {
     /// Takes the answers delivered so far.
     fn take(&self) -> Vec<(u64, Answer)> {
-        std::mem::take(&mut *self.0.lock().expect("test sink"))
+        std::mem::take(&mut *self.0.locked())
     }
 }
 
