@@ -207,8 +207,8 @@
 //!   sends, hands results to the waiting call, and reaps the process when
 //!   it exits. Each local pool has a `wasmpool-housekeeper` thread that
 //!   retires idle workers and kills a worker whose interrupted call has
-//!   not stopped within its grace period; a [cluster
-//!   pool](PoolBuilder::nats) has neither workers nor housekeeper.
+//!   not stopped within its grace period; a cluster
+//!   pool (`PoolBuilder::nats`) has neither workers nor housekeeper.
 //!   Components are compiled once per pool, each in a child process (the
 //!   worker program, started to compile and exit, so that the compiler's
 //!   memory is never the host's),
@@ -285,6 +285,10 @@
 //!
 //! # Features
 //!
+//! - `cluster`: pools whose calls run on the worker nodes of a cluster,
+//!   over NATS JetStream (`PoolBuilder::nats`, `cluster::Node`). Off by
+//!   default, so that a local pool does not build `async-nats` and its TLS
+//!   stack; the `wasmpool` command line turns it on.
 //! - `wasi-http` (default): links `wasi:http` into every guest, with every
 //!   outgoing request denied, so that components importing it
 //!   (componentize-js ones do) run. Without it, such a component fails to

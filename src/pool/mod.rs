@@ -377,9 +377,9 @@ impl Pool {
         Ok(())
     }
 
-    /// A snapshot of the pool's counters. For a [cluster
-    /// pool](PoolBuilder::nats), the sums over the nodes heard from in the
-    /// last seconds (see [`nodes`](Pool::nodes)).
+    /// A snapshot of the pool's counters. For a cluster pool (the
+    /// `cluster` feature's `PoolBuilder::nats`), the sums over the nodes
+    /// heard from in the last seconds (see `Pool::nodes`).
     pub fn statistics(&self) -> Statistics {
         self.handle.inner.backend.statistics()
     }
