@@ -21,7 +21,7 @@
 //! - [`WorkerRegion`] lends the arguments in place ([`WorkerRegion::args`],
 //!   a shared borrow) and writes only the results half
 //!   ([`WorkerRegion::results`]), so that its own writes never touch what
-//!   it lends. The reply goes out through [`WorkerRegion::answer`], which
+//!   it lends. The reply goes out through [`WorkerRegion::reply`], which
 //!   takes `&mut self`: no argument slice outlives the request, so none is
 //!   alive when the host writes the next request's arguments. The worker
 //!   trusts its host to keep the other half of the bargain, as it trusts it
@@ -244,7 +244,7 @@ impl WorkerRegion {
     /// The arguments at `[offset, offset + len)`, in place, or `None` when
     /// that is not inside the arguments half. For the request being run
     /// only: the slice borrows the region, so it cannot outlive the
-    /// [`answer`](WorkerRegion::answer) that ends the request.
+    /// [`reply`](WorkerRegion::reply) that ends the request.
     pub(crate) fn args(&self, offset: u64, len: u64) -> Option<&[u8]> {
         let offset = self.map.range(offset, len, 0, self.results_at)?;
         // SAFETY: the range is inside the mapping, which lives as long as
@@ -275,12 +275,12 @@ impl WorkerRegion {
         Some(self.map.read(offset, len as usize))
     }
 
-    /// Sends the reply to the request being run: `reply` runs with the
+    /// Sends the reply to the request being run: `send` runs with the
     /// region borrowed mutably, so no argument slice of that request is
-    /// alive when the host, which has its answer, writes the arguments
-    /// half again.
-    pub(crate) fn answer<R>(&mut self, reply: impl FnOnce() -> R) -> R {
-        reply()
+    /// alive when the host, which has its reply, writes the arguments half
+    /// again.
+    pub(crate) fn reply<R>(&mut self, send: impl FnOnce() -> R) -> R {
+        send()
     }
 
     /// Test only: fills what part of `[offset, offset + len)` lies in the
@@ -474,7 +474,7 @@ mod tests {
         w.write_all(b"wxyz").unwrap();
         assert!(w.write_all(b"!").is_err());
         assert_eq!(worker.read((1 << 20) - 4, 4).unwrap(), b"wxyz");
-        worker.answer(|| ());
+        worker.reply(|| ());
         assert_eq!(host.read_result(1 << 19, 4).unwrap(), b"abcd");
         host.release(0, 1 << 20);
         assert_eq!(host.read_result(1 << 19, 4).unwrap(), [0; 4]);

@@ -46,7 +46,7 @@ pub(crate) struct Caller {
     /// The orders waiting for their answer.
     pending: Arc<Mutex<HashMap<u64, Pending>>>,
     /// The latest heartbeat of each node, and when it came.
-    nodes: Arc<Mutex<HashMap<String, (Instant, Beat)>>>,
+    nodes: Arc<Mutex<HashMap<String, Heard>>>,
     next: AtomicU64,
     /// The host functions the guests of this caller's calls import.
     host_fns: Arc<HostFns>,
@@ -54,6 +54,12 @@ pub(crate) struct Caller {
     registry: Arc<Registry>,
     /// Set by the pool's shutdown: no new call is sent.
     closed: AtomicBool,
+}
+
+/// A node's latest heartbeat, and when it came.
+struct Heard {
+    at: Instant,
+    beat: Beat,
 }
 
 /// An order waiting for its answer: where the answer goes, and the order,
@@ -204,8 +210,9 @@ impl Caller {
             while let Some(msg) = beats.next().await {
                 if let Ok(beat) = wire::decode::<Beat>(&msg.payload, "heartbeat") {
                     let mut nodes = nodes.locked();
-                    nodes.retain(|_, (at, _)| at.elapsed() < NODE_SILENT * 10);
-                    nodes.insert(beat.node.clone(), (Instant::now(), beat));
+                    nodes.retain(|_, heard| heard.at.elapsed() < NODE_SILENT * 10);
+                    let at = Instant::now();
+                    nodes.insert(beat.node.clone(), Heard { at, beat });
                 }
             }
         }));
@@ -254,8 +261,8 @@ impl Caller {
         let nodes = self.nodes.locked();
         let mut list: Vec<NodeInfo> = nodes
             .values()
-            .filter(|(at, _)| at.elapsed() < NODE_SILENT)
-            .map(|(at, beat)| NodeInfo::from_beat(beat, at.elapsed()))
+            .filter(|heard| heard.at.elapsed() < NODE_SILENT)
+            .map(|heard| NodeInfo::from_beat(&heard.beat, heard.at.elapsed()))
             .collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));
         list

@@ -34,7 +34,7 @@ pub(super) type CallResult = Result<(Vec<u8>, Report), Error>;
 
 /// What a request's calls came back with, and the scope of their host
 /// functions, which holds their errors.
-type Answered = (Vec<Outcome>, Option<Arc<Scope>>);
+type Replied = (Vec<Outcome>, Option<Arc<Scope>>);
 
 /// A function checked on the host, before a worker is taken: the compiled
 /// job and the export the name resolved to.
@@ -66,7 +66,7 @@ impl PoolInner {
             let (outcomes, scope) = self.send(job, &checked, items, options, policy).await?;
             let mut outcomes = outcomes.into_iter();
             match (outcomes.next(), outcomes.next()) {
-                (Some(outcome), None) => answer(outcome, scope.as_deref()),
+                (Some(outcome), None) => call_result(outcome, scope.as_deref()),
                 _ => Err(Error::new(
                     ErrorKind::Protocol,
                     "the worker did not answer one call with one outcome",
@@ -195,7 +195,7 @@ impl PoolInner {
         items: Vec<serde_bytes::ByteBuf>,
         options: CallOptions,
         policy: Policy,
-    ) -> Result<Answered, Error> {
+    ) -> Result<Replied, Error> {
         let started = Instant::now();
         let answered = match &self.backend {
             Backend::Local(roster) => {
@@ -224,7 +224,7 @@ impl PoolInner {
         items: Vec<serde_bytes::ByteBuf>,
         options: CallOptions,
         policy: Policy,
-    ) -> Result<Answered, Error> {
+    ) -> Result<Replied, Error> {
         let queued = Instant::now();
         // Only a confined worker's directories limit which calls it can
         // take.
@@ -297,7 +297,7 @@ impl Target<'_> {
         worker: Worker,
         permit: OwnedSemaphorePermit,
         policy: Policy,
-    ) -> Result<Answered, Error> {
+    ) -> Result<Replied, Error> {
         let mut attempt = (req, worker, permit);
         let mut retried = false;
         loop {
@@ -439,7 +439,7 @@ fn merge(
         .map(|r| match r {
             Some(early) => early,
             None => match outcomes.next() {
-                Some(outcome) => answer(outcome, scope),
+                Some(outcome) => call_result(outcome, scope),
                 None => Err(Error::new(ErrorKind::Protocol, "a call went unanswered")),
             },
         })
@@ -447,7 +447,7 @@ fn merge(
 }
 
 /// One call's outcome as the caller sees it.
-fn answer((outcome, report): Outcome, scope: Option<&Scope>) -> CallResult {
+fn call_result((outcome, report): Outcome, scope: Option<&Scope>) -> CallResult {
     outcome
         .map(|bytes| (bytes.into_vec(), report))
         .map_err(|w| host_error(w, scope))

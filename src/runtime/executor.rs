@@ -206,7 +206,7 @@ impl Executor {
         let ok = outcomes.last().is_some_and(|(o, _)| o.is_ok());
         // Through the region, if any: no argument slice outlives the reply.
         let sent = match &mut self.region {
-            Some(r) => r.answer(|| reply(outcomes)),
+            Some(r) => r.reply(|| reply(outcomes)),
             None => reply(outcomes),
         };
         // Now, with the caller served.

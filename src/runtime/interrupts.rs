@@ -72,13 +72,21 @@ pub(crate) struct Interrupts {
     timed_out: AtomicU64,
     /// Wakes the running call's future on cancel or timeout.
     wake: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
-    /// The running item's number and deadline, for the timer thread.
-    deadline: Mutex<Option<(u64, Instant)>>,
+    /// The running item's deadline, for the timer thread.
+    deadline: Mutex<Option<Deadline>>,
     deadline_set: Condvar,
     /// The executor is gone: the timer thread exits.
     closed: AtomicBool,
     /// Where a guest blocked in a `wasmpool:sync` import waits.
     answers: Arc<Answers>,
+}
+
+/// When the running item times out.
+#[derive(Clone, Copy)]
+struct Deadline {
+    /// The item's number (see `Interrupts::begin`).
+    item: u64,
+    at: Instant,
 }
 
 impl Interrupts {
@@ -149,8 +157,8 @@ impl Interrupts {
         }
     }
 
-    /// Marks `running` (a call, or an instance being instantiated ahead) as running,
-    /// and arms its deadline. Returns the receiver its interrupt wakes.
+    /// Marks `running` (a call, or an instance being instantiated ahead)
+    /// as running, and arms its deadline. Returns the receiver its interrupt wakes.
     pub(super) fn begin(
         &self,
         running: Running,
@@ -161,7 +169,10 @@ impl Interrupts {
         let item = self.item.fetch_add(1, Ordering::SeqCst) + 1;
         self.current.store(running);
         if let Some(timeout) = timeout {
-            *self.deadline.locked() = Some((item, Instant::now() + timeout));
+            *self.deadline.locked() = Some(Deadline {
+                item,
+                at: Instant::now() + timeout,
+            });
             self.deadline_set.notify_one();
         }
         rx
@@ -186,7 +197,7 @@ impl Interrupts {
             }
             deadline = match *deadline {
                 None => crate::locks::unpoisoned(self.deadline_set.wait(deadline)),
-                Some((item, at)) => {
+                Some(Deadline { item, at }) => {
                     let now = Instant::now();
                     if now >= at {
                         *deadline = None;

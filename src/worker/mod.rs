@@ -140,8 +140,27 @@ pub(crate) struct Shared {
     /// How much of the region's first half the request in flight uses.
     args_used: std::sync::atomic::AtomicU64,
     /// How far into each half of the region pages have been written since
-    /// they were last given back: `(args, results)`.
-    touched: Mutex<(u64, u64)>,
+    /// they were last given back.
+    touched: Mutex<Touched>,
+}
+
+/// How far into each half of a payload region pages have been written:
+/// the ends of the written parts, as offsets into the region.
+#[derive(Clone, Copy)]
+struct Touched {
+    /// The end of the arguments half's written part (it starts at 0).
+    args: u64,
+    /// The end of the results half's written part (it starts at
+    /// [`RESULTS_AT`]).
+    results: u64,
+}
+
+impl Touched {
+    /// Nothing written.
+    const NONE: Touched = Touched {
+        args: 0,
+        results: RESULTS_AT,
+    };
 }
 
 impl Shared {
@@ -163,14 +182,14 @@ impl Shared {
             host,
             region,
             args_used: Default::default(),
-            touched: Mutex::new((0, RESULTS_AT)),
+            touched: Mutex::new(Touched::NONE),
         }
     }
 
     /// Whether the region holds more than [`KEEP_REGION`] of pages: then
     /// they are due back once the worker has idled a while.
     pub(crate) fn region_is_large(&self) -> bool {
-        let (args, results) = *self.touched.locked();
+        let Touched { args, results } = *self.touched.locked();
         args + (results - RESULTS_AT) > KEEP_REGION
     }
 
@@ -179,10 +198,10 @@ impl Shared {
     pub(crate) fn release_region(&self) {
         let Some(r) = &self.region else { return };
         let mut touched = self.touched.locked();
-        let (args, results) = *touched;
+        let Touched { args, results } = *touched;
         r.release(0, args);
         r.release(RESULTS_AT, results - RESULTS_AT);
-        *touched = (0, RESULTS_AT);
+        *touched = Touched::NONE;
     }
 
     /// `req` as a frame: payloads of [`INLINE_MAX`] bytes or more are
@@ -260,8 +279,8 @@ impl Shared {
         if self.region.is_some() {
             let args = self.args_used.swap(0, Ordering::Relaxed);
             let mut touched = self.touched.locked();
-            touched.0 = touched.0.max(args);
-            touched.1 = touched.1.max(end.min(REGION_SIZE));
+            touched.args = touched.args.max(args);
+            touched.results = touched.results.max(end.min(REGION_SIZE));
         }
         outcomes
     }

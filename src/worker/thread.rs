@@ -136,20 +136,29 @@ pub(super) fn run(
 /// `std::sync::mpsc` ping-pong was several times slower.
 #[derive(Default)]
 pub(crate) struct Mailbox {
-    state: Mutex<(Option<CallRequest>, bool)>,
+    state: Mutex<Post>,
     posted: std::sync::Condvar,
     /// Set with the state; lets the thread poll before it sleeps.
     waiting: AtomicBool,
+}
+
+/// What a [`Mailbox`] holds.
+#[derive(Default)]
+struct Post {
+    /// The request posted and not yet taken.
+    request: Option<CallRequest>,
+    /// No more requests will come.
+    closed: bool,
 }
 
 impl Mailbox {
     /// Posts `req`; gives it back if the mailbox is closed.
     pub(super) fn send(&self, req: CallRequest) -> Result<(), Box<CallRequest>> {
         let mut state = self.state.locked();
-        if state.1 {
+        if state.closed {
             return Err(Box::new(req));
         }
-        state.0 = Some(req);
+        state.request = Some(req);
         drop(state);
         self.waiting.store(true, Ordering::Release);
         self.posted.notify_one();
@@ -158,7 +167,7 @@ impl Mailbox {
 
     /// No more requests: the thread ends once it has seen this.
     pub(super) fn close(&self) {
-        self.state.locked().1 = true;
+        self.state.locked().closed = true;
         self.waiting.store(true, Ordering::Release);
         self.posted.notify_one();
     }
@@ -174,10 +183,10 @@ impl Mailbox {
         let until = idle.map(|d| start + d);
         let mut state = self.state.locked();
         loop {
-            if let Some(req) = state.0.take() {
+            if let Some(req) = state.request.take() {
                 return Mail::Request(req);
             }
-            if state.1 {
+            if state.closed {
                 return Mail::Closed;
             }
             state = match until {
