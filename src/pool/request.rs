@@ -197,7 +197,7 @@ impl PoolInner {
         policy: Policy,
     ) -> Result<Replied, Error> {
         let started = Instant::now();
-        let answered = match &self.backend {
+        let replied = match &self.backend {
             Backend::Local(roster) => {
                 self.send_local(roster, checked, items, options, policy)
                     .await
@@ -212,7 +212,7 @@ impl PoolInner {
         #[cfg(not(feature = "cluster"))]
         let _ = job;
         tracing::Span::current().record("run_us", started.elapsed().as_micros() as u64);
-        answered
+        replied
     }
 
     /// [`send`](PoolInner::send) for a local pool: takes a worker from the

@@ -116,3 +116,17 @@ pub fn test_name(module_path: &str, name: &str) -> String {
         None => name.to_string(),
     }
 }
+
+/// Echoes `data` through `pool`'s `echo` guest and checks that every byte
+/// came back.
+pub async fn echoes(pool: &Pool, echo: &Job, data: &[u8]) {
+    let back: serde_bytes::ByteBuf = pool
+        .run(echo, "echo-bytes", (serde_bytes::Bytes::new(data),))
+        .await
+        .unwrap();
+    assert!(
+        back.as_slice() == data,
+        "{} bytes came back changed",
+        data.len()
+    );
+}

@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use serde_bytes::ByteBuf;
 use wasmpool::{Call, ErrorKind};
 
-use crate::common::{job, pool, sigkill};
+use crate::common::{echoes, job, pool, sigkill};
 
 /// The smallest payload that goes through the region (`wire::INLINE_MAX`).
 const THRESHOLD: usize = 64 << 10;
@@ -17,19 +17,6 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32)
         .map(|i| (i.wrapping_mul(2654435761).wrapping_add(seed) >> 13) as u8)
         .collect()
-}
-
-/// Echoes `data` and checks that every byte came back.
-async fn echoes(pool: &wasmpool::Pool, echo: &wasmpool::Job, data: &[u8]) {
-    let back: ByteBuf = pool
-        .run(echo, "echo-bytes", (serde_bytes::Bytes::new(data),))
-        .await
-        .unwrap();
-    assert!(
-        back.as_slice() == data,
-        "{} bytes came back changed",
-        data.len()
-    );
 }
 
 /// Bytes of the worker's memory that are its share of memfd pages.

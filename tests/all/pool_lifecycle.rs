@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{self, alive, eventually, job};
+use crate::common::{self, alive, echoes, eventually, job};
 use wasmpool::{Cancel, ErrorKind, Pool};
 
 #[tokio::test]
@@ -40,19 +40,6 @@ async fn workers_retire_after_n_calls() {
     let stats = pool.statistics();
     assert_eq!(stats.spawned, 3, "{stats:?}");
     assert_eq!(stats.crashed, 0);
-}
-
-/// Echoes `data` through `pool`'s echo guest and checks it came back.
-async fn echoes(pool: &Pool, echo: &wasmpool::Job, data: &[u8]) {
-    let back: serde_bytes::ByteBuf = pool
-        .run(echo, "echo-bytes", (serde_bytes::Bytes::new(data),))
-        .await
-        .unwrap();
-    assert!(
-        back.as_slice() == data,
-        "{} bytes came back changed",
-        data.len()
-    );
 }
 
 #[tokio::test]
