@@ -158,12 +158,15 @@ impl HostFns {
     {
         let f = Arc::new(f);
         let erased = move |cx: HostContext, args: Vec<u8>| -> HostFuture {
-            let args = values::decode(&args)
-                .map_err(|e| format!("args: not valid MessagePack: {e}"))
-                .and_then(|v| values::from_value::<A>(v, "args").map_err(|e| e.to_string()));
             let f = f.clone();
+            // Everything of the user's (the arguments' `Deserialize`, the
+            // closure) runs when the future is polled, inside the caller's
+            // `catch_unwind`: making the future runs none of it.
             Box::pin(async move {
-                let args = args.map_err(Failure::Mismatch)?;
+                let args = values::decode(&args)
+                    .map_err(|e| format!("args: not valid MessagePack: {e}"))
+                    .and_then(|v| values::from_value::<A>(v, "args").map_err(|e| e.to_string()))
+                    .map_err(Failure::Mismatch)?;
                 let result = f(cx, args).await.map_err(|e| Failure::Func(e.into()))?;
                 rmp_serde::to_vec_named(&result)
                     .map_err(|e| Failure::Mismatch(format!("result: cannot be encoded: {e}")))

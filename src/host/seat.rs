@@ -143,16 +143,24 @@ impl Seat {
 
     /// The worker starts a call in `scope`.
     pub(crate) fn begin(&self, scope: Arc<Scope>) {
-        *self.scope.locked() = Some(scope);
+        // A scope left over is dropped after the lock: its data is the
+        // user's, and so is its `Drop`.
+        let old = self.scope.locked().replace(scope);
+        drop(old);
     }
 
     /// The call ended, or was cancelled: its pending host futures are
-    /// dropped, and the guest's later calls (a stopping guest may still
-    /// make one) are refused.
-    pub(crate) fn end(&self) {
-        if let Some(scope) = self.scope.locked().take() {
+    /// aborted, and the guest's later calls (a stopping guest may still
+    /// make one) are refused. Returns the call's scope, which holds the
+    /// user's [`data`](crate::Call::data) and errors: drop it after every
+    /// lock the caller holds, since its `Drop` may run user code.
+    #[must_use = "drop the scope after the locks held"]
+    pub(crate) fn end(&self) -> Option<Arc<Scope>> {
+        let scope = self.scope.locked().take();
+        if let Some(scope) = &scope {
             scope.abort_all();
         }
+        scope
     }
 
     /// Runs the host function the guest imports as `function` for the

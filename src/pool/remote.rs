@@ -466,12 +466,11 @@ async fn serve_host_calls(
         let Some((reply_to, call)) = request::<HostCall>(&msg, "host call") else {
             continue;
         };
-        let mut pending = pending.locked();
-        let Some(waiting) = pending.get_mut(&call.order) else {
+        let Some(data) = pending.locked().get(&call.order).map(|w| w.data.clone()) else {
             // The call ended: nobody waits for this host call's result.
             continue;
         };
-        let cx = HostContext::remote(&call.function, &call.export, waiting.data.clone());
+        let cx = HostContext::remote(&call.function, &call.export, data);
         let function = call.function.clone();
         let future = fns.invoke(cx, call.args.into_vec());
         let client = client.clone();
@@ -489,8 +488,14 @@ async fn serve_host_calls(
                 .publish(reply_to, Bytes::from(wire::encode(&reply)))
                 .await;
         });
-        waiting.host_calls.retain(|t| !t.is_finished());
-        waiting.host_calls.push(task.abort_handle());
+        match pending.locked().get_mut(&call.order) {
+            Some(waiting) => {
+                waiting.host_calls.retain(|t| !t.is_finished());
+                waiting.host_calls.push(task.abort_handle());
+            }
+            // The call ended meanwhile, and did not see this task.
+            None => task.abort(),
+        }
     }
 }
 

@@ -32,9 +32,13 @@ use crate::worker::{Abandoned, Books as _, Grants, Reply, Worker};
 /// How one call ended: its encoded result and report.
 pub(super) type CallResult = Result<(Vec<u8>, Report), Error>;
 
-/// What a request's calls came back with, and the scope of their host
-/// functions, which holds their errors.
-type Replied = (Vec<Outcome>, Option<Arc<Scope>>);
+/// What a request's calls came back with.
+struct Replied {
+    /// One per item sent, in order.
+    outcomes: Vec<Outcome>,
+    /// The scope of their host functions, which holds their errors.
+    scope: Option<Arc<Scope>>,
+}
 
 /// A function checked on the host, before a worker is taken: the compiled
 /// job and the export the name resolved to.
@@ -63,7 +67,8 @@ impl PoolInner {
             let checked = self.check(job, func, &options).await?;
             let args = check_args(&checked.resolved, args)?;
             let items = vec![serde_bytes::ByteBuf::from(args)];
-            let (outcomes, scope) = self.send(job, &checked, items, options, policy).await?;
+            let Replied { outcomes, scope } =
+                self.send(job, &checked, items, options, policy).await?;
             let mut outcomes = outcomes.into_iter();
             match (outcomes.next(), outcomes.next()) {
                 (Some(outcome), None) => call_result(outcome, scope.as_deref()),
@@ -113,7 +118,8 @@ impl PoolInner {
                 return Ok(early.into_iter().flatten().collect());
             }
             let count = sent.len();
-            let (outcomes, scope) = self.send(job, &checked, sent, options, policy).await?;
+            let Replied { outcomes, scope } =
+                self.send(job, &checked, sent, options, policy).await?;
             merge(early, outcomes, count, scope.as_deref())
         }
         .instrument(span)
@@ -196,23 +202,27 @@ impl PoolInner {
         options: CallOptions,
         policy: Policy,
     ) -> Result<Replied, Error> {
-        let started = Instant::now();
-        let replied = match &self.backend {
+        // Only a cluster sends the job itself.
+        #[cfg(not(feature = "cluster"))]
+        let _ = job;
+        match &self.backend {
             Backend::Local(roster) => {
                 self.send_local(roster, checked, items, options, policy)
                     .await
             }
             #[cfg(feature = "cluster")]
             Backend::Cluster(caller) => {
+                let started = Instant::now();
                 let func = checked.resolved.export.to_string();
                 let outcomes = caller.call(job, func, items, options, policy).await;
-                outcomes.map(|outcomes| (outcomes, None))
+                // A cluster call's queueing is the nodes': all of it runs.
+                tracing::Span::current().record("run_us", started.elapsed().as_micros() as u64);
+                outcomes.map(|outcomes| Replied {
+                    outcomes,
+                    scope: None,
+                })
             }
-        };
-        #[cfg(not(feature = "cluster"))]
-        let _ = job;
-        tracing::Span::current().record("run_us", started.elapsed().as_micros() as u64);
-        replied
+        }
     }
 
     /// [`send`](PoolInner::send) for a local pool: takes a worker from the
@@ -256,7 +266,10 @@ impl PoolInner {
             grants: &grants,
             memory_cow,
         };
-        target.send(req, worker, permit, policy).await
+        let started = Instant::now();
+        let replied = target.send(req, worker, permit, policy).await;
+        span.record("run_us", started.elapsed().as_micros() as u64);
+        replied
     }
 }
 
@@ -306,7 +319,7 @@ impl Target<'_> {
             let (handed, scope, flight) = self.start(req, worker, permit, &policy);
             let (delivery, unsent) = wait(flight, handed).await?;
             match delivery {
-                Delivery::Outcomes(outcomes) => return Ok((outcomes, scope)),
+                Delivery::Outcomes(outcomes) => return Ok(Replied { outcomes, scope }),
                 Delivery::NotStarted(e, permit) => match unsent {
                     Some(req) if !retried => {
                         retried = true;

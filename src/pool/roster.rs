@@ -167,6 +167,9 @@ impl Roster {
         memory_cow: bool,
     ) -> Result<Worker, Error> {
         let confines = self.spec.confines();
+        // Workers found dead; ending a worker takes its locks, so they are
+        // dropped after this one.
+        let mut gone = Vec::new();
         let evicted = {
             let mut house = self.house();
             let mut i = house.idle.len();
@@ -177,18 +180,25 @@ impl Roster {
                 // A worker killed while idle is skipped here, not found
                 // dead by a call.
                 if w.shared.is_gone() {
-                    drop(house.idle.remove(i));
+                    gone.push(house.idle.remove(i));
                 } else if (!confines || w.grants == *grants) && w.memory_cow == memory_cow {
                     found = Some(house.idle.remove(i));
                     break;
                 }
             }
-            if let Some(w) = found {
-                return Ok(w);
+            match found {
+                Some(w) => Ok(w),
+                // The permit held counts the worker about to start.
+                None => {
+                    let full = house.idle.len() + self.in_use() > self.workers.get();
+                    Err((full && !house.idle.is_empty()).then(|| house.idle.remove(0)))
+                }
             }
-            // The permit held counts the worker about to start.
-            let full = house.idle.len() + self.in_use() > self.workers.get();
-            (full && !house.idle.is_empty()).then(|| house.idle.remove(0))
+        };
+        drop(gone);
+        let evicted = match evicted {
+            Ok(found) => return Ok(found),
+            Err(evicted) => evicted,
         };
         if let Some(w) = evicted {
             tracing::debug!(
@@ -342,10 +352,9 @@ impl Roster {
                 .take_while(|w| now.duration_since(w.last_used) >= self.idle_timeout)
                 .count();
             let expired: Vec<Worker> = house.idle.drain(..stale).collect();
-            let (due, pending): (Vec<GraceKill>, Vec<GraceKill>) = std::mem::take(&mut house.grace)
-                .into_iter()
-                .partition(|g| g.at <= now);
-            house.grace = pending;
+            // Taken out in one call, so that no panic can lose a deadline
+            // still pending.
+            let due: Vec<GraceKill> = house.grace.extract_if(.., |g| g.at <= now).collect();
             if !expired.is_empty() || !due.is_empty() {
                 // Ending workers takes their locks: not under this one.
                 drop(house);

@@ -113,18 +113,23 @@ pub(crate) struct Waiter {
     sink: Sink,
 }
 
-/// Answers for guests, delivered once the lock is released.
+/// Answers for guests, delivered once the lock is released; and every
+/// answer given, traced then too (a tracing subscriber is the user's code,
+/// which no internal lock is held across).
 #[derive(Default)]
-pub(crate) struct Outbox(Vec<(Arc<dyn AnswerSink>, u64, Answer)>);
+pub(crate) struct Outbox {
+    answers: Vec<(Arc<dyn AnswerSink>, u64, Answer)>,
+    traced: Vec<(Owner, u64, &'static str)>,
+}
 
 impl Outbox {
     /// Gives `answer` to `w`. A host waiter that has gone away gives the
     /// answer back, so that what it carries is not lost.
     fn give(&mut self, w: Waiter, answer: Answer) -> Result<(), Answer> {
-        tracing::trace!(owner = ?w.owner, seq = w.seq, answer = answer.label(), "registry answers");
+        self.traced.push((w.owner, w.seq, answer.label()));
         match w.sink {
             Sink::Guest(sink) => {
-                self.0.push((sink, w.seq, answer));
+                self.answers.push((sink, w.seq, answer));
                 Ok(())
             }
             Sink::Host(tx) => tx.send(answer),
@@ -132,7 +137,10 @@ impl Outbox {
     }
 
     fn deliver(self) {
-        for (sink, seq, answer) in self.0 {
+        for (owner, seq, answer) in self.traced {
+            tracing::trace!(?owner, seq, answer, "registry answers");
+        }
+        for (sink, seq, answer) in self.answers {
             sink.deliver(seq, answer);
         }
     }

@@ -338,15 +338,17 @@ impl Shared {
         // fence set by `abandon`.
         let mut slot = self.slot.locked();
         self.guest.call_ended();
-        self.host.end();
+        let scope = self.host.end();
         match std::mem::replace(&mut *slot, Slot::Idle) {
             Slot::Waiting { id, tx } if id == call => {
                 drop(slot);
+                drop(scope);
                 let _ = tx.send(Reply::Done(outcomes));
                 None
             }
             Slot::Abandoned { id, worker, permit } if id == call => {
                 drop(slot);
+                drop(scope);
                 books.checkin(worker, permit);
                 None
             }
@@ -367,12 +369,13 @@ impl Shared {
         } else {
             Exit::Crashed
         };
-        let pending = {
+        let (pending, scope) = {
             let mut slot = self.slot.locked();
             self.guest.call_ended();
-            self.host.end();
-            std::mem::replace(&mut *slot, Slot::Dead)
+            let scope = self.host.end();
+            (std::mem::replace(&mut *slot, Slot::Dead), scope)
         };
+        drop(scope);
         match how {
             Exit::Expected => tracing::debug!(worker = id, pid = self.pid, "worker exited"),
             Exit::Crashed => {
@@ -604,17 +607,20 @@ impl Worker {
         let mut slot = shared.slot.locked();
         match *slot {
             Slot::Waiting { id: waiting, .. } if waiting == id => {
+                let mut scope = None;
                 if left == Abandoned::Interrupted {
                     self.shared.guest.fence();
                     // Its pending host futures are dropped now, not when
                     // the guest has stopped.
-                    self.shared.host.end();
+                    scope = self.shared.host.end();
                 }
                 *slot = Slot::Abandoned {
                     id,
                     worker: self,
                     permit,
                 };
+                drop(slot);
+                drop(scope);
                 None
             }
             _ => Some((self, permit)),
