@@ -71,6 +71,13 @@ pub(crate) struct InChild {
 }
 
 impl Compiler {
+    /// Test only: panics while holding the compiler's lock, which poisons it.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn poison(&self) {
+        let _held = self.compiled.locked();
+        panic!("a test poisons the compiler's lock on purpose");
+    }
+
     /// A compiler that runs each compile in a child process (`child`), or
     /// in this one.
     pub(crate) fn new(

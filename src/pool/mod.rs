@@ -457,6 +457,22 @@ impl Pool {
         backend.all_exited().await;
     }
 
+    /// Test only, not part of the API: panics, and catches the panic,
+    /// while holding each of the pool's own locks in turn (its registry of
+    /// primitives, its compiler, its roster), so that all of them are
+    /// poisoned.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn poison_internal_locks(&self) {
+        use std::panic::{AssertUnwindSafe, catch_unwind};
+        let inner = &self.handle.inner;
+        let _ = catch_unwind(AssertUnwindSafe(|| inner.sync.poison()));
+        let _ = catch_unwind(AssertUnwindSafe(|| inner.compiler.poison()));
+        if let Backend::Local(roster) = &inner.backend {
+            let _ = catch_unwind(AssertUnwindSafe(|| roster.poison()));
+        }
+    }
+
     /// Whether [`shutdown`](Pool::shutdown) has been called.
     pub fn is_closed(&self) -> bool {
         self.handle.inner.backend.is_closed()

@@ -78,6 +78,14 @@ struct GraceKill {
 }
 
 impl Roster {
+    /// Test only: panics while holding the house lock and the lock of
+    /// the live workers, which poisons both.
+    #[cfg(feature = "test-hooks")]
+    pub(super) fn poison(&self) {
+        let _held = (self.house(), self.live.locked());
+        panic!("a test poisons the roster's locks on purpose");
+    }
+
     /// A roster with no workers yet, and its housekeeper thread.
     pub(super) fn start(settings: RosterSettings) -> Result<Arc<Roster>, Error> {
         let RosterSettings {

@@ -329,6 +329,13 @@ fn take_first<T>(q: &mut VecDeque<T>, f: impl Fn(&T) -> bool) -> Option<T> {
 }
 
 impl Registry {
+    /// Test only: panics while holding the registry's lock, which poisons it.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn poison(&self) {
+        let _held = self.prims.locked();
+        panic!("a test poisons the registry's lock on purpose");
+    }
+
     /// A new owner for a host operation or guard.
     pub(crate) fn host_owner(&self) -> Owner {
         Owner::Host(self.next_owner.fetch_add(1, Ordering::Relaxed))

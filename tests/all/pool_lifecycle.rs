@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use crate::common::{self, alive, echoes, eventually, job};
 use wasmpool::{Cancel, ErrorKind, Pool};
 
@@ -306,4 +308,46 @@ async fn a_cancel_that_overtakes_its_call_is_not_lost() {
         stats.calls > 1,
         "some cancels reached the worker: {stats:?}"
     );
+}
+
+#[tokio::test]
+async fn a_panic_under_an_internal_lock_leaves_the_pool_working() {
+    // Every lock of the pool's own (its registry of primitives, its
+    // compiler, its roster's idle list and live workers) is poisoned by a
+    // panic while it is held; each recovers its guard, so calls, maps,
+    // primitives, counters and shutdown all go on.
+    let fib = job(wasmpool_guests::FIB);
+    for kind in [wasmpool::WorkerKind::Process, wasmpool::WorkerKind::Thread] {
+        let pool = Pool::builder()
+            .workers(2)
+            .worker_kind(kind)
+            .build()
+            .unwrap();
+        let n: u64 = pool.run(&fib, "fib", (10u64,)).await.unwrap();
+        assert_eq!(n, 55);
+        let queue = pool.queue::<u64>("before", 0).unwrap();
+        pool.poison_internal_locks();
+
+        let n: u64 = pool.run(&fib, "fib", (20u64,)).await.unwrap();
+        assert_eq!(n, 6765, "{kind:?}");
+        // A job the compiler has not seen yet.
+        let echo = job(wasmpool_guests::ECHO);
+        echoes(&pool, &echo, b"after the panic").await;
+        let fibs: Vec<u64> = pool
+            .map::<_, u64, _>(&fib, "fib", (0..10u64).map(|n| (n,)))
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
+        assert_eq!(fibs, [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]);
+        queue.put(&7).await.unwrap();
+        assert_eq!(queue.get().await.unwrap(), Some(7));
+        let after = pool.queue::<u64>("after", 0).unwrap();
+        after.put(&8).await.unwrap();
+        assert_eq!(after.get().await.unwrap(), Some(8));
+        let stats = pool.statistics();
+        assert_eq!(stats.crashed, 0, "{kind:?}: {stats:?}");
+        assert!(stats.calls >= 12, "{kind:?}: {stats:?}");
+        pool.shutdown().await;
+        assert!(pool.worker_pids().is_empty());
+    }
 }
