@@ -163,7 +163,7 @@ impl Runner {
             .expect("the reply closure never fails");
         match out.expect("run replies") {
             Ok(Payload::Inline(bytes)) => Ok(bytes.into_vec()),
-            Ok(Payload::Shared { .. }) => {
+            Ok(Payload::InRegion { .. }) => {
                 unreachable!("an executor without a region answers inline")
             }
             Err(e) => Err(Error::from(e)),

@@ -60,7 +60,7 @@ pub fn host_reads_replies(mut stream: &[u8]) {
                     match result {
                         // The host reads a shared result only through
                         // `Region::read`, which checks its bounds.
-                        Ok(Payload::Shared { .. }) => {}
+                        Ok(Payload::InRegion { .. }) => {}
                         Ok(Payload::Inline(bytes)) => {
                             if let Ok(v) = values::decode(&bytes) {
                                 let _ = values::from_value::<Value>(v, "result");

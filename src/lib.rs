@@ -257,17 +257,20 @@
 //!   more than a bound after a call. The whole policy is in one module,
 //!   `idle.rs`.
 //! - **Locks.** A panic while one of wasmpool's internal locks is held (a
-//!   bug) does not poison the pool: every lock recovers its guard, which is
-//!   sound because none is held across the user's code and none is left
-//!   half-updated (`locks.rs`).
+//!   bug) does not poison the pool: every lock recovers its guard. None is
+//!   held while the user's code runs (host functions, their arguments'
+//!   `Deserialize`, a call's data being dropped, a tracing subscriber), so
+//!   only wasmpool's own code can panic under one (`locks.rs`).
 //!
 //! The source follows these roles: `pool/` is the caller's side (calls,
-//! maps, the roster of workers, compiling), `worker/` the host's handle on
+//! maps, where calls run (`backend.rs`: the roster of workers, or a
+//! cluster's nodes), compiling), `worker/` the host's handle on
 //! one worker, `sync/` the registry of named primitives, `wire/` every
 //! message between host and worker, `values/` the serde ↔ WIT mapping,
 //! `runtime/` what runs inside a worker, `host/` the host functions,
-//! `idle.rs` the policy for giving memory back, and `platform/` every OS
-//! call and all of the crate's `unsafe`.
+//! `idle.rs` the policy for giving memory back, `locks.rs` the policy on
+//! poisoned locks, and `platform/` every OS call and all of the crate's
+//! `unsafe`.
 //!
 //! # Tracing
 //!

@@ -5,17 +5,28 @@
 //! each lock, one panic would fail every later call on the pool, from
 //! every task, for the pool's whole life.
 //!
-//! wasmpool's locks hold its own bookkeeping only: no lock is held while
-//! code of the crate's user runs (a [host function](crate::PoolBuilder::host_fn),
-//! the `Serialize` or `Deserialize` of a caller's type, a guest), and each
-//! critical section leaves its data consistent at every point where it can
-//! panic (an allocation failure, a bug): it mutates with single calls on
-//! std collections (`insert`, `remove`, `push`, `take`) rather than in
-//! steps that another section could see half done. So a poisoned lock's
-//! data is as consistent as after any other section, and [`Locked::locked`]
-//! takes the guard whether or not the lock is poisoned. The panic itself
-//! still reaches whoever awaited the work that panicked, as an error or a
-//! panic, as it would have without the lock.
+//! wasmpool's locks hold its own bookkeeping only, and no lock is held
+//! while code of the crate's user runs: a [host
+//! function](crate::PoolBuilder::host_fn) and the `Deserialize` of its
+//! arguments run when its future is polled, outside every lock; a call's
+//! [`data`](crate::Call::data), whose `Drop` is the user's, is dropped
+//! after the worker's locks; the registry of primitives traces its
+//! answers after its lock. So a panic under one of these locks is a bug of
+//! wasmpool's (or an allocation failure), in code that mutates the data
+//! with single calls on std collections (`insert`, `remove`, `push`,
+//! `take`, `extract_if`) where it can: a poisoned lock's data is then as
+//! consistent as after any other section, and [`Locked::locked`] takes the
+//! guard whether or not the lock is poisoned. Where a section takes
+//! several steps (the registry's hand-offs of a primitive between owners),
+//! a panic in the middle can leave that one primitive inconsistent, never
+//! the pool's other primitives, workers or calls: recovering keeps the
+//! rest of the pool serving, where `.expect(..)` would fail every later
+//! call on it. The panic itself still reaches whoever awaited the work
+//! that panicked, as an error or a panic.
+//!
+//! The tests poison a pool's central locks (its registry of primitives,
+//! its compiler, its roster) on purpose and check that it goes on serving
+//! (`tests/all/pool_lifecycle.rs`).
 //!
 //! The `Condvar` waits take the same policy through [`unpoisoned`].
 

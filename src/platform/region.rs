@@ -252,7 +252,7 @@ impl WorkerRegion {
         // half only in `scribble`, which takes `&mut self` and so cannot
         // run while the slice lives; the host writes it only between the
         // reply to one request and the next request, and the reply goes
-        // out through `answer`, which takes `&mut self` too. So the bytes
+        // out through `reply`, which takes `&mut self` too. So the bytes
         // do not change under the slice.
         Some(unsafe { std::slice::from_raw_parts(self.map.ptr.as_ptr().add(offset), len as usize) })
     }

@@ -21,8 +21,9 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
-    /// The cancel mode, unless the job's handle asked for a kill.
-    pub(super) fn on_cancel(&self) -> Cancel {
+    /// The cancel mode to apply now: `on_cancel`, unless the job's handle
+    /// asked for a kill.
+    pub(super) fn cancel_mode(&self) -> Cancel {
         match &self.job {
             Some(job) if job.kill_requested() => Cancel::Kill,
             _ => self.on_cancel,

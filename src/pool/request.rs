@@ -364,7 +364,7 @@ impl Target<'_> {
             worker: Some(worker),
             permit: Some(permit),
             id,
-            items: count as u64,
+            calls: count as u64,
             policy: policy.clone(),
         };
         let handed = Handed {
@@ -485,14 +485,14 @@ struct InFlight {
     permit: Option<OwnedSemaphorePermit>,
     id: u64,
     /// How many calls the request carries.
-    items: u64,
+    calls: u64,
     policy: Policy,
 }
 
 impl InFlight {
     /// The call overran its timeout and grace: kill the worker.
     fn kill(mut self) {
-        self.roster.count_calls(self.items);
+        self.roster.count_calls(self.calls);
         if let Some(worker) = self.worker.take() {
             self.roster.kill(worker);
         }
@@ -504,7 +504,7 @@ impl InFlight {
     fn reply(mut self, reply: Result<Reply, oneshot::error::RecvError>) -> Result<Delivery, Error> {
         match reply {
             Ok(Reply::Done(outcomes)) => {
-                let whole = outcomes.len() as u64 == self.items;
+                let whole = outcomes.len() as u64 == self.calls;
                 self.finish(whole);
                 Ok(Delivery::Outcomes(outcomes))
             }
@@ -529,7 +529,7 @@ impl InFlight {
 
     /// The call ended: the worker returns to the pool if it is alive.
     fn finish(mut self, alive: bool) {
-        self.roster.count_calls(self.items);
+        self.roster.count_calls(self.calls);
         if let (Some(worker), Some(permit)) = (self.worker.take(), self.permit.take())
             && alive
         {
@@ -543,8 +543,8 @@ impl Drop for InFlight {
         let (Some(worker), Some(permit)) = (self.worker.take(), self.permit.take()) else {
             return;
         };
-        self.roster.count_calls(self.items);
-        let on_cancel = self.policy.on_cancel();
+        self.roster.count_calls(self.calls);
+        let on_cancel = self.policy.cancel_mode();
         tracing::debug!(call = self.id, worker = worker.id, mode = ?on_cancel, "call dropped; cancelling");
         match on_cancel {
             Cancel::Kill if worker.is_process() => self.roster.kill(worker),

@@ -100,8 +100,8 @@ pub(super) async fn execute(
     } = item;
     let (pre, func, params) = match resolve(engine, linker, jobs, artifact, export, args) {
         Ok(r) => r,
-        Err(NotStarted::Call(e)) => return (Err(e), Leftover::unused(ready)),
-        Err(NotStarted::Load(e)) => return (Err(e), Leftover::Nothing),
+        Err(StartFailed::Call(e)) => return (Err(e), Leftover::unused(ready)),
+        Err(StartFailed::Load(e)) => return (Err(e), Leftover::Nothing),
     };
     let (mut store, instance, stdout, stderr, tail) = match ready {
         Some(r) => (r.store, Some(r.instance), r.stdout, r.stderr, r.tail),
@@ -150,7 +150,7 @@ pub(super) async fn execute(
 }
 
 /// Why a call could not start.
-enum NotStarted {
+enum StartFailed {
     /// The job did not load: an instance made ahead is of no use.
     Load(WireError),
     /// The function or its arguments are wrong: the job's instance made
@@ -166,13 +166,13 @@ fn resolve<'a>(
     artifact: &Artifact,
     export: &ExportPath,
     args: &'a [u8],
-) -> Result<(InstancePre<State>, Arc<Func>, Params<'a>), NotStarted> {
+) -> Result<(InstancePre<State>, Arc<Func>, Params<'a>), StartFailed> {
     let loaded = match jobs.entry(artifact.key.clone()) {
         Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(v) => v.insert(load(engine, linker, artifact).map_err(NotStarted::Load)?),
+        Entry::Vacant(v) => v.insert(load(engine, linker, artifact).map_err(StartFailed::Load)?),
     };
-    let func = loaded.func(export).map_err(NotStarted::Call)?;
-    let params = decode_args(args, &func).map_err(NotStarted::Call)?;
+    let func = loaded.func(export).map_err(StartFailed::Call)?;
+    let params = decode_args(args, &func).map_err(StartFailed::Call)?;
     Ok((loaded.pre.clone(), func, params))
 }
 

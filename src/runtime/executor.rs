@@ -157,7 +157,7 @@ impl Executor {
             }
             let args = match payload {
                 Payload::Inline(b) => b.as_slice(),
-                Payload::Shared { offset, len } => {
+                Payload::InRegion { offset, len } => {
                     match self.region.as_ref().and_then(|r| r.args(*offset, *len)) {
                         Some(args) => args,
                         None => {
@@ -351,7 +351,7 @@ fn encode_result(region: Option<&WorkerRegion>, value: &values::Value, at: &mut 
             let (offset, len) = w.written();
             if len >= INLINE_MAX as u64 {
                 *at += len;
-                return Payload::Shared { offset, len };
+                return Payload::InRegion { offset, len };
             }
             if let Some(small) = r.read(offset, len) {
                 return Payload::Inline(serde_bytes::ByteBuf::from(small));

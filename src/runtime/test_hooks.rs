@@ -26,7 +26,7 @@ pub(super) fn run(
             return (0..items)
                 .map(|_| {
                     (
-                        Ok(Payload::Shared {
+                        Ok(Payload::InRegion {
                             offset: *offset,
                             len: *len,
                         }),

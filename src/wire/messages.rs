@@ -22,7 +22,7 @@ pub(crate) struct Init {
     /// Compile this instead of serving calls, then exit.
     pub(crate) compile: Option<CompileOrder>,
     /// The size of the payload region the worker inherited (see
-    /// [`Payload::Shared`]), if it has one.
+    /// [`Payload::InRegion`]), if it has one.
     pub(crate) region: Option<u64>,
 }
 
@@ -36,7 +36,7 @@ pub(crate) struct Init {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Payload {
     Inline(serde_bytes::ByteBuf),
-    Shared { offset: u64, len: u64 },
+    InRegion { offset: u64, len: u64 },
 }
 
 /// The largest payload sent in a frame when a region is at hand.
@@ -132,7 +132,7 @@ impl<'a> PayloadRef<'a> {
     pub(crate) fn of(p: &'a Payload) -> PayloadRef<'a> {
         match p {
             Payload::Inline(b) => PayloadRef::Inline(serde_bytes::Bytes::new(b)),
-            Payload::Shared { offset, len } => PayloadRef::Shared {
+            Payload::InRegion { offset, len } => PayloadRef::InRegion {
                 offset: *offset,
                 len: *len,
             },
@@ -144,7 +144,7 @@ impl<'a> PayloadRef<'a> {
 #[derive(Debug, Serialize)]
 pub(crate) enum PayloadRef<'a> {
     Inline(&'a serde_bytes::Bytes),
-    Shared { offset: u64, len: u64 },
+    InRegion { offset: u64, len: u64 },
 }
 
 /// Calls of one exported function: usually one, several for a batch from

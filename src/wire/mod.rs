@@ -43,7 +43,7 @@ pub(crate) use messages::{EscapeAttempt, TestHook};
 pub(crate) use ops::{Answer, GuestOp, Kind};
 
 /// Bumped whenever a frame changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 8;
+pub(crate) const PROTOCOL_VERSION: u32 = 9;
 
 /// The largest frame either side accepts: 1 GiB.
 pub(crate) const MAX_FRAME: usize = 1 << 30;
@@ -162,7 +162,7 @@ mod tests {
             },
             items: vec![
                 Payload::Inline(serde_bytes::ByteBuf::from(vec![0x91, 0x02])),
-                Payload::Shared { offset: 8, len: 9 },
+                Payload::InRegion { offset: 8, len: 9 },
             ],
             options: CallOptions::default(),
         };

@@ -222,7 +222,7 @@ impl Shared {
                         Some(r) if b.len() >= INLINE_MAX && r.write_args(at, b) => {
                             let offset = at;
                             at += len;
-                            PayloadRef::Shared { offset, len }
+                            PayloadRef::InRegion { offset, len }
                         }
                         _ => PayloadRef::Inline(serde_bytes::Bytes::new(b)),
                     }
@@ -251,7 +251,7 @@ impl Shared {
             .map(|(result, report)| {
                 let result = result.and_then(|p| match p {
                     Payload::Inline(b) => Ok(b),
-                    Payload::Shared { offset, len } => {
+                    Payload::InRegion { offset, len } => {
                         let copy = self
                             .region
                             .as_ref()
