@@ -195,6 +195,9 @@ pub enum Limit {
     Fuel,
     /// The wasm stack.
     Stack,
+    /// The size of a call's result, encoded
+    /// ([`max_result_bytes`](crate::Call::max_result_bytes)).
+    Result,
 }
 
 impl fmt::Display for Limit {
@@ -203,6 +206,7 @@ impl fmt::Display for Limit {
             Limit::Memory => "memory",
             Limit::Fuel => "fuel",
             Limit::Stack => "wasm stack",
+            Limit::Result => "result size",
         })
     }
 }

@@ -347,8 +347,9 @@
 //! cap-std), [`env`](Call::env) and [`env_from_host`](Call::env_from_host),
 //! [`deterministic`](Call::deterministic) random numbers and clocks,
 //! [`stdout`](Call::stdout)/[`stderr`](Call::stderr) inherited, captured or
-//! discarded, [`timeout`](Call::timeout), [`max_memory`](Call::max_memory)
-//! and [`fuel`](Call::fuel). A limit exceeded fails with
+//! discarded, [`timeout`](Call::timeout), [`max_memory`](Call::max_memory),
+//! [`fuel`](Call::fuel) and
+//! [`max_result_bytes`](Call::max_result_bytes). A limit exceeded fails with
 //! [`ErrorKind::ResourceLimit`] and says which ([`Limit`]).
 //!
 //! # Platform support

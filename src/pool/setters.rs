@@ -22,6 +22,29 @@ macro_rules! call_option_setters {
             self
         }
 
+        /// The largest result the call may return, in bytes as it travels
+        /// (MessagePack-encoded: a `list<u8>` of n bytes is n plus a few).
+        /// A larger result fails in the worker, before it is sent, with
+        /// [`ErrorKind::ResourceLimit`](crate::ErrorKind::ResourceLimit)
+        /// and [`Limit::Result`](crate::Limit::Result); the worker is
+        /// kept. For [`map`](crate::Pool::map), each item's result.
+        /// Default: none.
+        ///
+        /// ```no_run
+        /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+        /// let err = pool
+        ///     .call::<Vec<u8>>(&job, "make-bytes", (1_000_000u32,))
+        ///     .max_result_bytes(64 * 1024)
+        ///     .await
+        ///     .unwrap_err();
+        /// assert_eq!(err.limit(), Some(wasmpool::Limit::Result));
+        /// # Ok(()) }
+        /// ```
+        pub fn max_result_bytes(mut self, bytes: u64) -> Self {
+            self.options.max_result = Some(bytes);
+            self
+        }
+
         /// The most linear memory the guest may grow to, in bytes. Growing
         /// past it fails in the guest; a guest that traps as a result fails
         /// with [`ErrorKind::ResourceLimit`](crate::ErrorKind::ResourceLimit) and

@@ -49,12 +49,13 @@ pub(super) struct Ready {
     pub(super) tail: Arc<Mutex<Vec<u8>>>,
 }
 
-/// The options that shape an instance's store: all but the timeout and the
-/// fuel budget, which are set per call.
+/// The options that shape an instance's store: all but the timeout, the
+/// fuel budget and the result limit, which are set per call.
 pub(super) fn store_options(options: &CallOptions) -> CallOptions {
     CallOptions {
         timeout: None,
         fuel: None,
+        max_result: None,
         ..options.clone()
     }
 }

@@ -199,7 +199,10 @@ impl Executor {
                     .block_on(execute(cx, item, ready, wake, &mut report));
             self.interrupts.end(options.timeout.is_some());
             self.port.item_ended();
-            let outcome = outcome.map(|v| encode_result(self.region.as_ref(), &v, &mut results_at));
+            let outcome = outcome.and_then(|v| {
+                let payload = encode_result(self.region.as_ref(), &v, &mut results_at);
+                within_limit(payload, options.max_result)
+            });
             outcomes.push((outcome, report));
             used = left;
         }
@@ -331,6 +334,29 @@ fn make_linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
 impl Drop for Executor {
     fn drop(&mut self) {
         self.interrupts.close();
+    }
+}
+
+/// `payload`, unless it is larger than `max` bytes: then the limit's
+/// error, and the result is not sent.
+fn within_limit(payload: Payload, max: Option<u64>) -> Result<Payload, WireError> {
+    let len = match &payload {
+        Payload::Inline(bytes) => bytes.len() as u64,
+        Payload::InRegion { len, .. } => *len,
+    };
+    match max {
+        Some(max) if len > max => {
+            let mut w = WireError::new(
+                ErrorKind::ResourceLimit,
+                format!(
+                    "the result is {len} bytes encoded, over the limit of {max} bytes \
+                     (max_result_bytes)"
+                ),
+            );
+            w.limit = Some(crate::error::Limit::Result);
+            Err(w)
+        }
+        _ => Ok(payload),
     }
 }
 

@@ -1,10 +1,13 @@
-//! Timeouts and memory limits: the call fails with its own error kind and
-//! the worker survives to serve the next call.
+//! Timeouts, memory and result-size limits: the call fails with its own
+//! error kind and the worker survives to serve the next call.
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use serde_bytes::ByteBuf;
+
 use crate::common::{job, pool};
-use wasmpool::{ErrorKind, Limit, Pool};
+use wasmpool::{ErrorKind, Limit, Pool, WorkerKind};
 
 #[tokio::test]
 async fn a_spinning_guest_times_out_and_its_worker_is_reused() {
@@ -251,4 +254,67 @@ async fn a_worker_deaf_to_a_cancel_is_killed_after_the_grace() {
     // The next call waited for the place, not for the stall.
     let n: u64 = pool.run(&fib, "fib", (10u64,)).await.unwrap();
     assert_eq!(n, 55);
+}
+
+#[tokio::test]
+async fn a_result_over_its_limit_fails_in_the_worker_which_is_kept() {
+    let echo = job(wasmpool_guests::ECHO);
+    let bytes = |n: usize| ByteBuf::from(vec![7u8; n]);
+    for kind in [WorkerKind::Process, WorkerKind::Thread] {
+        // 100 KiB: past the size that goes through the payload region.
+        let limit = 100 << 10;
+        let pool = Pool::builder()
+            .workers(1)
+            .worker_kind(kind)
+            .max_result_bytes(limit)
+            .build()
+            .unwrap();
+        let small: ByteBuf = pool.run(&echo, "echo-bytes", (bytes(1000),)).await.unwrap();
+        assert_eq!(small.len(), 1000);
+        let pids = pool.worker_pids();
+        // Inline (a pipe frame) and through the region, with the pool's
+        // limit.
+        for n in [limit as usize + 1, 1 << 20] {
+            let e = pool
+                .run::<ByteBuf>(&echo, "echo-bytes", (bytes(n),))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ResourceLimit, "{kind:?} {n}: {e}");
+            assert_eq!(e.limit(), Some(Limit::Result));
+            assert!(e.to_string().contains("max_result_bytes"), "{e}");
+        }
+        // A call's own limit, above the pool's, lets it through.
+        let big: ByteBuf = pool
+            .call(&echo, "echo-bytes", (bytes(1 << 20),))
+            .max_result_bytes(2 << 20)
+            .await
+            .unwrap();
+        assert_eq!(big.len(), 1 << 20);
+        // And one below it stops a result the pool's would let through.
+        let e = pool
+            .call::<ByteBuf>(&echo, "echo-bytes", (bytes(1000),))
+            .max_result_bytes(100)
+            .await
+            .unwrap_err();
+        assert_eq!(e.limit(), Some(Limit::Result), "{e}");
+        // In a map, each item's result.
+        let sizes = [10usize, 200 << 10, 10];
+        let results: Vec<_> = pool
+            .map::<_, ByteBuf, _>(&echo, "echo-bytes", sizes.iter().map(|&n| (bytes(n),)))
+            .collect()
+            .await;
+        assert_eq!(results[0].as_ref().unwrap().len(), 10);
+        let e = results[1].as_ref().unwrap_err();
+        assert_eq!(e.limit(), Some(Limit::Result), "{e}");
+        assert_eq!(results[2].as_ref().unwrap().len(), 10);
+        // The worker served all of it.
+        let stats = pool.statistics();
+        assert_eq!(
+            (stats.spawned, stats.crashed, stats.killed),
+            (1, 0, 0),
+            "{kind:?}"
+        );
+        assert_eq!(pool.worker_pids(), pids);
+        pool.shutdown().await;
+    }
 }
