@@ -198,6 +198,9 @@ pub enum Limit {
     /// The size of a call's result, encoded
     /// ([`max_result_bytes`](crate::Call::max_result_bytes)).
     Result,
+    /// What a guest wrote to its stdout or stderr
+    /// ([`max_output_bytes`](crate::Call::max_output_bytes)).
+    Output,
 }
 
 impl fmt::Display for Limit {
@@ -207,6 +210,7 @@ impl fmt::Display for Limit {
             Limit::Fuel => "fuel",
             Limit::Stack => "wasm stack",
             Limit::Result => "result size",
+            Limit::Output => "output",
         })
     }
 }

@@ -91,12 +91,14 @@ pub enum Stdio {
     Inherit,
     /// Into a buffer returned with the result by
     /// [`Call::report`](crate::Call::report), up to
-    /// [`CAPTURE_LIMIT`](crate::CAPTURE_LIMIT) bytes; writes past it fail in
-    /// the guest.
+    /// [`CAPTURE_LIMIT`](crate::CAPTURE_LIMIT) bytes or the call's
+    /// [`max_output_bytes`](crate::Call::max_output_bytes); writes past it
+    /// fail in the guest.
     Capture,
     /// Nowhere.
     Discard,
 }
 
-/// The most a captured stream holds: 16 MiB.
+/// The most a captured stream holds unless the call sets its own
+/// [`max_output_bytes`](crate::Call::max_output_bytes): 16 MiB.
 pub const CAPTURE_LIMIT: usize = 16 << 20;

@@ -45,6 +45,21 @@ macro_rules! call_option_setters {
             self
         }
 
+        /// The most the guest may write to each of its stdout and stderr
+        /// during the call, in bytes, whether they are inherited or
+        /// captured. A write past it fails in the guest; a guest that
+        /// traps as a result (a Rust guest's `println!` panics) fails with
+        /// [`ErrorKind::ResourceLimit`](crate::ErrorKind::ResourceLimit)
+        /// and [`Limit::Output`](crate::Limit::Output), and the worker is
+        /// kept. A guest that ignores the failed write goes on, its output
+        /// cut short. Default: [`CAPTURE_LIMIT`](crate::CAPTURE_LIMIT)
+        /// for a captured stream, none for an inherited one; a discarded
+        /// stream is never limited.
+        pub fn max_output_bytes(mut self, bytes: u64) -> Self {
+            self.options.max_output = Some(bytes);
+            self
+        }
+
         /// The most linear memory the guest may grow to, in bytes. Growing
         /// past it fails in the guest; a guest that traps as a result fails
         /// with [`ErrorKind::ResourceLimit`](crate::ErrorKind::ResourceLimit) and

@@ -111,6 +111,8 @@ pub(super) async fn execute(
             Err(e) => return (Err(e), Leftover::Nothing),
         },
     };
+    stdout.begin_call();
+    stderr.begin_call();
     let fuel = match arm(&mut store, engine, &tail, options) {
         Ok(fuel) => fuel,
         Err(e) => return (Err(e), Leftover::Store(store)),
@@ -144,7 +146,21 @@ pub(super) async fn execute(
         // A failed instance is never reused; the caller drops it after it
         // has answered.
         Err(e) => {
-            let e = failure(e, &store, &tail, interrupts, id, options);
+            let mut e = failure(e, &store, &tail, interrupts, id, options);
+            // A guest that trapped after a write past its output limit
+            // failed because of the limit.
+            let over = [&stdout, &stderr].into_iter().find(|o| o.went_over());
+            if let Some(out) = over
+                && e.kind == ErrorKind::Trap
+            {
+                e.kind = ErrorKind::ResourceLimit;
+                e.limit = Some(crate::error::Limit::Output);
+                e.message = format!(
+                    "the guest wrote more than its output limit of {} bytes ({})",
+                    out.limit().unwrap_or_default(),
+                    e.message
+                );
+            }
             (Err(e), Leftover::Store(store))
         }
     }

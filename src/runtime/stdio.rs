@@ -6,6 +6,7 @@
 use crate::locks::Locked as _;
 use std::io::Write;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -29,16 +30,49 @@ pub(crate) struct GuestOutput {
     captured: Arc<Mutex<Vec<u8>>>,
     /// The last `tail_cap` bytes, whatever the mode.
     tail: Option<(Arc<Mutex<Vec<u8>>>, usize)>,
+    /// The most the call may write, if anything bounds it.
+    limit: Option<usize>,
+    /// What the call has written (or tried to), and whether it went past
+    /// `limit`.
+    written: Arc<AtomicUsize>,
+    over: Arc<AtomicBool>,
 }
 
 impl GuestOutput {
-    pub(crate) fn new(fd: Fd, mode: Stdio) -> GuestOutput {
+    /// A stream in `mode`, bounded by `max` bytes per call: by default, a
+    /// captured one by [`CAPTURE_LIMIT`], an inherited one not at all.
+    pub(crate) fn new(fd: Fd, mode: Stdio, max: Option<u64>) -> GuestOutput {
+        let max = max.map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+        let limit = match mode {
+            Stdio::Capture => Some(max.unwrap_or(CAPTURE_LIMIT)),
+            Stdio::Inherit => max,
+            Stdio::Discard => None,
+        };
         GuestOutput {
             fd,
             mode,
             captured: Arc::default(),
             tail: None,
+            limit,
+            written: Arc::default(),
+            over: Arc::default(),
         }
+    }
+
+    /// Starts counting a new call's output.
+    pub(crate) fn begin_call(&self) {
+        self.written.store(0, Ordering::Relaxed);
+        self.over.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the call tried to write past its limit.
+    pub(crate) fn went_over(&self) -> bool {
+        self.over.load(Ordering::Relaxed)
+    }
+
+    /// The limit, for messages.
+    pub(crate) fn limit(&self) -> Option<usize> {
+        self.limit
     }
 
     /// Also keep the last `cap` bytes in `tail`.
@@ -61,20 +95,27 @@ impl GuestOutput {
                 tail.drain(..cut);
             }
         }
+        if let Some(limit) = self.limit {
+            let total = self.written.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+            if total > limit {
+                self.over.store(true, Ordering::Relaxed);
+                let stream = match self.fd {
+                    Fd::Stdout => "stdout",
+                    Fd::Stderr => "stderr",
+                };
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!("{stream} is over its limit of {limit} bytes (max_output_bytes)"),
+                ));
+            }
+        }
         match self.mode {
             Stdio::Inherit => match self.fd {
                 Fd::Stdout => std::io::stdout().write_all(bytes),
                 Fd::Stderr => std::io::stderr().write_all(bytes),
             },
             Stdio::Capture => {
-                let mut buf = self.captured.locked();
-                if buf.len() + bytes.len() > CAPTURE_LIMIT {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::StorageFull,
-                        "captured output is over its limit",
-                    ));
-                }
-                buf.extend_from_slice(bytes);
+                self.captured.locked().extend_from_slice(bytes);
                 Ok(())
             }
             Stdio::Discard => Ok(()),

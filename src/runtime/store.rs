@@ -138,8 +138,9 @@ pub(super) fn new_store(
     options: &CallOptions,
 ) -> Result<NewStore, WireError> {
     let tail = Arc::new(Mutex::new(Vec::new()));
-    let stdout = GuestOutput::new(Fd::Stdout, options.stdout);
-    let stderr = GuestOutput::new(Fd::Stderr, options.stderr).with_tail(tail.clone(), STDERR_TAIL);
+    let stdout = GuestOutput::new(Fd::Stdout, options.stdout, options.max_output);
+    let stderr = GuestOutput::new(Fd::Stderr, options.stderr, options.max_output)
+        .with_tail(tail.clone(), STDERR_TAIL);
     let wasi = wasi_ctx(options, &stdout, &stderr)?;
     let mut store = Store::new(
         engine,

@@ -186,6 +186,9 @@ pub(crate) struct CallOptions {
     pub(crate) stderr: Stdio,
     /// Seed for deterministic random numbers and clocks.
     pub(crate) deterministic: Option<u64>,
+    /// The most each output stream (stdout, stderr) takes, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_output: Option<u64>,
     /// The largest result the worker sends, in encoded bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) max_result: Option<u64>,

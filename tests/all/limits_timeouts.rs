@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use serde_bytes::ByteBuf;
 
 use crate::common::{job, pool};
-use wasmpool::{ErrorKind, Limit, Pool, WorkerKind};
+use wasmpool::{ErrorKind, Limit, Pool, Stdio, WorkerKind};
 
 #[tokio::test]
 async fn a_spinning_guest_times_out_and_its_worker_is_reused() {
@@ -315,6 +315,56 @@ async fn a_result_over_its_limit_fails_in_the_worker_which_is_kept() {
             "{kind:?}"
         );
         assert_eq!(pool.worker_pids(), pids);
+        pool.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn output_past_its_limit_fails_the_call_and_the_worker_is_kept() {
+    let faults = job(wasmpool_guests::FAULTS);
+    for kind in [WorkerKind::Process, WorkerKind::Thread] {
+        let pool = Pool::builder()
+            .workers(1)
+            .worker_kind(kind)
+            .build()
+            .unwrap();
+        // Captured: within the limit, all of it comes back.
+        let out = pool
+            .call::<u64>(&faults, "flood", (5000u64,))
+            .stdout(Stdio::Capture)
+            .max_output_bytes(10_000)
+            .report()
+            .await
+            .unwrap();
+        assert_eq!(out.value, 5000);
+        assert_eq!(out.stdout.map(|s| s.len()), Some(5000));
+        // Past it, captured or inherited, the guest's write fails, and its
+        // panic is the limit's error.
+        for mode in [Stdio::Capture, Stdio::Inherit] {
+            let e = pool
+                .call::<u64>(&faults, "flood", (1u64 << 20,))
+                .stdout(mode)
+                .max_output_bytes(1000)
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ResourceLimit, "{kind:?} {mode:?}: {e}");
+            assert_eq!(e.limit(), Some(Limit::Output));
+            assert!(e.to_string().contains("output limit of 1000 bytes"), "{e}");
+        }
+        // A discarded stream is never limited.
+        let n: u64 = pool
+            .call(&faults, "flood", (1u64 << 20,))
+            .stdout(Stdio::Discard)
+            .max_output_bytes(1000)
+            .await
+            .unwrap();
+        assert_eq!(n, 1 << 20);
+        let stats = pool.statistics();
+        assert_eq!(
+            (stats.spawned, stats.crashed, stats.killed),
+            (1, 0, 0),
+            "{kind:?}"
+        );
         pool.shutdown().await;
     }
 }

@@ -17,6 +17,22 @@ fn deep(n: u64) -> u64 {
 }
 
 impl Guest for Faults {
+    fn flood(bytes: u64) -> u64 {
+        let line = [b'x'; 63];
+        let mut out = std::io::stdout().lock();
+        let mut written = 0u64;
+        while written < bytes {
+            let n = (bytes - written).min(64) as usize;
+            let mut chunk = line[..n - 1].to_vec();
+            chunk.push(b'\n');
+            std::io::Write::write_all(&mut out, &chunk)
+                .unwrap_or_else(|e| panic!("writing to stdout: {e}"));
+            written += n as u64;
+        }
+        std::io::Write::flush(&mut out).unwrap_or_else(|e| panic!("flushing stdout: {e}"));
+        written
+    }
+
     fn unreachable() {
         core::arch::wasm32::unreachable()
     }
