@@ -348,8 +348,8 @@
 //! [`deterministic`](Call::deterministic) random numbers and clocks,
 //! [`stdout`](Call::stdout)/[`stderr`](Call::stderr) inherited, captured or
 //! discarded, [`timeout`](Call::timeout), [`max_memory`](Call::max_memory),
-//! [`fuel`](Call::fuel) and
-//! [`max_result_bytes`](Call::max_result_bytes). A limit exceeded fails with
+//! [`fuel`](Call::fuel), [`max_result_bytes`](Call::max_result_bytes) and
+//! [`max_output_bytes`](Call::max_output_bytes). A limit exceeded fails with
 //! [`ErrorKind::ResourceLimit`] and says which ([`Limit`]).
 //!
 //! # Platform support
