@@ -42,6 +42,7 @@ pub use builder::PoolBuilder;
 pub use call::{Call, Output};
 pub use cancel::CancelHandle;
 pub use job_handle::JobHandle;
+#[cfg(feature = "cluster")]
 pub(crate) use job_handle::JobLink;
 #[cfg(feature = "cluster")]
 pub use remote::NodeInfo;
@@ -58,6 +59,7 @@ use crate::worker::{Books as _, Grants};
 use backend::Backend;
 use call::{Args, encode_args};
 use compile::Compiler;
+#[cfg(feature = "cluster")]
 pub(crate) use policy::Policy;
 
 /// A pool of worker processes that run component calls.
