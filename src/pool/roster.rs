@@ -194,20 +194,15 @@ impl Roster {
                     break;
                 }
             }
-            match found {
-                Some(w) => Ok(w),
-                // The permit held counts the worker about to start.
-                None => {
-                    let full = house.idle.len() + self.in_use() > self.workers.get();
-                    Err((full && !house.idle.is_empty()).then(|| house.idle.remove(0)))
-                }
+            // `house` is released before `gone` drops, on either way out.
+            if let Some(w) = found {
+                return Ok(w);
             }
+            // The permit held counts the worker about to start.
+            let full = house.idle.len() + self.in_use() > self.workers.get();
+            (full && !house.idle.is_empty()).then(|| house.idle.remove(0))
         };
         drop(gone);
-        let evicted = match evicted {
-            Ok(found) => return Ok(found),
-            Err(evicted) => evicted,
-        };
         if let Some(w) = evicted {
             tracing::debug!(
                 worker = w.id,
