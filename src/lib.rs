@@ -409,6 +409,7 @@ mod options;
 mod platform;
 mod pool;
 mod runtime;
+mod shares;
 mod sync;
 mod values;
 mod wire;
@@ -426,6 +427,7 @@ pub use options::{
 pub use pool::{
     Call, CancelHandle, JobHandle, Output, Pool, PoolBuilder, Statistics, default_pool, run,
 };
+pub use shares::TenantStatistics;
 pub use sync::{
     Barrier, Condition, ConditionGuard, Event, JOB_CHANNEL_CAPACITY, Lock, LockGuard, Queue,
     Semaphore, SemaphorePermit,

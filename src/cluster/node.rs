@@ -587,6 +587,7 @@ impl NodeState {
             grace,
             job: Some(link),
             data: Some(route),
+            tenant: None,
         };
         let run = self.pool.run_order(&job, &func, items, options, policy);
         let Some(bridge) = bridge else {

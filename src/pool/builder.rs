@@ -1,6 +1,7 @@
 //! [`PoolBuilder`]: a pool's settings, checked and taken apart by
 //! [`build`](PoolBuilder::build).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::num::{NonZeroU64, NonZeroUsize};
@@ -21,6 +22,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, ErrorKind};
 use crate::host::{BoxError, HostContext, HostFns};
 use crate::options::{Cancel, WorkerKind};
+use crate::shares::TenantSetup;
 use crate::sync::Registry;
 use crate::wire::{CallOptions, Preopen, Sandbox};
 use crate::worker::Spec;
@@ -47,6 +49,8 @@ pub struct PoolBuilder {
     pub(super) host_fns: HostFns,
     pub(super) confine: bool,
     pub(super) payload_region: bool,
+    /// The tenants with a weight or a cap of their own.
+    pub(super) tenants: BTreeMap<String, TenantSetup>,
     /// The NATS server of a cluster pool.
     #[cfg(feature = "cluster")]
     pub(super) nats: Option<String>,
@@ -72,6 +76,7 @@ impl fmt::Debug for PoolBuilder {
             host_fns,
             confine,
             payload_region,
+            tenants,
             #[cfg(feature = "cluster")]
                 nats: _,
         } = self;
@@ -93,6 +98,7 @@ impl fmt::Debug for PoolBuilder {
             .field("host_fns", host_fns)
             .field("confine", confine)
             .field("payload_region", payload_region)
+            .field("tenants", tenants)
             .finish()
     }
 }
@@ -207,6 +213,51 @@ impl PoolBuilder {
     /// ```
     pub fn retire_above(mut self, bytes: u64) -> Self {
         self.retire_above = Some(bytes);
+        self
+    }
+
+    /// Tenant `key`'s share of the workers, relative to the other
+    /// tenants' (see [`Call::tenant`](crate::Call::tenant)). While several
+    /// tenants have calls waiting, free workers go to them in proportion
+    /// to their weights. Default: 1 for every tenant, the default one
+    /// (key `""`) included.
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails with [`ErrorKind::Config`] for a
+    /// weight of 0, or on a cluster pool.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmpool::Error> {
+    /// // "paying" gets three workers for each one of "free".
+    /// let pool = wasmpool::Pool::builder()
+    ///     .tenant_weight("paying", 3)
+    ///     .tenant_weight("free", 1)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn tenant_weight(mut self, key: impl Into<String>, weight: u32) -> Self {
+        self.tenants.entry(key.into()).or_default().weight = Some(weight);
+        self
+    }
+
+    /// The most calls of tenant `key` that hold a worker at once; its
+    /// other calls wait, even with workers idle. Default: no cap, beyond
+    /// the pool's size.
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails with [`ErrorKind::Config`] for a cap
+    /// of 0, or on a cluster pool.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmpool::Error> {
+    /// // "trial" never holds more than one of the eight workers.
+    /// let pool = wasmpool::Pool::builder().workers(8).tenant_limit("trial", 1).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn tenant_limit(mut self, key: impl Into<String>, calls: usize) -> Self {
+        self.tenants.entry(key.into()).or_default().limit = Some(calls);
         self
     }
 
@@ -448,6 +499,7 @@ impl PoolBuilder {
             host_fns,
             confine,
             payload_region,
+            tenants,
             #[cfg(feature = "cluster")]
             nats,
         } = self;
@@ -468,6 +520,7 @@ impl PoolBuilder {
                 "max_wasm_stack must be at least 64 KiB",
             ));
         }
+        let tenants = check_tenants(tenants)?;
         let host_fns = Arc::new(host_fns);
         let sync = Arc::new(Registry::default());
         #[cfg(feature = "cluster")]
@@ -483,6 +536,11 @@ impl PoolBuilder {
         // A cluster pool's directories are the nodes'.
         if cluster.is_none() {
             check_preopens(&options.preopens)?;
+        } else if !tenants.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "tenant_weight and tenant_limit are for a local pool: a cluster's nodes serve calls first come first served",
+            ));
         }
         let program = match worker_program {
             Some(p) => p,
@@ -533,6 +591,7 @@ impl PoolBuilder {
                 retire_above,
                 spec,
                 registry: sync.clone(),
+                tenants,
             })?),
         };
         let inner = Arc::new(PoolInner {
@@ -561,4 +620,25 @@ pub(super) fn check_preopens(preopens: &[Preopen]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The tenants set up on a builder, checked: no weight or cap of 0.
+fn check_tenants(
+    tenants: BTreeMap<String, TenantSetup>,
+) -> Result<Vec<(String, TenantSetup)>, Error> {
+    for (key, setup) in &tenants {
+        if setup.weight == Some(0) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("tenant {key:?}: a weight must be at least 1"),
+            ));
+        }
+        if setup.limit == Some(0) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("tenant {key:?}: a cap on calls in flight must be at least 1"),
+            ));
+        }
+    }
+    Ok(tenants.into_iter().collect())
 }

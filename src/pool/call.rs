@@ -70,6 +70,8 @@ pub struct Call<'a, R> {
     pub(super) link: Option<Arc<JobLink>>,
     /// What the call's host functions see ([`Call::data`]).
     pub(super) data: Option<Arc<dyn Any + Send + Sync>>,
+    /// Whose share of the workers it takes ([`Call::tenant`]).
+    pub(super) tenant: Option<Arc<str>>,
     pub(super) _result: PhantomData<fn() -> R>,
 }
 
@@ -87,6 +89,7 @@ impl<R> fmt::Debug for Call<'_, R> {
             cancel,
             link: _,
             data,
+            tenant,
             _result,
         } = self;
         f.debug_struct("Call")
@@ -98,12 +101,40 @@ impl<R> fmt::Debug for Call<'_, R> {
             .field("grace", grace)
             .field("cancelled", &cancel.cancelled.load(Ordering::Relaxed))
             .field("has_data", &data.is_some())
+            .field("tenant", tenant)
             .finish()
     }
 }
 
 impl<R> Call<'_, R> {
     call_option_setters!();
+
+    /// The tenant whose share of the workers this call takes. Calls wait
+    /// for a worker first come first served within a tenant; across
+    /// tenants, free workers go to the tenants with calls waiting in
+    /// proportion to their weights
+    /// ([`PoolBuilder::tenant_weight`](crate::PoolBuilder::tenant_weight),
+    /// 1 by default), so a tenant with a deep backlog delays another's
+    /// next call by about one call's duration, not by its backlog. Calls
+    /// that name no tenant share the default one, whose key is `""`.
+    /// [`Pool::statistics`] reports each tenant's calls.
+    ///
+    /// Each key the pool has seen keeps a few counters for the pool's
+    /// life. A cluster pool's nodes serve its calls first come first
+    /// served, whatever their tenant.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// let n: u64 = pool.call(&job, "fib", (30u64,)).tenant("customer-42").await?;
+    /// let mine = pool.statistics().tenants.into_iter().find(|t| t.name == "customer-42");
+    /// assert_eq!(mine.map(|t| t.done), Some(1));
+    /// # Ok(()) }
+    /// ```
+    pub fn tenant(mut self, key: impl Into<String>) -> Self {
+        let key: String = key.into();
+        self.tenant = (!key.is_empty()).then(|| key.into());
+        self
+    }
 
     /// A handle that cancels this call from anywhere without dropping its
     /// future. See [`CancelHandle`].
@@ -207,6 +238,7 @@ impl<R: Send + 'static> Call<'_, R> {
             grace,
             cancel: flag,
             data,
+            tenant,
             ..
         } = self;
         JobHandle::spawn(registry, channel, cancel, move |link| {
@@ -223,6 +255,7 @@ impl<R: Send + 'static> Call<'_, R> {
                     cancel: flag,
                     link: Some(link),
                     data,
+                    tenant,
                     _result: PhantomData,
                 };
                 call.execute().await.map(|out| out.value)
@@ -296,6 +329,7 @@ impl<'a, R: Send + 'a> Call<'a, R> {
             cancel,
             link,
             data,
+            tenant,
             _result,
         } = self;
         // A dynamic call's arguments are typed against the function's
@@ -312,6 +346,7 @@ impl<'a, R: Send + 'a> Call<'a, R> {
             grace,
             job: link,
             data,
+            tenant,
         };
         // The pool's own preopens were checked when it was built; only
         // those this call added are checked here, so that a pool with

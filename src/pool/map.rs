@@ -148,6 +148,7 @@ impl Pool {
                 grace: inner.grace,
                 job: None,
                 data: None,
+                tenant: None,
             };
             async move {
                 let count = items.len();

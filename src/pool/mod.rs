@@ -53,6 +53,7 @@ use crate::error::Error;
 use crate::host::HostFns;
 use crate::job::Job;
 use crate::options::{Cancel, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, WorkerKind};
+use crate::shares::TenantStatistics;
 use crate::sync::Registry;
 use crate::wire::CallOptions;
 use crate::worker::{Books as _, Grants};
@@ -112,7 +113,7 @@ pub(crate) struct PoolInner {
 }
 
 /// A snapshot of a pool's counters, from [`Pool::statistics`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Statistics {
     /// The most workers the pool runs at once.
@@ -130,6 +131,9 @@ pub struct Statistics {
     pub killed: u64,
     /// Calls that reached a worker and ended, whatever the outcome.
     pub calls: u64,
+    /// Each tenant's calls ([`Call::tenant`]): the default tenant first,
+    /// then the others by key. Empty for a cluster pool.
+    pub tenants: Vec<TenantStatistics>,
 }
 
 impl Pool {
@@ -185,6 +189,7 @@ impl Pool {
             host_fns: HostFns::default(),
             confine: true,
             payload_region: true,
+            tenants: std::collections::BTreeMap::new(),
             #[cfg(feature = "cluster")]
             nats: None,
         }
@@ -311,6 +316,7 @@ impl Pool {
             cancel: Arc::default(),
             link: None,
             data: None,
+            tenant: None,
             _result: PhantomData,
         }
     }
@@ -367,7 +373,7 @@ impl Pool {
         let mut held = Vec::new();
         let grants = Grants::of(&self.handle.inner.options.preopens);
         for _ in 0..n.min(roster.size().get()) {
-            let permit = roster.permit().await?;
+            let permit = roster.warming_permit().await?;
             let worker = roster
                 .checkout(&grants, self.handle.inner.compiler.default_memory_cow())
                 .await?;

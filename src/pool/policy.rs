@@ -18,6 +18,9 @@ pub(crate) struct Policy {
     pub(crate) job: Option<Arc<JobLink>>,
     /// What the call's host functions see.
     pub(crate) data: Option<Arc<dyn Any + Send + Sync>>,
+    /// Whose share of the workers the call takes; `None` for the default
+    /// tenant.
+    pub(crate) tenant: Option<Arc<str>>,
 }
 
 impl Policy {

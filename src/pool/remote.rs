@@ -312,6 +312,8 @@ impl Caller {
             grace,
             job: link,
             data,
+            // The nodes serve a cluster's orders first come first served.
+            tenant: _,
         } = policy;
         let linked = self.linked().await?;
         self.upload(linked, job).await?;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
 use super::PoolInner;
@@ -26,6 +26,7 @@ use crate::error::{Error, ErrorKind};
 use crate::host::Scope;
 use crate::job::Job;
 use crate::options::Cancel;
+use crate::shares::Permit;
 use crate::wire::{CallOptions, CallRequest, Outcome, Payload, Report, WireError};
 use crate::worker::{Abandoned, Books as _, Grants, Reply, Worker};
 
@@ -244,7 +245,7 @@ impl PoolInner {
             Grants::default()
         };
         let memory_cow = checked.compiled.memory_cow();
-        let permit = roster.permit().await?;
+        let permit = roster.permit(policy.tenant.as_deref()).await?;
         let worker = roster.checkout(&grants, memory_cow).await?;
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let span = tracing::Span::current();
@@ -308,7 +309,7 @@ impl Target<'_> {
         &self,
         req: CallRequest,
         worker: Worker,
-        permit: OwnedSemaphorePermit,
+        permit: Permit,
         policy: Policy,
     ) -> Result<Replied, Error> {
         let mut attempt = (req, worker, permit);
@@ -342,7 +343,7 @@ impl Target<'_> {
         &self,
         req: CallRequest,
         worker: Worker,
-        permit: OwnedSemaphorePermit,
+        permit: Permit,
         policy: &Policy,
     ) -> (Handed, Option<Arc<Scope>>, InFlight) {
         if let Some(job) = &policy.job {
@@ -429,7 +430,7 @@ enum Delivery {
     Outcomes(Vec<Outcome>),
     /// The worker died before it took the request; the right to a worker
     /// is kept for another.
-    NotStarted(Error, OwnedSemaphorePermit),
+    NotStarted(Error, Permit),
 }
 
 /// The results of a request's items: each item's early error, or the
@@ -482,7 +483,7 @@ fn host_error(w: WireError, scope: Option<&Scope>) -> Error {
 struct InFlight {
     roster: Arc<Roster>,
     worker: Option<Worker>,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Permit>,
     id: u64,
     /// How many calls the request carries.
     calls: u64,

@@ -1,4 +1,4 @@
-//! The pool's roster of workers: the FIFO limiter, the LIFO idle list, the
+//! The pool's roster of workers: the fair-share limiter, the LIFO idle list, the
 //! live workers, the counters, and the `wasmpool-housekeeper` thread that
 //! retires idle workers and kills those whose interrupted call overran its
 //! grace period.
@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
 use super::Statistics;
 use crate::error::{Error, ErrorKind};
 use crate::idle::{self, GIVE_BACK_AFTER};
 use crate::options::WorkerKind;
+use crate::shares::{Permit, Shares, TenantSetup};
 use crate::sync::Registry;
 use crate::worker::{Books, Exit, Grants, Shared, Spec, Worker};
 
@@ -30,6 +31,8 @@ pub(super) struct RosterSettings {
     pub(super) retire_above: Option<u64>,
     pub(super) spec: Spec,
     pub(super) registry: Arc<Registry>,
+    /// The tenants with a weight or a cap of their own.
+    pub(super) tenants: Vec<(String, TenantSetup)>,
 }
 
 pub(crate) struct Roster {
@@ -43,8 +46,9 @@ pub(crate) struct Roster {
     retire_above: Option<u64>,
     spec: Spec,
     registry: Arc<Registry>,
-    /// FIFO: a permit is the right to hold a worker.
-    semaphore: Arc<Semaphore>,
+    /// A permit is the right to hold a worker: FIFO within a tenant, fair
+    /// shares across tenants.
+    shares: Arc<Shares>,
     /// What the housekeeper looks after.
     house: Mutex<House>,
     /// Wakes the housekeeper (paired with `house`).
@@ -95,6 +99,7 @@ impl Roster {
             retire_above,
             spec,
             registry,
+            tenants,
         } = settings;
         let roster = Arc::new(Roster {
             workers,
@@ -104,7 +109,7 @@ impl Roster {
             retire_above,
             spec,
             registry,
-            semaphore: Arc::new(Semaphore::new(workers.get())),
+            shares: Shares::new(workers.get(), &tenants),
             house: Mutex::default(),
             bell: Condvar::new(),
             unarmed: AtomicBool::new(false),
@@ -149,17 +154,24 @@ impl Roster {
         self.house.locked()
     }
 
-    /// Waits for the right to hold a worker, first come first served.
+    /// Waits for the right to hold a worker for a call of `tenant`: first
+    /// come first served within the tenant, fair shares across tenants.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future gives up the place in the queue.
-    pub(super) async fn permit(&self) -> Result<OwnedSemaphorePermit, Error> {
-        self.semaphore
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::closed())
+    pub(super) async fn permit(&self, tenant: Option<&str>) -> Result<Permit, Error> {
+        self.shares.acquire(tenant).await
+    }
+
+    /// Waits for the right to hold a worker that serves no call (a worker
+    /// being warmed).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future gives up the place in the queue.
+    pub(super) async fn warming_permit(&self) -> Result<Permit, Error> {
+        self.shares.acquire_uncounted().await
     }
 
     /// Takes the most recently used idle worker that can reach exactly the
@@ -216,7 +228,7 @@ impl Roster {
     /// Workers held by calls (or being started for them): one per permit
     /// taken.
     fn in_use(&self) -> usize {
-        self.workers.get() - self.semaphore.available_permits()
+        self.shares.in_use(self.workers.get())
     }
 
     /// Starts a new worker that can reach `grants`, with copy-on-write
@@ -281,6 +293,7 @@ impl Roster {
             crashed: self.crashed.load(Ordering::Relaxed),
             killed: self.killed.load(Ordering::Relaxed),
             calls: self.calls.load(Ordering::Relaxed),
+            tenants: self.shares.statistics(),
         }
     }
 
@@ -297,7 +310,7 @@ impl Roster {
     /// Stops new calls and lets idle workers exit.
     pub(super) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        self.semaphore.close();
+        self.shares.close();
         let idle = std::mem::take(&mut self.house().idle);
         drop(idle);
         self.bell.notify_one();
@@ -421,7 +434,7 @@ impl Books for Roster {
     /// Returns a worker after a call: to the idle list, or to retirement
     /// (the pool is closing, the worker is dead, or it is past
     /// `retire_after` calls or `retire_above` bytes).
-    fn checkin(&self, mut worker: Worker, permit: OwnedSemaphorePermit) {
+    fn checkin(&self, mut worker: Worker, permit: Permit) {
         worker.calls += 1;
         worker.last_used = Instant::now();
         // The memory bound last: it reads `/proc`. A thread has no memory
@@ -462,6 +475,6 @@ impl Books for Roster {
     /// Whether at most one call is in flight and a core is left over for a
     /// host thread to poll on.
     fn is_quiet(&self) -> bool {
-        self.cores > 1 && self.semaphore.available_permits() + 1 >= self.workers.get()
+        self.cores > 1 && self.shares.free() + 1 >= self.workers.get()
     }
 }

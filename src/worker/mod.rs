@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::oneshot;
 
 use crate::engine::EngineSettings;
 use crate::error::{Error, ErrorKind};
@@ -40,6 +40,7 @@ use crate::idle::KEEP_REGION;
 use crate::options::WorkerKind;
 use crate::platform::HostRegion;
 use crate::runtime::Interrupts;
+use crate::shares::Permit;
 use crate::sync::{GuestState, Registry};
 use crate::wire::{
     CallFrame, CallRef, CallRequest, Control, Grant, INLINE_MAX, Outcome, Payload, PayloadRef,
@@ -57,7 +58,7 @@ pub(crate) trait Books: Send + Sync {
     /// to.
     fn exited(&self, id: u64, how: Exit);
     /// A call its caller abandoned has ended: the worker is free again.
-    fn checkin(&self, worker: Worker, permit: OwnedSemaphorePermit);
+    fn checkin(&self, worker: Worker, permit: Permit);
     /// Whether the rest of the pool is quiet enough for a host thread to
     /// poll for its worker's reply rather than sleep.
     fn is_quiet(&self) -> bool;
@@ -113,7 +114,7 @@ enum Slot {
     Abandoned {
         id: u64,
         worker: Worker,
-        permit: OwnedSemaphorePermit,
+        permit: Permit,
     },
     Dead,
 }
@@ -600,9 +601,9 @@ impl Worker {
     pub(crate) fn abandon(
         self,
         id: u64,
-        permit: OwnedSemaphorePermit,
+        permit: Permit,
         left: Abandoned,
-    ) -> Option<(Worker, OwnedSemaphorePermit)> {
+    ) -> Option<(Worker, Permit)> {
         let shared = self.shared.clone();
         let mut slot = shared.slot.locked();
         match *slot {

@@ -31,6 +31,7 @@ mod pool_lifecycle;
 mod stdio_capture;
 mod stdout_inherit;
 mod sync_primitives;
+mod tenants_shares;
 mod thread_workers;
 mod tracing_spans;
 mod values_types;
