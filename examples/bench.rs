@@ -185,6 +185,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if run("scheduling") {
         scheduling(&mut r, &cpu).await?;
     }
+    if run("tenants") {
+        tenants(&mut r, &cpu, faults).await?;
+    }
     if run("rss") {
         idle_rss(&mut r, &cpu).await?;
     }
@@ -843,6 +846,77 @@ async fn scheduling(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error:
     }
     busy.await??;
     r.latency("tokio_timer_lateness_workers_busy", &mut late);
+    pool.shutdown().await;
+    Ok(())
+}
+
+/// Fair shares. First what naming a tenant costs on the no-op round trip
+/// of a thread worker (the cheapest), the cases in turns; then a flood:
+/// tenant a queues 10,000 calls of a 1 ms sleep on two workers while
+/// tenant b makes one such call every 20 ms, and b's latency is measured
+/// (under first come first served it would be a's whole backlog, ~5 s).
+async fn tenants(
+    r: &mut Report,
+    cpu: &Job,
+    faults: &'static Job,
+) -> Result<(), Box<dyn std::error::Error>> {
+    const BATCH: usize = 250;
+    let rounds = r.n(10_000) / BATCH;
+    let pool = Pool::builder()
+        .workers(1)
+        .worker_kind(WorkerKind::Thread)
+        .build()?;
+    let () = pool.run(cpu, "noop", ()).await?;
+    let mut plain = Vec::new();
+    let mut named = Vec::new();
+    for _ in 0..rounds {
+        for _ in 0..BATCH {
+            let t = Instant::now();
+            let () = pool.run(cpu, "noop", ()).await?;
+            plain.push(t.elapsed());
+        }
+        for _ in 0..BATCH {
+            let t = Instant::now();
+            let () = pool.call(cpu, "noop", ()).tenant("t").await?;
+            named.push(t.elapsed());
+        }
+    }
+    r.latency("noop_roundtrip_thread_default_tenant", &mut plain);
+    r.latency("noop_roundtrip_thread_named_tenant", &mut named);
+    pool.shutdown().await;
+
+    let flood = r.n(10_000);
+    let pool = Pool::builder().workers(2).build()?;
+    pool.warm(2).await?;
+    let mut set = JoinSet::new();
+    for _ in 0..flood {
+        let pool = pool.clone();
+        set.spawn(async move {
+            pool.call::<()>(faults, "sleep", (1u64,))
+                .tenant("a")
+                .await
+        });
+    }
+    let t = Instant::now();
+    let a_queued = |pool: &Pool| {
+        let stats = pool.statistics();
+        stats.tenants.iter().find(|t| t.name == "a").map_or(0, |t| t.queued)
+    };
+    while a_queued(&pool) < flood / 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut b = Vec::new();
+    while b.len() < 100 && a_queued(&pool) > 100 {
+        let started = Instant::now();
+        let () = pool.call(faults, "sleep", (1u64,)).tenant("b").await?;
+        b.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while let Some(done) = set.join_next().await {
+        done??;
+    }
+    r.add("flood_10k_tenant_a_drain", ms(t.elapsed()), "ms");
+    r.latency("flood_tenant_b_1ms_call_latency", &mut b);
     pool.shutdown().await;
     Ok(())
 }
