@@ -244,8 +244,12 @@
 //!   that received it (the worker's host thread, or the worker thread),
 //!   inside the caller's Tokio runtime context, and if it is not ready,
 //!   spawned on that runtime; the call's end drops it.
-//! - **Scheduling.** A FIFO semaphore with one permit per worker gives fair
-//!   back-pressure; idle workers are reused last-in, first-out, so the
+//! - **Scheduling.** One permit per worker gives back-pressure. Permits
+//!   go first come first served within a [tenant](Call::tenant), and
+//!   across tenants by stride scheduling, in proportion to their
+//!   [weights](PoolBuilder::tenant_weight) (module `shares.rs`), so one
+//!   tenant's backlog does not hold up another's calls; idle workers are
+//!   reused last-in, first-out, so the
 //!   warmest worker serves the next call. After answering, a worker polls
 //!   briefly for its next request before it sleeps, as long as its
 //!   requests come closely; where they come sparsely (a cluster node's), it
