@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind};
+use crate::host::http::check_grant;
 use crate::host::{BoxError, HostContext, HostFns};
 use crate::options::{Cancel, WorkerKind};
 use crate::sync::Registry;
@@ -483,7 +484,14 @@ impl PoolBuilder {
         // A cluster pool's directories are the nodes'.
         if cluster.is_none() {
             check_preopens(&options.preopens)?;
+        } else if !options.http.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "outbound HTTP (allow_http) is for local pools only: a cluster pool's calls run \
+                 on nodes, which make no requests for their callers",
+            ));
         }
+        check_grant(&options.http)?;
         let program = match worker_program {
             Some(p) => p,
             None => std::env::current_exe()
