@@ -192,7 +192,9 @@ macro_rules! call_option_setters {
 
         /// The largest outbound HTTP response body the guest may get, in
         /// bytes. A larger one fails in the guest with `wasi:http`'s
-        /// `HTTP-response-body-size`, and the host stops reading it. Default:
+        /// `HTTP-response-body-size`, and the host stops reading it. At most
+        /// 512 MiB: the response travels whole (more is a
+        /// [`ErrorKind::Config`](crate::ErrorKind::Config) error). Default:
         /// [`DEFAULT_MAX_HTTP_RESPONSE_BYTES`](crate::DEFAULT_MAX_HTTP_RESPONSE_BYTES).
         /// See [`allow_http`](Self::allow_http).
         pub fn max_http_response_bytes(mut self, bytes: u64) -> Self {

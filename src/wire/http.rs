@@ -18,6 +18,10 @@ use serde_bytes::ByteBuf;
 /// before anything reaches the host.
 pub(crate) const MAX_REQUEST_BODY: u64 = 16 << 20;
 
+/// The largest response limit a call may set, in bytes: 512 MiB. A
+/// response travels whole in one frame, and frames stop at 1 GiB.
+pub(crate) const MAX_RESPONSE_LIMIT: u64 = 512 << 20;
+
 /// What outbound HTTP a call may make. Empty (the default): none, and the
 /// worker refuses every request itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

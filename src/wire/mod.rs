@@ -38,7 +38,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub(crate) use error::WireError;
-pub(crate) use http::{HttpFailure, HttpGrant, HttpRequest, HttpResponse, MAX_REQUEST_BODY};
+pub(crate) use http::{
+    HttpFailure, HttpGrant, HttpRequest, HttpResponse, MAX_REQUEST_BODY, MAX_RESPONSE_LIMIT,
+};
 pub(crate) use messages::{
     Artifact, CallFrame, CallOptions, CallRef, CallRequest, CompileOrder, Control, ExportPath,
     FromWorker, Grant, INLINE_MAX, Init, Outcome, Payload, PayloadRef, Preopen, REGION_SIZE,

@@ -414,6 +414,12 @@ async fn bad_patterns_are_config_errors() {
         .build()
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    let err = Pool::builder()
+        .allow_http("http://127.0.0.1:8080")
+        .max_http_response_bytes(1 << 40)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
 }
 
 #[tokio::test]

@@ -353,7 +353,7 @@ mod tests {
             ("https://example.com:0", "port"),
             ("https://example.com:99999", "port"),
             ("https://a.*.com", "wildcard"),
-            ("https://*", "no host"),
+            ("https://*", "wildcard"),
             ("https://*.com", "top-level"),
             ("https://", "no host"),
             ("https://exa mple.com", "not a host name"),

@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorKind};
 use crate::options::{
     DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_HTTP_REQUESTS, DEFAULT_MAX_HTTP_RESPONSE_BYTES,
 };
-use crate::wire::{HttpFailure, HttpGrant, HttpRequest, HttpResponse};
+use crate::wire::{HttpFailure, HttpGrant, HttpRequest, HttpResponse, MAX_RESPONSE_LIMIT};
 
 /// Checks a call's grant before it is sent: every pattern parses, and this
 /// build can make requests at all.
@@ -45,6 +45,15 @@ pub(crate) fn check_grant(grant: &HttpGrant) -> Result<(), Error> {
         return Err(Error::new(
             ErrorKind::Config,
             "http_timeout must be more than zero",
+        ));
+    }
+    if grant.max_response.is_some_and(|m| m > MAX_RESPONSE_LIMIT) {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "max_http_response_bytes must be at most {MAX_RESPONSE_LIMIT} bytes (512 MiB): \
+                 a response travels whole"
+            ),
         ));
     }
     if grant.max_requests == Some(0) {
