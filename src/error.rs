@@ -81,7 +81,8 @@ pub enum ErrorKind {
     /// The function's result does not fit the type asked for.
     ResultMismatch,
     /// The function uses a type that wasmpool cannot pass across a process
-    /// boundary, such as a resource handle.
+    /// boundary, such as a resource handle; or the pool cannot do what the
+    /// call asks, such as outbound HTTP on a cluster pool.
     Unsupported,
     /// A worker process could not be started.
     Spawn,

@@ -151,7 +151,8 @@ impl Job {
 
     /// The functions the component imports, each with what in wasmpool
     /// provides it ([`Import::provided_by`]): WASI, `wasi:http` (with
-    /// every request denied), `wasmpool:sync`, or nothing, when a [host
+    /// every request denied unless the call allows it), `wasmpool:sync`,
+    /// or nothing, when a [host
     /// function](crate::PoolBuilder::host_fn) must. A plugin host can
     /// check a component with it before running it. Compiles nothing.
     ///

@@ -244,6 +244,12 @@
 //!   that received it (the worker's host thread, or the worker thread),
 //!   inside the caller's Tokio runtime context, and if it is not ready,
 //!   spawned on that runtime; the call's end drops it.
+//! - **Outbound HTTP.** A guest's `wasi:http` request, when its call
+//!   allows any ([`PoolBuilder::allow_http`]), reaches the host whole like
+//!   a `wasmpool:sync` operation. The host checks it against its own copy
+//!   of the call's allowlist and makes it (hyper, rustls) on one
+//!   `wasmpool-http` thread, started on the first request and kept for the
+//!   process's life; the call's end drops a request in flight.
 //! - **Scheduling.** One permit per worker gives back-pressure. Permits
 //!   go first come first served within a [tenant](Call::tenant), and
 //!   across tenants by stride scheduling, in proportion to their
@@ -271,7 +277,8 @@
 //! cluster's nodes), compiling), `worker/` the host's handle on
 //! one worker, `sync/` the registry of named primitives, `wire/` every
 //! message between host and worker, `values/` the serde ↔ WIT mapping,
-//! `runtime/` what runs inside a worker, `host/` the host functions,
+//! `runtime/` what runs inside a worker, `host/` the host functions and
+//! outbound HTTP,
 //! `idle.rs` the policy for giving memory back, `locks.rs` the policy on
 //! poisoned locks, and `platform/` every OS call and all of the crate's
 //! `unsafe`.
@@ -296,10 +303,12 @@
 //!   over NATS JetStream (`PoolBuilder::nats`, `cluster::Node`). Off by
 //!   default, so that a local pool does not build `async-nats` and its TLS
 //!   stack; the `wasmpool` command line turns it on.
-//! - `wasi-http` (default): links `wasi:http` into every guest, with every
-//!   outgoing request denied, so that components importing it
-//!   (componentize-js ones do) run. Without it, such a component fails to
-//!   instantiate with [`ErrorKind::InvalidComponent`].
+//! - `wasi-http` (default): links `wasi:http` into every guest, so that
+//!   components importing it (componentize-js ones do) run, with every
+//!   outgoing request denied unless [`allow_http`](PoolBuilder::allow_http)
+//!   allows it. Without it, such a component fails to instantiate with
+//!   [`ErrorKind::InvalidComponent`], and `allow_http` fails calls with
+//!   [`ErrorKind::Unsupported`].
 //!
 //! # Cancellation
 //!
@@ -327,7 +336,9 @@
 //! - stdin is empty; stdout and stderr are the host's;
 //! - no network: TCP, UDP and name lookup are denied, and `wasi:http`
 //!   outgoing requests (imported by componentize-js components) fail with
-//!   `HTTP-request-denied`;
+//!   `HTTP-request-denied`, unless [`allow_http`](Call::allow_http)
+//!   allows their destination: then the host checks and makes them (see
+//!   there), and the worker stays socketless;
 //! - real clocks and random numbers;
 //! - no timeout, no fuel budget, no memory limit beyond a 32-bit memory's
 //!   4 GiB; a 1 MiB wasm stack.
@@ -354,7 +365,11 @@
 //! discarded, [`timeout`](Call::timeout), [`max_memory`](Call::max_memory),
 //! [`fuel`](Call::fuel), [`max_result_bytes`](Call::max_result_bytes) and
 //! [`max_output_bytes`](Call::max_output_bytes). A limit exceeded fails with
-//! [`ErrorKind::ResourceLimit`] and says which ([`Limit`]).
+//! [`ErrorKind::ResourceLimit`] and says which ([`Limit`]). Outbound HTTP:
+//! [`allow_http`](Call::allow_http), [`http_timeout`](Call::http_timeout),
+//! [`max_http_response_bytes`](Call::max_http_response_bytes) and
+//! [`max_http_requests`](Call::max_http_requests); their limits fail the
+//! guest's request, with `wasi:http` error codes, not the call.
 //!
 //! # Platform support
 //!
@@ -425,7 +440,8 @@ pub use host::{BoxError, HostContext};
 pub use inspect::{Function, Import, Param, Provider};
 pub use job::Job;
 pub use options::{
-    CAPTURE_LIMIT, Cancel, DEFAULT_CACHE_LIMIT, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, DirAccess,
+    CAPTURE_LIMIT, Cancel, DEFAULT_CACHE_LIMIT, DEFAULT_GRACE, DEFAULT_HTTP_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HTTP_REQUESTS, DEFAULT_MAX_HTTP_RESPONSE_BYTES, DirAccess,
     Stdio, WorkerKind,
 };
 pub use pool::{

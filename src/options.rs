@@ -102,3 +102,19 @@ pub enum Stdio {
 /// The most a captured stream holds unless the call sets its own
 /// [`max_output_bytes`](crate::Call::max_output_bytes): 16 MiB.
 pub const CAPTURE_LIMIT: usize = 16 << 20;
+
+/// How long one outbound HTTP request may take, from resolving its host to
+/// the last byte of its response, unless the pool or the call sets
+/// [`http_timeout`](crate::PoolBuilder::http_timeout): 30 s.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest outbound HTTP response body a call accepts unless the pool
+/// or the call sets
+/// [`max_http_response_bytes`](crate::PoolBuilder::max_http_response_bytes):
+/// 16 MiB.
+pub const DEFAULT_MAX_HTTP_RESPONSE_BYTES: u64 = 16 << 20;
+
+/// The most outbound HTTP requests one call may make unless the pool or
+/// the call sets
+/// [`max_http_requests`](crate::PoolBuilder::max_http_requests): 64.
+pub const DEFAULT_MAX_HTTP_REQUESTS: u32 = 64;

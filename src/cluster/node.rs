@@ -580,6 +580,15 @@ impl NodeState {
             grace,
             ..
         } = order;
+        // A node makes no outbound requests for its callers; a wasmpool
+        // caller refuses such calls before they leave, this one did not.
+        if !options.http.is_empty() {
+            return Err(WireError::new(
+                ErrorKind::Unsupported,
+                "outbound HTTP (allow_http) is for local pools only: this cluster node makes no \
+                 requests for its callers",
+            ));
+        }
         let items = items.into_iter().map(|b| b.into_vec()).collect();
         let route: Arc<dyn std::any::Any + Send + Sync> = Arc::new(Route { caller, order: id });
         let policy = Policy {

@@ -14,6 +14,7 @@
 //! the call ends or is cancelled) and the host functions' own errors, kept
 //! to become the caller's error's source.
 
+pub(crate) mod http;
 mod seat;
 
 use std::any::Any;

@@ -13,9 +13,10 @@ use std::task::{Context, Poll, Waker};
 use futures_util::FutureExt as _;
 use serde_bytes::ByteBuf;
 
+use super::http::{self, Outbound};
 use super::{BoxError, Failure, HostContext, HostFns, HostFuture};
 use crate::sync::AnswerSink;
-use crate::wire::Answer;
+use crate::wire::{Answer, HttpFailure, HttpRequest};
 
 /// What the host functions called during one request share: set when the
 /// request starts on a worker, ended when it ends.
@@ -23,7 +24,9 @@ pub(crate) struct Scope {
     export: Arc<str>,
     data: Option<Arc<dyn Any + Send + Sync>>,
     runtime: tokio::runtime::Handle,
-    /// Host futures still running on the runtime; aborted (dropped) when
+    /// The outbound HTTP the call may make, if any.
+    http: Option<Arc<Outbound>>,
+    /// Host futures and outbound requests still running on the runtime; aborted (dropped) when
     /// the call ends, however it ends.
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     /// The host functions' own errors, by id: each becomes the source of
@@ -34,16 +37,19 @@ pub(crate) struct Scope {
 
 impl Scope {
     /// The scope of a call of `export`, whose host functions run on
-    /// `runtime` and see `data`.
+    /// `runtime` and see `data`, and whose guest may make the outbound
+    /// requests `http` allows.
     pub(crate) fn new(
         export: String,
         data: Option<Arc<dyn Any + Send + Sync>>,
         runtime: tokio::runtime::Handle,
+        http: Option<Arc<Outbound>>,
     ) -> Arc<Scope> {
         Arc::new(Scope {
             export: export.into(),
             data,
             runtime,
+            http,
             tasks: Mutex::default(),
             errors: Mutex::default(),
             next_error: AtomicU64::new(0),
@@ -59,6 +65,13 @@ impl Scope {
         let id = self.next_error.fetch_add(1, Ordering::Relaxed);
         self.errors.locked().insert(id, e);
         id
+    }
+
+    /// Keeps `task`, to abort it when the call ends.
+    fn track(&self, task: tokio::task::AbortHandle) {
+        let mut tasks = self.tasks.locked();
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
     }
 
     /// Drops every host future still pending.
@@ -211,20 +224,66 @@ impl Seat {
                         .unwrap_or_else(|payload| Err(panicked(payload)));
                     sink.deliver(seq, task_scope.answer(&function, outcome));
                 });
-                {
-                    let mut tasks = scope.tasks.locked();
-                    tasks.retain(|t| !t.is_finished());
-                    tasks.push(task.abort_handle());
-                }
-                // A call that ended meanwhile did not see this task.
-                let current = self.scope.locked().clone();
-                if !current.is_some_and(|c| Arc::ptr_eq(&c, &scope)) {
-                    scope.abort_all();
-                }
+                self.track(&scope, task.abort_handle());
                 return;
             }
         };
         self.sink.deliver(seq, scope.answer(&function, outcome));
+    }
+
+    /// Keeps `task` in `scope`, aborting it at once if the call ended
+    /// meanwhile (it did not see this task).
+    fn track(&self, scope: &Arc<Scope>, task: tokio::task::AbortHandle) {
+        scope.track(task);
+        let current = self.scope.locked().clone();
+        if !current.is_some_and(|c| Arc::ptr_eq(&c, scope)) {
+            scope.abort_all();
+        }
+    }
+
+    /// Checks the guest's outgoing request `req` (its operation `seq`)
+    /// against the outbound HTTP of the call in flight, as the host holds
+    /// it, and makes it on the `wasmpool-http` runtime if it passes. The
+    /// answer is the response, or the `wasi:http` error the guest gets:
+    /// denied when the call has no grant (or no call is in flight).
+    pub(crate) fn http(&self, seq: u64, req: Box<HttpRequest>) {
+        let scope = self.scope.locked().clone();
+        let deny = |why: String| {
+            tracing::info!(pid = self.pid, uri = %req.uri, "outbound HTTP denied: {why}");
+            Answer::Http(Box::new(Err(HttpFailure::Denied(why))))
+        };
+        let Some((scope, outbound)) = scope.and_then(|s| s.http.clone().map(|h| (s, h))) else {
+            let answer = deny("the call may make no outbound HTTP requests (allow_http)".into());
+            return self.sink.deliver(seq, answer);
+        };
+        if let Err(too_many) = outbound.take_turn() {
+            tracing::info!(pid = self.pid, uri = %req.uri, "outbound HTTP refused: {too_many:?}");
+            return self
+                .sink
+                .deliver(seq, Answer::Http(Box::new(Err(too_many))));
+        }
+        let runtime = match http::runtime() {
+            Ok(rt) => rt,
+            Err(why) => {
+                let failure = HttpFailure::Protocol(why);
+                return self.sink.deliver(seq, Answer::Http(Box::new(Err(failure))));
+            }
+        };
+        let sink = self.sink.clone();
+        let pid = self.pid;
+        let task = runtime.spawn(async move {
+            let uri = req.uri.clone();
+            let outcome = outbound.fetch(*req).await;
+            match &outcome {
+                Ok(r) => tracing::debug!(pid, %uri, status = r.status, bytes = r.body.len(), "outbound HTTP"),
+                Err(HttpFailure::Denied(why)) => {
+                    tracing::info!(pid, %uri, "outbound HTTP denied: {why}")
+                }
+                Err(e) => tracing::debug!(pid, %uri, "outbound HTTP failed: {e:?}"),
+            }
+            sink.deliver(seq, Answer::Http(Box::new(outcome)));
+        });
+        self.track(&scope, task.abort_handle());
     }
 }
 

@@ -117,7 +117,8 @@ pub enum Provider {
     /// the call's sandbox: its preopens, environment and limits.
     Wasi,
     /// `wasi:http`, linked so that components importing it run; every
-    /// outgoing request is denied.
+    /// outgoing request is denied, unless the call allows its destination
+    /// ([`allow_http`](crate::Call::allow_http)).
     WasiHttpDenied,
     /// `wasmpool:sync`: the pool's queues, locks and channels.
     WasmpoolSync,
@@ -142,7 +143,7 @@ impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Provider::Wasi => "WASI",
-            Provider::WasiHttpDenied => "wasi:http (every request denied)",
+            Provider::WasiHttpDenied => "wasi:http (denied unless allow_http allows it)",
             Provider::WasmpoolSync => "wasmpool:sync",
         })
     }

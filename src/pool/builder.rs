@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind};
+use crate::host::http::check_grant;
 use crate::host::{BoxError, HostContext, HostFns};
 use crate::options::{Cancel, WorkerKind};
 use crate::shares::TenantSetup;
@@ -225,7 +226,7 @@ impl PoolBuilder {
     /// # Errors
     ///
     /// [`build`](Self::build) fails with [`ErrorKind::Config`] for a
-    /// weight of 0, or on a cluster pool.
+    /// weight of 0, and with [`ErrorKind::Unsupported`] on a cluster pool.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), wasmpool::Error> {
@@ -248,7 +249,7 @@ impl PoolBuilder {
     /// # Errors
     ///
     /// [`build`](Self::build) fails with [`ErrorKind::Config`] for a cap
-    /// of 0, or on a cluster pool.
+    /// of 0, and with [`ErrorKind::Unsupported`] on a cluster pool.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), wasmpool::Error> {
@@ -538,10 +539,19 @@ impl PoolBuilder {
             check_preopens(&options.preopens)?;
         } else if !tenants.is_empty() {
             return Err(Error::new(
-                ErrorKind::Config,
-                "tenant_weight and tenant_limit are for a local pool: a cluster's nodes serve calls first come first served",
+                ErrorKind::Unsupported,
+                "tenant_weight and tenant_limit are for local pools only: a cluster's nodes serve \
+                 calls first come first served",
             ));
         }
+        if cluster.is_some() && !options.http.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "outbound HTTP (allow_http) is for local pools only: a cluster pool's calls run \
+                 on nodes, which make no requests for their callers",
+            ));
+        }
+        check_grant(&options.http)?;
         let program = match worker_program {
             Some(p) => p,
             None => std::env::current_exe()

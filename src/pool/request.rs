@@ -24,6 +24,7 @@ use super::roster::Roster;
 use crate::dynamic::Signature;
 use crate::error::{Error, ErrorKind};
 use crate::host::Scope;
+use crate::host::http::{Outbound, check_grant};
 use crate::job::Job;
 use crate::options::Cancel;
 use crate::shares::Permit;
@@ -176,6 +177,17 @@ impl PoolInner {
                 "test hooks are for process workers only",
             ));
         }
+        if !options.http.is_empty() {
+            #[cfg(feature = "cluster")]
+            if matches!(self.backend, Backend::Cluster(_)) {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "outbound HTTP (allow_http) is for local pools only: a cluster pool's calls \
+                     run on nodes, which make no requests for their callers",
+                ));
+            }
+            check_grant(&options.http)?;
+        }
         if options.fuel.is_some() && !self.compiler.settings().consume_fuel {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -245,6 +257,9 @@ impl PoolInner {
             Grants::default()
         };
         let memory_cow = checked.compiled.memory_cow();
+        // The host's own copy of what the calls may reach: the worker is
+        // told only to forward requests, never asked what is allowed.
+        let http = Outbound::new(&options.http, items.len())?.map(Arc::new);
         let permit = roster.permit(policy.tenant.as_deref()).await?;
         let worker = roster.checkout(&grants, memory_cow).await?;
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
@@ -266,6 +281,7 @@ impl PoolInner {
             roster,
             grants: &grants,
             memory_cow,
+            http,
         };
         let started = Instant::now();
         let replied = target.send(req, worker, permit, policy).await;
@@ -295,6 +311,8 @@ struct Target<'a> {
     roster: &'a Arc<Roster>,
     grants: &'a Grants,
     memory_cow: bool,
+    /// The outbound HTTP the request's calls may make.
+    http: Option<Arc<Outbound>>,
 }
 
 impl Target<'_> {
@@ -349,10 +367,16 @@ impl Target<'_> {
         if let Some(job) = &policy.job {
             job.started(&worker.shared);
         }
-        // The scope of the call's host functions: its runtime, its data.
+        // The scope of the call's host functions and outbound HTTP: its
+        // runtime, its data, its allowlist.
         let scope = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if worker.shared.host.is_used() => {
-                let scope = Scope::new(req.export.to_string(), policy.data.clone(), runtime);
+            Ok(runtime) if worker.shared.host.is_used() || self.http.is_some() => {
+                let scope = Scope::new(
+                    req.export.to_string(),
+                    policy.data.clone(),
+                    runtime,
+                    self.http.clone(),
+                );
                 worker.shared.host.begin(scope.clone());
                 Some(scope)
             }

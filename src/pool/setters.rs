@@ -125,6 +125,94 @@ macro_rules! call_option_setters {
             self
         }
 
+        /// Lets the guest make outbound `wasi:http` requests to
+        /// destinations that `pattern` matches. By default a guest may make
+        /// none: every request fails with `wasi:http`'s
+        /// `HTTP-request-denied`. A call's patterns add to its pool's.
+        ///
+        /// A pattern is `scheme://host[:port]`:
+        ///
+        /// - the scheme is `http` or `https`;
+        /// - the host is a name (`api.example.com`), a wildcard
+        ///   (`*.example.com`: any name below `example.com`, not
+        ///   `example.com` itself), or an IP address (`127.0.0.1`,
+        ///   `[::1]`);
+        /// - without a port, only the scheme's default (80 or 443) matches.
+        ///
+        /// The worker never connects anywhere: it hands each request to
+        /// the host, which checks it against the call's patterns (its own
+        /// copy; a worker cannot widen them) and makes it. The host
+        /// resolves the name first and connects only to an address it
+        /// checked: a name that resolves to a loopback, private or
+        /// link-local address (a DNS rebinding, say) is denied, unless a
+        /// pattern allows that address itself. Redirects are not followed:
+        /// the guest gets the 3xx, and the request it may make to the new
+        /// location is checked like any other. Requests travel whole:
+        /// the body of a request up to 16 MiB, the response's up to
+        /// [`max_http_response_bytes`](Self::max_http_response_bytes). See
+        /// also [`http_timeout`](Self::http_timeout) and
+        /// [`max_http_requests`](Self::max_http_requests).
+        ///
+        /// A pattern is checked when the pool is built or the call made:
+        /// a bad one fails with [`ErrorKind::Config`](crate::ErrorKind::Config).
+        /// A cluster pool refuses outbound HTTP with
+        /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+        ///
+        /// ```no_run
+        /// # async fn demo(job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+        /// use std::time::Duration;
+        /// let pool = wasmpool::Pool::builder()
+        ///     .allow_http("https://api.example.com")
+        ///     .allow_http("https://*.cdn.example.com")
+        ///     .http_timeout(Duration::from_secs(5))
+        ///     .build()?;
+        /// // This call may also reach a local service, by its address.
+        /// let page: String = pool
+        ///     .call(&job, "fetch", ("http://127.0.0.1:8080/status",))
+        ///     .allow_http("http://127.0.0.1:8080")
+        ///     .max_http_response_bytes(1 << 20)
+        ///     .await?;
+        /// # Ok(()) }
+        /// ```
+        pub fn allow_http(mut self, pattern: impl Into<String>) -> Self {
+            self.options.http.allow.push(pattern.into());
+            self
+        }
+
+        /// How long one outbound HTTP request may take, from resolving its
+        /// host to the last byte of its response. One that takes longer
+        /// fails in the guest with `wasi:http`'s `connection-timeout` (not
+        /// yet connected) or `HTTP-response-timeout`. Default:
+        /// [`DEFAULT_HTTP_TIMEOUT`](crate::DEFAULT_HTTP_TIMEOUT). See
+        /// [`allow_http`](Self::allow_http).
+        pub fn http_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.options.http.timeout = Some(timeout);
+            self
+        }
+
+        /// The largest outbound HTTP response body the guest may get, in
+        /// bytes. A larger one fails in the guest with `wasi:http`'s
+        /// `HTTP-response-body-size`, and the host stops reading it. At most
+        /// 512 MiB: the response travels whole (more is a
+        /// [`ErrorKind::Config`](crate::ErrorKind::Config) error). Default:
+        /// [`DEFAULT_MAX_HTTP_RESPONSE_BYTES`](crate::DEFAULT_MAX_HTTP_RESPONSE_BYTES).
+        /// See [`allow_http`](Self::allow_http).
+        pub fn max_http_response_bytes(mut self, bytes: u64) -> Self {
+            self.options.http.max_response = Some(bytes);
+            self
+        }
+
+        /// The most outbound HTTP requests one call may make; the next
+        /// ones fail in the guest with `wasi:http`'s
+        /// `connection-limit-reached`. For [`map`](crate::Pool::map), the
+        /// items sent to a worker together share their limits. Default:
+        /// [`DEFAULT_MAX_HTTP_REQUESTS`](crate::DEFAULT_MAX_HTTP_REQUESTS).
+        /// See [`allow_http`](Self::allow_http).
+        pub fn max_http_requests(mut self, requests: u32) -> Self {
+            self.options.http.max_requests = Some(requests);
+            self
+        }
+
         /// Makes the host directory `host` visible to the guest as `guest`
         /// (through cap-std: the guest cannot leave it by `..` or
         /// symlinks). By default the guest sees no files at all. The

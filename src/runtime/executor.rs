@@ -320,8 +320,9 @@ pub(crate) fn worker_engine(settings: &EngineSettings) -> Result<Engine, String>
         .map_err(|e| format!("creating the engine: {e:#}"))
 }
 
-/// What a guest may import: WASI p2, `wasi:http` (every request denied,
-/// with the `wasi-http` feature) and `wasmpool:sync`.
+/// What a guest may import: WASI p2, `wasi:http` (with the `wasi-http`
+/// feature; every request denied unless the call allows it) and
+/// `wasmpool:sync`.
 fn make_linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

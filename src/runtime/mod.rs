@@ -21,6 +21,8 @@ mod answers;
 mod call;
 mod executor;
 mod host_imports;
+#[cfg(feature = "wasi-http")]
+mod http;
 mod imports;
 mod interrupts;
 mod loaded;

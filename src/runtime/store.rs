@@ -1,6 +1,7 @@
 //! The store of one call: its WASI sandbox (nothing but what the call's
-//! options grant), `wasi:http` with every request denied, the memory
-//! limit, and the guest's way to the registry.
+//! options grant), `wasi:http` (every request denied, or sent to the host
+//! to check and make when the call may make some), the memory limit, and
+//! the guest's way to the registry.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -20,14 +21,14 @@ use crate::wire::{CallOptions, WireError};
 /// How much of a call's stderr is kept to find a panic message.
 const STDERR_TAIL: usize = 8 * 1024;
 
-/// The per-call store data: WASI, wasi:http (outgoing requests denied) and
-/// the limits.
+/// The per-call store data: WASI, wasi:http (outgoing requests denied, or
+/// forwarded to the host) and the limits.
 pub(crate) struct State {
     wasi: WasiCtx,
     #[cfg(feature = "wasi-http")]
     http: WasiHttpCtx,
     #[cfg(feature = "wasi-http")]
-    hooks: DenyHttp,
+    hooks: super::http::Outgoing,
     table: ResourceTable,
     pub(super) limits: Limits,
     pub(super) port: Arc<Port>,
@@ -102,32 +103,6 @@ impl WasiHttpView for State {
     }
 }
 
-/// Refuses every outgoing HTTP request: the sandbox has no network.
-#[cfg(feature = "wasi-http")]
-struct DenyHttp;
-
-#[cfg(feature = "wasi-http")]
-impl wasmtime_wasi_http::WasiHttpHooks for DenyHttp {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
-}
-
 pub(super) type NewStore = (Store<State>, GuestOutput, GuestOutput, Arc<Mutex<Vec<u8>>>);
 
 /// A store whose WASI context grants what `options` grants, and nothing
@@ -149,7 +124,7 @@ pub(super) fn new_store(
             #[cfg(feature = "wasi-http")]
             http: WasiHttpCtx::new(),
             #[cfg(feature = "wasi-http")]
-            hooks: DenyHttp,
+            hooks: super::http::Outgoing::new(port, !options.http.is_empty()),
             table: ResourceTable::new(),
             limits: Limits {
                 max_memory: options.max_memory,

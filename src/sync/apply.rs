@@ -24,7 +24,7 @@ pub(super) fn apply(
     if let Some(why) = &all.refuse_named
         && !matches!(
             op,
-            GuestOp::Emit { .. } | GuestOp::Recv | GuestOp::Host { .. }
+            GuestOp::Emit { .. } | GuestOp::Recv | GuestOp::Host { .. } | GuestOp::Http(_)
         )
     {
         let _ = out.give(w, Answer::NotFound(why.clone()));
@@ -147,6 +147,13 @@ pub(super) fn apply(
                     error: None,
                 },
             );
+        }
+        // Likewise outgoing HTTP, which is the host's to check: one that
+        // reaches the registry is denied.
+        GuestOp::Http(_) => {
+            let why = "an outgoing HTTP request was sent to the registry".to_string();
+            let denied = crate::wire::HttpFailure::Denied(why);
+            let _ = out.give(w, Answer::Http(Box::new(Err(denied))));
         }
         GuestOp::Abandon { .. } | GuestOp::Release => unreachable!("handled above"),
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Answer, GuestOp, WireError};
+use super::{Answer, GuestOp, HttpGrant, WireError};
 use crate::engine::EngineSettings;
 use crate::options::{DirAccess, Stdio};
 
@@ -192,6 +192,11 @@ pub(crate) struct CallOptions {
     /// The largest result the worker sends, in encoded bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) max_result: Option<u64>,
+    /// The outbound HTTP the call may make; none by default. The worker
+    /// only needs to know whether to forward requests: the host checks
+    /// each against its own copy.
+    #[serde(default, skip_serializing_if = "HttpGrant::is_empty")]
+    pub(crate) http: HttpGrant,
     /// Test only: what the worker does natively instead of the guest.
     #[cfg(feature = "test-hooks")]
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -19,11 +19,16 @@
 //! None is the worker's stdout, which is inherited from the host. A thread
 //! worker uses the same [`CallRequest`] and outcomes, without the frames.
 //!
+//! A guest's outgoing `wasi:http` request travels the same way
+//! ([`GuestOp::Http`], answered by [`Answer::Http`]): the host, not the
+//! worker, checks it and makes it.
+//!
 //! The module is the one place the protocol is written down: a change to any
 //! type here (or in [`ops`] for `wasmpool:sync` operations) changes the
 //! frames, and must bump [`PROTOCOL_VERSION`].
 
 mod error;
+mod http;
 mod messages;
 mod ops;
 
@@ -33,6 +38,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub(crate) use error::WireError;
+pub(crate) use http::{
+    HttpFailure, HttpGrant, HttpRequest, HttpResponse, MAX_REQUEST_BODY, MAX_RESPONSE_LIMIT,
+};
 pub(crate) use messages::{
     Artifact, CallFrame, CallOptions, CallRef, CallRequest, CompileOrder, Control, ExportPath,
     FromWorker, Grant, INLINE_MAX, Init, Outcome, Payload, PayloadRef, Preopen, REGION_SIZE,
@@ -43,7 +51,7 @@ pub(crate) use messages::{EscapeAttempt, TestHook};
 pub(crate) use ops::{Answer, GuestOp, Kind};
 
 /// Bumped whenever a frame changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 11;
+pub(crate) const PROTOCOL_VERSION: u32 = 12;
 
 /// The largest frame either side accepts: 1 GiB.
 pub(crate) const MAX_FRAME: usize = 1 << 30;

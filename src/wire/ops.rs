@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use super::http::{HttpFailure, HttpRequest, HttpResponse};
+
 /// The kinds of named primitive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Kind {
@@ -115,6 +117,10 @@ pub(crate) enum GuestOp {
         function: String,
         args: ByteBuf,
     },
+    /// An outgoing `wasi:http` request of the guest, for the host to check
+    /// against the call's allowlist and make; answered with
+    /// [`Answer::Http`].
+    Http(Box<HttpRequest>),
 }
 
 /// The answer to one operation.
@@ -136,6 +142,8 @@ pub(crate) enum Answer {
         message: String,
         error: Option<u64>,
     },
+    /// The response to a [`GuestOp::Http`] request, or why there is none.
+    Http(Box<Result<HttpResponse, HttpFailure>>),
 }
 
 impl Answer {
@@ -152,6 +160,7 @@ impl Answer {
             Answer::Closed => "closed",
             Answer::Invalid(_) => "invalid",
             Answer::HostFailed { .. } => "host-failed",
+            Answer::Http(_) => "http",
         }
     }
 }

@@ -362,6 +362,13 @@ fn read_replies(
                 spoke = true;
                 shared.host.dispatch(seq, function, args.into_vec());
             }
+            Ok(Some(FromWorker::Sync {
+                seq,
+                op: GuestOp::Http(req),
+            })) => {
+                spoke = true;
+                shared.host.http(seq, req);
+            }
             Ok(Some(FromWorker::Sync { seq, op })) => {
                 spoke = true;
                 shared.guest.submit(seq, op);

@@ -43,6 +43,7 @@ pub(super) fn run(
         Box::new(move |seq, op| {
             match op {
                 GuestOp::Host { function, args } => host.dispatch(seq, function, args.into_vec()),
+                GuestOp::Http(req) => host.http(seq, req),
                 op => guest.submit(seq, op),
             }
             Ok(())

@@ -19,6 +19,7 @@ mod dynamic_calls;
 mod faults_traps;
 mod host_exit;
 mod host_functions;
+mod http_allowlist;
 mod instance_reuse;
 mod introspection;
 mod job_handles;

@@ -1,5 +1,6 @@
 //! The default sandbox: no files, no environment, no network, and
-//! `wasi:http` linked with outgoing requests denied.
+//! `wasi:http` linked with outgoing requests denied (`http_allowlist` has
+//! the requests a call allows).
 
 use crate::common::{job, pool, temp_dir};
 
