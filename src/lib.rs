@@ -359,8 +359,9 @@
 //! Unix systems build, with fallbacks: no entry before `main` (a dedicated
 //! [`worker_program`](PoolBuilder::worker_program) calls
 //! [`worker_entry`] first thing), no parent-death signal (a worker still
-//! exits when its control socket closes), default pipe sizes. Other
-//! systems do not build, with a clear error.
+//! exits when its control socket closes), default pipe sizes, and no CPU
+//! time in a call's [`Usage`] (`cpu` is `None`). Other systems do not
+//! build, with a clear error.
 //!
 //! # Limitations
 //!
@@ -424,7 +425,8 @@ pub use options::{
     Stdio, WorkerKind,
 };
 pub use pool::{
-    Call, CancelHandle, JobHandle, Output, Pool, PoolBuilder, Statistics, default_pool, run,
+    Call, CancelHandle, CpuTime, JobHandle, Output, Pool, PoolBuilder, Statistics, Usage,
+    default_pool, run,
 };
 pub use sync::{
     Barrier, Condition, ConditionGuard, Event, JOB_CHANNEL_CAPACITY, Lock, LockGuard, Queue,

@@ -129,6 +129,7 @@ pub(super) async fn execute(
         r = invoke(&mut store, instance, &pre, &func, &params, fuel, export) => r.map_err(Some),
     };
     report.fuel_consumed = fuel.and_then(|f| Some(f - store.get_fuel().ok()?));
+    report.measured.peak_memory = store.data_mut().limits.peak();
     report.stdout = stdout.take_captured().map(serde_bytes::ByteBuf::from);
     report.stderr = stderr.take_captured().map(serde_bytes::ByteBuf::from);
     match outcome {
@@ -201,7 +202,7 @@ fn arm(
     tail: &Mutex<Vec<u8>>,
     options: &CallOptions,
 ) -> Result<Option<u64>, WireError> {
-    store.data_mut().limits.hit = None;
+    store.data_mut().limits.begin_call();
     tail.locked().clear();
     // Fuel counts the call, not the instantiation, which an instance made
     // ahead has already done: so that the same call always burns the

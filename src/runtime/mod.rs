@@ -24,6 +24,7 @@ mod host_imports;
 mod imports;
 mod interrupts;
 mod loaded;
+mod meter;
 mod port;
 mod stdio;
 mod store;
