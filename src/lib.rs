@@ -324,6 +324,7 @@
 //! - no network: TCP, UDP and name lookup are denied, and `wasi:http`
 //!   outgoing requests (imported by componentize-js components) fail with
 //!   `HTTP-request-denied`;
+//! - no configuration: `wasi:config/store` has no keys;
 //! - real clocks and random numbers;
 //! - no timeout, no fuel budget, no memory limit beyond a 32-bit memory's
 //!   4 GiB; a 1 MiB wasm stack.
@@ -350,7 +351,9 @@
 //! discarded, [`timeout`](Call::timeout), [`max_memory`](Call::max_memory),
 //! [`fuel`](Call::fuel), [`max_result_bytes`](Call::max_result_bytes) and
 //! [`max_output_bytes`](Call::max_output_bytes). A limit exceeded fails with
-//! [`ErrorKind::ResourceLimit`] and says which ([`Limit`]).
+//! [`ErrorKind::ResourceLimit`] and says which ([`Limit`]). A guest reads
+//! its [`config`](Call::config) through `wasi:config/store`: the pool's
+//! values, overridden key by key by the call's.
 //!
 //! # Platform support
 //!

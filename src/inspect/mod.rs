@@ -119,6 +119,9 @@ pub enum Provider {
     /// `wasi:http`, linked so that components importing it run; every
     /// outgoing request is denied.
     WasiHttpDenied,
+    /// `wasi:config`: the pool's and the call's config
+    /// ([`Call::config`](crate::Call::config)).
+    WasiConfig,
     /// `wasmpool:sync`: the pool's queues, locks and channels.
     WasmpoolSync,
 }
@@ -130,6 +133,8 @@ impl Provider {
             Some(Provider::WasmpoolSync)
         } else if interface.starts_with("wasi:http/") {
             cfg!(feature = "wasi-http").then_some(Provider::WasiHttpDenied)
+        } else if interface.starts_with("wasi:config/") {
+            Some(Provider::WasiConfig)
         } else if interface.starts_with("wasi:") {
             Some(Provider::Wasi)
         } else {
@@ -143,6 +148,7 @@ impl fmt::Display for Provider {
         f.write_str(match self {
             Provider::Wasi => "WASI",
             Provider::WasiHttpDenied => "wasi:http (every request denied)",
+            Provider::WasiConfig => "wasi:config (the pool's and the call's config)",
             Provider::WasmpoolSync => "wasmpool:sync",
         })
     }

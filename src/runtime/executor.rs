@@ -326,12 +326,14 @@ pub(crate) fn worker_engine(settings: &EngineSettings) -> Result<Engine, String>
 }
 
 /// What a guest may import: WASI p2, `wasi:http` (every request denied,
-/// with the `wasi-http` feature) and `wasmpool:sync`.
+/// with the `wasi-http` feature), `wasi:config` (the call's config) and
+/// `wasmpool:sync`.
 fn make_linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     #[cfg(feature = "wasi-http")]
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    wasmtime_wasi_config::add_to_linker(&mut linker, State::config)?;
     super::imports::add_to_linker(&mut linker)?;
     Ok(linker)
 }

@@ -1,13 +1,15 @@
 //! The store of one call: its WASI sandbox (nothing but what the call's
-//! options grant), `wasi:http` with every request denied, the memory
-//! limit, and the guest's way to the registry.
+//! options grant), `wasi:http` with every request denied, its
+//! `wasi:config`, the memory limit, and the guest's way to the registry.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 #[cfg(feature = "wasi-http")]
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
@@ -29,8 +31,27 @@ pub(crate) struct State {
     #[cfg(feature = "wasi-http")]
     hooks: DenyHttp,
     table: ResourceTable,
+    /// What `wasi:config/store` answers: the call's config.
+    config: WasiConfigVariables,
     pub(super) limits: Limits,
     pub(super) port: Arc<Port>,
+}
+
+impl State {
+    /// Gives the guest the call's config, in place of the last call's.
+    /// The config is set per call, not per store, so that an instance made
+    /// ahead serves a call whatever its config.
+    pub(super) fn set_config(&mut self, config: &BTreeMap<String, String>) {
+        self.config = config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+    }
+
+    /// `wasi:config/store`'s view of the store.
+    pub(super) fn config(&mut self) -> WasiConfig<'_> {
+        WasiConfig::from(&self.config)
+    }
 }
 
 thread_local! {
@@ -196,6 +217,7 @@ pub(super) fn new_store(
             #[cfg(feature = "wasi-http")]
             hooks: DenyHttp,
             table: ResourceTable::new(),
+            config: WasiConfigVariables::new(),
             limits: Limits {
                 max_memory: options.max_memory,
                 hit: None,

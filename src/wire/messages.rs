@@ -1,6 +1,7 @@
 //! The messages of the protocol: the handshake, calls and their outcomes,
 //! and the control frames.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -202,6 +203,10 @@ pub(crate) struct CallOptions {
     /// The largest result the worker sends, in encoded bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) max_result: Option<u64>,
+    /// What the guest reads through `wasi:config/store`: the pool's
+    /// entries, overridden key by key by the call's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) config: BTreeMap<String, String>,
     /// Test only: what the worker does natively instead of the guest.
     #[cfg(feature = "test-hooks")]
     #[serde(default, skip_serializing_if = "Option::is_none")]

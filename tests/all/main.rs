@@ -35,6 +35,7 @@ mod sync_primitives;
 mod thread_workers;
 mod tracing_spans;
 mod values_types;
+mod wasi_config;
 mod wasi_sandbox;
 mod worker_confinement;
 mod worker_crash;

@@ -64,7 +64,7 @@ fn fib(n: u64) -> u64 {
 
 mod cluster;
 
-use wasmpool_guests::{FAULTS, FIB, SANDBOX, TYPES};
+use wasmpool_guests::{CONFIG, FAULTS, FIB, SANDBOX, TYPES};
 
 #[test]
 fn inspect_lists_exports_types_and_imports() {
@@ -130,6 +130,27 @@ fn run_reports_what_the_call_cost() {
     assert!(err.starts_with("wall "), "{err}");
     assert!(err.contains(", cpu "), "{err}");
     assert!(err.contains("peak memory "), "{err}");
+}
+
+#[test]
+fn run_gives_the_guest_its_config() {
+    let o = wasmpool(&[
+        "run",
+        "--config",
+        "region=eu",
+        "--config",
+        "a=b=c",
+        CONFIG,
+        "get-all",
+    ]);
+    code(&o, 0);
+    assert_eq!(stdout(&o), "[(\"a\", \"b=c\"), (\"region\", \"eu\")]\n");
+    let o = wasmpool(&["run", CONFIG, "get", "\"region\""]);
+    code(&o, 0);
+    assert_eq!(stdout(&o), "none\n");
+    let o = wasmpool(&["run", "--config", "region", CONFIG, "get", "\"region\""]);
+    code(&o, 2);
+    assert!(stderr(&o).contains("expected K=V"), "{}", stderr(&o));
 }
 
 #[test]
