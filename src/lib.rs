@@ -339,6 +339,7 @@
 //!   `HTTP-request-denied`, unless [`allow_http`](Call::allow_http)
 //!   allows their destination: then the host checks and makes them (see
 //!   there), and the worker stays socketless;
+//! - no configuration: `wasi:config/store` has no keys;
 //! - real clocks and random numbers;
 //! - no timeout, no fuel budget, no memory limit beyond a 32-bit memory's
 //!   4 GiB; a 1 MiB wasm stack.
@@ -369,7 +370,9 @@
 //! [`allow_http`](Call::allow_http), [`http_timeout`](Call::http_timeout),
 //! [`max_http_response_bytes`](Call::max_http_response_bytes) and
 //! [`max_http_requests`](Call::max_http_requests); their limits fail the
-//! guest's request, with `wasi:http` error codes, not the call.
+//! guest's request, with `wasi:http` error codes, not the call. A guest reads
+//! its [`config`](Call::config) through `wasi:config/store`: the pool's
+//! values, overridden key by key by the call's.
 //!
 //! # Platform support
 //!
@@ -378,8 +381,9 @@
 //! Unix systems build, with fallbacks: no entry before `main` (a dedicated
 //! [`worker_program`](PoolBuilder::worker_program) calls
 //! [`worker_entry`] first thing), no parent-death signal (a worker still
-//! exits when its control socket closes), default pipe sizes. Other
-//! systems do not build, with a clear error.
+//! exits when its control socket closes), default pipe sizes, and no CPU
+//! time in a call's [`Usage`] (`cpu` is `None`). Other systems do not
+//! build, with a clear error.
 //!
 //! # Limitations
 //!
@@ -445,7 +449,8 @@ pub use options::{
     Stdio, WorkerKind,
 };
 pub use pool::{
-    Call, CancelHandle, JobHandle, Output, Pool, PoolBuilder, Statistics, default_pool, run,
+    Call, CancelHandle, CpuTime, JobHandle, Output, Pool, PoolBuilder, Statistics, Usage,
+    default_pool, run,
 };
 pub use shares::TenantStatistics;
 pub use sync::{

@@ -10,6 +10,7 @@ mod exit;
 mod inspect;
 mod map;
 mod options;
+mod report;
 mod run;
 mod serve;
 
@@ -25,6 +26,7 @@ Examples:
   wasmpool run fib.wasm fib 30
   wasmpool run shapes.wasm 'area(circle(2.0))'
   wasmpool run --json shapes.wasm sum-points '[{\"x\":1,\"y\":2}]'
+  wasmpool run --json --report fib.wasm fib 30
   wasmpool run --timeout 2s --max-memory 64MiB --dir ./data::/data --env K=V job.wasm f
   wasmpool map fib.wasm fib --input items.jsonl > results.jsonl
   wasmpool bench fib.wasm fib 20 --calls 10000

@@ -34,6 +34,10 @@ pub struct CallOptions {
     /// host's value. Repeatable.
     #[arg(long = "env", value_name = "K[=V]")]
     pub env: Vec<String>,
+    /// Set a configuration value the guest reads through
+    /// `wasi:config/store`: `K=V`. Repeatable.
+    #[arg(long = "config", value_name = "K=V")]
+    pub config: Vec<String>,
     /// How many worker processes (default: one per core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -69,7 +73,8 @@ impl CallOptions {
         Ok(b.build()?)
     }
 
-    /// Checks the directory and environment options before any call.
+    /// Checks the directory, environment and config options before any
+    /// call.
     pub fn check(&self) -> Result<(), Failure> {
         for d in self.dirs.iter().chain(&self.ro_dirs) {
             let (host, _) = split_dir(d)?;
@@ -83,6 +88,11 @@ impl CallOptions {
         for e in &self.env {
             if e.is_empty() || e.starts_with('=') {
                 return Err(Failure::usage(format!("--env {e:?}: expected K=V or K")));
+            }
+        }
+        for c in &self.config {
+            if !c.contains('=') {
+                return Err(Failure::usage(format!("--config {c:?}: expected K=V")));
             }
         }
         Ok(())
@@ -112,6 +122,12 @@ impl CallOptions {
                 Some((k, v)) => call.env(k, v),
                 None => call.env(e.as_str(), std::env::var(e).unwrap_or_default()),
             };
+        }
+        for c in &self.config {
+            // Checked by `check`.
+            if let Some((k, v)) = c.split_once('=') {
+                call = call.config(k, v);
+            }
         }
         call
     }

@@ -1,10 +1,11 @@
-//! `wasmpool run`: one call, its result printed as WAVE or JSON.
+//! `wasmpool run`: one call, its result printed as WAVE or JSON, and on
+//! request what it cost.
 
-use std::future::IntoFuture as _;
 use std::path::PathBuf;
 
 use crate::exit::Failure;
 use crate::options::{CallOptions, call_args, load};
+use crate::report;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
@@ -17,6 +18,8 @@ Examples:
   wasmpool run shapes.wasm 'area(circle(2.0))'
   wasmpool run hello.wasm hello '\"world\"'
   wasmpool run --json shapes.wasm sum-points '[{\"x\":1,\"y\":2}]'
+  wasmpool run --report fib.wasm fib 30
+  wasmpool run --json --report fib.wasm fib 30 | jq .report.cpu_ns
   wasmpool run --timeout 2s --max-memory 64MiB --fuel 1000000 job.wasm f 1
   wasmpool run --dir ./data::/data --env MODE=fast job.wasm process '\"/data/in.txt\"'")]
 pub struct Args {
@@ -30,6 +33,11 @@ pub struct Args {
     /// Arguments and result are JSON instead of WAVE.
     #[arg(long)]
     json: bool,
+    /// Also print what the call cost: wall and CPU time, peak memory,
+    /// bytes in and out, fuel. A line on stderr; with `--json`, one object
+    /// on stdout instead: {"value": ..., "report": {...}}.
+    #[arg(long)]
+    report: bool,
     #[command(flatten)]
     options: CallOptions,
 }
@@ -41,18 +49,30 @@ pub async fn main(args: Args) -> Result<u8, Failure> {
     let pool = args.options.pool()?;
     let call = args.options.apply(pool.call_dynamic(&job, &func, dyn_args));
     let result = tokio::select! {
-        r = call.into_future() => r,
+        r = call.report() => r,
         () = crate::interrupted() => {
             pool.shutdown().await;
             return Err(crate::interrupt());
         }
     };
     pool.shutdown().await;
-    let value = result?;
-    if args.json {
-        println!("{}", value.to_json());
-    } else if !value.is_unit() {
-        println!("{value}");
+    let out = result?;
+    let value = &out.value;
+    match (args.json, args.report) {
+        (true, true) => {
+            let both =
+                serde_json::json!({"value": value.to_json(), "report": report::to_json(&out)});
+            println!("{both}");
+        }
+        (true, false) => println!("{}", value.to_json()),
+        (false, report) => {
+            if !value.is_unit() {
+                println!("{value}");
+            }
+            if report {
+                eprintln!("{}", report::to_text(&out));
+            }
+        }
     }
     Ok(0)
 }

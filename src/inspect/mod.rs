@@ -120,6 +120,9 @@ pub enum Provider {
     /// outgoing request is denied, unless the call allows its destination
     /// ([`allow_http`](crate::Call::allow_http)).
     WasiHttpDenied,
+    /// `wasi:config`: the pool's and the call's config
+    /// ([`Call::config`](crate::Call::config)).
+    WasiConfig,
     /// `wasmpool:sync`: the pool's queues, locks and channels.
     WasmpoolSync,
 }
@@ -131,6 +134,8 @@ impl Provider {
             Some(Provider::WasmpoolSync)
         } else if interface.starts_with("wasi:http/") {
             cfg!(feature = "wasi-http").then_some(Provider::WasiHttpDenied)
+        } else if interface.starts_with("wasi:config/") {
+            Some(Provider::WasiConfig)
         } else if interface.starts_with("wasi:") {
             Some(Provider::Wasi)
         } else {
@@ -144,6 +149,7 @@ impl fmt::Display for Provider {
         f.write_str(match self {
             Provider::Wasi => "WASI",
             Provider::WasiHttpDenied => "wasi:http (denied unless allow_http allows it)",
+            Provider::WasiConfig => "wasi:config (the pool's and the call's config)",
             Provider::WasmpoolSync => "wasmpool:sync",
         })
     }

@@ -1,11 +1,12 @@
 //! Everything that touches the OS below std: the worker's channels,
 //! spawning and killing workers, polling, the private cache directory,
-//! mapping compiled artifacts, and the payload region. All of the crate's
-//! `unsafe` lives here, each block with a `SAFETY` comment, including the
-//! one shortcut of pure code ([`string_from_utf8`]). What only Linux has
-//! (the pre-`main` worker entry, the parent-death signal, pipe sizes,
-//! allocator tuning) is in `linux.rs`; other Unix systems get the
-//! fallbacks in `other.rs`.
+//! mapping compiled artifacts, the payload region, and a thread's CPU
+//! time. All of the crate's `unsafe` lives here, each block with a
+//! `SAFETY` comment, including the one shortcut of pure code
+//! ([`string_from_utf8`]). What only Linux has (the pre-`main` worker
+//! entry, the parent-death signal, pipe sizes, allocator tuning, per-thread
+//! CPU time) is in `linux.rs`; other Unix systems get the fallbacks in
+//! `other.rs`.
 
 #[cfg(not(unix))]
 compile_error!(
@@ -23,7 +24,9 @@ mod os;
 mod os;
 mod region;
 
-pub(crate) use os::{Footprint, grow_pipe, keep_freed_memory, large_buffer, trim_freed_memory};
+pub(crate) use os::{
+    Footprint, grow_pipe, keep_freed_memory, large_buffer, thread_cpu_ns, trim_freed_memory,
+};
 pub(crate) use region::{HostRegion, WorkerRegion};
 
 use std::io;

@@ -32,6 +32,12 @@ pub(crate) fn large_buffer(len: usize) -> Vec<u8> {
     Vec::with_capacity(len)
 }
 
+/// No per-thread CPU time here: `RUSAGE_THREAD` is Linux's, and the
+/// process's would count every thread of a thread worker's host.
+pub(crate) fn thread_cpu_ns() -> Option<(u64, u64)> {
+    None
+}
+
 /// No `/proc` here to read a process's footprint from.
 pub(crate) struct Footprint;
 

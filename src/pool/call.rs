@@ -20,6 +20,7 @@ use super::cancel::{CancelFlag, CancelHandle};
 use super::job_handle::{JobHandle, JobLink};
 use super::policy::Policy;
 use super::setters::call_option_setters;
+use super::usage::Usage;
 use crate::dynamic::{DynArgs, DynValue};
 use crate::error::{Error, ErrorKind};
 use crate::job::Job;
@@ -286,17 +287,20 @@ pub struct Output<R> {
     pub stdout: Option<Vec<u8>>,
     /// The guest's stderr, when captured ([`Stdio::Capture`](crate::Stdio::Capture)).
     pub stderr: Option<Vec<u8>>,
+    /// What the call cost: wall and CPU time, peak memory, bytes in and
+    /// out.
+    pub usage: Usage,
 }
 
 impl<'a, R: Send + 'a> Call<'a, R> {
     /// Awaits the call and returns its result together with the fuel it
-    /// consumed and its captured output.
+    /// consumed, its captured output and what it cost ([`Usage`]).
     ///
     /// ```no_run
     /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
     /// use wasmpool::Stdio;
     /// let out = pool.call::<String>(&job, "hello", ("you",)).stdout(Stdio::Capture).report().await?;
-    /// println!("{} printed {:?}", out.value, out.stdout);
+    /// println!("{} printed {:?} in {:?}", out.value, out.stdout, out.usage.wall);
     /// # Ok(()) }
     /// ```
     ///
@@ -436,11 +440,13 @@ fn decode_output<R>(
         fuel_consumed,
         stdout,
         stderr,
+        measured,
     } = report;
     Ok(Output {
         value,
         fuel_consumed,
         stdout: stdout.map(serde_bytes::ByteBuf::into_vec),
         stderr: stderr.map(serde_bytes::ByteBuf::into_vec),
+        usage: Usage::from(measured),
     })
 }

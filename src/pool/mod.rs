@@ -26,6 +26,7 @@ mod remote;
 mod request;
 mod roster;
 mod setters;
+mod usage;
 
 use crate::locks::Locked as _;
 use std::fmt;
@@ -46,6 +47,7 @@ pub use job_handle::JobHandle;
 pub(crate) use job_handle::JobLink;
 #[cfg(feature = "cluster")]
 pub use remote::NodeInfo;
+pub use usage::{CpuTime, Usage};
 
 use crate::dynamic::{DynArgs, DynValue};
 use crate::engine::DEFAULT_MAX_WASM_STACK;

@@ -114,6 +114,32 @@ macro_rules! call_option_setters {
             self
         }
 
+        /// Sets a configuration value the guest reads through
+        /// `wasi:config/store` (`get` and `get-all`): a key a pool sets is
+        /// seen by all its calls, and a call's own value for the same key
+        /// wins over the pool's. A key set by neither reads as `none`. By
+        /// default the guest sees no configuration. Unlike
+        /// [`env`](Self::env), a value set on a call costs its worker no
+        /// new instance: the guest reads it from the call on, not while it
+        /// is instantiated.
+        ///
+        /// wasmpool serves `wasi:config@0.2.0-rc.1`, as wasmtime does.
+        ///
+        /// ```no_run
+        /// # async fn demo(job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+        /// let pool = wasmpool::Pool::builder()
+        ///     .config("region", "eu-west")
+        ///     .config("mode", "fast")
+        ///     .build()?;
+        /// // The guest reads `region` = "us-east" and `mode` = "fast".
+        /// let n: u64 = pool.call(&job, "work", (7u64,)).config("region", "us-east").await?;
+        /// # Ok(()) }
+        /// ```
+        pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+            self.options.config.insert(key.into(), value.into());
+            self
+        }
+
         /// Passes the host's own value of environment variable `key` to the
         /// guest, if the host has it: an allowlist entry. The value is read
         /// when this is called.

@@ -50,12 +50,13 @@ pub(super) struct Ready {
 }
 
 /// The options that shape an instance's store: all but the timeout, the
-/// fuel budget and the result limit, which are set per call.
+/// fuel budget, the result limit and the config, which are set per call.
 pub(super) fn store_options(options: &CallOptions) -> CallOptions {
     CallOptions {
         timeout: None,
         fuel: None,
         max_result: None,
+        config: Default::default(),
         ..options.clone()
     }
 }
@@ -129,6 +130,7 @@ pub(super) async fn execute(
         r = invoke(&mut store, instance, &pre, &func, &params, fuel, export) => r.map_err(Some),
     };
     report.fuel_consumed = fuel.and_then(|f| Some(f - store.get_fuel().ok()?));
+    report.measured.peak_memory = store.data_mut().limits.peak();
     report.stdout = stdout.take_captured().map(serde_bytes::ByteBuf::from);
     report.stderr = stderr.take_captured().map(serde_bytes::ByteBuf::from);
     match outcome {
@@ -194,14 +196,17 @@ fn resolve<'a>(
 }
 
 /// Readies `store` for the call: clears what the last call left, gives it
-/// its fuel budget (returned) and makes any epoch bump interrupt it.
+/// its config and its fuel budget (returned), and makes any epoch bump
+/// interrupt it.
 fn arm(
     store: &mut Store<State>,
     engine: &Engine,
     tail: &Mutex<Vec<u8>>,
     options: &CallOptions,
 ) -> Result<Option<u64>, WireError> {
-    store.data_mut().limits.hit = None;
+    let state = store.data_mut();
+    state.limits.begin_call();
+    state.set_config(&options.config);
     tail.locked().clear();
     // Fuel counts the call, not the instantiation, which an instance made
     // ahead has already done: so that the same call always burns the

@@ -24,6 +24,7 @@ use super::answers::Answers;
 use super::call::{Context, Item, Leftover, Ready, execute, store_options};
 use super::interrupts::{Interrupts, Running};
 use super::loaded::{Loaded, load};
+use super::meter::Meter;
 use super::port::{OpSender, Port};
 use super::store::{State, new_store, take_grown};
 use crate::engine::EngineSettings;
@@ -173,6 +174,7 @@ impl Executor {
                     }
                 }
             };
+            let meter = Meter::start();
             let wake = self.interrupts.begin(Running::Call(id), options.timeout);
             let mut report = Report::default();
             let ready = match self.ready.take() {
@@ -203,6 +205,9 @@ impl Executor {
                 let payload = encode_result(self.region.as_ref(), &v, &mut results_at);
                 within_limit(payload, options.max_result)
             });
+            meter.stop(&mut report.measured);
+            report.measured.bytes_in = args.len() as u64;
+            report.measured.bytes_out = outcome.as_ref().map_or(0, Payload::len);
             outcomes.push((outcome, report));
             used = left;
         }
@@ -321,13 +326,15 @@ pub(crate) fn worker_engine(settings: &EngineSettings) -> Result<Engine, String>
 }
 
 /// What a guest may import: WASI p2, `wasi:http` (with the `wasi-http`
-/// feature; every request denied unless the call allows it) and
+/// feature; every request denied unless the call allows it),
+/// `wasi:config` (the call's config) and
 /// `wasmpool:sync`.
 fn make_linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     #[cfg(feature = "wasi-http")]
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    wasmtime_wasi_config::add_to_linker(&mut linker, State::config)?;
     super::imports::add_to_linker(&mut linker)?;
     Ok(linker)
 }
@@ -341,10 +348,7 @@ impl Drop for Executor {
 /// `payload`, unless it is larger than `max` bytes: then the limit's
 /// error, and the result is not sent.
 fn within_limit(payload: Payload, max: Option<u64>) -> Result<Payload, WireError> {
-    let len = match &payload {
-        Payload::Inline(bytes) => bytes.len() as u64,
-        Payload::InRegion { len, .. } => *len,
-    };
+    let len = payload.len();
     match max {
         Some(max) if len > max => {
             let mut w = WireError::new(

@@ -26,6 +26,7 @@ mod http;
 mod imports;
 mod interrupts;
 mod loaded;
+mod meter;
 mod port;
 mod stdio;
 mod store;

@@ -1,14 +1,16 @@
 //! The store of one call: its WASI sandbox (nothing but what the call's
 //! options grant), `wasi:http` (every request denied, or sent to the host
-//! to check and make when the call may make some), the memory limit, and
-//! the guest's way to the registry.
+//! to check and make when the call may make some), its `wasi:config`, the
+//! memory limit, and the guest's way to the registry.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 #[cfg(feature = "wasi-http")]
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
@@ -30,8 +32,27 @@ pub(crate) struct State {
     #[cfg(feature = "wasi-http")]
     hooks: super::http::Outgoing,
     table: ResourceTable,
+    /// What `wasi:config/store` answers: the call's config.
+    config: WasiConfigVariables,
     pub(super) limits: Limits,
     pub(super) port: Arc<Port>,
+}
+
+impl State {
+    /// Gives the guest the call's config, in place of the last call's.
+    /// The config is set per call, not per store, so that an instance made
+    /// ahead serves a call whatever its config.
+    pub(super) fn set_config(&mut self, config: &BTreeMap<String, String>) {
+        self.config = config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+    }
+
+    /// `wasi:config/store`'s view of the store.
+    pub(super) fn config(&mut self) -> WasiConfig<'_> {
+        WasiConfig::from(&self.config)
+    }
 }
 
 thread_local! {
@@ -46,11 +67,47 @@ pub(super) fn take_grown() -> usize {
     GROWN.with(|g| g.replace(0))
 }
 
-/// Enforces a call's memory limit and remembers that it did.
+/// Enforces a call's memory limit and remembers that it did; keeps the
+/// store's linear memory size, and its peak, for the call's usage.
 pub(super) struct Limits {
     max_memory: Option<u64>,
     /// The limit the call ran into, if any.
     pub(super) hit: Option<Limit>,
+    /// The linear memory of the store's instances, summed over their
+    /// memories, in bytes: their initial sizes and every growth known to
+    /// have happened.
+    memory: usize,
+    /// The last growth granted, in bytes, until it is known to have
+    /// happened: wasmtime may still refuse it after the limiter allowed it
+    /// (past the memory's own maximum), and then says so in
+    /// `memory_grow_failed`.
+    granted: usize,
+    /// The most `memory` has been since [`Limits::begin_call`].
+    peak: usize,
+}
+
+impl Limits {
+    /// Starts a call's peak at the memory its instance already has (its
+    /// initial memory, when it was made ahead, or all a reused instance
+    /// grew to).
+    pub(super) fn begin_call(&mut self) {
+        self.hit = None;
+        self.settle();
+        self.peak = self.memory;
+    }
+
+    /// The most linear memory the store held at once since
+    /// [`Limits::begin_call`], in bytes.
+    pub(super) fn peak(&mut self) -> u64 {
+        self.settle();
+        self.peak as u64
+    }
+
+    /// Counts the last growth granted: no failure followed it.
+    fn settle(&mut self) {
+        self.memory += std::mem::take(&mut self.granted);
+        self.peak = self.peak.max(self.memory);
+    }
 }
 
 impl ResourceLimiter for Limits {
@@ -69,8 +126,17 @@ impl ResourceLimiter for Limits {
                 self.hit = Some(Limit::Memory);
                 Ok(false)
             }
-            _ => Ok(true),
+            _ => {
+                self.settle();
+                self.granted = desired.saturating_sub(current);
+                Ok(true)
+            }
         }
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.granted = 0;
+        Ok(())
     }
 
     fn table_growing(
@@ -126,9 +192,13 @@ pub(super) fn new_store(
             #[cfg(feature = "wasi-http")]
             hooks: super::http::Outgoing::new(port, !options.http.is_empty()),
             table: ResourceTable::new(),
+            config: WasiConfigVariables::new(),
             limits: Limits {
                 max_memory: options.max_memory,
                 hit: None,
+                memory: 0,
+                granted: 0,
+                peak: 0,
             },
             port: port.clone(),
         },

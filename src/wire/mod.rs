@@ -43,15 +43,15 @@ pub(crate) use http::{
 };
 pub(crate) use messages::{
     Artifact, CallFrame, CallOptions, CallRef, CallRequest, CompileOrder, Control, ExportPath,
-    FromWorker, Grant, INLINE_MAX, Init, Outcome, Payload, PayloadRef, Preopen, REGION_SIZE,
-    RESULTS_AT, Report, Sandbox, ToWorker, WireOutcome,
+    FromWorker, Grant, INLINE_MAX, Init, Measured, Outcome, Payload, PayloadRef, Preopen,
+    REGION_SIZE, RESULTS_AT, Report, Sandbox, ToWorker, WireOutcome,
 };
 #[cfg(feature = "test-hooks")]
 pub(crate) use messages::{EscapeAttempt, TestHook};
 pub(crate) use ops::{Answer, GuestOp, Kind};
 
 /// Bumped whenever a frame changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 12;
+pub(crate) const PROTOCOL_VERSION: u32 = 14;
 
 /// The largest frame either side accepts: 1 GiB.
 pub(crate) const MAX_FRAME: usize = 1 << 30;
@@ -176,6 +176,43 @@ mod tests {
         };
         let borrowed = encode_frame(&CallFrame::Call(CallRef::of(&req))).unwrap();
         assert_eq!(borrowed, encode_frame(&ToWorker::Call(req)).unwrap());
+    }
+
+    #[test]
+    fn a_report_carries_its_figures_as_a_short_array() {
+        let measured = Measured {
+            wall_ns: 12_345,
+            cpu_ns: Some((7_000, 3_000)),
+            peak_memory: 1 << 20,
+            bytes_in: 2,
+            bytes_out: 1,
+        };
+        let alone = rmp_serde::to_vec_named(&measured).unwrap();
+        assert!(alone.len() <= 20, "{} bytes", alone.len());
+        let report = Report {
+            measured,
+            ..Report::default()
+        };
+        let back: Report =
+            rmp_serde::from_slice(&rmp_serde::to_vec_named(&report).unwrap()).unwrap();
+        assert_eq!(back.measured, measured);
+        // A report from a node of the last version, without the figures.
+        #[derive(Serialize)]
+        struct Old {
+            fuel_consumed: Option<u64>,
+            stdout: Option<serde_bytes::ByteBuf>,
+            stderr: Option<serde_bytes::ByteBuf>,
+        }
+        let old = Old {
+            fuel_consumed: Some(5),
+            stdout: None,
+            stderr: None,
+        };
+        let back: Report = rmp_serde::from_slice(&rmp_serde::to_vec_named(&old).unwrap()).unwrap();
+        assert_eq!(
+            (back.fuel_consumed, back.measured),
+            (Some(5), Measured::default())
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ const GUESTS: &[(&str, &str)] = &[
     (wasmpool_guests::GREETER, "greeter"),
     (wasmpool_guests::TICKER, "ticker"),
     (wasmpool_guests::HEAVY, "heavy"),
+    (wasmpool_guests::CONFIG, "config"),
 ];
 
 fn source() -> Resolve {

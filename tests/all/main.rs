@@ -12,6 +12,7 @@
 //! for a stdout to read, and make one: they run this binary again with
 //! `--exact` and their own name (`common::test_name`), which runs them alone.
 
+mod call_accounting;
 mod call_basics;
 mod common;
 mod compile_cache;
@@ -36,6 +37,7 @@ mod tenants_shares;
 mod thread_workers;
 mod tracing_spans;
 mod values_types;
+mod wasi_config;
 mod wasi_sandbox;
 mod worker_confinement;
 mod worker_crash;

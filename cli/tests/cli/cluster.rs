@@ -277,6 +277,19 @@ async fn two_nodes_share_calls_and_map() {
     // spawn, with its handle.
     let handle = pool.spawn::<u64>(&job, "fib", (20u64,));
     assert_eq!(handle.await.unwrap(), 6765);
+
+    // What a call cost comes back from the node's worker.
+    let out = pool
+        .call::<u64>(&job, "fib", (25u64,))
+        .report()
+        .await
+        .unwrap();
+    assert_eq!(out.value, fib(25));
+    let usage = out.usage;
+    assert!(usage.cpu.unwrap().total() > Duration::ZERO, "{usage:?}");
+    assert!(usage.wall > Duration::ZERO, "{usage:?}");
+    assert!(usage.peak_memory > 0, "{usage:?}");
+    assert_eq!((usage.bytes_in, usage.bytes_out), (2, 5), "{usage:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

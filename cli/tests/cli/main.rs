@@ -64,7 +64,7 @@ fn fib(n: u64) -> u64 {
 
 mod cluster;
 
-use wasmpool_guests::{FAULTS, FIB, SANDBOX, TYPES};
+use wasmpool_guests::{CONFIG, FAULTS, FIB, SANDBOX, TYPES};
 
 #[test]
 fn inspect_lists_exports_types_and_imports() {
@@ -98,6 +98,59 @@ fn inspect_lists_exports_types_and_imports() {
         "{}",
         stdout(&o)
     );
+}
+
+#[test]
+fn run_reports_what_the_call_cost() {
+    let o = wasmpool(&["run", "--json", "--report", FIB, "fib", "25"]);
+    code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["value"], serde_json::json!(fib(25)));
+    let r = &v["report"];
+    let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert!(n("wall_ns") > 0, "{r}");
+    assert!(n("cpu_ns") > 0, "{r}");
+    assert_eq!(n("cpu_ns"), n("cpu_user_ns") + n("cpu_system_ns"), "{r}");
+    assert!(n("peak_memory_bytes") >= 64 << 10, "{r}");
+    assert_eq!((n("bytes_in"), n("bytes_out")), (2, 5), "{r}");
+    assert!(r["fuel"].is_null(), "not metered: {r}");
+
+    let o = wasmpool(&[
+        "run", "--json", "--report", "--fuel", "10000000", FIB, "fib", "10",
+    ]);
+    code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["report"]["fuel"].as_u64().unwrap() > 0, "{v}");
+
+    // Without `--json`, the value alone on stdout and a line on stderr.
+    let o = wasmpool(&["run", "--report", FIB, "fib", "20"]);
+    code(&o, 0);
+    assert_eq!(stdout(&o), "6765\n");
+    let err = stderr(&o);
+    assert!(err.starts_with("wall "), "{err}");
+    assert!(err.contains(", cpu "), "{err}");
+    assert!(err.contains("peak memory "), "{err}");
+}
+
+#[test]
+fn run_gives_the_guest_its_config() {
+    let o = wasmpool(&[
+        "run",
+        "--config",
+        "region=eu",
+        "--config",
+        "a=b=c",
+        CONFIG,
+        "get-all",
+    ]);
+    code(&o, 0);
+    assert_eq!(stdout(&o), "[(\"a\", \"b=c\"), (\"region\", \"eu\")]\n");
+    let o = wasmpool(&["run", CONFIG, "get", "\"region\""]);
+    code(&o, 0);
+    assert_eq!(stdout(&o), "none\n");
+    let o = wasmpool(&["run", "--config", "region", CONFIG, "get", "\"region\""]);
+    code(&o, 2);
+    assert!(stderr(&o).contains("expected K=V"), "{}", stderr(&o));
 }
 
 #[test]
