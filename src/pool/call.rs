@@ -311,7 +311,10 @@ impl<'a, R: Send + 'a> Call<'a, R> {
     /// # Cancel safety
     ///
     /// As awaiting the call.
-    pub fn report(self) -> impl Future<Output = Result<Output<R>, Error>> + Send + 'a {
+    pub fn report(mut self) -> impl Future<Output = Result<Output<R>, Error>> + Send + 'a {
+        // Only a call whose report is taken pays for reading its thread's
+        // CPU clocks.
+        self.options.cpu_time = true;
         self.execute()
     }
 

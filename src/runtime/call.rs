@@ -50,13 +50,15 @@ pub(super) struct Ready {
 }
 
 /// The options that shape an instance's store: all but the timeout, the
-/// fuel budget, the result limit and the config, which are set per call.
+/// fuel budget, the result limit, the config and what to measure, which
+/// are set per call.
 pub(super) fn store_options(options: &CallOptions) -> CallOptions {
     CallOptions {
         timeout: None,
         fuel: None,
         max_result: None,
         config: Default::default(),
+        cpu_time: false,
         ..options.clone()
     }
 }

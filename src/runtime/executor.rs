@@ -174,7 +174,7 @@ impl Executor {
                     }
                 }
             };
-            let meter = Meter::start();
+            let meter = Meter::start(options.cpu_time);
             let wake = self.interrupts.begin(Running::Call(id), options.timeout);
             let mut report = Report::default();
             let ready = match self.ready.take() {

@@ -208,6 +208,11 @@ pub(crate) struct CallOptions {
     /// each against its own copy.
     #[serde(default, skip_serializing_if = "HttpGrant::is_empty")]
     pub(crate) http: HttpGrant,
+    /// Measure the CPU time of the call's thread: set only for a call
+    /// whose report its caller takes ([`crate::Call::report`]), since the
+    /// thread's CPU clocks cost four system calls a call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) cpu_time: bool,
     /// What the guest reads through `wasi:config/store`: the pool's
     /// entries, overridden key by key by the call's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
