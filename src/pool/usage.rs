@@ -10,8 +10,10 @@ use crate::wire::Measured;
 /// The worker measures around the call itself: from the moment it has
 /// the call's arguments until its result is encoded. That takes in making
 /// the call's instance, when none was made ahead, and leaves out the trip
-/// to the worker and back and the wait for a free one. The figures cost
-/// about a microsecond per call to take, and are always taken.
+/// to the worker and back and the wait for a free one. The CPU time costs
+/// about a microsecond to take (four system calls), so the worker reads
+/// the thread's CPU clocks only for a call whose report is taken, as
+/// here; the other figures cost nothing measurable and are always taken.
 ///
 /// The fuel a call burned, where the pool meters it, is
 /// [`Output::fuel_consumed`](crate::Output::fuel_consumed).
