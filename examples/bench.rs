@@ -891,16 +891,16 @@ async fn tenants(
     let mut set = JoinSet::new();
     for _ in 0..flood {
         let pool = pool.clone();
-        set.spawn(async move {
-            pool.call::<()>(faults, "sleep", (1u64,))
-                .tenant("a")
-                .await
-        });
+        set.spawn(async move { pool.call::<()>(faults, "sleep", (1u64,)).tenant("a").await });
     }
     let t = Instant::now();
     let a_queued = |pool: &Pool| {
         let stats = pool.statistics();
-        stats.tenants.iter().find(|t| t.name == "a").map_or(0, |t| t.queued)
+        stats
+            .tenants
+            .iter()
+            .find(|t| t.name == "a")
+            .map_or(0, |t| t.queued)
     };
     while a_queued(&pool) < flood / 2 {
         tokio::time::sleep(Duration::from_millis(1)).await;
