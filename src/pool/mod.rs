@@ -16,6 +16,7 @@ mod backend;
 mod builder;
 mod call;
 mod cancel;
+mod command;
 pub(crate) mod compile;
 mod job_handle;
 mod map;
@@ -42,6 +43,7 @@ use serde::de::DeserializeOwned;
 pub use builder::PoolBuilder;
 pub use call::{Call, Output};
 pub use cancel::CancelHandle;
+pub use command::{Command, CommandOutput};
 pub use job_handle::JobHandle;
 #[cfg(feature = "cluster")]
 pub(crate) use job_handle::JobLink;

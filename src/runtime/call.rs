@@ -135,6 +135,17 @@ pub(super) async fn execute(
     report.measured.peak_memory = store.data_mut().limits.peak();
     report.stdout = stdout.take_captured().map(serde_bytes::ByteBuf::from);
     report.stderr = stderr.take_captured().map(serde_bytes::ByteBuf::from);
+    let end = CallEnd {
+        stdout: &stdout,
+        stderr: &stderr,
+        tail: &tail,
+        interrupts,
+        id,
+        options,
+    };
+    if options.command {
+        return command_outcome(outcome, store, &end);
+    }
     match outcome {
         Ok((instance, value)) => {
             let used = Ready {
@@ -150,24 +161,64 @@ pub(super) async fn execute(
         // A failed instance is never reused; the caller drops it after it
         // has answered.
         Err(e) => {
-            let mut e = failure(e, &store, &tail, interrupts, id, options);
-            // A guest that trapped after a write past its output limit
-            // failed because of the limit.
-            let over = [&stdout, &stderr].into_iter().find(|o| o.went_over());
-            if let Some(out) = over
-                && e.kind == ErrorKind::Trap
-            {
-                e.kind = ErrorKind::ResourceLimit;
-                e.limit = Some(crate::error::Limit::Output);
-                e.message = format!(
-                    "the guest wrote more than its output limit of {} bytes ({})",
-                    out.limit().unwrap_or_default(),
-                    e.message
-                );
-            }
+            let e = failed(e, &store, &end);
             (Err(e), Leftover::Store(store))
         }
     }
+}
+
+/// What a call's end is judged by, besides its outcome and store.
+struct CallEnd<'a> {
+    stdout: &'a GuestOutput,
+    stderr: &'a GuestOutput,
+    tail: &'a Mutex<Vec<u8>>,
+    interrupts: &'a Interrupts,
+    id: u64,
+    options: &'a CallOptions,
+}
+
+/// [`failure`], and a guest that trapped after a write past its output
+/// limit failed because of the limit.
+fn failed(e: Option<wasmtime::Error>, store: &Store<State>, end: &CallEnd<'_>) -> WireError {
+    let mut e = failure(e, store, end.tail, end.interrupts, end.id, end.options);
+    let over = [end.stdout, end.stderr].into_iter().find(|o| o.went_over());
+    if let Some(out) = over
+        && e.kind == ErrorKind::Trap
+    {
+        e.kind = ErrorKind::ResourceLimit;
+        e.limit = Some(crate::error::Limit::Output);
+        e.message = format!(
+            "the guest wrote more than its output limit of {} bytes ({})",
+            out.limit().unwrap_or_default(),
+            e.message
+        );
+    }
+    e
+}
+
+/// How a command ended: its exit status as the call's value, as `wasmtime
+/// run` reports it (0 when `run` returns `ok`, 1 when it returns `err`,
+/// `n` for `exit(n)`), or an error for what is not an exit (a trap, a
+/// timeout, a limit). Its instance is never used again: a program runs
+/// once.
+fn command_outcome(
+    outcome: Result<(Instance, Value), Option<wasmtime::Error>>,
+    store: Store<State>,
+    end: &CallEnd<'_>,
+) -> (Result<Value, WireError>, Leftover) {
+    let exit = |e: &wasmtime::Error| e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|x| x.0);
+    let status = match outcome {
+        Ok((_, Value::Map(m))) if matches!(m.first(), Some((Value::Str(k), _)) if k == "err") => 1,
+        Ok(_) => 0,
+        // An interrupt that raced the exit is still an interrupt.
+        Err(Some(e))
+            if end.interrupts.interrupted(end.id, end.options).is_none() && exit(&e).is_some() =>
+        {
+            exit(&e).unwrap_or_default()
+        }
+        Err(e) => return (Err(failed(e, &store, end)), Leftover::Store(store)),
+    };
+    (Ok(Value::Int(i128::from(status))), Leftover::Store(store))
 }
 
 /// Why a call could not start.

@@ -231,6 +231,12 @@ fn wasi_ctx(
     for (k, v) in &options.env {
         b.env(k, v);
     }
+    b.args(&options.args);
+    if let Some(stdin) = &options.stdin {
+        b.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(
+            stdin.to_vec(),
+        ));
+    }
     if let Some(seed) = options.deterministic {
         b.secure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(seed)))
             .insecure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(!seed)))

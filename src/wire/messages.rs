@@ -208,6 +208,17 @@ pub(crate) struct CallOptions {
     /// each against its own copy.
     #[serde(default, skip_serializing_if = "HttpGrant::is_empty")]
     pub(crate) http: HttpGrant,
+    /// The program's arguments, `argv[0]` first: set for a command
+    /// ([`crate::Pool::command`]), empty for other calls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) args: Vec<String>,
+    /// What the guest reads from stdin; empty when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) stdin: Option<serde_bytes::ByteBuf>,
+    /// The call is a command's `wasi:cli/run#run`: its exit, by `exit(n)`
+    /// or by returning, is its outcome (an exit status), not an error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) command: bool,
     /// Measure the CPU time of the call's thread: set only for a call
     /// whose report its caller takes ([`crate::Call::report`]), since the
     /// thread's CPU clocks cost four system calls a call.

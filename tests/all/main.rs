@@ -14,6 +14,7 @@
 
 mod call_accounting;
 mod call_basics;
+mod command_programs;
 mod common;
 mod compile_cache;
 mod dynamic_calls;

@@ -1,0 +1,220 @@
+//! Command components: programs with a `main`, run through
+//! `Pool::command` with arguments and stdin, to an exit status and their
+//! captured output. The guest is `guest/programs/cmd`, a plain Rust
+//! binary built for `wasm32-wasip2`.
+
+use std::time::Duration;
+
+use crate::common::{job, pool, temp_dir};
+use wasmpool::{DirAccess, ErrorKind, Pool, WorkerKind};
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).expect("utf-8 output")
+}
+
+#[tokio::test]
+async fn a_program_runs_to_its_exit_with_its_output() {
+    let pool = pool(1);
+    let cmd = job(wasmpool_guests::CMD);
+    let out = pool.command(&cmd).output().await.unwrap();
+    assert_eq!(out.status, 0);
+    assert!(out.success());
+    assert_eq!(text(&out.stdout), "hello\n");
+    assert!(out.stderr.is_empty());
+    assert!(out.usage.wall > Duration::ZERO);
+    assert!(out.usage.cpu.is_some());
+}
+
+#[tokio::test]
+async fn arguments_come_after_argv0_the_file_name() {
+    let pool = pool(1);
+    let cmd = job(wasmpool_guests::CMD);
+    let out = pool
+        .command(&cmd)
+        .arg("args")
+        .args(["-n", "3", "with space"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(text(&out.stdout), "cmd.wasm\nargs\n-n\n3\nwith space\n");
+    let out = pool
+        .command(&cmd)
+        .arg0("sorter")
+        .arg("args")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(text(&out.stdout), "sorter\nargs\n");
+}
+
+#[tokio::test]
+async fn stdin_is_read_to_its_end() {
+    let pool = pool(1);
+    let cmd = job(wasmpool_guests::CMD);
+    // Larger than a frame's inline payload and than a pipe's buffer.
+    let input: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let out = pool
+        .command(&cmd)
+        .arg("cat")
+        .stdin(input.clone())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status, 0);
+    assert!(out.stdout == input, "stdout differs from stdin");
+    // No stdin: end of file at once.
+    let out = pool.command(&cmd).arg("cat").output().await.unwrap();
+    assert_eq!((out.status, out.stdout.len()), (0, 0));
+    let out = pool
+        .command(&cmd)
+        .arg("sort")
+        .stdin(&b"30\n-2\n7\n"[..])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(text(&out.stdout), "-2\n7\n30\n");
+}
+
+#[tokio::test]
+async fn an_exit_is_a_status_not_an_error() {
+    let pool = pool(1);
+    let cmd = job(wasmpool_guests::CMD);
+    let out = pool
+        .command(&cmd)
+        .args(["exit", "0"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!((out.status, text(&out.stdout)), (0, "bye\n"));
+    // WASI 0.2's exit carries only success or failure, as under
+    // `wasmtime run`: exit(3) is 1.
+    let out = pool
+        .command(&cmd)
+        .args(["exit", "3"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!((out.status, text(&out.stdout)), (1, "bye\n"));
+    // `main` returning an error: status 1, its message on stderr.
+    let out = pool.command(&cmd).arg("fail").output().await.unwrap();
+    assert_eq!(out.status, 1);
+    assert!(!out.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("failing on purpose"), "{stderr}");
+    assert!(stderr.contains("it failed"), "{stderr}");
+    // The worker that saw these exits serves the next run.
+    let out = pool.command(&cmd).output().await.unwrap();
+    assert_eq!(out.status, 0);
+    let stats = pool.statistics();
+    assert_eq!((stats.spawned, stats.crashed), (1, 0), "{stats:?}");
+}
+
+#[tokio::test]
+async fn traps_and_timeouts_stay_errors() {
+    let pool = pool(1);
+    let cmd = job(wasmpool_guests::CMD);
+    let e = pool.command(&cmd).arg("panic").output().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Trap, "{e:?}");
+    assert_eq!(e.panic_message(), Some("the command panicked"));
+    let e = pool
+        .command(&cmd)
+        .arg("spin")
+        .timeout(Duration::from_millis(100))
+        .output()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
+    let out = pool.command(&cmd).output().await.unwrap();
+    assert_eq!(out.status, 0);
+    assert_eq!(pool.statistics().spawned, 1);
+}
+
+#[tokio::test]
+async fn a_program_sees_its_env_and_preopens_only() {
+    let pool = pool(1);
+    let cmd = job(wasmpool_guests::CMD);
+    let out = pool
+        .command(&cmd)
+        .args(["env", "MODE"])
+        .env("MODE", "judge")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!((out.status, text(&out.stdout)), (0, "judge\n"));
+    // Unset: the program exits 2, which WASI 0.2 carries as failure.
+    let out = pool
+        .command(&cmd)
+        .args(["env", "HOME"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status, 1);
+
+    let dir = temp_dir("command-preopen");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("b.txt"), "b").unwrap();
+    std::fs::write(dir.join("a.txt"), "a").unwrap();
+    let out = pool
+        .command(&cmd)
+        .args(["write", "/data/out.txt", "written"])
+        .preopen_dir(&dir, "/data", DirAccess::ReadWrite)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status, 0, "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out.txt")).unwrap(),
+        "written"
+    );
+    let out = pool
+        .command(&cmd)
+        .args(["ls", "/data"])
+        .preopen_dir(&dir, "/data", DirAccess::ReadOnly)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(text(&out.stdout), "a.txt\nb.txt\nout.txt\n");
+    // Without the preopen, nothing is there.
+    let out = pool
+        .command(&cmd)
+        .args(["ls", "/data"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn thread_workers_run_programs_too() {
+    let pool = Pool::builder()
+        .workers(1)
+        .worker_kind(WorkerKind::Thread)
+        .build()
+        .unwrap();
+    let cmd = job(wasmpool_guests::CMD);
+    let out = pool
+        .command(&cmd)
+        .arg("sort")
+        .stdin(&b"2\n1\n"[..])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!((out.status, text(&out.stdout)), (0, "1\n2\n"));
+    let out = pool
+        .command(&cmd)
+        .args(["exit", "1"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status, 1);
+}
+
+#[tokio::test]
+async fn a_component_that_is_not_a_command_is_refused_clearly() {
+    let pool = pool(1);
+    let fib = job(wasmpool_guests::FIB);
+    let e = pool.command(&fib).output().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NoSuchFunction, "{e:?}");
+    assert!(e.to_string().contains("is not a command component"), "{e}");
+}
