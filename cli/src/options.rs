@@ -5,9 +5,48 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
-use wasmpool::{Call, DirAccess, DynArgs, Job, Pool};
+use wasmpool::{Call, Command, DirAccess, DynArgs, Job, Pool};
 
 use crate::exit::Failure;
+
+/// The limits and sandbox of these options set on a call or a command,
+/// which have the same setters.
+macro_rules! apply_to {
+    ($options:expr, $call:expr) => {{
+        let options = $options;
+        let mut call = $call;
+        if let Some(t) = options.timeout {
+            call = call.timeout(t);
+        }
+        if let Some(m) = options.max_memory {
+            call = call.max_memory(m);
+        }
+        for (dirs, access) in [
+            (&options.dirs, DirAccess::ReadWrite),
+            (&options.ro_dirs, DirAccess::ReadOnly),
+        ] {
+            for d in dirs {
+                // Checked by `check`.
+                if let Ok((host, guest)) = split_dir(d) {
+                    call = call.preopen_dir(host, guest, access);
+                }
+            }
+        }
+        for e in &options.env {
+            call = match e.split_once('=') {
+                Some((k, v)) => call.env(k, v),
+                None => call.env(e.as_str(), std::env::var(e).unwrap_or_default()),
+            };
+        }
+        for c in &options.config {
+            // Checked by `check`.
+            if let Some((k, v)) = c.split_once('=') {
+                call = call.config(k, v);
+            }
+        }
+        call
+    }};
+}
 
 /// The pool and the limits and sandbox of each call.
 #[derive(ClapArgs, Debug, Clone)]
@@ -99,37 +138,13 @@ impl CallOptions {
     }
 
     /// `call` with these options.
-    pub fn apply<'a, R>(&self, mut call: Call<'a, R>) -> Call<'a, R> {
-        if let Some(t) = self.timeout {
-            call = call.timeout(t);
-        }
-        if let Some(m) = self.max_memory {
-            call = call.max_memory(m);
-        }
-        for (dirs, access) in [
-            (&self.dirs, DirAccess::ReadWrite),
-            (&self.ro_dirs, DirAccess::ReadOnly),
-        ] {
-            for d in dirs {
-                // Checked by `check`.
-                if let Ok((host, guest)) = split_dir(d) {
-                    call = call.preopen_dir(host, guest, access);
-                }
-            }
-        }
-        for e in &self.env {
-            call = match e.split_once('=') {
-                Some((k, v)) => call.env(k, v),
-                None => call.env(e.as_str(), std::env::var(e).unwrap_or_default()),
-            };
-        }
-        for c in &self.config {
-            // Checked by `check`.
-            if let Some((k, v)) = c.split_once('=') {
-                call = call.config(k, v);
-            }
-        }
-        call
+    pub fn apply<'a, R>(&self, call: Call<'a, R>) -> Call<'a, R> {
+        apply_to!(self, call)
+    }
+
+    /// [`apply`](Self::apply) for a run of a command component.
+    pub fn apply_command<'a>(&self, command: Command<'a>) -> Command<'a> {
+        apply_to!(self, command)
     }
 }
 

@@ -2,7 +2,7 @@
 //! or as one line of text on stderr.
 
 use serde_json::json;
-use wasmpool::{DynValue, Output};
+use wasmpool::{DynValue, Output, Usage};
 
 /// The figures as a JSON object. Times are whole nanoseconds and sizes
 /// bytes, so that scripts need no unit parsing; `cpu_*` are null where the
@@ -25,7 +25,11 @@ pub fn to_json(out: &Output<DynValue>) -> serde_json::Value {
 
 /// The figures as one line for a person.
 pub fn to_text(out: &Output<DynValue>) -> String {
-    let u = &out.usage;
+    usage_text(&out.usage, out.fuel_consumed)
+}
+
+/// `usage` (and the fuel burned, if metered) as one line for a person.
+pub fn usage_text(u: &Usage, fuel: Option<u64>) -> String {
     let mut line = format!("wall {:?}", u.wall);
     if let Some(c) = u.cpu {
         line += &format!(
@@ -39,7 +43,7 @@ pub fn to_text(out: &Output<DynValue>) -> String {
         ", peak memory {} bytes, {} bytes in, {} bytes out",
         u.peak_memory, u.bytes_in, u.bytes_out
     );
-    if let Some(fuel) = out.fuel_consumed {
+    if let Some(fuel) = fuel {
         line += &format!(", fuel {fuel}");
     }
     line

@@ -1,7 +1,11 @@
 //! `wasmpool run`: one call, its result printed as WAVE or JSON, and on
-//! request what it cost.
+//! request what it cost; or, with no function, a command component's
+//! `main`, the way `wasmtime run` runs it.
 
+use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
+
+use wasmpool::{Job, Stdio};
 
 use crate::exit::Failure;
 use crate::options::{CallOptions, call_args, load};
@@ -21,15 +25,26 @@ Examples:
   wasmpool run --report fib.wasm fib 30
   wasmpool run --json --report fib.wasm fib 30 | jq .report.cpu_ns
   wasmpool run --timeout 2s --max-memory 64MiB --fuel 1000000 job.wasm f 1
-  wasmpool run --dir ./data::/data --env MODE=fast job.wasm process '\"/data/in.txt\"'")]
+  wasmpool run --dir ./data::/data --env MODE=fast job.wasm process '\"/data/in.txt\"'
+
+A command component (a program with a `main`, such as a Rust binary built
+for wasm32-wasip2) runs with no function; its arguments follow `--`. Its
+stdin (read whole, unless it is a terminal), stdout and stderr are the
+command line's, and its exit status is the command line's:
+  wasmpool run prog.wasm -- input.txt -n 3
+  sort-numbers < numbers.txt | wasmpool run --timeout 2s sort.wasm")]
 pub struct Args {
     /// The component.
     component: PathBuf,
     /// The function: `fib`, `ns:pkg/iface#fib`, or a whole call such as
-    /// `area(circle(2.0))`.
-    func: String,
+    /// `area(circle(2.0))`. Leave it out to run a command component's
+    /// `main`.
+    func: Option<String>,
     /// The arguments, one per parameter: WAVE, or JSON with `--json`.
     args: Vec<String>,
+    /// A command component's arguments (after `argv[0]`, the file name).
+    #[arg(last = true, value_name = "PROGRAM_ARGS")]
+    program_args: Vec<String>,
     /// Arguments and result are JSON instead of WAVE.
     #[arg(long)]
     json: bool,
@@ -45,7 +60,15 @@ pub struct Args {
 pub async fn main(args: Args) -> Result<u8, Failure> {
     let job = load(&args.component)?;
     args.options.check()?;
-    let (func, dyn_args) = call_args(&args.func, &args.args, args.json)?;
+    let Some(func) = &args.func else {
+        return command(&args, &job).await;
+    };
+    if !args.program_args.is_empty() {
+        return Err(Failure::usage(
+            "arguments after `--` are a command component's; a function takes its arguments before it",
+        ));
+    }
+    let (func, dyn_args) = call_args(func, &args.args, args.json)?;
     let pool = args.options.pool()?;
     let call = args.options.apply(pool.call_dynamic(&job, &func, dyn_args));
     let result = tokio::select! {
@@ -75,4 +98,44 @@ pub async fn main(args: Args) -> Result<u8, Failure> {
         }
     }
     Ok(0)
+}
+
+/// Runs a command component's `main` with the command line's stdin,
+/// stdout and stderr, and returns its exit status.
+async fn command(args: &Args, job: &Job) -> Result<u8, Failure> {
+    if args.json {
+        return Err(Failure::usage(
+            "--json is for a function's arguments and result; a command component has neither",
+        ));
+    }
+    let mut stdin = Vec::new();
+    let input = std::io::stdin();
+    if !input.is_terminal() {
+        input
+            .lock()
+            .read_to_end(&mut stdin)
+            .map_err(|e| Failure::io("reading stdin", e))?;
+    }
+    let pool = args.options.pool()?;
+    let run = args.options.apply_command(
+        pool.command(job)
+            .args(args.program_args.iter().cloned())
+            .stdin(stdin)
+            .stdout(Stdio::Inherit)
+            .stderr(Stdio::Inherit),
+    );
+    let result = tokio::select! {
+        r = run.output() => r,
+        () = crate::interrupted() => {
+            pool.shutdown().await;
+            return Err(crate::interrupt());
+        }
+    };
+    pool.shutdown().await;
+    let out = result?;
+    if args.report {
+        eprintln!("{}", report::usage_text(&out.usage, None));
+    }
+    // An exit status is a byte, as the shell sees it.
+    Ok(out.status as u8)
 }

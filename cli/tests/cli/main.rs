@@ -64,7 +64,7 @@ fn fib(n: u64) -> u64 {
 
 mod cluster;
 
-use wasmpool_guests::{CONFIG, FAULTS, FIB, SANDBOX, TYPES};
+use wasmpool_guests::{CMD, CONFIG, FAULTS, FIB, SANDBOX, TYPES};
 
 #[test]
 fn inspect_lists_exports_types_and_imports() {
@@ -255,6 +255,47 @@ fn a_trap_exits_4_with_its_panic_and_backtrace() {
     let o = wasmpool(&["run", FAULTS, "divide(1, 0)"]);
     code(&o, 4);
     assert!(stderr(&o).contains("trap code: "), "{}", stderr(&o));
+}
+
+#[test]
+fn run_runs_a_command_component_the_wasmtime_run_way() {
+    let cmd = CMD;
+    // Arguments after `--`, argv[0] the file name; stdout passed through.
+    let o = wasmpool(&["run", cmd, "--", "args", "-n", "a b"]);
+    code(&o, 0);
+    assert_eq!(stdout(&o), "cmd.wasm\nargs\n-n\na b\n");
+    // stdin passed through.
+    let o = run_with_input(&["run", cmd, "--", "sort"], Some(b"10\n-1\n3\n"));
+    code(&o, 0);
+    assert_eq!(stdout(&o), "-1\n3\n10\n");
+    // The program's exit status is the command line's.
+    let o = wasmpool(&["run", cmd, "--", "exit", "3"]);
+    code(&o, 1);
+    assert_eq!(stdout(&o), "bye\n");
+    let o = wasmpool(&["run", cmd, "--", "fail"]);
+    code(&o, 1);
+    assert!(stderr(&o).contains("failing on purpose"), "{}", stderr(&o));
+    // The sandbox flags apply; a trap is still exit code 4.
+    let o = wasmpool(&["run", "--env", "MODE=judge", cmd, "--", "env", "MODE"]);
+    code(&o, 0);
+    assert_eq!(stdout(&o), "judge\n");
+    let o = wasmpool(&["run", cmd, "--", "panic"]);
+    code(&o, 4);
+    assert!(
+        stderr(&o).contains("guest panic: the command panicked"),
+        "{}",
+        stderr(&o)
+    );
+    // A component with no `main`, and arguments after `--` for a function.
+    let o = wasmpool(&["run", FIB]);
+    code(&o, 2);
+    assert!(
+        stderr(&o).contains("is not a command component"),
+        "{}",
+        stderr(&o)
+    );
+    let o = wasmpool(&["run", FIB, "fib", "--", "3"]);
+    code(&o, 2);
 }
 
 #[test]
