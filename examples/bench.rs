@@ -185,6 +185,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if run("scheduling") {
         scheduling(&mut r, &cpu).await?;
     }
+    if run("commands") {
+        commands(&mut r).await?;
+    }
     if run("tenants") {
         tenants(&mut r, &cpu, faults).await?;
     }
@@ -919,6 +922,124 @@ async fn tenants(
     r.latency("flood_tenant_b_1ms_call_latency", &mut b);
     pool.shutdown().await;
     Ok(())
+}
+
+/// Programs, for judges: a command component (`guest/programs/cmd`) run
+/// to its exit again and again on two workers, two runs in flight; first
+/// printing hello, then sorting 10^5 numbers read from stdin. Beside it,
+/// the same program built natively, started with fork and exec the same
+/// way (built here with cargo; skipped if that fails).
+async fn commands(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
+    let cmd = Job::from_file(wasmpool_guests::CMD)?;
+    let pool = Pool::builder().workers(2).build()?;
+    pool.warm(2).await?;
+    let hello = pool.command(&cmd).output().await?;
+    assert_eq!(hello.stdout, b"hello\n");
+    let numbers: Vec<u8> = (0..100_000u64)
+        .map(|i| format!("{}\n", i * 7919 % 100_003))
+        .collect::<String>()
+        .into_bytes();
+    let native = build_native_cmd();
+    for (name, runs, input) in [
+        ("hello", r.n(10_000), None),
+        ("sort_1e5", r.n(1_000), Some(numbers.clone())),
+    ] {
+        let arg = input.as_ref().map(|_| "sort");
+        let t = Instant::now();
+        let mut set = JoinSet::new();
+        for _ in 0..2 {
+            let (pool, cmd, input) = (pool.clone(), cmd.clone(), input.clone());
+            set.spawn(async move {
+                let mut times = Vec::new();
+                for _ in 0..runs / 2 {
+                    let t = Instant::now();
+                    let run = pool
+                        .command(&cmd)
+                        .args(arg)
+                        .stdin(input.clone().unwrap_or_default());
+                    let out = run.output().await?;
+                    assert_eq!(out.status, 0);
+                    times.push(t.elapsed());
+                }
+                Ok::<_, wasmpool::Error>(times)
+            });
+        }
+        let mut times = Vec::new();
+        while let Some(done) = set.join_next().await {
+            times.extend(done??);
+        }
+        r.add(
+            &format!("command_{name}_runs_per_s"),
+            times.len() as f64 / t.elapsed().as_secs_f64(),
+            "/s",
+        );
+        r.latency(&format!("command_{name}"), &mut times);
+        let Some(native) = &native else { continue };
+        let t = Instant::now();
+        let mut set = JoinSet::new();
+        for _ in 0..2 {
+            let (native, input) = (native.clone(), input.clone());
+            set.spawn_blocking(move || -> std::io::Result<Vec<Duration>> {
+                use std::io::Write as _;
+                let mut times = Vec::new();
+                for _ in 0..runs / 2 {
+                    let t = Instant::now();
+                    let mut child = std::process::Command::new(&native)
+                        .args(arg)
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::piped())
+                        .spawn()?;
+                    let mut stdin = child.stdin.take().expect("piped");
+                    if let Some(input) = &input {
+                        stdin.write_all(input)?;
+                    }
+                    drop(stdin);
+                    let out = child.wait_with_output()?;
+                    assert!(out.status.success());
+                    times.push(t.elapsed());
+                }
+                Ok(times)
+            });
+        }
+        let mut times = Vec::new();
+        while let Some(done) = set.join_next().await {
+            times.extend(done??);
+        }
+        r.add(
+            &format!("native_fork_exec_{name}_runs_per_s"),
+            times.len() as f64 / t.elapsed().as_secs_f64(),
+            "/s",
+        );
+        r.latency(&format!("native_fork_exec_{name}"), &mut times);
+    }
+    pool.shutdown().await;
+    Ok(())
+}
+
+/// `guest/programs/cmd` built for this machine, in `target/native-cmd`.
+fn build_native_cmd() -> Option<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target/native-cmd");
+    let status = std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "cmd",
+            "--manifest-path",
+        ])
+        .arg(root.join("guest/programs/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status();
+    match status {
+        Ok(s) if s.success() => Some(target.join("release/cmd")),
+        _ => {
+            eprintln!("building guest/programs/cmd natively failed: no fork+exec baseline");
+            None
+        }
+    }
 }
 
 /// Resident memory of an idle worker process that has served a call.
