@@ -3,9 +3,7 @@
 //! and captured output ([`CommandOutput`]).
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::Pool;
@@ -15,7 +13,7 @@ use crate::error::{Error, ErrorKind};
 use crate::job::Job;
 use crate::options::{Cancel, Stdio};
 use crate::pool::Usage;
-use crate::wire::CallOptions;
+use crate::wire::{CallOptions, Stdin};
 
 /// The export every command component has: `wasi:cli/run`'s `run`.
 const RUN: &str = "wasi:cli/run#run";
@@ -208,23 +206,13 @@ impl<'a> Command<'a> {
                 .to_string()
         });
         options.args = std::iter::once(arg0).chain(args).collect();
-        options.stdin = (!stdin.is_empty()).then(|| serde_bytes::ByteBuf::from(stdin));
+        options.stdin = (!stdin.is_empty()).then(|| Stdin(stdin.into()));
         options.command = true;
-        let call: Call<'_, i32> = Call {
-            pool,
-            job,
-            func: RUN,
-            args: Args::Encoded(encode_args(&())),
-            decode: typed,
-            on_cancel,
-            options,
-            grace,
-            cancel: Arc::default(),
-            link: None,
-            data: None,
-            tenant: None,
-            _result: PhantomData,
-        };
+        let mut call: Call<'_, i32> =
+            pool.new_call(job, RUN, Args::Encoded(encode_args(&())), typed);
+        call.on_cancel = on_cancel;
+        call.options = options;
+        call.grace = grace;
         let out = call.report().await.map_err(|e| {
             if e.kind() == ErrorKind::NoSuchFunction {
                 Error::new(

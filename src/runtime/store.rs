@@ -234,7 +234,7 @@ fn wasi_ctx(
     b.args(&options.args);
     if let Some(stdin) = &options.stdin {
         b.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(
-            stdin.to_vec(),
+            stdin.0.clone(),
         ));
     }
     if let Some(seed) = options.deterministic {

@@ -214,7 +214,7 @@ pub(crate) struct CallOptions {
     pub(crate) args: Vec<String>,
     /// What the guest reads from stdin; empty when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) stdin: Option<serde_bytes::ByteBuf>,
+    pub(crate) stdin: Option<Stdin>,
     /// The call is a command's `wasi:cli/run#run`: its exit, by `exit(n)`
     /// or by returning, is its outcome (an exit status), not an error.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -232,6 +232,26 @@ pub(crate) struct CallOptions {
     #[cfg(feature = "test-hooks")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) test_hook: Option<Box<TestHook>>,
+}
+
+/// A command's stdin, in one shared buffer: the worker's copies of the
+/// call's options (the shape of its store, that of an instance made ahead)
+/// and the guest's stdin pipe all hold the bytes the request brought,
+/// never a copy of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stdin(pub(crate) bytes::Bytes);
+
+impl Serialize for Stdin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Stdin {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(d)?;
+        Ok(Stdin(bytes.into_vec().into()))
+    }
 }
 
 /// What a worker does instead of a call's guest, in tests: what no guest

@@ -44,7 +44,7 @@ pub(crate) use http::{
 pub(crate) use messages::{
     Artifact, CallFrame, CallOptions, CallRef, CallRequest, CompileOrder, Control, ExportPath,
     FromWorker, Grant, INLINE_MAX, Init, Measured, Outcome, Payload, PayloadRef, Preopen,
-    REGION_SIZE, RESULTS_AT, Report, Sandbox, ToWorker, WireOutcome,
+    REGION_SIZE, RESULTS_AT, Report, Sandbox, Stdin, ToWorker, WireOutcome,
 };
 #[cfg(feature = "test-hooks")]
 pub(crate) use messages::{EscapeAttempt, TestHook};
