@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     pub(crate) panic_message: Option<String>,
     pub(crate) backtrace: Option<String>,
     pub(crate) exit_status: Option<ExitStatus>,
+    /// What the guest wrote before it failed, when captured.
+    pub(crate) stdout: Option<Vec<u8>>,
+    pub(crate) stderr: Option<Vec<u8>>,
     pub(crate) source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -244,6 +247,8 @@ impl Error {
                 panic_message: i.panic_message.clone(),
                 backtrace: i.backtrace.clone(),
                 exit_status: i.exit_status,
+                stdout: i.stdout.clone(),
+                stderr: i.stderr.clone(),
                 source: None,
             }),
         }
@@ -259,6 +264,8 @@ impl Error {
                 panic_message: None,
                 backtrace: None,
                 exit_status: None,
+                stdout: None,
+                stderr: None,
                 source: None,
             }),
         }
@@ -325,6 +332,31 @@ impl Error {
         self.inner.backtrace.as_deref()
     }
 
+    /// What the guest wrote to its stdout before the call failed, when
+    /// stdout was captured ([`Stdio::Capture`](crate::Stdio::Capture), a
+    /// [`Command`](crate::Command)'s default). A trap, a limit or a
+    /// timeout that the worker survives keeps it; a worker that was killed
+    /// or crashed took it along, and then this is `None`.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, prog: wasmpool::Job) {
+    /// if let Err(e) = pool.command(&prog).arg("panic").output().await {
+    ///     let printed = e.stdout().unwrap_or_default();
+    ///     eprintln!("{e}, after printing {}", String::from_utf8_lossy(printed));
+    /// }
+    /// # }
+    /// ```
+    pub fn stdout(&self) -> Option<&[u8]> {
+        self.inner.stdout.as_deref()
+    }
+
+    /// What the guest wrote to its stderr before the call failed, when
+    /// captured: as [`stdout`](Error::stdout). A Rust guest's panic message
+    /// is here, and also in [`panic_message`](Error::panic_message).
+    pub fn stderr(&self) -> Option<&[u8]> {
+        self.inner.stderr.as_deref()
+    }
+
     /// How the worker process ended, for [`ErrorKind::WorkerCrashed`].
     pub fn exit_status(&self) -> Option<ExitStatus> {
         self.inner.exit_status
@@ -382,6 +414,8 @@ impl fmt::Debug for Error {
             panic_message,
             backtrace,
             exit_status,
+            stdout,
+            stderr,
             source,
         } = &*self.inner;
         f.debug_struct("Error")
@@ -392,6 +426,8 @@ impl fmt::Debug for Error {
             .field("panic_message", panic_message)
             .field("backtrace", backtrace)
             .field("exit_status", exit_status)
+            .field("stdout_bytes", &stdout.as_ref().map(Vec::len))
+            .field("stderr_bytes", &stderr.as_ref().map(Vec::len))
             .field("source", source)
             .finish()
     }

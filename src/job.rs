@@ -21,6 +21,14 @@ use crate::inspect::{Function, Import};
 /// Any component works: plain `wit-bindgen`, `cargo component`,
 /// componentize-py and componentize-js components need no wasmpool SDK.
 ///
+/// A WASI 0.1 program, the core module that `wasm32-wasip1` toolchains make
+/// (one that exports `_start` and imports only `wasi_snapshot_preview1`),
+/// works too: it is wrapped into a command component with wasmtime's
+/// preview1 adapter when the `Job` is made, as `wasm-tools component new
+/// --adapt` does, and then runs with [`Pool::command`](crate::Pool::command)
+/// like any program. [`bytes`](Job::bytes) and [`hash`](Job::hash) are then
+/// the wrapped component's.
+///
 /// # Examples
 ///
 /// ```no_run
@@ -50,8 +58,8 @@ impl Job {
     /// # Errors
     ///
     /// [`ErrorKind::Io`] if the file cannot be read, and
-    /// [`ErrorKind::InvalidComponent`] if it is not a valid component (a
-    /// core module, say).
+    /// [`ErrorKind::InvalidComponent`] if it is neither a valid component
+    /// nor a WASI 0.1 command module.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Job, Error> {
         let path = path.as_ref();
         let bytes = std::fs::read(path)
@@ -63,8 +71,8 @@ impl Job {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidComponent`] if the bytes are not a valid
-    /// WebAssembly component.
+    /// [`ErrorKind::InvalidComponent`] if the bytes are neither a valid
+    /// WebAssembly component nor a WASI 0.1 command module.
     ///
     /// ```
     /// let err = wasmpool::Job::from_bytes(b"not wasm".to_vec()).unwrap_err();
@@ -75,6 +83,16 @@ impl Job {
     }
 
     fn new(bytes: Vec<u8>, origin: String) -> Result<Job, Error> {
+        let bytes = if wasmparser::Parser::is_core_wasm(&bytes) {
+            adapt_command(&bytes).map_err(|m| {
+                Error::new(
+                    ErrorKind::InvalidComponent,
+                    format!("{origin} is a core module that cannot be run: {m}"),
+                )
+            })?
+        } else {
+            bytes
+        };
         validate(&bytes).map_err(|m| {
             Error::new(
                 ErrorKind::InvalidComponent,
@@ -212,9 +230,6 @@ fn validate(bytes: &[u8]) -> Result<(), String> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err("missing the `\\0asm` header".into());
     }
-    if wasmparser::Parser::is_core_wasm(bytes) {
-        return Err("it is a core module, not a component".into());
-    }
     if !wasmparser::Parser::is_component(bytes) {
         return Err("unknown binary version or layer".into());
     }
@@ -223,6 +238,134 @@ fn validate(bytes: &[u8]) -> Result<(), String> {
         .validate_all(bytes)
         .map(drop)
         .map_err(|e| e.to_string())
+}
+
+/// Wraps a WASI 0.1 command module into a command component with the
+/// preview1 adapter, as `wasm-tools component new --adapt` does.
+///
+/// Only commands are wrapped: a module's other exports have no WIT types
+/// to give them, so a library module must be built as a component.
+fn adapt_command(module: &[u8]) -> Result<Vec<u8>, String> {
+    use wasi_preview1_component_adapter_provider::{
+        WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME as PREVIEW1, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+    };
+
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(module)
+        .map_err(|e| e.to_string())?;
+    let mut start = false;
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        match payload.map_err(|e| e.to_string())? {
+            wasmparser::Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    let import = import.map_err(|e| e.to_string())?;
+                    if import.module != PREVIEW1 {
+                        return Err(format!(
+                            "it imports `{}::{}`; a WASI 0.1 program imports only \
+                             from `{PREVIEW1}`",
+                            import.module, import.name
+                        ));
+                    }
+                }
+            }
+            wasmparser::Payload::ExportSection(reader) => {
+                for export in reader {
+                    start |= export.map_err(|e| e.to_string())?.name == "_start";
+                }
+            }
+            _ => {}
+        }
+    }
+    if !start {
+        return Err("it exports no `_start`, so it is not a WASI 0.1 program; \
+                    build a library for a component target (wasm32-wasip2)"
+            .into());
+    }
+    let module = exit_with_code(module)?;
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .and_then(|e| e.adapter(PREVIEW1, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER))
+        .and_then(|e| e.validate(true).encode())
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// The interface a wrapped program's `proc_exit` is imported from.
+const EXIT: &str = "wasi:cli/exit@0.2.12";
+
+/// `EXIT`'s WIT: only the function `proc_exit` becomes.
+const EXIT_WIT: &str = "
+package wasi:cli@0.2.12;
+@since(version = 0.2.0)
+interface exit {
+    @since(version = 0.2.12)
+    exit-with-code: func(status-code: u8);
+}
+world proc-exit {
+    import exit;
+}
+";
+
+/// Points a WASI 0.1 module's `proc_exit` at `wasi:cli/exit`'s
+/// `exit-with-code`, which has the same core signature.
+///
+/// The preview1 adapter's own `proc_exit` calls `exit`, which carries only
+/// success or failure, so `proc_exit(33)` would end with status 1; run
+/// natively, as `wasmtime run` runs a core module, it ends with 33. With
+/// this import the whole code reaches the host (which takes it modulo 256,
+/// as a Unix exit status is).
+fn exit_with_code(module: &[u8]) -> Result<Vec<u8>, String> {
+    use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME as PREVIEW1;
+    use wasm_encoder::reencode::{Reencode as _, RoundtripReencoder};
+
+    let mut out = wasm_encoder::Module::new();
+    let mut renamed = false;
+    let said = |e: &dyn std::fmt::Display| format!("{e:#}");
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        match payload.map_err(|e| said(&e))? {
+            wasmparser::Payload::ImportSection(reader) => {
+                let mut imports = wasm_encoder::ImportSection::new();
+                for import in reader.into_imports() {
+                    let import = import.map_err(|e| said(&e))?;
+                    let ty = RoundtripReencoder
+                        .entity_type(import.ty)
+                        .map_err(|e| said(&e))?;
+                    if import.module == PREVIEW1 && import.name == "proc_exit" {
+                        imports.import(EXIT, "exit-with-code", ty);
+                        renamed = true;
+                    } else {
+                        imports.import(import.module, import.name, ty);
+                    }
+                }
+                out.section(&imports);
+            }
+            payload => {
+                if let Some((id, range)) = payload.as_section() {
+                    out.section(&wasm_encoder::RawSection {
+                        id,
+                        data: &module[range],
+                    });
+                }
+            }
+        }
+    }
+    let mut bytes = out.finish();
+    if renamed {
+        let mut resolve = wit_parser::Resolve::default();
+        let package = resolve
+            .push_source("exit.wit", EXIT_WIT)
+            .map_err(|e| said(&e))?;
+        let world = resolve
+            .select_world(&[package], Some("proc-exit"))
+            .map_err(|e| said(&e))?;
+        wit_component::embed_component_metadata(
+            &mut bytes,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
+        )
+        .map_err(|e| said(&e))?;
+    }
+    Ok(bytes)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -240,13 +383,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rejects_garbage_and_core_modules() {
+    fn rejects_garbage_and_core_modules_that_are_not_programs() {
         let e = Job::from_bytes(b"hello world".to_vec()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidComponent);
         // The smallest core module: header and version 1.
         let e = Job::from_bytes(b"\0asm\x01\0\0\0".to_vec()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidComponent);
         assert!(e.to_string().contains("core module"), "{e}");
+        assert!(e.to_string().contains("_start"), "{e}");
+    }
+
+    #[test]
+    fn a_wasi_p1_program_is_wrapped_into_a_command_component() {
+        let module = std::fs::read(wasmpool_guests::CMD_P1).unwrap();
+        assert!(wasmparser::Parser::is_core_wasm(&module));
+        let job = Job::from_bytes(module.clone()).unwrap();
+        assert!(wasmparser::Parser::is_component(job.bytes()));
+        let names: Vec<String> = job.exports().unwrap().into_iter().map(|f| f.name).collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("wasi:cli/run") && n.ends_with("#run")),
+            "{names:?}"
+        );
+        // The wrapping is deterministic, so the compile cache keeps working.
+        assert_eq!(job.hash(), Job::from_bytes(module).unwrap().hash());
+    }
+
+    #[test]
+    fn a_core_module_with_other_imports_is_refused_by_name() {
+        let mut module = std::fs::read(wasmpool_guests::CMD_P1).unwrap();
+        // Rename the import module in place: same length, another name.
+        let at = module
+            .windows(22)
+            .position(|w| w == b"wasi_snapshot_preview1")
+            .unwrap();
+        module[at..at + 22].copy_from_slice(b"wasi_snapshot_preview9");
+        let e = Job::from_bytes(module).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidComponent);
+        assert!(e.to_string().contains("wasi_snapshot_preview9"), "{e}");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Builds the guest components in `guest/programs` for `wasm32-wasip2` and
-//! writes their paths into `$OUT_DIR/guests.rs`.
+//! writes their paths into `$OUT_DIR/guests.rs`. The `P1_GUESTS` are built
+//! a second time for `wasm32-wasip1`, as the core modules a WASI 0.1
+//! toolchain makes, under the constant `<NAME>_P1`.
 //!
 //! This is the pattern of wasmtime's test-programs artifacts crate: a nested
-//! `cargo build` with its own target directory. The `wasm32-wasip2` target is
-//! added with rustup when the toolchain lacks it, since rustup does not
-//! install the targets of `rust-toolchain.toml` when auto-install is off.
+//! `cargo build` with its own target directory. The wasm targets are added
+//! with rustup when the toolchain lacks them, since rustup does not install
+//! the targets of `rust-toolchain.toml` when auto-install is off.
 
 use std::env;
 use std::fmt::Write as _;
@@ -12,10 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
+/// The WASI 0.1 target, for the guests that are also built as core modules.
+const P1_TARGET: &str = "wasm32-wasip1";
 const GUESTS: &[&str] = &[
     "fib", "cpu", "echo", "types", "faults", "hello", "sandbox", "coop", "plugin", "greeter",
     "ticker", "heavy", "fetch", "config", "cmd",
 ];
+/// Guests built for `P1_TARGET` too: plain binaries with no WIT of their own.
+const P1_GUESTS: &[&str] = &["cmd"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
@@ -38,36 +44,12 @@ fn main() {
         println!("cargo:rerun-if-changed={}", programs.join(guest).display());
     }
 
-    ensure_target();
+    ensure_target(TARGET);
+    ensure_target(P1_TARGET);
 
     let target_dir = out_dir.join("target");
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build")
-        .arg("--release")
-        .arg("--target")
-        .arg(TARGET)
-        .arg("--manifest-path")
-        .arg(programs.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
-    // The outer build's flags are for the host, not for wasm.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_PRIMARY_PACKAGE",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().expect("failed to run cargo for the guests");
-    assert!(
-        status.success(),
-        "building the guest components failed: {status}"
-    );
+    build(&programs, &target_dir, TARGET, &[]);
+    build(&programs, &target_dir, P1_TARGET, P1_GUESTS);
 
     let mut code = String::new();
     let mut all = String::new();
@@ -87,38 +69,91 @@ fn main() {
         .unwrap();
         writeln!(all, "    ({guest:?}, {konst}),").unwrap();
     }
+    for guest in P1_GUESTS {
+        let wasm = target_dir
+            .join(P1_TARGET)
+            .join("release")
+            .join(format!("{guest}.wasm"));
+        assert!(wasm.exists(), "{} was not built", wasm.display());
+        let konst = guest.to_uppercase();
+        writeln!(
+            code,
+            "/// Path of the `{guest}` guest built for {P1_TARGET}: a core module."
+        )
+        .unwrap();
+        writeln!(
+            code,
+            "pub const {konst}_P1: &str = {:?};",
+            wasm.display().to_string()
+        )
+        .unwrap();
+    }
     writeln!(code, "/// Every guest component, by name.").unwrap();
     writeln!(code, "pub const ALL: &[(&str, &str)] = &[\n{all}];").unwrap();
     std::fs::write(out_dir.join("guests.rs"), code).unwrap();
 }
 
-/// Adds the wasm target with rustup when the active toolchain lacks it.
-fn ensure_target() {
-    if target_installed() {
+/// Builds the guests workspace for `target`: the packages `only`, or all.
+fn build(programs: &Path, target_dir: &Path, target: &str, only: &[&str]) {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--target")
+        .arg(target)
+        .arg("--manifest-path")
+        .arg(programs.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    for package in only {
+        cmd.args(["--package", package]);
+    }
+    // The outer build's flags are for the host, not for wasm.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("failed to run cargo for the guests");
+    assert!(
+        status.success(),
+        "building the guests for {target} failed: {status}"
+    );
+}
+
+/// Adds a wasm target with rustup when the active toolchain lacks it.
+fn ensure_target(target: &str) {
+    if target_installed(target) {
         return;
     }
     let mut cmd = Command::new("rustup");
     if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
         cmd.arg("+".to_string() + &toolchain.to_string_lossy());
     }
-    cmd.args(["target", "add", TARGET]);
+    cmd.args(["target", "add", target]);
     let status = cmd.status().unwrap_or_else(|e| {
-        panic!("the {TARGET} target is missing and rustup could not be run to add it: {e}")
+        panic!("the {target} target is missing and rustup could not be run to add it: {e}")
     });
     assert!(
         status.success(),
-        "`rustup target add {TARGET}` failed: {status}"
+        "`rustup target add {target}` failed: {status}"
     );
     assert!(
-        target_installed(),
-        "{TARGET} is still missing after `rustup target add`"
+        target_installed(target),
+        "{target} is still missing after `rustup target add`"
     );
 }
 
-fn target_installed() -> bool {
+fn target_installed(target: &str) -> bool {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let Ok(out) = Command::new(rustc)
-        .args(["--print", "target-libdir", "--target", TARGET])
+        .args(["--print", "target-libdir", "--target", target])
         .output()
     else {
         return false;

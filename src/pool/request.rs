@@ -146,7 +146,16 @@ impl PoolInner {
             .into_iter()
             .map(|r| match r {
                 Ok((bytes, report)) => (Ok(serde_bytes::ByteBuf::from(bytes)), report),
-                Err(e) => (Err(WireError::from(e)), Report::default()),
+                Err(mut e) => {
+                    // The output a failed call captured goes back with it.
+                    let inner = e.inner_mut();
+                    let report = Report {
+                        stdout: inner.stdout.take().map(serde_bytes::ByteBuf::from),
+                        stderr: inner.stderr.take().map(serde_bytes::ByteBuf::from),
+                        ..Report::default()
+                    };
+                    (Err(WireError::from(e)), report)
+                }
             })
             .collect())
     }
@@ -484,11 +493,19 @@ fn merge(
         .collect())
 }
 
-/// One call's outcome as the caller sees it.
+/// One call's outcome as the caller sees it. A failed call keeps the
+/// output it captured.
 fn call_result((outcome, report): Outcome, scope: Option<&Scope>) -> CallResult {
-    outcome
-        .map(|bytes| (bytes.into_vec(), report))
-        .map_err(|w| host_error(w, scope))
+    match outcome {
+        Ok(bytes) => Ok((bytes.into_vec(), report)),
+        Err(w) => {
+            let mut e = host_error(w, scope);
+            let inner = e.inner_mut();
+            inner.stdout = report.stdout.map(serde_bytes::ByteBuf::into_vec);
+            inner.stderr = report.stderr.map(serde_bytes::ByteBuf::into_vec);
+            Err(e)
+        }
+    }
 }
 
 /// A worker's error as the caller sees it: a host function's failure gets

@@ -116,6 +116,10 @@ async fn traps_and_timeouts_stay_errors() {
     let e = pool.command(&cmd).arg("panic").output().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Trap, "{e:?}");
     assert_eq!(e.panic_message(), Some("the command panicked"));
+    // What it wrote before the trap comes back with the error.
+    assert_eq!(e.stdout(), Some(&b"before\n"[..]));
+    let stderr = String::from_utf8_lossy(e.stderr().unwrap());
+    assert!(stderr.contains("the command panicked"), "{stderr}");
     let e = pool
         .command(&cmd)
         .arg("spin")
@@ -217,4 +221,73 @@ async fn a_component_that_is_not_a_command_is_refused_clearly() {
     let e = pool.command(&fib).output().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NoSuchFunction, "{e:?}");
     assert!(e.to_string().contains("is not a command component"), "{e}");
+}
+
+#[tokio::test]
+async fn a_wasi_p1_program_runs_as_the_same_program_built_for_p2() {
+    // `cmd` built for wasm32-wasip1 is a core module; the job wraps it with
+    // the preview1 adapter.
+    let pool = pool(1);
+    let p1 = job(wasmpool_guests::CMD_P1);
+    let p2 = job(wasmpool_guests::CMD);
+    let dir = temp_dir("command-p1");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("seen.txt"), "x").unwrap();
+    let runs: &[(&[&str], &[u8])] = &[
+        (&["args", "-n", "3", "ünï cødé"], b""),
+        (&["sort"], b"5\n-1\n3\n"),
+        (&["env", "MODE"], b""),
+        (&["ls", "/data"], b""),
+        (&["write", "/data/p.txt", "written"], b""),
+        (&["fail"], b""),
+        (&["exit", "0"], b""),
+    ];
+    for (args, stdin) in runs {
+        let run = |job| {
+            pool.command(job)
+                .arg0("cmd")
+                .args(args.iter().copied())
+                .stdin(stdin.to_vec())
+                .env("MODE", "judge")
+                .preopen_dir(&dir, "/data", DirAccess::ReadWrite)
+                .output()
+        };
+        let (a, b) = (run(&p1).await.unwrap(), run(&p2).await.unwrap());
+        assert_eq!(
+            (a.status, text(&a.stdout)),
+            (b.status, text(&b.stdout)),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("p.txt")).unwrap(),
+        "written"
+    );
+    // A trap is the same error, with the output before it.
+    let e = pool.command(&p1).arg("panic").output().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Trap, "{e:?}");
+    assert_eq!(e.stdout(), Some(&b"before\n"[..]));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_wasi_p1_exit_code_is_kept() {
+    // WASI 0.1's proc_exit carries the whole code, as `wasmtime run` gives
+    // it for a core module; 0.2's exit carries only success or failure.
+    let pool = pool(1);
+    let p1 = job(wasmpool_guests::CMD_P1);
+    let out = pool
+        .command(&p1)
+        .args(["exit", "3"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!((out.status, text(&out.stdout)), (3, "bye\n"));
+    let out = pool
+        .command(&p1)
+        .args(["env", "HOME"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status, 2);
 }
