@@ -928,7 +928,9 @@ async fn tenants(
 /// to its exit again and again on two workers, two runs in flight; first
 /// printing hello, then sorting 10^5 numbers read from stdin. Beside it,
 /// the same program built natively, started with fork and exec the same
-/// way (built here with cargo; skipped if that fails).
+/// way (built here with cargo; skipped if that fails), and `wasmtime run`
+/// of the same component started the same way (skipped without a wasmtime
+/// command line).
 async fn commands(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
     let cmd = Job::from_file(wasmpool_guests::CMD)?;
     let pool = Pool::builder().workers(2).build()?;
@@ -940,6 +942,7 @@ async fn commands(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
         .collect::<String>()
         .into_bytes();
     let native = build_native_cmd();
+    let wasmtime = find_wasmtime();
     for (name, runs, input) in [
         ("hello", r.n(10_000), None),
         ("sort_1e5", r.n(1_000), Some(numbers.clone())),
@@ -974,46 +977,88 @@ async fn commands(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
             "/s",
         );
         r.latency(&format!("command_{name}"), &mut times);
-        let Some(native) = &native else { continue };
-        let t = Instant::now();
-        let mut set = JoinSet::new();
-        for _ in 0..2 {
-            let (native, input) = (native.clone(), input.clone());
-            set.spawn_blocking(move || -> std::io::Result<Vec<Duration>> {
-                use std::io::Write as _;
-                let mut times = Vec::new();
-                for _ in 0..runs / 2 {
-                    let t = Instant::now();
-                    let mut child = std::process::Command::new(&native)
-                        .args(arg)
-                        .stdin(std::process::Stdio::piped())
-                        .stdout(std::process::Stdio::piped())
-                        .spawn()?;
-                    let mut stdin = child.stdin.take().expect("piped");
-                    if let Some(input) = &input {
-                        stdin.write_all(input)?;
-                    }
-                    drop(stdin);
-                    let out = child.wait_with_output()?;
-                    assert!(out.status.success());
-                    times.push(t.elapsed());
-                }
-                Ok(times)
-            });
+        // Beside it, processes started the same way: the native build,
+        // and `wasmtime run` of the same component.
+        let mut baselines = Vec::new();
+        if let Some(native) = &native {
+            baselines.push(("native_fork_exec", native.clone(), Vec::new()));
         }
-        let mut times = Vec::new();
-        while let Some(done) = set.join_next().await {
-            times.extend(done??);
+        if let Some(wasmtime) = &wasmtime {
+            let run = vec!["run".into(), wasmpool_guests::CMD.into()];
+            baselines.push(("wasmtime_run", wasmtime.clone(), run));
         }
-        r.add(
-            &format!("native_fork_exec_{name}_runs_per_s"),
-            times.len() as f64 / t.elapsed().as_secs_f64(),
-            "/s",
-        );
-        r.latency(&format!("native_fork_exec_{name}"), &mut times);
+        for (label, program, first) in baselines {
+            let mut args: Vec<std::ffi::OsString> = first;
+            args.extend(arg.map(Into::into));
+            let t = Instant::now();
+            let mut times = process_runs(&program, &args, input.as_deref(), runs).await?;
+            r.add(
+                &format!("{label}_{name}_runs_per_s"),
+                times.len() as f64 / t.elapsed().as_secs_f64(),
+                "/s",
+            );
+            r.latency(&format!("{label}_{name}"), &mut times);
+        }
     }
     pool.shutdown().await;
     Ok(())
+}
+
+/// `runs` runs of `program args`, two at a time, each fed `input` on its
+/// stdin and waited for: the time of each.
+async fn process_runs(
+    program: &std::path::Path,
+    args: &[std::ffi::OsString],
+    input: Option<&[u8]>,
+    runs: usize,
+) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+    let mut set = JoinSet::new();
+    for _ in 0..2 {
+        let (program, args) = (program.to_owned(), args.to_vec());
+        let input = input.map(<[u8]>::to_vec);
+        set.spawn_blocking(move || -> std::io::Result<Vec<Duration>> {
+            use std::io::Write as _;
+            let mut times = Vec::new();
+            for _ in 0..runs / 2 {
+                let t = Instant::now();
+                let mut child = std::process::Command::new(&program)
+                    .args(&args)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()?;
+                let mut stdin = child.stdin.take().expect("piped");
+                if let Some(input) = &input {
+                    stdin.write_all(input)?;
+                }
+                drop(stdin);
+                let out = child.wait_with_output()?;
+                assert!(out.status.success(), "{program:?} {args:?}: {}", out.status);
+                times.push(t.elapsed());
+            }
+            Ok(times)
+        });
+    }
+    let mut times = Vec::new();
+    while let Some(done) = set.join_next().await {
+        times.extend(done??);
+    }
+    Ok(times)
+}
+
+/// The wasmtime command line, for the `wasmtime run` baseline: `$WASMTIME`,
+/// else `wasmtime` on the `PATH`; skipped when neither runs.
+fn find_wasmtime() -> Option<std::path::PathBuf> {
+    let program: std::path::PathBuf = std::env::var_os("WASMTIME")
+        .unwrap_or_else(|| "wasmtime".into())
+        .into();
+    let runs = std::process::Command::new(&program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runs {
+        eprintln!("no wasmtime command line (set WASMTIME): no `wasmtime run` baseline");
+    }
+    runs.then_some(program)
 }
 
 /// `guest/programs/cmd` built for this machine, in `target/native-cmd`.
