@@ -449,8 +449,8 @@ pub use options::{
     Stdio, WorkerKind,
 };
 pub use pool::{
-    Call, CancelHandle, Command, CommandOutput, CpuTime, JobHandle, Output, Pool, PoolBuilder,
-    Statistics, Usage, default_pool, run,
+    Call, CancelHandle, Command, CommandHandle, CommandOutput, CpuTime, JobHandle, Output, Pool,
+    PoolBuilder, Statistics, Usage, default_pool, run,
 };
 pub use shares::TenantStatistics;
 pub use sync::{

@@ -225,6 +225,15 @@ impl<R: Send + 'static> Call<'_, R> {
     /// the result, cancelled or killed, and has a duplex channel to the
     /// guest. See [`JobHandle`] and [`Pool::spawn`].
     pub fn spawn(self) -> JobHandle<R> {
+        self.spawn_then(|out| out.map(|out| out.value))
+    }
+
+    /// [`spawn`](Call::spawn), its handle resolving to what `then` makes
+    /// of the call's output.
+    pub(super) fn spawn_then<T: Send + 'static>(
+        self,
+        then: impl FnOnce(Result<Output<R>, Error>) -> Result<T, Error> + Send + 'static,
+    ) -> JobHandle<T> {
         let registry = self.pool.handle.inner.sync.clone();
         let channel = registry.open_channel();
         let cancel = self.cancel_handle();
@@ -259,7 +268,7 @@ impl<R: Send + 'static> Call<'_, R> {
                     tenant,
                     _result: PhantomData,
                 };
-                call.execute().await.map(|out| out.value)
+                then(call.execute().await)
             })
         })
     }

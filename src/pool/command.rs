@@ -3,11 +3,15 @@
 //! and captured output ([`CommandOutput`]).
 
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::Pool;
-use super::call::{Args, Call, encode_args, typed};
+use super::call::{Args, Call, Output, encode_args, typed};
+use super::job_handle::JobHandle;
 use super::setters::call_option_setters;
 use crate::error::{Error, ErrorKind};
 use crate::job::Job;
@@ -181,12 +185,62 @@ impl<'a> Command<'a> {
     /// [`ErrorKind::NoSuchFunction`] if `job` is not a command (it
     /// exports no `wasi:cli/run`); otherwise as a [`Call`]: a trap
     /// ([`ErrorKind::Trap`]), a timeout, a limit, a crashed worker. An
-    /// exit, whatever its status, is not an error.
+    /// exit, whatever its status, is not an error. The output the program
+    /// wrote before a trap, a limit or a timeout is on the error
+    /// ([`Error::stdout`], [`Error::stderr`]).
     ///
     /// # Cancel safety
     ///
     /// Dropping the future cancels the run as its cancel mode says.
     pub async fn output(self) -> Result<CommandOutput, Error> {
+        let origin = self.job.origin().to_string();
+        let call = self.into_call(false);
+        command_output(call.report().await, &origin)
+    }
+
+    /// Starts the program with its stdin and stdout as streams: write its
+    /// input in chunks with [`CommandHandle::write_stdin`] as it runs (a
+    /// [`stdin`](Command::stdin) set beforehand is not used), read its
+    /// output as it is written with [`CommandHandle::read_stdout`], and
+    /// await the handle for its exit. stderr is still captured, into the
+    /// [`CommandOutput`]; its `stdout` is empty.
+    ///
+    /// A large input never has to be in memory whole, and a program that
+    /// answers line by line can be talked to. Each direction buffers
+    /// [`JOB_CHANNEL_CAPACITY`](crate::JOB_CHANNEL_CAPACITY) chunks, then
+    /// waits: as with a child process's pipes, read its stdout while you
+    /// write, or a program that writes as much as it reads stops.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, cat: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// let run = pool.command(&cat).arg("cat").spawn();
+    /// run.write_stdin(b"hello ".to_vec()).await?;
+    /// run.write_stdin(b"world\n".to_vec()).await?;
+    /// run.close_stdin();
+    /// let mut echoed = Vec::new();
+    /// while let Some(chunk) = run.read_stdout().await? {
+    ///     echoed.extend(chunk);
+    /// }
+    /// assert_eq!(echoed, b"hello world\n");
+    /// assert!(run.await?.success());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never: outside a Tokio runtime the handle resolves to an
+    /// [`ErrorKind::Config`] error, as [`Call::spawn`]'s does.
+    pub fn spawn(self) -> CommandHandle {
+        let origin = self.job.origin().to_string();
+        let call = self.into_call(true);
+        CommandHandle {
+            job: call.spawn_then(move |out| command_output(out, &origin)),
+        }
+    }
+
+    /// The call of `run` this command is; `stdio_channel` makes its stdin
+    /// and stdout the job channel.
+    fn into_call(self, stdio_channel: bool) -> Call<'a, i32> {
         let Command {
             pool,
             job,
@@ -206,31 +260,124 @@ impl<'a> Command<'a> {
                 .to_string()
         });
         options.args = std::iter::once(arg0).chain(args).collect();
-        options.stdin = (!stdin.is_empty()).then(|| Stdin(stdin.into()));
+        options.stdin = (!stdin.is_empty() && !stdio_channel).then(|| Stdin(stdin.into()));
         options.command = true;
+        options.stdio_channel = stdio_channel;
+        // The output's usage has the run's CPU time, as `report` gives it.
+        options.cpu_time = true;
         let mut call: Call<'_, i32> =
             pool.new_call(job, RUN, Args::Encoded(encode_args(&())), typed);
         call.on_cancel = on_cancel;
         call.options = options;
         call.grace = grace;
-        let out = call.report().await.map_err(|e| {
-            if e.kind() == ErrorKind::NoSuchFunction {
-                Error::new(
-                    ErrorKind::NoSuchFunction,
-                    format!(
-                        "{} is not a command component: it exports no wasi:cli/run ({e})",
-                        job.origin()
-                    ),
-                )
-            } else {
-                e
-            }
-        })?;
-        Ok(CommandOutput {
-            status: out.value,
-            stdout: out.stdout.unwrap_or_default(),
-            stderr: out.stderr.unwrap_or_default(),
-            usage: out.usage,
-        })
+        call
+    }
+}
+
+/// A command's output from its call's, `origin` naming it in errors.
+fn command_output(out: Result<Output<i32>, Error>, origin: &str) -> Result<CommandOutput, Error> {
+    let out = out.map_err(|e| {
+        if e.kind() == ErrorKind::NoSuchFunction {
+            Error::new(
+                ErrorKind::NoSuchFunction,
+                format!("{origin} is not a command component: it exports no wasi:cli/run ({e})"),
+            )
+        } else {
+            e
+        }
+    })?;
+    Ok(CommandOutput {
+        status: out.value,
+        stdout: out.stdout.unwrap_or_default(),
+        stderr: out.stderr.unwrap_or_default(),
+        usage: out.usage,
+    })
+}
+
+/// A command started with [`Command::spawn`]: write its stdin and read
+/// its stdout as it runs, and await the handle for its [`CommandOutput`].
+///
+/// # Cancel safety
+///
+/// As [`JobHandle`]: dropping the handle cancels the run as its cancel
+/// mode says, and [`cancel`](CommandHandle::cancel) and
+/// [`kill`](CommandHandle::kill) end it at once.
+#[must_use = "dropping a command handle cancels the run"]
+#[derive(Debug)]
+pub struct CommandHandle {
+    job: JobHandle<CommandOutput>,
+}
+
+impl CommandHandle {
+    /// Writes `bytes` to the program's stdin, as one chunk. Waits while
+    /// [`JOB_CHANNEL_CAPACITY`](crate::JOB_CHANNEL_CAPACITY) chunks are
+    /// unread. An empty write sends nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Closed`] once the program has ended or its stdin was
+    /// closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// A write dropped while it waits for room writes nothing.
+    pub async fn write_stdin(&self, bytes: impl Into<Vec<u8>>) -> Result<(), Error> {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.job.send_raw(serde_bytes::ByteBuf::from(bytes)).await
+    }
+
+    /// Ends the program's stdin: once it has read what was written, its
+    /// next read is the end of the file. A program that reads its stdin
+    /// to the end does not finish before this.
+    pub fn close_stdin(&self) {
+        self.job.close();
+    }
+
+    /// The next chunk the program wrote to stdout, as it wrote it, or
+    /// `None` once it has ended and every chunk was read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a chunk a dropped read was handed is kept for the
+    /// next.
+    pub async fn read_stdout(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .job
+            .recv_raw()
+            .await?
+            .map(serde_bytes::ByteBuf::into_vec))
+    }
+
+    /// Cancels the run, as [`JobHandle::cancel`].
+    pub fn cancel(&self) {
+        self.job.cancel();
+    }
+
+    /// Cancels the run by killing its worker process, as
+    /// [`JobHandle::kill`].
+    pub fn kill(&self) {
+        self.job.kill();
+    }
+
+    /// Whether the run has ended.
+    pub fn is_finished(&self) -> bool {
+        self.job.is_finished()
+    }
+
+    /// The process id of the worker running the program, once it has
+    /// started (`None` for thread workers).
+    pub fn pid(&self) -> Option<u32> {
+        self.job.pid()
+    }
+}
+
+impl Future for CommandHandle {
+    type Output = Result<CommandOutput, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.job).poll(cx)
     }
 }

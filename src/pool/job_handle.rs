@@ -225,6 +225,11 @@ impl<R> JobHandle<R> {
     /// before the drop has sent its value, once.
     pub async fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
         let value = encode(value, "sending to the job")?;
+        self.send_raw(value).await
+    }
+
+    /// Sends one value's bytes as they are, unencoded.
+    pub(crate) async fn send_raw(&self, value: serde_bytes::ByteBuf) -> Result<(), Error> {
         let op = HostOp::submit(
             &self.registry,
             self.registry.host_owner(),
@@ -248,6 +253,14 @@ impl<R> JobHandle<R> {
     /// Cancel-safe: a value a dropped `recv` had already been handed goes
     /// back to the front of the job's values, so no value is lost.
     pub async fn recv<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        match self.recv_raw().await? {
+            Some(v) => decode(&v, "a value the job emitted").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The next value's bytes as they are, undecoded.
+    pub(crate) async fn recv_raw(&self) -> Result<Option<serde_bytes::ByteBuf>, Error> {
         let op = HostOp::submit(
             &self.registry,
             self.registry.host_owner(),
@@ -256,7 +269,7 @@ impl<R> JobHandle<R> {
             Some(Unget::Channel(&self.link.channel)),
         );
         match check(op.answer().await, "receiving from the job")? {
-            Answer::Value(v) => decode(&v, "a value the job emitted").map(Some),
+            Answer::Value(v) => Ok(Some(v)),
             _ => Ok(None),
         }
     }

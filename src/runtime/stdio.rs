@@ -11,10 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
+use super::port::Port;
 use crate::options::{CAPTURE_LIMIT, Stdio};
+use crate::wire::{Answer, GuestOp};
 
 #[derive(Clone, Copy)]
 pub(crate) enum Fd {
@@ -36,6 +38,9 @@ pub(crate) struct GuestOutput {
     /// `limit`.
     written: Arc<AtomicUsize>,
     over: Arc<AtomicBool>,
+    /// Writes go to the call's job channel instead
+    /// ([`CallOptions::stdio_channel`](crate::wire::CallOptions)).
+    channel: Option<Arc<Port>>,
 }
 
 impl GuestOutput {
@@ -56,7 +61,16 @@ impl GuestOutput {
             limit,
             written: Arc::default(),
             over: Arc::default(),
+            channel: None,
         }
+    }
+
+    /// Sends what the guest writes to its job channel, as raw bytes, each
+    /// write waiting until the channel has room: a command's stdout
+    /// streamed to its [`CommandHandle`](crate::CommandHandle).
+    pub(crate) fn to_channel(mut self, port: Arc<Port>) -> GuestOutput {
+        self.channel = Some(port);
+        self
     }
 
     /// Starts counting a new call's output.
@@ -108,6 +122,20 @@ impl GuestOutput {
                     format!("{stream} is over its limit of {limit} bytes (max_output_bytes)"),
                 ));
             }
+        }
+        if let Some(port) = &self.channel {
+            let value = serde_bytes::ByteBuf::from(bytes.to_vec());
+            return match port.call(GuestOp::Emit { value }, None) {
+                Ok(Answer::Done) => Ok(()),
+                Ok(Answer::Closed) => Err(std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the command's handle is gone",
+                )),
+                Ok(other) => Err(std::io::Error::other(format!(
+                    "writing to the job channel: unexpected answer {other:?}"
+                ))),
+                Err(e) => Err(std::io::Error::other(format!("{e:#}"))),
+            };
         }
         match self.mode {
             Stdio::Inherit => match self.fd {
@@ -183,5 +211,107 @@ impl tokio::io::AsyncWrite for GuestOutput {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+/// A command's stdin read from its job channel
+/// ([`CallOptions::stdio_channel`](crate::wire::CallOptions)): each value
+/// the handle writes is a chunk of raw bytes, and the channel's close is
+/// the end of the input. A read with nothing buffered waits for the next
+/// chunk (and wakes when the call is interrupted).
+///
+/// Every stream the guest opens on stdin shares one state, so that they
+/// all move through the input together, as `StdinStream` requires.
+#[derive(Clone)]
+pub(crate) struct ChannelStdin {
+    state: Arc<Mutex<ChannelInput>>,
+}
+
+struct ChannelInput {
+    port: Arc<Port>,
+    /// What the last chunk still holds.
+    buffered: Bytes,
+    /// The channel is closed and drained.
+    ended: bool,
+}
+
+impl ChannelStdin {
+    pub(crate) fn new(port: Arc<Port>) -> ChannelStdin {
+        ChannelStdin {
+            state: Arc::new(Mutex::new(ChannelInput {
+                port,
+                buffered: Bytes::new(),
+                ended: false,
+            })),
+        }
+    }
+
+    /// Up to `size` bytes: what is buffered, or else the next chunk.
+    fn read_bytes(&self, size: usize) -> StreamResult<Bytes> {
+        let mut input = self.state.locked();
+        while size > 0 && input.buffered.is_empty() && !input.ended {
+            match input.port.call(GuestOp::Recv, None) {
+                Ok(Answer::Value(chunk)) => input.buffered = Bytes::from(chunk.into_vec()),
+                Ok(Answer::Nothing | Answer::Closed) => input.ended = true,
+                Ok(other) => {
+                    return Err(StreamError::LastOperationFailed(wasmtime::Error::msg(
+                        format!("reading the job channel: unexpected answer {other:?}"),
+                    )));
+                }
+                // Interrupted while it waited: the call is over.
+                Err(e) => return Err(StreamError::Trap(e)),
+            }
+        }
+        if size > 0 && input.buffered.is_empty() {
+            return Err(StreamError::Closed);
+        }
+        let n = size.min(input.buffered.len());
+        Ok(input.buffered.split_to(n))
+    }
+}
+
+impl IsTerminal for ChannelStdin {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdinStream for ChannelStdin {
+    fn p2_stream(&self) -> Box<dyn InputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl InputStream for ChannelStdin {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        self.read_bytes(size)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ChannelStdin {
+    // Always ready: a read waits for the next chunk itself, as a guest's
+    // blocking read of a pipe would.
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncRead for ChannelStdin {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.read_bytes(buf.remaining()) {
+            Ok(bytes) => {
+                buf.put_slice(&bytes);
+                Poll::Ready(Ok(()))
+            }
+            Err(StreamError::Closed) => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(std::io::Error::other(e.to_string()))),
+        }
     }
 }

@@ -179,10 +179,13 @@ pub(super) fn new_store(
     options: &CallOptions,
 ) -> Result<NewStore, WireError> {
     let tail = Arc::new(Mutex::new(Vec::new()));
-    let stdout = GuestOutput::new(Fd::Stdout, options.stdout, options.max_output);
+    let mut stdout = GuestOutput::new(Fd::Stdout, options.stdout, options.max_output);
+    if options.stdio_channel {
+        stdout = stdout.to_channel(port.clone());
+    }
     let stderr = GuestOutput::new(Fd::Stderr, options.stderr, options.max_output)
         .with_tail(tail.clone(), STDERR_TAIL);
-    let wasi = wasi_ctx(options, &stdout, &stderr)?;
+    let wasi = wasi_ctx(options, port, &stdout, &stderr)?;
     let mut store = Store::new(
         engine,
         State {
@@ -219,6 +222,7 @@ const HOSTCALL_FUEL: usize = 4 << 30;
 /// The WASI context of one call: nothing but what `options` grants.
 fn wasi_ctx(
     options: &CallOptions,
+    port: &Arc<Port>,
     stdout: &GuestOutput,
     stderr: &GuestOutput,
 ) -> Result<WasiCtx, WireError> {
@@ -232,7 +236,9 @@ fn wasi_ctx(
         b.env(k, v);
     }
     b.args(&options.args);
-    if let Some(stdin) = &options.stdin {
+    if options.stdio_channel {
+        b.stdin(super::stdio::ChannelStdin::new(port.clone()));
+    } else if let Some(stdin) = &options.stdin {
         b.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(
             stdin.0.clone(),
         ));

@@ -219,6 +219,11 @@ pub(crate) struct CallOptions {
     /// or by returning, is its outcome (an exit status), not an error.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) command: bool,
+    /// The guest's stdin and stdout are its job channel
+    /// ([`crate::Command::spawn`]): stdin reads what the handle writes,
+    /// stdout's writes go to the handle, both as raw bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) stdio_channel: bool,
     /// Measure the CPU time of the call's thread: set only for a call
     /// whose report its caller takes ([`crate::Call::report`]), since the
     /// thread's CPU clocks cost four system calls a call.

@@ -212,6 +212,12 @@ async fn thread_workers_run_programs_too() {
         .await
         .unwrap();
     assert_eq!(out.status, 1);
+    // Streams go through a thread worker's inbox instead of a pipe.
+    let run = pool.command(&cmd).arg("lines").spawn();
+    run.write_stdin(b"thread\n".to_vec()).await.unwrap();
+    assert_eq!(run.read_stdout().await.unwrap().unwrap(), b"THREAD\n");
+    run.close_stdin();
+    assert_eq!(run.await.unwrap().status, 0);
 }
 
 #[tokio::test]
@@ -290,4 +296,89 @@ async fn a_wasi_p1_exit_code_is_kept() {
         .await
         .unwrap();
     assert_eq!(out.status, 2);
+}
+
+#[tokio::test]
+async fn a_spawned_command_streams_its_stdin_and_stdout() {
+    let pool = pool(1);
+    let cmd = job(wasmpool_guests::CMD);
+    let run = pool.command(&cmd).arg("cat").spawn();
+    // Far more chunks than the channel holds each way: written and read at
+    // once, as through a pipe.
+    let chunks: Vec<Vec<u8>> = (0..200u32)
+        .map(|i| (0..(16 << 10)).map(|j| ((i + j) % 251) as u8).collect())
+        .collect();
+    let expected: Vec<u8> = chunks.concat();
+    let write = async {
+        for chunk in &chunks {
+            run.write_stdin(chunk.clone()).await.unwrap();
+        }
+        run.close_stdin();
+    };
+    let read = async {
+        let mut got = Vec::new();
+        while let Some(chunk) = run.read_stdout().await.unwrap() {
+            got.extend(chunk);
+        }
+        got
+    };
+    let ((), got) = tokio::join!(write, read);
+    assert!(
+        got == expected,
+        "{} bytes back of {}",
+        got.len(),
+        expected.len()
+    );
+    let out = run.await.unwrap();
+    assert_eq!(out.status, 0);
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn a_spawned_program_is_talked_to_line_by_line() {
+    let pool = pool(1);
+    let cmd = job(wasmpool_guests::CMD);
+    let run = pool.command(&cmd).arg("lines").spawn();
+    // Each answer comes before the next question is written: nothing waits
+    // for the end of the input.
+    for word in ["one", "two", "three"] {
+        run.write_stdin(format!("{word}\n")).await.unwrap();
+        let answer = run.read_stdout().await.unwrap().unwrap();
+        assert_eq!(text(&answer), format!("{}\n", word.to_uppercase()));
+    }
+    run.close_stdin();
+    assert_eq!(run.read_stdout().await.unwrap(), None);
+    assert_eq!(run.await.unwrap().status, 0);
+}
+
+#[tokio::test]
+async fn a_spawned_program_waiting_on_stdin_is_cancelled_and_timed_out() {
+    let pool = pool(1);
+    let cmd = job(wasmpool_guests::CMD);
+    // Cancelled while it waits for input that never comes.
+    let run = pool.command(&cmd).arg("lines").spawn();
+    run.write_stdin(b"partial\n".to_vec()).await.unwrap();
+    assert_eq!(run.read_stdout().await.unwrap().unwrap(), b"PARTIAL\n");
+    run.cancel();
+    let e = run.await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e:?}");
+    // A timeout reaches a guest blocked on stdin too.
+    let run = pool
+        .command(&cmd)
+        .arg("cat")
+        .timeout(Duration::from_millis(200))
+        .spawn();
+    let e = run.await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
+    // The worker was interrupted, not killed, and serves the next run.
+    let out = pool
+        .command(&cmd)
+        .arg("cat")
+        .stdin(&b"next"[..])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"next");
+    let stats = pool.statistics();
+    assert_eq!((stats.spawned, stats.crashed), (1, 0), "{stats:?}");
 }

@@ -4,6 +4,7 @@
 //! - `env KEY`: prints the variable's value, or exits 2 if unset;
 //! - `cat`: copies stdin to stdout;
 //! - `sort`: reads one integer per line from stdin, prints them sorted;
+//! - `lines`: answers each line of stdin as it comes, upper-cased;
 //! - `exit N`: prints "bye" and calls `exit(N)`;
 //! - `fail`: prints to stderr and returns an error from `main`;
 //! - `panic`: writes "before" to stdout, then panics;
@@ -42,6 +43,12 @@ fn main() -> Result<(), String> {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for n in numbers {
                 writeln!(out, "{n}").map_err(|e| e.to_string())?;
+            }
+        }
+        "lines" => {
+            for line in std::io::stdin().lines() {
+                // `println!` flushes at the newline: one answer a line.
+                println!("{}", line.map_err(|e| e.to_string())?.to_uppercase());
             }
         }
         "exit" => {
