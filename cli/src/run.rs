@@ -2,7 +2,7 @@
 //! request what it cost; or, with no function, a command component's
 //! `main`, the way `wasmtime run` runs it.
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 
 use wasmpool::{Job, Stdio};
@@ -28,9 +28,10 @@ Examples:
   wasmpool run --dir ./data::/data --env MODE=fast job.wasm process '\"/data/in.txt\"'
 
 A command component (a program with a `main`, such as a Rust binary built
-for wasm32-wasip2) runs with no function; its arguments follow `--`. Its
-stdin (read whole, unless it is a terminal), stdout and stderr are the
-command line's, and its exit status is the command line's:
+for wasm32-wasip2, or a WASI 0.1 module) runs with no function; its
+arguments follow `--`. Its stdin and stdout are the command line's,
+streamed as they come, its stderr too, and its exit status is the command
+line's (a trap is 134, as under `wasmtime run`):
   wasmpool run prog.wasm -- input.txt -n 3
   sort-numbers < numbers.txt | wasmpool run --timeout 2s sort.wasm")]
 pub struct Args {
@@ -102,34 +103,85 @@ pub async fn main(args: Args) -> Result<u8, Failure> {
 
 /// Runs a command component's `main` with the command line's stdin,
 /// stdout and stderr, and returns its exit status.
+///
+/// stdin and stdout are streamed, chunk by chunk as they come, so that a
+/// program can be talked to from a terminal or a pipe, and a large input
+/// is never held whole. A trap exits as under `wasmtime run`: 134
+/// (128 + SIGABRT) on Unix.
 async fn command(args: &Args, job: &Job) -> Result<u8, Failure> {
     if args.json {
         return Err(Failure::usage(
             "--json is for a function's arguments and result; a command component has neither",
         ));
     }
-    let mut stdin = Vec::new();
-    let input = std::io::stdin();
-    if !input.is_terminal() {
-        input
-            .lock()
-            .read_to_end(&mut stdin)
-            .map_err(|e| Failure::io("reading stdin", e))?;
-    }
     let pool = args.options.pool()?;
-    let run = args.options.apply_command(
-        pool.command(job)
-            .args(args.program_args.iter().cloned())
-            .stdin(stdin)
-            .stdout(Stdio::Inherit)
-            .stderr(Stdio::Inherit),
-    );
-    let result = tokio::select! {
-        r = run.output() => r,
+    let run = args
+        .options
+        .apply_command(
+            pool.command(job)
+                .args(args.program_args.iter().cloned())
+                .stderr(Stdio::Inherit),
+        )
+        .spawn();
+    // The command line's stdin, read on a thread of its own: a read of a
+    // terminal that never comes must not hold up the exit.
+    let (chunks, mut input) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut chunk = vec![0; 64 << 10];
+            let read = stdin.read(&mut chunk).map(|n| {
+                chunk.truncate(n);
+                chunk
+            });
+            let end = !matches!(&read, Ok(c) if !c.is_empty());
+            if chunks.blocking_send(read).is_err() || end {
+                break;
+            }
+        }
+    });
+    let feed = async {
+        while let Some(chunk) = input.recv().await {
+            let chunk = chunk.map_err(|e| Failure::io("reading stdin", e))?;
+            // Empty is the end; a program that has ended takes no more.
+            if chunk.is_empty() || run.write_stdin(chunk).await.is_err() {
+                break;
+            }
+        }
+        run.close_stdin();
+        Ok::<(), Failure>(())
+    };
+    let drain = async {
+        let mut stdout = std::io::stdout();
+        while let Some(chunk) = run.read_stdout().await? {
+            stdout
+                .write_all(&chunk)
+                .and_then(|()| stdout.flush())
+                .map_err(|e| Failure::io("writing stdout", e))?;
+        }
+        Ok::<(), Failure>(())
+    };
+    // The program's stdout ends when it does; its stdin may never.
+    let streamed = async {
+        tokio::select! {
+            r = drain => r,
+            r = feed => match r {
+                Err(e) => Err(e),
+                Ok(()) => std::future::pending().await,
+            },
+        }
+    };
+    let streamed = tokio::select! {
+        r = streamed => r,
         () = crate::interrupted() => {
+            drop(run);
             pool.shutdown().await;
             return Err(crate::interrupt());
         }
+    };
+    let result = match streamed {
+        Ok(()) => run.await.map_err(program_failure),
+        Err(e) => Err(e),
     };
     pool.shutdown().await;
     let out = result?;
@@ -138,4 +190,14 @@ async fn command(args: &Args, job: &Job) -> Result<u8, Failure> {
     }
     // An exit status is a byte, as the shell sees it.
     Ok(out.status as u8)
+}
+
+/// A program's failure: a trap exits as `wasmtime run` exits for one, 128
+/// + SIGABRT on Unix (3 elsewhere); the rest as for any call.
+fn program_failure(e: wasmpool::Error) -> Failure {
+    let mut failure = Failure::from(e);
+    if failure.code == crate::exit::TRAP {
+        failure.code = if cfg!(unix) { 128 + 6 } else { 3 };
+    }
+    failure
 }
