@@ -29,6 +29,7 @@ Examples:
   wasmpool run --json --report fib.wasm fib 30
   wasmpool run --timeout 2s --max-memory 64MiB --dir ./data::/data --env K=V job.wasm f
   wasmpool map fib.wasm fib --input items.jsonl > results.jsonl
+  wasmpool map --command --timeout 2s sol.wasm --input runs.jsonl
   wasmpool bench fib.wasm fib 20 --calls 10000
   wasmpool serve --nats nats://127.0.0.1:4222 --workers 4
 
@@ -43,7 +44,8 @@ Exit codes:
   5  timeout
   6  a resource limit: memory, fuel or stack
   7  I/O: a file that cannot be read or written
-  8  map: one or more lines failed (each has an error line)
+  8  map: one or more lines failed (each has an error line); a program's
+     nonzero exit status is a result, not a failure
   130  interrupted (Ctrl-C); the running calls were cancelled";
 
 /// Run WebAssembly component functions in a pool of sandboxed worker
@@ -61,8 +63,9 @@ enum Command {
     Inspect(inspect::Args),
     /// Call one exported function and print its result.
     Run(run::Args),
-    /// Call a function once per line of a JSON-lines file; print one JSON
-    /// line per result.
+    /// Call a function once per line of a JSON-lines file, or run a
+    /// program once per line (`--command`); print one JSON line per
+    /// result.
     Map(map::Args),
     /// Call a function many times and report latency and throughput.
     Bench(bench::Args),

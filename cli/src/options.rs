@@ -10,9 +10,9 @@ use wasmpool::{Call, Command, DirAccess, DynArgs, Job, Pool};
 use crate::exit::Failure;
 
 /// The limits and sandbox of these options set on a call or a command,
-/// which have the same setters.
+/// which have the same setters, with the environment variables `$env`.
 macro_rules! apply_to {
-    ($options:expr, $call:expr) => {{
+    ($options:expr, $call:expr, $env:expr) => {{
         let options = $options;
         let mut call = $call;
         if let Some(t) = options.timeout {
@@ -32,11 +32,8 @@ macro_rules! apply_to {
                 }
             }
         }
-        for e in &options.env {
-            call = match e.split_once('=') {
-                Some((k, v)) => call.env(k, v),
-                None => call.env(e.as_str(), std::env::var(e).unwrap_or_default()),
-            };
+        for (k, v) in $env {
+            call = call.env(k, v);
         }
         for c in &options.config {
             // Checked by `check`.
@@ -137,14 +134,36 @@ impl CallOptions {
         Ok(())
     }
 
+    /// The environment variables of `--env`, in order: `K=V` as given,
+    /// `K` with the host's value (empty if it has none).
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (e.clone(), std::env::var(e).unwrap_or_default()),
+            })
+            .collect()
+    }
+
     /// `call` with these options.
     pub fn apply<'a, R>(&self, call: Call<'a, R>) -> Call<'a, R> {
-        apply_to!(self, call)
+        apply_to!(self, call, self.env_vars())
     }
 
     /// [`apply`](Self::apply) for a run of a command component.
     pub fn apply_command<'a>(&self, command: Command<'a>) -> Command<'a> {
-        apply_to!(self, command)
+        self.apply_command_with_env(command, self.env_vars())
+    }
+
+    /// [`apply_command`](Self::apply_command) with the environment
+    /// variables `env` in place of those of `--env`.
+    pub fn apply_command_with_env<'a>(
+        &self,
+        command: Command<'a>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Command<'a> {
+        apply_to!(self, command, env)
     }
 }
 

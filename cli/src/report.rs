@@ -1,7 +1,6 @@
 //! What a call cost (`wasmpool run --report`): as JSON beside the value,
 //! or as one line of text on stderr.
 
-use serde_json::json;
 use wasmpool::{DynValue, Output, Usage};
 
 /// The figures as a JSON object. Times are whole nanoseconds and sizes
@@ -9,18 +8,23 @@ use wasmpool::{DynValue, Output, Usage};
 /// OS does not count a thread's CPU time, `fuel` where the call was not
 /// metered.
 pub fn to_json(out: &Output<DynValue>) -> serde_json::Value {
-    let u = &out.usage;
+    let mut o = usage_json(&out.usage);
+    o.insert("fuel".into(), out.fuel_consumed.into());
+    o.into()
+}
+
+/// [`to_json`]'s figures of `u`, all but the fuel.
+pub fn usage_json(u: &Usage) -> serde_json::Map<String, serde_json::Value> {
     let ns = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    json!({
-        "wall_ns": ns(u.wall),
-        "cpu_ns": u.cpu.map(|c| ns(c.total())),
-        "cpu_user_ns": u.cpu.map(|c| ns(c.user)),
-        "cpu_system_ns": u.cpu.map(|c| ns(c.system)),
-        "peak_memory_bytes": u.peak_memory,
-        "bytes_in": u.bytes_in,
-        "bytes_out": u.bytes_out,
-        "fuel": out.fuel_consumed,
-    })
+    let mut o = serde_json::Map::new();
+    o.insert("wall_ns".into(), ns(u.wall).into());
+    o.insert("cpu_ns".into(), u.cpu.map(|c| ns(c.total())).into());
+    o.insert("cpu_user_ns".into(), u.cpu.map(|c| ns(c.user)).into());
+    o.insert("cpu_system_ns".into(), u.cpu.map(|c| ns(c.system)).into());
+    o.insert("peak_memory_bytes".into(), u.peak_memory.into());
+    o.insert("bytes_in".into(), u.bytes_in.into());
+    o.insert("bytes_out".into(), u.bytes_out.into());
+    o
 }
 
 /// The figures as one line for a person.

@@ -21,11 +21,22 @@ fn run_with_input(args: &[&str], input: Option<&[u8]>) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    if let Some(input) = input {
+    // Written from a thread, so that an input larger than a pipe holds
+    // cannot wait on an output that waits on it.
+    let writer = input.map(|input| {
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(input).unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            // A command that stops reading early has its exit code to say
+            // why.
+            let _ = stdin.write_all(&input);
+        })
+    });
+    let out = child.wait_with_output().unwrap();
+    if let Some(writer) = writer {
+        writer.join().unwrap();
     }
-    child.wait_with_output().unwrap()
+    out
 }
 
 fn stdout(o: &Output) -> String {
@@ -63,6 +74,7 @@ fn fib(n: u64) -> u64 {
 }
 
 mod cluster;
+mod map_command;
 
 use wasmpool_guests::{CMD, CONFIG, FAULTS, FIB, SANDBOX, TYPES};
 
