@@ -40,7 +40,9 @@ Exit codes:
      function, or no such function
   3  invalid component: not a component, or it imports what nothing
      provides, or it uses types that cannot cross a process boundary
-  4  the guest trapped or its worker crashed
+  4  the guest trapped or its worker crashed (a program run with no
+     function exits with its own status instead, and 134 for a trap, as
+     under `wasmtime run`)
   5  timeout
   6  a resource limit: memory, fuel or stack
   7  I/O: a file that cannot be read or written

@@ -47,9 +47,9 @@ names them):
 with `stdout_base64` (`stderr_base64`) for output that is not UTF-8. A
 nonzero status is a result, not a failure: it does not change the exit
 code. A run that traps, times out or passes a limit, and a line that is
-not a run, give an `error` object in place of the status and output
-(with `line`, `id` and `args` beside it as far as they are known), and
-the exit code is then 8. The command line's sandbox and limits (--env,
+not a run, give an `error` object in place of the status (with `line`,
+`id` and `args` beside it as far as they are known, and the stdout and
+stderr the program wrote before it failed), and the exit code is then 8. The command line's sandbox and limits (--env,
 --dir, --ro-dir, --timeout, --max-memory, --fuel) apply to every run.
 
 Examples:

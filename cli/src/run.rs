@@ -149,6 +149,8 @@ async fn command(args: &Args, job: &Job) -> Result<u8, Failure> {
             }
         }
         run.close_stdin();
+        // Done, but the program may still be running: wait for the drain.
+        std::future::pending::<()>().await;
         Ok::<(), Failure>(())
     };
     let drain = async {
@@ -161,14 +163,12 @@ async fn command(args: &Args, job: &Job) -> Result<u8, Failure> {
         }
         Ok::<(), Failure>(())
     };
-    // The program's stdout ends when it does; its stdin may never.
+    // The program's stdout ends when it does; its stdin may never, and
+    // feeding it ends the run only by failing.
     let streamed = async {
         tokio::select! {
             r = drain => r,
-            r = feed => match r {
-                Err(e) => Err(e),
-                Ok(()) => std::future::pending().await,
-            },
+            r = feed => r,
         }
     };
     let streamed = tokio::select! {

@@ -243,6 +243,13 @@ pub(super) async fn one(
             Err(e.into())
         }
         Err(e) => {
+            // What the program wrote before it failed, beside the error.
+            if let Some(stdout) = e.stdout() {
+                insert_output(&mut o, "stdout", stdout.to_vec());
+            }
+            if let Some(stderr) = e.stderr() {
+                insert_output(&mut o, "stderr", stderr.to_vec());
+            }
             if let Value::Object(error) = exit::to_json(&e, number) {
                 o.extend(error);
             }

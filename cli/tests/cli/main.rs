@@ -287,12 +287,13 @@ fn run_runs_a_command_component_the_wasmtime_run_way() {
     let o = wasmpool(&["run", cmd, "--", "fail"]);
     code(&o, 1);
     assert!(stderr(&o).contains("failing on purpose"), "{}", stderr(&o));
-    // The sandbox flags apply; a trap is still exit code 4.
+    // The sandbox flags apply; a trap exits 134, as under `wasmtime run`.
     let o = wasmpool(&["run", "--env", "MODE=judge", cmd, "--", "env", "MODE"]);
     code(&o, 0);
     assert_eq!(stdout(&o), "judge\n");
     let o = wasmpool(&["run", cmd, "--", "panic"]);
-    code(&o, 4);
+    code(&o, 134);
+    assert_eq!(stdout(&o), "before\n");
     assert!(
         stderr(&o).contains("guest panic: the command panicked"),
         "{}",
@@ -308,6 +309,32 @@ fn run_runs_a_command_component_the_wasmtime_run_way() {
     );
     let o = wasmpool(&["run", FIB, "fib", "--", "3"]);
     code(&o, 2);
+}
+
+#[test]
+fn a_program_is_talked_to_through_the_command_line_line_by_line() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    // stdin and stdout are streamed: each answer comes back while stdin
+    // is still open.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmpool"))
+        .args(["run", CMD, "--", "lines"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for word in ["one", "two"] {
+        writeln!(stdin, "{word}").unwrap();
+        stdin.flush().unwrap();
+        let mut answer = String::new();
+        stdout.read_line(&mut answer).unwrap();
+        assert_eq!(answer, format!("{}\n", word.to_uppercase()));
+    }
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]

@@ -96,6 +96,15 @@ fn map_command_runs_a_batch_with_arguments_stdin_and_env() {
     assert_eq!(trap["error"]["kind"], "trap");
     assert_eq!(trap["error"]["panic"], "the command panicked");
     assert!(trap.get("status").is_none(), "{trap}");
+    // What it wrote before the trap is on the line too.
+    assert_eq!(trap["stdout"], "before\n");
+    assert!(
+        trap["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("the command panicked"),
+        "{trap}"
+    );
     // Lines that are not runs.
     let bad = by_line(10);
     assert_eq!(bad["id"], json!([10]));
