@@ -32,6 +32,17 @@ pub fn to_text(out: &Output<DynValue>) -> String {
     usage_text(&out.usage, out.fuel_consumed)
 }
 
+/// A program's `usage` as one line for a person: as [`usage_text`], but
+/// without the bytes of the call of `run`, which are not its stdin and
+/// stdout.
+pub fn program_usage_text(u: &Usage) -> String {
+    let line = usage_text(u, None);
+    match line.rfind(", peak memory") {
+        Some(at) => format!("{}, peak memory {} bytes", &line[..at], u.peak_memory),
+        None => line,
+    }
+}
+
 /// `usage` (and the fuel burned, if metered) as one line for a person.
 pub fn usage_text(u: &Usage, fuel: Option<u64>) -> String {
     let mut line = format!("wall {:?}", u.wall);

@@ -186,7 +186,7 @@ async fn command(args: &Args, job: &Job) -> Result<u8, Failure> {
     pool.shutdown().await;
     let out = result?;
     if args.report {
-        eprintln!("{}", report::usage_text(&out.usage, None));
+        eprintln!("{}", report::program_usage_text(&out.usage));
     }
     // An exit status is a byte, as the shell sees it.
     Ok(out.status as u8)

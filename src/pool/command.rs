@@ -89,8 +89,10 @@ pub struct CommandOutput {
     /// What the program wrote to stderr; empty unless captured (the
     /// default).
     pub stderr: Vec<u8>,
-    /// What the run cost: wall and CPU time, peak memory, bytes in and
-    /// out.
+    /// What the run cost: wall and CPU time, peak memory. Its `bytes_in`
+    /// and `bytes_out` are those of the call of `run` (its empty arguments
+    /// and its status), not of stdin and stdout, whose sizes are those of
+    /// what you gave and got.
     pub usage: Usage,
 }
 
