@@ -14,7 +14,7 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 const GUESTS: &[&str] = &[
     "fib", "cpu", "echo", "types", "faults", "hello", "sandbox", "coop", "plugin", "greeter",
-    "ticker", "heavy", "fetch", "config", "cmd",
+    "ticker", "heavy", "fetch", "config", "cmd", "wasitest",
 ];
 
 fn main() {
