@@ -457,6 +457,28 @@ async fn arguments_match() {
         .has(&["argc: 1002", "argv[1001]: \"arg-999\" (7 bytes)"]);
 }
 
+/// `wasmtime run` names `argv[0]` after the last component of the
+/// component's path, whatever its extension, and so does the pool.
+#[tokio::test]
+async fn argv0_is_the_file_name_whatever_its_extension() {
+    let pool = pool(1);
+    let dir = temp_dir("conformance-argv0");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["wasitest", "wasitest.component", "prog.v2.wasm", "ünï.wasm"] {
+        std::fs::copy(wasmpool_guests::WASITEST, dir.join(name)).unwrap();
+        let job = Job::from_file(dir.join(name)).unwrap();
+        conforms_as(&pool, &job, name, Run::new(["args"]))
+            .await
+            .has(&[&format!("argv[0]: {name:?} ({} bytes)", name.len())]);
+    }
+    // A job made from bytes has no file name: wasmpool's own default.
+    let bytes = Job::from_bytes(std::fs::read(wasmpool_guests::WASITEST).unwrap()).unwrap();
+    via_pool(&pool, &bytes, &Run::new(["args"]), &dir)
+        .await
+        .has(&["argv[0]: \"main.wasm\" (9 bytes)"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[tokio::test]
 async fn environment_matches() {
     let pool = pool(1);
