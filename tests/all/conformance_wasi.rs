@@ -835,7 +835,7 @@ async fn thread_workers_conform_too() {
 // ---- where wasmpool differs on purpose ----------------------------------
 
 /// This process's limit on open descriptors (the soft one).
-fn open_files_limit() -> u64 {
+fn open_files_limit() -> libc::rlim_t {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -843,7 +843,7 @@ fn open_files_limit() -> u64 {
     // SAFETY: the pointer is to a live rlimit, valid for writes.
     let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     assert_eq!(r, 0, "getrlimit");
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }
 
 /// The number of files an `fs-many` run held open at once.
@@ -876,7 +876,7 @@ async fn difference_a_confined_worker_holds_at_most_4096_files() {
     ]);
     // Where this process may hold more, the reference and an unconfined
     // worker hold them all.
-    if open_files_limit() > N as u64 + 512 {
+    if open_files_limit() > N as libc::rlim_t + 512 {
         let theirs = Fixture::new("fs-many-reference");
         let mut reference_run = run.clone();
         reference_run.arg0 = Some(default_arg0());
