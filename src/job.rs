@@ -48,6 +48,9 @@ struct JobInner {
     hash: String,
     /// Where it came from, for messages.
     origin: String,
+    /// The last component of the path it was read from, when that is
+    /// UTF-8: a command's default `argv[0]`, as `wasmtime run` names it.
+    file_name: Option<String>,
     /// The bytes of its core modules' data segments, once counted.
     initial_memory: std::sync::OnceLock<u64>,
 }
@@ -64,7 +67,8 @@ impl Job {
         let path = path.as_ref();
         let bytes = std::fs::read(path)
             .map_err(|e| Error::io(format_args!("reading {}", path.display()), e))?;
-        Job::new(bytes, path.display().to_string())
+        let file_name = path.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+        Job::new(bytes, path.display().to_string(), file_name)
     }
 
     /// Validates a component held in memory.
@@ -79,10 +83,10 @@ impl Job {
     /// assert_eq!(err.kind(), wasmpool::ErrorKind::InvalidComponent);
     /// ```
     pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Result<Job, Error> {
-        Job::new(bytes.into(), "<bytes>".into())
+        Job::new(bytes.into(), "<bytes>".into(), None)
     }
 
-    fn new(bytes: Vec<u8>, origin: String) -> Result<Job, Error> {
+    fn new(bytes: Vec<u8>, origin: String, file_name: Option<String>) -> Result<Job, Error> {
         let bytes = if wasmparser::Parser::is_core_wasm(&bytes) {
             adapt_command(&bytes).map_err(|m| {
                 Error::new(
@@ -105,6 +109,7 @@ impl Job {
                 bytes,
                 hash,
                 origin,
+                file_name,
                 initial_memory: std::sync::OnceLock::new(),
             }),
         })
@@ -122,6 +127,12 @@ impl Job {
 
     pub(crate) fn origin(&self) -> &str {
         &self.inner.origin
+    }
+
+    /// The name of the file it was read from ([`Job::from_file`]), if
+    /// that is UTF-8; `None` for a job made from bytes.
+    pub(crate) fn file_name(&self) -> Option<&str> {
+        self.inner.file_name.as_deref()
     }
 
     /// How many bytes its core modules' data segments hold: the initial
@@ -215,6 +226,7 @@ impl fmt::Debug for Job {
             bytes,
             hash,
             origin,
+            file_name: _,
             initial_memory: _,
         } = &*self.inner;
         f.debug_struct("Job")

@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -158,9 +157,10 @@ impl<'a> Command<'a> {
         self
     }
 
-    /// The program's `argv[0]`. Default: the file name the job was read
-    /// from ([`Job::from_file`]), or `"main.wasm"` for a job made from
-    /// bytes.
+    /// The program's `argv[0]`. Default: the name of the file the job
+    /// was read from ([`Job::from_file`]), whatever its extension, as
+    /// `wasmtime run` names it; `"main.wasm"` for a job made from bytes
+    /// (or read from a file whose name is not UTF-8).
     pub fn arg0(mut self, name: impl Into<String>) -> Self {
         self.arg0 = Some(name.into());
         self
@@ -253,14 +253,7 @@ impl<'a> Command<'a> {
             mut options,
             grace,
         } = self;
-        let arg0 = arg0.unwrap_or_else(|| {
-            Path::new(job.origin())
-                .file_name()
-                .and_then(|n| n.to_str())
-                .filter(|n| n.ends_with(".wasm"))
-                .unwrap_or("main.wasm")
-                .to_string()
-        });
+        let arg0 = arg0.unwrap_or_else(|| job.file_name().unwrap_or("main.wasm").to_string());
         options.args = std::iter::once(arg0).chain(args).collect();
         options.stdin = (!stdin.is_empty() && !stdio_channel).then(|| Stdin(stdin.into()));
         options.command = true;

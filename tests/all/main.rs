@@ -17,6 +17,7 @@ mod call_basics;
 mod command_programs;
 mod common;
 mod compile_cache;
+mod conformance_wasi;
 mod dynamic_calls;
 mod faults_traps;
 mod host_exit;
