@@ -17,7 +17,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 use super::port::Port;
 use super::stdio::{Fd, GuestOutput};
 use crate::error::{ErrorKind, Limit};
-use crate::options::DirAccess;
+use crate::options::{DirAccess, Stdio};
 use crate::wire::{CallOptions, WireError};
 
 /// How much of a call's stderr is kept to find a panic message.
@@ -179,10 +179,13 @@ pub(super) fn new_store(
     options: &CallOptions,
 ) -> Result<NewStore, WireError> {
     let tail = Arc::new(Mutex::new(Vec::new()));
-    let mut stdout = GuestOutput::new(Fd::Stdout, options.stdout, options.max_output);
-    if options.stdio_channel {
-        stdout = stdout.to_channel(port.clone());
-    }
+    let stdout = if options.stdio_channel {
+        // Streamed, not captured: bounded only by `max_output_bytes`, as
+        // inherited output is.
+        GuestOutput::new(Fd::Stdout, Stdio::Inherit, options.max_output).to_channel(port.clone())
+    } else {
+        GuestOutput::new(Fd::Stdout, options.stdout, options.max_output)
+    };
     let stderr = GuestOutput::new(Fd::Stderr, options.stderr, options.max_output)
         .with_tail(tail.clone(), STDERR_TAIL);
     let wasi = wasi_ctx(options, port, &stdout, &stderr)?;

@@ -303,11 +303,13 @@ async fn a_spawned_command_streams_its_stdin_and_stdout() {
     let pool = pool(1);
     let cmd = job(wasmpool_guests::CMD);
     let run = pool.command(&cmd).arg("cat").spawn();
-    // Far more chunks than the channel holds each way: written and read at
-    // once, as through a pipe.
-    let chunks: Vec<Vec<u8>> = (0..200u32)
-        .map(|i| (0..(16 << 10)).map(|j| ((i + j) % 251) as u8).collect())
+    // Far more chunks than the channel holds each way, written and read at
+    // once, as through a pipe; and more than the capture limit, which
+    // bounds captured output, not a stream.
+    let chunks: Vec<Vec<u8>> = (0..340u32)
+        .map(|i| (0..(64 << 10)).map(|j| ((i + j) % 251) as u8).collect())
         .collect();
+    assert!(chunks.len() * (64 << 10) > wasmpool::CAPTURE_LIMIT);
     let expected: Vec<u8> = chunks.concat();
     let write = async {
         for chunk in &chunks {
