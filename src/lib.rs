@@ -105,6 +105,27 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Programs
+//!
+//! [`Pool::command`] runs a command component, a program with a `main`
+//! (what `cargo build --target wasm32-wasip2` makes of a binary), the way
+//! `wasmtime run` does: arguments, env, preopens and stdin in, and a
+//! [`CommandOutput`] out, with its exit status (an exit is an outcome, not
+//! an error), captured stdout and stderr, and what it cost. A WASI 0.1
+//! program, the core module of `wasm32-wasip1`, is wrapped into a command
+//! component when its [`Job`] is made. [`Command::spawn`] streams stdin and
+//! stdout instead ([`CommandHandle`]). A trap, a timeout or a limit is an
+//! [`Error`] that still carries the output written before it
+//! ([`Error::stdout`], [`Error::stderr`]).
+//!
+//! ```no_run
+//! # async fn demo(pool: wasmpool::Pool) -> Result<(), wasmpool::Error> {
+//! let sort = wasmpool::Job::from_file("sort.wasm")?;
+//! let out = pool.command(&sort).arg("-n").stdin(b"3\n1\n2\n".to_vec()).output().await?;
+//! assert_eq!((out.status, out.stdout), (0, b"1\n2\n3\n".to_vec()));
+//! # Ok(()) }
+//! ```
+//!
 //! # Job handles and shared primitives
 //!
 //! [`Pool::spawn`] (or [`Call::spawn`], with call options) starts a job and
