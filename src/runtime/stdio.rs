@@ -68,7 +68,7 @@ impl GuestOutput {
     /// Sends what the guest writes to its job channel, as raw bytes, each
     /// write waiting until the channel has room: a command's stdout
     /// streamed to its [`CommandHandle`](crate::CommandHandle).
-    pub(crate) fn to_channel(mut self, port: Arc<Port>) -> GuestOutput {
+    pub(crate) fn into_channel(mut self, port: Arc<Port>) -> GuestOutput {
         self.channel = Some(port);
         self
     }

@@ -182,7 +182,7 @@ pub(super) fn new_store(
     let stdout = if options.stdio_channel {
         // Streamed, not captured: bounded only by `max_output_bytes`, as
         // inherited output is.
-        GuestOutput::new(Fd::Stdout, Stdio::Inherit, options.max_output).to_channel(port.clone())
+        GuestOutput::new(Fd::Stdout, Stdio::Inherit, options.max_output).into_channel(port.clone())
     } else {
         GuestOutput::new(Fd::Stdout, options.stdout, options.max_output)
     };
