@@ -335,8 +335,9 @@ impl Error {
     /// What the guest wrote to its stdout before the call failed, when
     /// stdout was captured ([`Stdio::Capture`](crate::Stdio::Capture), a
     /// [`Command`](crate::Command)'s default). A trap, a limit or a
-    /// timeout that the worker survives keeps it; a worker that was killed
-    /// or crashed took it along, and then this is `None`.
+    /// timeout that the worker survives keeps it. It is `None` when no
+    /// worker answered: a cancel (which the caller sees at once), a
+    /// timeout that ended in a kill, a crashed worker.
     ///
     /// ```no_run
     /// # async fn demo(pool: wasmpool::Pool, prog: wasmpool::Job) {

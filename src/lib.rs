@@ -115,8 +115,8 @@
 //! program, the core module of `wasm32-wasip1`, is wrapped into a command
 //! component when its [`Job`] is made. [`Command::spawn`] streams stdin and
 //! stdout instead ([`CommandHandle`]). A trap, a timeout or a limit is an
-//! [`Error`] that still carries the output written before it
-//! ([`Error::stdout`], [`Error::stderr`]).
+//! [`Error`]; when the worker survived it, the error still carries the
+//! output captured before it ([`Error::stdout`], [`Error::stderr`]).
 //!
 //! ```no_run
 //! # async fn demo(pool: wasmpool::Pool) -> Result<(), wasmpool::Error> {
@@ -471,7 +471,7 @@ pub use options::{
 };
 pub use pool::{
     Call, CancelHandle, Command, CommandHandle, CommandOutput, CpuTime, JobHandle, Output, Pool,
-    PoolBuilder, Statistics, Usage, default_pool, run,
+    PoolBuilder, STDIN_CHUNK, Statistics, Usage, default_pool, run,
 };
 pub use shares::TenantStatistics;
 pub use sync::{

@@ -211,7 +211,7 @@ pub async fn main(args: Args) -> Result<u8, Failure> {
 }
 
 /// A closed stdout (`| head`) ends the command quietly.
-fn write_failure(e: std::io::Error) -> Failure {
+pub(crate) fn write_failure(e: std::io::Error) -> Failure {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         Failure {
             code: 0,

@@ -141,17 +141,16 @@ async fn command(args: &Args, job: &Job) -> Result<u8, Failure> {
         }
     });
     let feed = async {
-        while let Some(chunk) = input.recv().await {
-            let chunk = chunk.map_err(|e| Failure::io("reading stdin", e))?;
+        // A read error ends the input, as its end does.
+        while let Some(Ok(chunk)) = input.recv().await {
             // Empty is the end; a program that has ended takes no more.
             if chunk.is_empty() || run.write_stdin(chunk).await.is_err() {
                 break;
             }
         }
         run.close_stdin();
-        // Done, but the program may still be running: wait for the drain.
-        std::future::pending::<()>().await;
-        Ok::<(), Failure>(())
+        // The program may still be running: the drain ends this.
+        std::future::pending::<Result<(), Failure>>().await
     };
     let drain = async {
         let mut stdout = std::io::stdout();
@@ -159,12 +158,11 @@ async fn command(args: &Args, job: &Job) -> Result<u8, Failure> {
             stdout
                 .write_all(&chunk)
                 .and_then(|()| stdout.flush())
-                .map_err(|e| Failure::io("writing stdout", e))?;
+                .map_err(crate::map::write_failure)?;
         }
         Ok::<(), Failure>(())
     };
-    // The program's stdout ends when it does; its stdin may never, and
-    // feeding it ends the run only by failing.
+    // The program's stdout ends when it does; its stdin may never.
     let streamed = async {
         tokio::select! {
             r = drain => r,
@@ -173,15 +171,18 @@ async fn command(args: &Args, job: &Job) -> Result<u8, Failure> {
     };
     let streamed = tokio::select! {
         r = streamed => r,
-        () = crate::interrupted() => {
-            drop(run);
-            pool.shutdown().await;
-            return Err(crate::interrupt());
-        }
+        () = crate::interrupted() => Err(crate::interrupt()),
     };
     let result = match streamed {
         Ok(()) => run.await.map_err(program_failure),
-        Err(e) => Err(e),
+        Err(e) => {
+            // Nobody takes its output any more: stop the program before
+            // the pool's shutdown, which waits for the calls in flight
+            // (a closed stdout, `| head`, ends the command quietly).
+            run.kill();
+            drop(run);
+            Err(e)
+        }
     };
     pool.shutdown().await;
     let out = result?;
@@ -195,8 +196,9 @@ async fn command(args: &Args, job: &Job) -> Result<u8, Failure> {
 /// A program's failure: a trap exits as `wasmtime run` exits for one, 128
 /// + SIGABRT on Unix (3 elsewhere); the rest as for any call.
 fn program_failure(e: wasmpool::Error) -> Failure {
+    let trap = e.kind() == wasmpool::ErrorKind::Trap;
     let mut failure = Failure::from(e);
-    if failure.code == crate::exit::TRAP {
+    if trap {
         failure.code = if cfg!(unix) { 128 + 6 } else { 3 };
     }
     failure

@@ -201,8 +201,8 @@ impl<'a> Command<'a> {
     }
 
     /// Starts the program with its stdin and stdout as streams: write its
-    /// input in chunks with [`CommandHandle::write_stdin`] as it runs (a
-    /// [`stdin`](Command::stdin) set beforehand is not used), read its
+    /// input in chunks with [`CommandHandle::write_stdin`] as it runs
+    /// (after the [`stdin`](Command::stdin) set beforehand, if any), read its
     /// output as it is written with [`CommandHandle::read_stdout`], and
     /// await the handle for its exit. stderr is still captured, into the
     /// [`CommandOutput`]; its `stdout` is empty.
@@ -255,7 +255,7 @@ impl<'a> Command<'a> {
         } = self;
         let arg0 = arg0.unwrap_or_else(|| job.file_name().unwrap_or("main.wasm").to_string());
         options.args = std::iter::once(arg0).chain(args).collect();
-        options.stdin = (!stdin.is_empty() && !stdio_channel).then(|| Stdin(stdin.into()));
+        options.stdin = (!stdin.is_empty()).then(|| Stdin(stdin.into()));
         options.command = true;
         options.stdio_channel = stdio_channel;
         // The output's usage has the run's CPU time, as `report` gives it.
@@ -289,6 +289,10 @@ fn command_output(out: Result<Output<i32>, Error>, origin: &str) -> Result<Comma
     })
 }
 
+/// The most bytes one chunk of a streamed stdin holds
+/// ([`CommandHandle::write_stdin`]): 64 KiB.
+pub const STDIN_CHUNK: usize = 64 << 10;
+
 /// A command started with [`Command::spawn`]: write its stdin and read
 /// its stdout as it runs, and await the handle for its [`CommandOutput`].
 ///
@@ -296,7 +300,10 @@ fn command_output(out: Result<Output<i32>, Error>, origin: &str) -> Result<Comma
 ///
 /// As [`JobHandle`]: dropping the handle cancels the run as its cancel
 /// mode says, and [`cancel`](CommandHandle::cancel) and
-/// [`kill`](CommandHandle::kill) end it at once.
+/// [`kill`](CommandHandle::kill) end it at once. Under
+/// [`Cancel::Finish`] a dropped handle's program runs on, but its stdout
+/// has no reader any more: its next write fails, as a write to a closed
+/// pipe does.
 #[must_use = "dropping a command handle cancels the run"]
 #[derive(Debug)]
 pub struct CommandHandle {
@@ -304,9 +311,11 @@ pub struct CommandHandle {
 }
 
 impl CommandHandle {
-    /// Writes `bytes` to the program's stdin, as one chunk. Waits while
+    /// Writes `bytes` to the program's stdin, in chunks of at most
+    /// [`STDIN_CHUNK`] bytes. Waits while
     /// [`JOB_CHANNEL_CAPACITY`](crate::JOB_CHANNEL_CAPACITY) chunks are
-    /// unread. An empty write sends nothing.
+    /// unread, so that at most that many chunks are held for the program.
+    /// An empty write sends nothing.
     ///
     /// # Errors
     ///
@@ -315,13 +324,22 @@ impl CommandHandle {
     ///
     /// # Cancel safety
     ///
-    /// A write dropped while it waits for room writes nothing.
+    /// A write dropped while it waits for room has written the chunks
+    /// before the one it waited to send, and none after.
     pub async fn write_stdin(&self, bytes: impl Into<Vec<u8>>) -> Result<(), Error> {
         let bytes = bytes.into();
-        if bytes.is_empty() {
+        if bytes.len() <= STDIN_CHUNK {
+            if !bytes.is_empty() {
+                self.job.send_raw(serde_bytes::ByteBuf::from(bytes)).await?;
+            }
             return Ok(());
         }
-        self.job.send_raw(serde_bytes::ByteBuf::from(bytes)).await
+        for chunk in bytes.chunks(STDIN_CHUNK) {
+            self.job
+                .send_raw(serde_bytes::ByteBuf::from(chunk.to_vec()))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Ends the program's stdin: once it has read what was written, its

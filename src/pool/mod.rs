@@ -43,7 +43,7 @@ use serde::de::DeserializeOwned;
 pub use builder::PoolBuilder;
 pub use call::{Call, Output};
 pub use cancel::CancelHandle;
-pub use command::{Command, CommandHandle, CommandOutput};
+pub use command::{Command, CommandHandle, CommandOutput, STDIN_CHUNK};
 pub use job_handle::JobHandle;
 #[cfg(feature = "cluster")]
 pub(crate) use job_handle::JobLink;

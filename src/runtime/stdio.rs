@@ -109,34 +109,7 @@ impl GuestOutput {
                 tail.drain(..cut);
             }
         }
-        if let Some(limit) = self.limit {
-            let total = self.written.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
-            if total > limit {
-                self.over.store(true, Ordering::Relaxed);
-                let stream = match self.fd {
-                    Fd::Stdout => "stdout",
-                    Fd::Stderr => "stderr",
-                };
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::StorageFull,
-                    format!("{stream} is over its limit of {limit} bytes (max_output_bytes)"),
-                ));
-            }
-        }
-        if let Some(port) = &self.channel {
-            let value = serde_bytes::ByteBuf::from(bytes.to_vec());
-            return match port.call(GuestOp::Emit { value }, None) {
-                Ok(Answer::Done) => Ok(()),
-                Ok(Answer::Closed) => Err(std::io::Error::new(
-                    std::io::ErrorKind::BrokenPipe,
-                    "the command's handle is gone",
-                )),
-                Ok(other) => Err(std::io::Error::other(format!(
-                    "writing to the job channel: unexpected answer {other:?}"
-                ))),
-                Err(e) => Err(std::io::Error::other(format!("{e:#}"))),
-            };
-        }
+        self.count(bytes.len())?;
         match self.mode {
             Stdio::Inherit => match self.fd {
                 Fd::Stdout => std::io::stdout().write_all(bytes),
@@ -150,7 +123,52 @@ impl GuestOutput {
         }
     }
 
+    /// Counts `len` more bytes against the limit: an error past it.
+    fn count(&self, len: usize) -> std::io::Result<()> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        let total = self.written.fetch_add(len, Ordering::Relaxed) + len;
+        if total <= limit {
+            return Ok(());
+        }
+        self.over.store(true, Ordering::Relaxed);
+        let stream = match self.fd {
+            Fd::Stdout => "stdout",
+            Fd::Stderr => "stderr",
+        };
+        Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("{stream} is over its limit of {limit} bytes (max_output_bytes)"),
+        ))
+    }
+
+    /// A write to the job channel, once the limit allows it: waits until
+    /// the channel has room; an interrupt while it waits ends the call.
+    fn send(&self, port: &Port, bytes: Bytes) -> StreamResult<()> {
+        self.count(bytes.len())
+            .map_err(|e| StreamError::LastOperationFailed(e.into()))?;
+        let value = serde_bytes::ByteBuf::from(Vec::from(bytes));
+        match port.call(GuestOp::Emit { value }, None) {
+            Ok(Answer::Done) => Ok(()),
+            Ok(Answer::Closed) => Err(StreamError::LastOperationFailed(
+                std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the command's handle is gone",
+                )
+                .into(),
+            )),
+            Ok(other) => Err(StreamError::LastOperationFailed(wasmtime::Error::msg(
+                format!("writing to the job channel: unexpected answer {other:?}"),
+            ))),
+            Err(e) => Err(StreamError::Trap(e)),
+        }
+    }
+
     fn flush_host(&self) -> std::io::Result<()> {
+        if self.channel.is_some() {
+            return Ok(());
+        }
         match (self.mode, self.fd) {
             (Stdio::Inherit, Fd::Stdout) => std::io::stdout().flush(),
             (Stdio::Inherit, Fd::Stderr) => std::io::stderr().flush(),
@@ -177,6 +195,9 @@ impl StdoutStream for GuestOutput {
 
 impl OutputStream for GuestOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if let Some(port) = &self.channel {
+            return self.send(port, bytes);
+        }
         self.write_bytes(&bytes)
             .map_err(|e| StreamError::LastOperationFailed(e.into()))
     }
@@ -202,7 +223,13 @@ impl tokio::io::AsyncWrite for GuestOutput {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(self.write_bytes(buf).map(|()| buf.len()))
+        let written = match &self.channel {
+            Some(port) => self
+                .send(port, Bytes::copy_from_slice(buf))
+                .map_err(|e| std::io::Error::other(e.to_string())),
+            None => self.write_bytes(buf),
+        };
+        Poll::Ready(written.map(|()| buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -236,20 +263,22 @@ struct ChannelInput {
 }
 
 impl ChannelStdin {
-    pub(crate) fn new(port: Arc<Port>) -> ChannelStdin {
+    /// Stdin from `port`'s job channel, after `first`.
+    pub(crate) fn new(port: Arc<Port>, first: Bytes) -> ChannelStdin {
         ChannelStdin {
             state: Arc::new(Mutex::new(ChannelInput {
                 port,
-                buffered: Bytes::new(),
+                buffered: first,
                 ended: false,
             })),
         }
     }
 
-    /// Up to `size` bytes: what is buffered, or else the next chunk.
-    fn read_bytes(&self, size: usize) -> StreamResult<Bytes> {
+    /// Waits for the next chunk unless one is buffered or the input has
+    /// ended (and wakes when the call is interrupted).
+    fn wait(&self) -> StreamResult<()> {
         let mut input = self.state.locked();
-        while size > 0 && input.buffered.is_empty() && !input.ended {
+        while input.buffered.is_empty() && !input.ended {
             match input.port.call(GuestOp::Recv, None) {
                 Ok(Answer::Value(chunk)) => input.buffered = Bytes::from(chunk.into_vec()),
                 Ok(Answer::Nothing | Answer::Closed) => input.ended = true,
@@ -262,7 +291,14 @@ impl ChannelStdin {
                 Err(e) => return Err(StreamError::Trap(e)),
             }
         }
-        if size > 0 && input.buffered.is_empty() {
+        Ok(())
+    }
+
+    /// Up to `size` bytes of what is buffered, without waiting: empty when
+    /// nothing is, as a pipe's non-blocking read.
+    fn read_buffered(&self, size: usize) -> StreamResult<Bytes> {
+        let mut input = self.state.locked();
+        if input.buffered.is_empty() && input.ended && size > 0 {
             return Err(StreamError::Closed);
         }
         let n = size.min(input.buffered.len());
@@ -288,15 +324,20 @@ impl StdinStream for ChannelStdin {
 
 impl InputStream for ChannelStdin {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
-        self.read_bytes(size)
+        self.read_buffered(size)
     }
 }
 
 #[wasmtime_wasi::async_trait]
 impl Pollable for ChannelStdin {
-    // Always ready: a read waits for the next chunk itself, as a guest's
-    // blocking read of a pipe would.
-    async fn ready(&mut self) {}
+    // Ready once a chunk is buffered or the input has ended. The wait
+    // holds the guest's thread, as a blocking read of a pipe does, so a
+    // poll of stdin beside a timer wakes for input or the end of the
+    // call, not for the timer.
+    async fn ready(&mut self) {
+        // An error is for the read that follows to report.
+        let _ = self.wait();
+    }
 }
 
 impl tokio::io::AsyncRead for ChannelStdin {
@@ -305,7 +346,10 @@ impl tokio::io::AsyncRead for ChannelStdin {
         _cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match self.read_bytes(buf.remaining()) {
+        match self
+            .wait()
+            .and_then(|()| self.read_buffered(buf.remaining()))
+        {
             Ok(bytes) => {
                 buf.put_slice(&bytes);
                 Poll::Ready(Ok(()))

@@ -240,7 +240,12 @@ fn wasi_ctx(
     }
     b.args(&options.args);
     if options.stdio_channel {
-        b.stdin(super::stdio::ChannelStdin::new(port.clone()));
+        let first = options
+            .stdin
+            .as_ref()
+            .map(|s| s.0.clone())
+            .unwrap_or_default();
+        b.stdin(super::stdio::ChannelStdin::new(port.clone(), first));
     } else if let Some(stdin) = &options.stdin {
         b.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(
             stdin.0.clone(),

@@ -83,4 +83,14 @@ impl GuestState {
             self.registry.end_channel(&key);
         }
     }
+
+    /// The call's request was never taken (the worker died first), so it
+    /// goes to another worker: its job channel is detached from this one,
+    /// not ended, for the next to attach.
+    pub(crate) fn call_not_started(&self) {
+        if self.used.swap(false, Ordering::SeqCst) {
+            self.registry.release_all(Owner::Worker(self.worker));
+        }
+        self.channel.locked().take();
+    }
 }

@@ -372,7 +372,11 @@ impl Shared {
         };
         let (pending, scope) = {
             let mut slot = self.slot.locked();
-            self.guest.call_ended();
+            if request == Request::Untaken {
+                self.guest.call_not_started();
+            } else {
+                self.guest.call_ended();
+            }
             let scope = self.host.end();
             (std::mem::replace(&mut *slot, Slot::Dead), scope)
         };

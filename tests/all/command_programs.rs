@@ -384,3 +384,52 @@ async fn a_spawned_program_waiting_on_stdin_is_cancelled_and_timed_out() {
     let stats = pool.statistics();
     assert_eq!((stats.spawned, stats.crashed), (1, 0), "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_spawned_program_gets_its_preset_stdin_first_and_refuses_input_once_ended() {
+    let pool = pool(1);
+    let cmd = job(wasmpool_guests::CMD);
+    let run = pool
+        .command(&cmd)
+        .arg("lines")
+        .stdin(&b"first\n"[..])
+        .spawn();
+    assert_eq!(run.read_stdout().await.unwrap().unwrap(), b"FIRST\n");
+    run.write_stdin(b"second\n".to_vec()).await.unwrap();
+    assert_eq!(run.read_stdout().await.unwrap().unwrap(), b"SECOND\n");
+    run.close_stdin();
+    assert_eq!(run.read_stdout().await.unwrap(), None);
+    // The program has ended: its stdin takes nothing more.
+    let e = run.write_stdin(b"late\n".to_vec()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Closed, "{e:?}");
+    assert_eq!(run.await.unwrap().status, 0);
+}
+
+#[tokio::test]
+async fn a_spawned_program_whose_output_nobody_reads_waits_and_can_be_ended() {
+    let pool = pool(1);
+    let cmd = job(wasmpool_guests::CMD);
+    // 5 MiB of output into a channel of 64 chunks that nobody reads: the
+    // program waits, and its timeout ends it.
+    let input = vec![b'x'; 5 << 20];
+    let run = pool
+        .command(&cmd)
+        .arg("cat")
+        .timeout(Duration::from_millis(300))
+        .spawn();
+    run.write_stdin(input.clone()).await.unwrap();
+    run.close_stdin();
+    let e = run.await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
+    // Dropped while it waits the same way: the run is cancelled.
+    let run = pool.command(&cmd).arg("cat").spawn();
+    run.write_stdin(input).await.unwrap();
+    run.close_stdin();
+    assert!(run.read_stdout().await.unwrap().is_some());
+    drop(run);
+    // Either way the worker was interrupted, not killed, and runs the next.
+    let out = pool.command(&cmd).output().await.unwrap();
+    assert_eq!(out.stdout, b"hello\n");
+    let stats = pool.statistics();
+    assert_eq!((stats.spawned, stats.crashed), (1, 0), "{stats:?}");
+}

@@ -338,6 +338,22 @@ fn a_program_is_talked_to_through_the_command_line_line_by_line() {
 }
 
 #[test]
+fn a_program_whose_stdout_is_closed_ends_quietly() {
+    // `| head -c 1`: nobody reads the rest of the output; the program is
+    // stopped and the command line exits quietly, as `map` does.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "head -c 3000000 /dev/zero | {} run {CMD} -- cat | head -c 1 | wc -c",
+            env!("CARGO_BIN_EXE_wasmpool")
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
+}
+
+#[test]
 fn a_timeout_exits_5() {
     let o = wasmpool(&["run", "--timeout", "300ms", FAULTS, "spin-forever"]);
     code(&o, 5);
