@@ -49,8 +49,9 @@ nonzero status is a result, not a failure: it does not change the exit
 code. A run that traps, times out or passes a limit, and a line that is
 not a run, give an `error` object in place of the status (with `line`,
 `id` and `args` beside it as far as they are known, and the stdout and
-stderr the program wrote before it failed), and the exit code is then 8. The command line's sandbox and limits (--env,
---dir, --ro-dir, --timeout, --max-memory, --fuel) apply to every run.
+stderr the program wrote before it failed), and the exit code is then 8.
+The command line's sandbox and limits (--env, --dir, --ro-dir, --timeout,
+--max-memory, --max-output, --fuel) apply to every run.
 
 Examples:
   wasmpool map fib.wasm fib --input numbers.jsonl > results.jsonl

@@ -21,6 +21,9 @@ macro_rules! apply_to {
         if let Some(m) = options.max_memory {
             call = call.max_memory(m);
         }
+        if let Some(m) = options.max_output {
+            call = call.max_output_bytes(m);
+        }
         for (dirs, access) in [
             (&options.dirs, DirAccess::ReadWrite),
             (&options.ro_dirs, DirAccess::ReadOnly),
@@ -56,6 +59,12 @@ pub struct CallOptions {
     /// `65536`.
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub max_memory: Option<u64>,
+    /// The most bytes each of the guest's stdout and stderr may take:
+    /// `1MiB`, `65536`. A write past it fails, and a guest that fails on
+    /// that ends with a limit error (output). Default: 16 MiB captured,
+    /// no limit passed through.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub max_output: Option<u64>,
     /// The fuel budget of each call (instructions, roughly).
     #[arg(long, value_name = "N")]
     pub fuel: Option<u64>,

@@ -35,16 +35,17 @@ pub fn to_text(out: &Output<DynValue>) -> String {
 /// A program's `usage` as one line for a person: as [`usage_text`], but
 /// without the bytes of the call of `run`, which are not its stdin and
 /// stdout.
-pub fn program_usage_text(u: &Usage) -> String {
-    let line = usage_text(u, None);
-    match line.rfind(", peak memory") {
-        Some(at) => format!("{}, peak memory {} bytes", &line[..at], u.peak_memory),
-        None => line,
-    }
+pub fn program_usage_text(u: &Usage, fuel: Option<u64>) -> String {
+    usage_line(u, fuel, false)
 }
 
 /// `usage` (and the fuel burned, if metered) as one line for a person.
 pub fn usage_text(u: &Usage, fuel: Option<u64>) -> String {
+    usage_line(u, fuel, true)
+}
+
+/// The line of [`usage_text`], with or without the bytes in and out.
+fn usage_line(u: &Usage, fuel: Option<u64>, bytes: bool) -> String {
     let mut line = format!("wall {:?}", u.wall);
     if let Some(c) = u.cpu {
         line += &format!(
@@ -54,10 +55,10 @@ pub fn usage_text(u: &Usage, fuel: Option<u64>) -> String {
             c.system
         );
     }
-    line += &format!(
-        ", peak memory {} bytes, {} bytes in, {} bytes out",
-        u.peak_memory, u.bytes_in, u.bytes_out
-    );
+    line += &format!(", peak memory {} bytes", u.peak_memory);
+    if bytes {
+        line += &format!(", {} bytes in, {} bytes out", u.bytes_in, u.bytes_out);
+    }
     if let Some(fuel) = fuel {
         line += &format!(", fuel {fuel}");
     }

@@ -187,7 +187,10 @@ async fn command(args: &Args, job: &Job) -> Result<u8, Failure> {
     pool.shutdown().await;
     let out = result?;
     if args.report {
-        eprintln!("{}", report::program_usage_text(&out.usage));
+        eprintln!(
+            "{}",
+            report::program_usage_text(&out.usage, out.fuel_consumed)
+        );
     }
     // An exit status is a byte, as the shell sees it.
     Ok(out.status as u8)

@@ -93,6 +93,10 @@ pub struct CommandOutput {
     /// and its status), not of stdin and stdout, whose sizes are those of
     /// what you gave and got.
     pub usage: Usage,
+    /// The fuel the run burned, on a pool that meters fuel
+    /// ([`PoolBuilder::fuel`](crate::PoolBuilder::fuel)); `None` on
+    /// others.
+    pub fuel_consumed: Option<u64>,
 }
 
 impl CommandOutput {
@@ -286,6 +290,7 @@ fn command_output(out: Result<Output<i32>, Error>, origin: &str) -> Result<Comma
         stdout: out.stdout.unwrap_or_default(),
         stderr: out.stderr.unwrap_or_default(),
         usage: out.usage,
+        fuel_consumed: out.fuel_consumed,
     })
 }
 

@@ -433,3 +433,22 @@ async fn a_spawned_program_whose_output_nobody_reads_waits_and_can_be_ended() {
     let stats = pool.statistics();
     assert_eq!((stats.spawned, stats.crashed), (1, 0), "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_metered_run_reports_its_fuel() {
+    let pool = Pool::builder().workers(1).fuel(u64::MAX).build().unwrap();
+    let cmd = job(wasmpool_guests::CMD);
+    let out = pool
+        .command(&cmd)
+        .arg("sort")
+        .stdin(&b"3\n1\n2\n"[..])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(text(&out.stdout), "1\n2\n3\n");
+    assert!(out.fuel_consumed.unwrap() > 1_000, "{out:?}");
+    // Unmetered: none.
+    let out = crate::common::pool(1).command(&cmd).output().await.unwrap();
+    assert_eq!(out.fuel_consumed, None);
+    pool.shutdown().await;
+}

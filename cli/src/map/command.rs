@@ -235,6 +235,7 @@ pub(super) async fn one(
             // stdout, whose sizes are on the line.
             usage.remove("bytes_in");
             usage.remove("bytes_out");
+            usage.insert("fuel".into(), out.fuel_consumed.into());
             o.insert("report".into(), usage.into());
             Ok((Value::Object(o).to_string(), false))
         }

@@ -354,6 +354,20 @@ fn a_program_whose_stdout_is_closed_ends_quietly() {
 }
 
 #[test]
+fn a_program_is_bounded_by_max_output_and_reports_its_fuel() {
+    // "cmd.wasm\n" is past 4 bytes: the write fails, the program panics on
+    // it, and the run ends as the output limit.
+    let o = wasmpool(&["run", "--max-output", "4", CMD, "--", "args"]);
+    code(&o, 6);
+    assert!(stderr(&o).contains("limit: output"), "{}", stderr(&o));
+    let o = wasmpool(&["run", "--report", "--fuel", "1000000000", CMD]);
+    code(&o, 0);
+    assert_eq!(stdout(&o), "hello\n");
+    assert!(stderr(&o).contains(", fuel "), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("bytes in"), "{}", stderr(&o));
+}
+
+#[test]
 fn a_timeout_exits_5() {
     let o = wasmpool(&["run", "--timeout", "300ms", FAULTS, "spin-forever"]);
     code(&o, 5);
