@@ -258,41 +258,11 @@ fn validate(bytes: &[u8]) -> Result<(), String> {
 /// Only commands are wrapped: a module's other exports have no WIT types
 /// to give them, so a library module must be built as a component.
 fn adapt_command(module: &[u8]) -> Result<Vec<u8>, String> {
-    use wasi_preview1_component_adapter_provider::{
-        WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME as PREVIEW1, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-    };
+    use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER;
 
     wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
         .validate_all(module)
         .map_err(|e| e.to_string())?;
-    let mut start = false;
-    for payload in wasmparser::Parser::new(0).parse_all(module) {
-        match payload.map_err(|e| e.to_string())? {
-            wasmparser::Payload::ImportSection(reader) => {
-                for import in reader.into_imports() {
-                    let import = import.map_err(|e| e.to_string())?;
-                    if import.module != PREVIEW1 {
-                        return Err(format!(
-                            "it imports `{}::{}`; a WASI 0.1 program imports only \
-                             from `{PREVIEW1}`",
-                            import.module, import.name
-                        ));
-                    }
-                }
-            }
-            wasmparser::Payload::ExportSection(reader) => {
-                for export in reader {
-                    start |= export.map_err(|e| e.to_string())?.name == "_start";
-                }
-            }
-            _ => {}
-        }
-    }
-    if !start {
-        return Err("it exports no `_start`, so it is not a WASI 0.1 program; \
-                    build a library for a component target (wasm32-wasip2)"
-            .into());
-    }
     let module = exit_with_code(module)?;
     wit_component::ComponentEncoder::default()
         .module(&module)
@@ -300,6 +270,10 @@ fn adapt_command(module: &[u8]) -> Result<Vec<u8>, String> {
         .and_then(|e| e.validate(true).encode())
         .map_err(|e| format!("{e:#}"))
 }
+
+/// The module every import of a WASI 0.1 program is from.
+const PREVIEW1: &str =
+    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME;
 
 /// The interface a wrapped program's `proc_exit` is imported from.
 const EXIT: &str = "wasi:cli/exit@0.2.12";
@@ -318,7 +292,9 @@ world proc-exit {
 ";
 
 /// Points a WASI 0.1 module's `proc_exit` at `wasi:cli/exit`'s
-/// `exit-with-code`, which has the same core signature.
+/// `exit-with-code`, which has the same core signature, in the same pass
+/// that checks it is a WASI 0.1 program: it imports only from `PREVIEW1`
+/// and exports `_start`.
 ///
 /// The preview1 adapter's own `proc_exit` calls `exit`, which carries only
 /// success or failure, so `proc_exit(33)` would end with status 1; run
@@ -326,11 +302,11 @@ world proc-exit {
 /// this import the whole code reaches the host (which takes it modulo 256,
 /// as a Unix exit status is).
 fn exit_with_code(module: &[u8]) -> Result<Vec<u8>, String> {
-    use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME as PREVIEW1;
     use wasm_encoder::reencode::{Reencode as _, RoundtripReencoder};
 
     let mut out = wasm_encoder::Module::new();
     let mut renamed = false;
+    let mut start = false;
     let said = |e: &dyn std::fmt::Display| format!("{e:#}");
     for payload in wasmparser::Parser::new(0).parse_all(module) {
         match payload.map_err(|e| said(&e))? {
@@ -338,10 +314,17 @@ fn exit_with_code(module: &[u8]) -> Result<Vec<u8>, String> {
                 let mut imports = wasm_encoder::ImportSection::new();
                 for import in reader.into_imports() {
                     let import = import.map_err(|e| said(&e))?;
+                    if import.module != PREVIEW1 {
+                        return Err(format!(
+                            "it imports `{}::{}`; a WASI 0.1 program imports only \
+                             from `{PREVIEW1}`",
+                            import.module, import.name
+                        ));
+                    }
                     let ty = RoundtripReencoder
                         .entity_type(import.ty)
                         .map_err(|e| said(&e))?;
-                    if import.module == PREVIEW1 && import.name == "proc_exit" {
+                    if import.name == "proc_exit" {
                         imports.import(EXIT, "exit-with-code", ty);
                         renamed = true;
                     } else {
@@ -351,6 +334,11 @@ fn exit_with_code(module: &[u8]) -> Result<Vec<u8>, String> {
                 out.section(&imports);
             }
             payload => {
+                if let wasmparser::Payload::ExportSection(reader) = &payload {
+                    for export in reader.clone() {
+                        start |= export.map_err(|e| said(&e))?.name == "_start";
+                    }
+                }
                 if let Some((id, range)) = payload.as_section() {
                     out.section(&wasm_encoder::RawSection {
                         id,
@@ -359,6 +347,11 @@ fn exit_with_code(module: &[u8]) -> Result<Vec<u8>, String> {
                 }
             }
         }
+    }
+    if !start {
+        return Err("it exports no `_start`, so it is not a WASI 0.1 program; \
+                    build a library for a component target (wasm32-wasip2)"
+            .into());
     }
     let mut bytes = out.finish();
     if renamed {

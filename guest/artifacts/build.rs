@@ -54,43 +54,35 @@ fn main() {
     let mut code = String::new();
     let mut all = String::new();
     for guest in GUESTS {
-        let wasm = target_dir
-            .join(TARGET)
-            .join("release")
-            .join(format!("{guest}.wasm"));
-        assert!(wasm.exists(), "{} was not built", wasm.display());
         let konst = guest.to_uppercase();
         writeln!(code, "/// Path of the `{guest}` guest component.").unwrap();
-        writeln!(
-            code,
-            "pub const {konst}: &str = {:?};",
-            wasm.display().to_string()
-        )
-        .unwrap();
+        let wasm = built(&target_dir, TARGET, guest);
+        writeln!(code, "pub const {konst}: &str = {wasm:?};").unwrap();
         writeln!(all, "    ({guest:?}, {konst}),").unwrap();
     }
     for guest in P1_GUESTS {
-        let wasm = target_dir
-            .join(P1_TARGET)
-            .join("release")
-            .join(format!("{guest}.wasm"));
-        assert!(wasm.exists(), "{} was not built", wasm.display());
         let konst = guest.to_uppercase();
         writeln!(
             code,
             "/// Path of the `{guest}` guest built for {P1_TARGET}: a core module."
         )
         .unwrap();
-        writeln!(
-            code,
-            "pub const {konst}_P1: &str = {:?};",
-            wasm.display().to_string()
-        )
-        .unwrap();
+        let wasm = built(&target_dir, P1_TARGET, guest);
+        writeln!(code, "pub const {konst}_P1: &str = {wasm:?};").unwrap();
     }
     writeln!(code, "/// Every guest component, by name.").unwrap();
     writeln!(code, "pub const ALL: &[(&str, &str)] = &[\n{all}];").unwrap();
     std::fs::write(out_dir.join("guests.rs"), code).unwrap();
+}
+
+/// The path of `guest` built for `target`, which must exist.
+fn built(target_dir: &Path, target: &str, guest: &str) -> String {
+    let wasm = target_dir
+        .join(target)
+        .join("release")
+        .join(format!("{guest}.wasm"));
+    assert!(wasm.exists(), "{} was not built", wasm.display());
+    wasm.display().to_string()
 }
 
 /// Builds the guests workspace for `target`: the packages `only`, or all.

@@ -78,9 +78,10 @@ impl fmt::Debug for Command<'_> {
 pub struct CommandOutput {
     /// The exit status, as `wasmtime run` reports it: 0 when `run`
     /// returns `ok` (a Rust `main` that returns), 1 when it returns `err`,
-    /// and `n` for an `exit(n)` that WASI can carry. WASI 0.2's `exit`
-    /// carries only success or failure, so a Rust guest's
-    /// `std::process::exit(3)` is 1.
+    /// and `n` for an `exit(n)` that the program's WASI can carry. WASI
+    /// 0.2's `exit` carries only success or failure, so a Rust guest's
+    /// `std::process::exit(3)` built for `wasm32-wasip2` is 1; built for
+    /// `wasm32-wasip1` it is 3 (modulo 256, as a Unix status).
     pub status: i32,
     /// What the program wrote to stdout; empty unless captured (the
     /// default).

@@ -206,17 +206,20 @@ fn command_outcome(
     store: Store<State>,
     end: &CallEnd<'_>,
 ) -> (Result<Value, WireError>, Leftover) {
-    let exit = |e: &wasmtime::Error| e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|x| x.0);
     let status = match outcome {
         Ok((_, Value::Map(m))) if matches!(m.first(), Some((Value::Str(k), _)) if k == "err") => 1,
         Ok(_) => 0,
-        // An interrupt that raced the exit is still an interrupt.
-        Err(Some(e))
-            if end.interrupts.interrupted(end.id, end.options).is_none() && exit(&e).is_some() =>
-        {
-            exit(&e).unwrap_or_default()
+        Err(e) => {
+            let exit = e
+                .as_ref()
+                .and_then(|e| e.downcast_ref::<wasmtime_wasi::I32Exit>())
+                // An interrupt that raced the exit is still an interrupt.
+                .filter(|_| end.interrupts.interrupted(end.id, end.options).is_none());
+            match exit {
+                Some(code) => code.0,
+                None => return (Err(failed(e, &store, end)), Leftover::Store(store)),
+            }
         }
-        Err(e) => return (Err(failed(e, &store, end)), Leftover::Store(store)),
     };
     (Ok(Value::Int(i128::from(status))), Leftover::Store(store))
 }

@@ -75,11 +75,7 @@ impl GuestState {
     /// released, and its job channel, if any, closes. A call that never
     /// used the registry costs no lock.
     pub(crate) fn call_ended(&self) {
-        if self.used.swap(false, Ordering::SeqCst) {
-            self.registry.release_all(Owner::Worker(self.worker));
-        }
-        let channel = self.channel.locked().take();
-        if let Some(key) = channel {
+        if let Some(key) = self.detach() {
             self.registry.end_channel(&key);
         }
     }
@@ -88,9 +84,14 @@ impl GuestState {
     /// goes to another worker: its job channel is detached from this one,
     /// not ended, for the next to attach.
     pub(crate) fn call_not_started(&self) {
+        self.detach();
+    }
+
+    /// Releases what the guest held, and takes its job channel's key.
+    fn detach(&self) -> Option<String> {
         if self.used.swap(false, Ordering::SeqCst) {
             self.registry.release_all(Owner::Worker(self.worker));
         }
-        self.channel.locked().take();
+        self.channel.locked().take()
     }
 }
