@@ -109,6 +109,11 @@ pub enum ErrorKind {
     /// types. The message names the function. The guest trapped; its worker
     /// is kept. See [`PoolBuilder::host_fn`](crate::PoolBuilder::host_fn).
     HostFunction,
+    /// The [`Session`](crate::Session) is gone: an earlier call trapped,
+    /// timed out or was interrupted (the component model forbids entering
+    /// an instance again after that), its worker died or was killed, or the
+    /// session was closed. The message says which. Open a new session.
+    SessionLost,
 }
 
 /// The WebAssembly trap behind an [`ErrorKind::Trap`] or

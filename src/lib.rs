@@ -470,8 +470,9 @@ pub use options::{
     Stdio, WorkerKind,
 };
 pub use pool::{
-    Call, CancelHandle, Command, CommandHandle, CommandOutput, CpuTime, JobHandle, Output, Pool,
-    PoolBuilder, STDIN_CHUNK, Statistics, Usage, default_pool, run,
+    Call, CancelHandle, Command, CommandHandle, CommandOutput, CpuTime, JobHandle, OpenSession,
+    Output, Pool, PoolBuilder, Resource, STDIN_CHUNK, Session, Statistics, Usage, default_pool,
+    run,
 };
 pub use shares::TenantStatistics;
 pub use sync::{

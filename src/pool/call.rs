@@ -19,6 +19,8 @@ use super::builder::check_preopens;
 use super::cancel::{CancelFlag, CancelHandle};
 use super::job_handle::{JobHandle, JobLink};
 use super::policy::Policy;
+use super::resource::reading_for;
+use super::session::SessionInner;
 use super::setters::call_option_setters;
 use super::usage::Usage;
 use crate::dynamic::{DynArgs, DynValue};
@@ -73,6 +75,8 @@ pub struct Call<'a, R> {
     pub(super) data: Option<Arc<dyn Any + Send + Sync>>,
     /// Whose share of the workers it takes ([`Call::tenant`]).
     pub(super) tenant: Option<Arc<str>>,
+    /// The session it calls on, for a [`Session::call`](crate::Session::call).
+    pub(super) session: Option<Arc<SessionInner>>,
     pub(super) _result: PhantomData<fn() -> R>,
 }
 
@@ -91,6 +95,7 @@ impl<R> fmt::Debug for Call<'_, R> {
             link: _,
             data,
             tenant,
+            session,
             _result,
         } = self;
         f.debug_struct("Call")
@@ -103,6 +108,7 @@ impl<R> fmt::Debug for Call<'_, R> {
             .field("cancelled", &cancel.cancelled.load(Ordering::Relaxed))
             .field("has_data", &data.is_some())
             .field("tenant", tenant)
+            .field("session", &session.as_ref().map(|s| s.link.id))
             .finish()
     }
 }
@@ -249,6 +255,7 @@ impl<R: Send + 'static> Call<'_, R> {
             cancel: flag,
             data,
             tenant,
+            session,
             ..
         } = self;
         JobHandle::spawn(registry, channel, cancel, move |link| {
@@ -266,6 +273,7 @@ impl<R: Send + 'static> Call<'_, R> {
                     link: Some(link),
                     data,
                     tenant,
+                    session,
                     _result: PhantomData,
                 };
                 then(call.execute().await)
@@ -346,6 +354,7 @@ impl<'a, R: Send + 'a> Call<'a, R> {
             link,
             data,
             tenant,
+            session,
             _result,
         } = self;
         // A dynamic call's arguments are typed against the function's
@@ -373,11 +382,13 @@ impl<'a, R: Send + 'a> Call<'a, R> {
         {
             check_preopens(added)?;
         }
-        let call = pool
-            .handle
-            .inner
-            .clone()
-            .call(job, func, args, options, policy);
+        let inner = pool.handle.inner.clone();
+        let call = async {
+            match &session {
+                Some(session) => inner.call_session(session, func, args, options, policy).await,
+                None => inner.call(job, func, args, options, policy).await,
+            }
+        };
         // A cancel through the handle drops the call's future, which
         // applies the cancel mode just as the caller's drop would.
         let (bytes, report) = tokio::select! {
@@ -387,7 +398,13 @@ impl<'a, R: Send + 'a> Call<'a, R> {
             }
             r = call => r?,
         };
-        decode_output(bytes, report, decode, result_ty.as_ref())
+        match &session {
+            // The handles in a session's result are that session's.
+            Some(session) => reading_for(&session.link, || {
+                decode_output(bytes, report, decode, result_ty.as_ref())
+            }),
+            None => decode_output(bytes, report, decode, result_ty.as_ref()),
+        }
     }
 }
 
@@ -453,6 +470,7 @@ fn decode_output<R>(
         stdout,
         stderr,
         measured,
+        lost: _,
     } = report;
     Ok(Output {
         value,

@@ -203,6 +203,9 @@ pub(crate) struct Compiled {
 pub(crate) struct Resolved {
     pub(crate) export: ExportPath,
     pub(crate) params: usize,
+    /// Why only a session can call it: its signature holds resource
+    /// handles.
+    pub(crate) session_only: Option<String>,
 }
 
 /// Where compiled artifacts go when no cache directory is configured:
@@ -474,8 +477,19 @@ impl Compiled {
     }
 
     /// Resolves `name` to one exported function, checking that its types
-    /// can cross a process boundary. Cached per name.
+    /// can cross a process boundary outside a session: no resource
+    /// handles. Cached per name.
     pub(crate) fn resolve(&self, name: &str) -> Result<Arc<Resolved>, Error> {
+        let resolved = self.resolve_in_session(name)?;
+        match &resolved.session_only {
+            Some(why) => Err(Error::new(ErrorKind::Unsupported, why.clone())),
+            None => Ok(resolved),
+        }
+    }
+
+    /// [`resolve`](Compiled::resolve) for a session's call, which may pass
+    /// and return resource handles.
+    pub(crate) fn resolve_in_session(&self, name: &str) -> Result<Arc<Resolved>, Error> {
         if let Some(r) = self.funcs.locked().get(name) {
             return Ok(r.clone());
         }
@@ -528,8 +542,9 @@ impl Compiled {
     fn resolve_uncached(&self, name: &str) -> Result<Resolved, Error> {
         let funcs = exported_funcs(&self.engine, &self.component);
         let (path, ty) = find(&funcs, name)?;
+        let mut session_only = None;
         for (i, (pname, pty)) in ty.params().enumerate() {
-            if let Some(what) = wit::unsupported(&pty) {
+            if let Some(what) = wit::unsupported_in_session(&pty) {
                 return Err(Error::new(
                     ErrorKind::Unsupported,
                     format!(
@@ -537,9 +552,12 @@ impl Compiled {
                     ),
                 ));
             }
+            if session_only.is_none() && wit::unsupported(&pty).is_some() {
+                session_only = Some(format!("parameter {i} ({pname})"));
+            }
         }
         for rty in ty.results() {
-            if let Some(what) = wit::unsupported(&rty) {
+            if let Some(what) = wit::unsupported_in_session(&rty) {
                 return Err(Error::new(
                     ErrorKind::Unsupported,
                     format!(
@@ -547,10 +565,20 @@ impl Compiled {
                     ),
                 ));
             }
+            if session_only.is_none() && wit::unsupported(&rty).is_some() {
+                session_only = Some("the result".into());
+            }
         }
+        let session_only = session_only.map(|what| {
+            format!(
+                "{path}: {what} carries resource handles, which live in an instance kept \
+                 across calls: call it on a session (Pool::session)"
+            )
+        });
         Ok(Resolved {
             params: ty.params().len(),
             export: path,
+            session_only,
         })
     }
 }

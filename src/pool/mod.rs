@@ -25,7 +25,9 @@ mod prims;
 #[cfg(feature = "cluster")]
 mod remote;
 mod request;
+mod resource;
 mod roster;
+mod session;
 mod setters;
 mod usage;
 
@@ -45,6 +47,8 @@ pub use call::{Call, Output};
 pub use cancel::CancelHandle;
 pub use command::{Command, CommandHandle, CommandOutput, STDIN_CHUNK};
 pub use job_handle::JobHandle;
+pub use resource::Resource;
+pub use session::{OpenSession, Session};
 #[cfg(feature = "cluster")]
 pub(crate) use job_handle::JobLink;
 #[cfg(feature = "cluster")]
@@ -301,6 +305,33 @@ impl Pool {
         self.new_call(job, func, Args::Dynamic(args), call::dynamic)
     }
 
+    /// Opens a [`Session`] of `job`: one instance, kept alive across
+    /// calls on the worker that holds it. Await the [`OpenSession`]
+    /// builder, after setting the session's sandbox and limits on it if
+    /// need be.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// let session = pool.session(&job).max_memory(64 << 20).await?;
+    /// let n: u64 = session.run("bump", ()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Pool::run) for the component, and a trap of its
+    /// instantiation; [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)
+    /// on a cluster pool.
+    pub fn session<'a>(&self, job: &'a Job) -> OpenSession<'a> {
+        OpenSession {
+            pool: self.clone(),
+            job,
+            options: self.handle.inner.options.clone(),
+            grace: self.handle.inner.grace,
+            on_cancel: self.handle.inner.on_cancel,
+        }
+    }
+
     fn new_call<'a, R>(
         &self,
         job: &'a Job,
@@ -321,6 +352,7 @@ impl Pool {
             link: None,
             data: None,
             tenant: None,
+            session: None,
             _result: PhantomData,
         }
     }

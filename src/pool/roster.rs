@@ -59,6 +59,9 @@ pub(crate) struct Roster {
     /// Every worker that has not ended (a process: not been reaped).
     live: Mutex<HashMap<u64, Arc<Shared>>>,
     exited: Notify,
+    /// Told whenever a worker comes back to the idle list or ends: a
+    /// session's call waits for its own worker.
+    returned: Notify,
     closed: AtomicBool,
     next_worker: AtomicU64,
     spawned: AtomicU64,
@@ -115,6 +118,7 @@ impl Roster {
             unarmed: AtomicBool::new(false),
             live: Mutex::default(),
             exited: Notify::new(),
+            returned: Notify::new(),
             closed: AtomicBool::new(false),
             next_worker: AtomicU64::new(0),
             spawned: AtomicU64::new(0),
@@ -210,9 +214,11 @@ impl Roster {
             if let Some(w) = found {
                 return Ok(w);
             }
-            // The permit held counts the worker about to start.
+            // The permit held counts the worker about to start. A worker
+            // that holds sessions is never the one that makes room.
             let full = house.idle.len() + self.in_use() > self.workers.get();
-            (full && !house.idle.is_empty()).then(|| house.idle.remove(0))
+            let unpinned = house.idle.iter().position(|w| w.shared.sessions() == 0);
+            unpinned.filter(|_| full).map(|i| house.idle.remove(i))
         };
         drop(gone);
         if let Some(w) = evicted {
@@ -223,6 +229,85 @@ impl Roster {
             drop(w);
         }
         self.spawn(grants.clone(), memory_cow).await
+    }
+
+    /// Takes the worker of `shared` (a session's) once it is idle; fails
+    /// with `SessionLost` if it has ended. Call it holding a [`permit`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops only the waiting.
+    ///
+    /// [`permit`]: Roster::permit
+    pub(super) async fn checkout_exact(&self, shared: &Arc<Shared>) -> Result<Worker, Error> {
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            {
+                let mut house = self.house();
+                if let Some(i) = house
+                    .idle
+                    .iter()
+                    .position(|w| Arc::ptr_eq(&w.shared, shared))
+                {
+                    return Ok(house.idle.remove(i));
+                }
+            }
+            if self.is_closed() {
+                return Err(Error::closed());
+            }
+            if shared.is_gone() {
+                return Err(Error::new(
+                    ErrorKind::SessionLost,
+                    "the session is lost: its worker ended (it crashed, or was killed)",
+                ));
+            }
+            returned.await;
+        }
+    }
+
+    /// A worker for a new session: a new one while the pool has room for
+    /// one, so that sessions spread over the workers, else the idle one
+    /// (that can reach `grants`, with `memory_cow`) holding the fewest
+    /// sessions, else as [`checkout`](Roster::checkout). Call it holding a
+    /// permit.
+    pub(super) async fn checkout_for_session(
+        self: &Arc<Self>,
+        grants: &Grants,
+        memory_cow: bool,
+    ) -> Result<Worker, Error> {
+        let confines = self.spec.confines();
+        let found = {
+            let mut house = self.house();
+            // The permit held counts the worker about to start.
+            let room = self.live.locked().len() + 1 <= self.workers.get()
+                && house.idle.len() + self.in_use() <= self.workers.get();
+            if room {
+                None
+            } else {
+                let fewest = house
+                    .idle
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| {
+                        !w.shared.is_gone()
+                            && (!confines || w.grants == *grants)
+                            && w.memory_cow == memory_cow
+                    })
+                    .min_by_key(|(_, w)| w.shared.sessions())
+                    .map(|(i, _)| i);
+                match fewest {
+                    Some(i) => Some(Some(house.idle.remove(i))),
+                    None => Some(None),
+                }
+            }
+        };
+        match found {
+            None => self.spawn(grants.clone(), memory_cow).await,
+            Some(Some(w)) => Ok(w),
+            Some(None) => self.checkout(grants, memory_cow).await,
+        }
     }
 
     /// Workers held by calls (or being started for them): one per permit
@@ -361,13 +446,14 @@ impl Roster {
                     w.shared.release_region();
                 }
             }
-            // The oldest worker is first: the list is used from the end.
-            let stale = house
+            // A worker holding sessions never idles out.
+            let expired: Vec<Worker> = house
                 .idle
-                .iter()
-                .take_while(|w| now.duration_since(w.last_used) >= self.idle_timeout)
-                .count();
-            let expired: Vec<Worker> = house.idle.drain(..stale).collect();
+                .extract_if(.., |w| {
+                    now.duration_since(w.last_used) >= self.idle_timeout
+                        && w.shared.sessions() == 0
+                })
+                .collect();
             // Taken out in one call, so that no panic can lose a deadline
             // still pending.
             let due: Vec<GraceKill> = house.grace.extract_if(.., |g| g.at <= now).collect();
@@ -389,8 +475,10 @@ impl Roster {
             // An idle timeout too long to add to an Instant never expires.
             let idle_due = house
                 .idle
-                .first()
-                .and_then(|w| w.last_used.checked_add(self.idle_timeout));
+                .iter()
+                .filter(|w| w.shared.sessions() == 0)
+                .filter_map(|w| w.last_used.checked_add(self.idle_timeout))
+                .min();
             let grace_due = house.grace.iter().map(|g| g.at).min();
             let region_due = house
                 .idle
@@ -429,6 +517,7 @@ impl Books for Roster {
             self.crashed.fetch_add(1, Ordering::Relaxed);
         }
         self.exited.notify_waiters();
+        self.returned.notify_waiters();
     }
 
     /// Returns a worker after a call: to the idle list, or to retirement
@@ -439,15 +528,19 @@ impl Books for Roster {
         worker.last_used = Instant::now();
         // The memory bound last: it reads `/proc`. A thread has no memory
         // of its own to bound.
+        // A worker holding sessions is kept whatever its age or size:
+        // retiring it would lose them.
+        let pinned = worker.shared.sessions() > 0;
         let retire = self.is_closed()
             || worker.shared.is_dead()
-            || self.retire_after.is_some_and(|n| worker.calls >= n.get())
-            || self.retire_above.is_some_and(|bytes| {
-                worker
-                    .shared
-                    .pid()
-                    .is_some_and(|pid| idle::holds_more_than(pid, bytes))
-            });
+            || !pinned && self.retire_after.is_some_and(|n| worker.calls >= n.get())
+            || !pinned
+                && self.retire_above.is_some_and(|bytes| {
+                    worker
+                        .shared
+                        .pid()
+                        .is_some_and(|pid| idle::holds_more_than(pid, bytes))
+                });
         if retire {
             tracing::debug!(
                 worker = worker.id,
@@ -468,6 +561,8 @@ impl Books for Roster {
             if self.unarmed.swap(false, Ordering::SeqCst) || large {
                 self.bell.notify_one();
             }
+            drop(house);
+            self.returned.notify_waiters();
         }
         drop(permit);
     }

@@ -17,7 +17,7 @@ use super::port::Port;
 use super::stdio::GuestOutput;
 use super::store::{State, new_store};
 use crate::error::{ErrorKind, Limit, TrapCode};
-use crate::values::{self, Value, wit};
+use crate::values::{self, Handles, Value, wit};
 use crate::wire::{Artifact, CallOptions, ExportPath, Report, WireError};
 
 /// One call of a request.
@@ -87,6 +87,7 @@ pub(super) async fn execute(
     ready: Option<Ready>,
     cancel: tokio::sync::oneshot::Receiver<()>,
     report: &mut Report,
+    handles: &mut dyn Handles,
 ) -> (Result<Value, WireError>, Leftover) {
     let Context {
         engine,
@@ -102,7 +103,8 @@ pub(super) async fn execute(
         args,
         options,
     } = item;
-    let (pre, func, params) = match resolve(engine, linker, jobs, artifact, export, args) {
+    let (pre, func, params) = match resolve(engine, linker, jobs, artifact, export, args, handles)
+    {
         Ok(r) => r,
         Err(StartFailed::Call(e)) => return (Err(e), Leftover::unused(ready)),
         Err(StartFailed::Load(e)) => return (Err(e), Leftover::Nothing),
@@ -129,7 +131,7 @@ pub(super) async fn execute(
         // A wake that already fired wins before the guest is entered.
         biased;
         _ = cancel => Err(None),
-        r = invoke(&mut store, instance, &pre, &func, &params, fuel, export) => r.map_err(Some),
+        r = invoke(&mut store, instance, &pre, &func, &params, fuel, export, handles) => r.map_err(Some),
     };
     report.fuel_consumed = fuel.and_then(|f| Some(f - store.get_fuel().ok()?));
     report.measured.peak_memory = store.data_mut().limits.peak();
@@ -241,13 +243,14 @@ fn resolve<'a>(
     artifact: &Artifact,
     export: &ExportPath,
     args: &'a [u8],
+    handles: &mut dyn Handles,
 ) -> Result<(InstancePre<State>, Arc<Func>, Params<'a>), StartFailed> {
     let loaded = match jobs.entry(artifact.key.clone()) {
         Entry::Occupied(e) => e.into_mut(),
         Entry::Vacant(v) => v.insert(load(engine, linker, artifact).map_err(StartFailed::Load)?),
     };
     let func = loaded.func(export).map_err(StartFailed::Call)?;
-    let params = decode_args(args, &func).map_err(StartFailed::Call)?;
+    let params = decode_args(args, &func, handles).map_err(StartFailed::Call)?;
     Ok((loaded.pre.clone(), func, params))
 }
 
@@ -282,6 +285,7 @@ fn arm(
 }
 
 /// Instantiates (unless given an instance) and calls the function.
+#[expect(clippy::too_many_arguments, reason = "one call's parts, passed once")]
 async fn invoke(
     store: &mut Store<State>,
     instance: Option<Instance>,
@@ -290,6 +294,7 @@ async fn invoke(
     params: &Params<'_>,
     fuel: Option<u64>,
     export: &ExportPath,
+    handles: &mut dyn Handles,
 ) -> wasmtime::Result<(Instance, Value)> {
     let instance = match instance {
         Some(i) => i,
@@ -306,7 +311,7 @@ async fn invoke(
             let mut results = vec![Val::Bool(false); func.results.len()];
             f.call_async(&mut *store, params, &mut results).await?;
             match (results.pop(), func.results.first()) {
-                (Some(v), Some(ty)) => wit::from_val(ty, v),
+                (Some(v), Some(ty)) => wit::from_val_in(ty, v, handles),
                 _ => Value::Nil,
             }
         }
@@ -346,7 +351,11 @@ fn failure(
     w
 }
 
-fn decode_args<'a>(args: &'a [u8], func: &Func) -> Result<Params<'a>, WireError> {
+fn decode_args<'a>(
+    args: &'a [u8],
+    func: &Func,
+    handles: &mut dyn Handles,
+) -> Result<Params<'a>, WireError> {
     let types = &func.params;
     let bad = |m: String| WireError::new(ErrorKind::ArgumentMismatch, m);
     // One byte list or string for the typed API, read where it lies.
@@ -384,7 +393,9 @@ fn decode_args<'a>(args: &'a [u8], func: &Func) -> Result<Params<'a>, WireError>
         .iter()
         .zip(items)
         .enumerate()
-        .map(|(i, (ty, v))| wit::to_val(&wit::Path::Index(&root, i), ty, v).map_err(|m| bad(m.0)))
+        .map(|(i, (ty, v))| {
+            wit::to_val_in(&wit::Path::Index(&root, i), ty, v, handles).map_err(|m| bad(m.0))
+        })
         .collect::<Result<_, _>>()
         .map(Params::Dynamic)
 }

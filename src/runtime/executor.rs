@@ -26,6 +26,7 @@ use super::interrupts::{Interrupts, Running};
 use super::loaded::{Loaded, load};
 use super::meter::Meter;
 use super::port::{OpSender, Port};
+use super::sessions::Sessions;
 use super::store::{State, new_store, take_grown};
 use crate::engine::EngineSettings;
 use crate::error::ErrorKind;
@@ -33,27 +34,30 @@ use crate::idle::GuestMemory;
 use crate::platform::WorkerRegion;
 use crate::values;
 use crate::wire::{
-    CallOptions, CallRequest, INLINE_MAX, Payload, RESULTS_AT, Report, WireError, WireOutcome,
+    CallOptions, CallRequest, INLINE_MAX, Payload, RESULTS_AT, Report, SessionOp, WireError,
+    WireOutcome,
 };
 
 /// Runs calls, one at a time, on the thread that owns it.
 pub(crate) struct Executor {
-    settings: EngineSettings,
+    pub(super) settings: EngineSettings,
     engine: Engine,
     linker: Linker<State>,
-    runtime: tokio::runtime::Runtime,
+    pub(super) runtime: tokio::runtime::Runtime,
     jobs: HashMap<String, Loaded>,
-    interrupts: Arc<Interrupts>,
+    pub(super) interrupts: Arc<Interrupts>,
     reuse: bool,
     /// An instance ready for the next call: instantiated ahead of time, or kept
     /// from the last call when instances are reused. At most one, since
     /// the pooling allocator has few slots.
     ready: Option<(String, Ready)>,
     /// The guest's way to the host's `wasmpool:sync` registry.
-    port: Arc<Port>,
+    pub(super) port: Arc<Port>,
     /// The payload region shared with the host, for a worker process that
     /// has one.
-    region: Option<WorkerRegion>,
+    pub(super) region: Option<WorkerRegion>,
+    /// The instances kept across calls ([`crate::Session`]).
+    pub(super) sessions: Sessions,
 }
 
 impl Executor {
@@ -106,6 +110,7 @@ impl Executor {
             ready: None,
             port,
             region: None,
+            sessions: Sessions::default(),
         })
     }
 
@@ -133,6 +138,8 @@ impl Executor {
             export,
             items,
             options,
+            session,
+            pending,
         } = req;
         #[cfg(feature = "test-hooks")]
         if let Some(hook) = &options.test_hook {
@@ -141,6 +148,32 @@ impl Executor {
                 items.len(),
                 self.region.as_mut(),
             ));
+        }
+        let this = match &session {
+            Some(SessionOp::Call(s)) => Some(*s),
+            _ => None,
+        };
+        let mine = if pending.is_empty() {
+            Vec::new()
+        } else {
+            self.drop_pending(pending, this)
+        };
+        if let Some(op) = session {
+            let outcome = match items.first().map(|p| self.args_of(p)) {
+                Some(Ok(args)) => {
+                    self.session_request(id, op, &artifact, &export, &args, &options, mine)
+                }
+                Some(Err(e)) => (Err(e), Report::default()),
+                None => {
+                    let e = WireError::new(ErrorKind::Protocol, "a session request without an item");
+                    (Err(e), Report::default())
+                }
+            };
+            let outcomes = vec![outcome];
+            return match &mut self.region {
+                Some(r) => r.reply(|| reply(outcomes)),
+                None => reply(outcomes),
+            };
         }
         let key = artifact.key.clone();
         let shape = store_options(&options);
@@ -196,9 +229,14 @@ impl Executor {
                 args,
                 options: &options,
             };
-            let (outcome, left) =
-                self.runtime
-                    .block_on(execute(cx, item, ready, wake, &mut report));
+            let (outcome, left) = self.runtime.block_on(execute(
+                cx,
+                item,
+                ready,
+                wake,
+                &mut report,
+                &mut values::NoHandles,
+            ));
             self.interrupts.end(options.timeout.is_some());
             self.port.item_ended();
             let outcome = outcome.and_then(|v| {
@@ -220,6 +258,25 @@ impl Executor {
         // Now, with the caller served.
         self.recycle(used, ok, &key, &shape);
         sent
+    }
+
+    /// A session request's arguments, copied out of the frame or the
+    /// region.
+    fn args_of(&self, payload: &Payload) -> Result<Vec<u8>, WireError> {
+        match payload {
+            Payload::Inline(b) => Ok(b.to_vec()),
+            Payload::InRegion { offset, len } => self
+                .region
+                .as_ref()
+                .and_then(|r| r.args(*offset, *len))
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| {
+                    WireError::new(
+                        ErrorKind::Protocol,
+                        format!("the arguments at {offset}+{len} are outside the payload region"),
+                    )
+                }),
+        }
     }
 
     /// After a call: keeps its instance for the next call (reuse, and the
@@ -329,7 +386,7 @@ pub(crate) fn worker_engine(settings: &EngineSettings) -> Result<Engine, String>
 /// feature; every request denied unless the call allows it),
 /// `wasi:config` (the call's config) and
 /// `wasmpool:sync`.
-fn make_linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
+pub(super) fn make_linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     #[cfg(feature = "wasi-http")]
@@ -347,7 +404,7 @@ impl Drop for Executor {
 
 /// `payload`, unless it is larger than `max` bytes: then the limit's
 /// error, and the result is not sent.
-fn within_limit(payload: Payload, max: Option<u64>) -> Result<Payload, WireError> {
+pub(super) fn within_limit(payload: Payload, max: Option<u64>) -> Result<Payload, WireError> {
     let len = payload.len();
     match max {
         Some(max) if len > max => {
@@ -367,7 +424,7 @@ fn within_limit(payload: Payload, max: Option<u64>) -> Result<Payload, WireError
 
 /// A result, encoded: into the region at `at` when it is large and fits
 /// (moving `at` past it), else inline.
-fn encode_result(region: Option<&WorkerRegion>, value: &values::Value, at: &mut u64) -> Payload {
+pub(super) fn encode_result(region: Option<&WorkerRegion>, value: &values::Value, at: &mut u64) -> Payload {
     use values::Value;
     // Scalars, and bytes or strings known to be short, go inline at once.
     let small = match value {

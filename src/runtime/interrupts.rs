@@ -60,6 +60,9 @@ pub(crate) struct Interrupts {
     /// The executor's engine, whose epoch interrupts wasm. Replaced when
     /// an idle executor makes a new one.
     engine: Mutex<Engine>,
+    /// The engine of the executor's sessions, once one has opened: its
+    /// epoch moves with the other's.
+    sessions: Mutex<Option<Engine>>,
     /// What runs now.
     current: AtomicRunning,
     /// The last call a cancel was asked for ([`Running::Nothing`]: none).
@@ -123,6 +126,9 @@ impl Interrupts {
     /// a guest blocked in a host call.
     fn stop_running(&self) {
         self.engine.locked().increment_epoch();
+        if let Some(sessions) = &*self.sessions.locked() {
+            sessions.increment_epoch();
+        }
         if let Some(tx) = self.wake.locked().take() {
             let _ = tx.send(());
         }
@@ -220,6 +226,7 @@ impl Interrupts {
     pub(super) fn new(engine: Engine, answers: Arc<Answers>) -> Interrupts {
         Interrupts {
             engine: Mutex::new(engine),
+            sessions: Mutex::new(None),
             current: AtomicRunning::new(Running::Nothing),
             cancelled: AtomicRunning::new(Running::Nothing),
             item: AtomicU64::new(0),
@@ -236,6 +243,12 @@ impl Interrupts {
     /// calls: a store of the old engine would not see its epoch move.
     pub(super) fn set_engine(&self, engine: Engine) {
         *self.engine.locked() = engine;
+    }
+
+    /// Interrupts calls on the stores of `engine`, the sessions' engine,
+    /// too.
+    pub(super) fn set_session_engine(&self, engine: Engine) {
+        *self.sessions.locked() = Some(engine);
     }
 
     /// The executor is gone: ends the timer thread.

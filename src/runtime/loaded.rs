@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use wasmtime::Engine;
 use wasmtime::Store;
-use wasmtime::component::{ComponentExportIndex, Instance, InstancePre, Linker, Type, Val};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{
+    ComponentExportIndex, Instance, InstancePre, Linker, ResourceType, Type, Val,
+};
 
 use super::store::State;
 use crate::error::ErrorKind;
@@ -21,7 +24,14 @@ pub(super) struct Loaded {
     component: wasmtime::component::Component,
     pub(super) pre: InstancePre<State>,
     funcs: HashMap<ExportPath, Arc<Func>>,
+    /// The resource types it exports and imports, by name: read once,
+    /// when a session first needs them.
+    names: Option<Arc<ResourceNames>>,
 }
+
+/// A component's resource types and their names (`counter`), as its
+/// functions' types refer to them.
+pub(super) type ResourceNames = Vec<(ResourceType, String)>;
 
 /// An exported function, resolved in a loaded job.
 pub(super) struct Func {
@@ -157,10 +167,41 @@ pub(super) fn load(
         component,
         pre,
         funcs: HashMap::new(),
+        names: None,
     })
 }
 
 impl Loaded {
+    /// The resource types of the component, by name.
+    pub(super) fn resource_names(&mut self) -> Arc<ResourceNames> {
+        let component = &self.component;
+        self.names
+            .get_or_insert_with(|| {
+                let engine = component.engine();
+                let ty = component.component_type();
+                let mut names = Vec::new();
+                let mut add = |name: &str, item: ComponentItem| match item {
+                    ComponentItem::Resource(rt) => names.push((rt, name.to_string())),
+                    ComponentItem::ComponentInstance(instance) => {
+                        for (n, export) in instance.exports(engine) {
+                            if let ComponentItem::Resource(rt) = export.ty {
+                                names.push((rt, n.to_string()));
+                            }
+                        }
+                    }
+                    _ => {}
+                };
+                for (name, export) in ty.exports(engine) {
+                    add(name, export.ty);
+                }
+                for (name, import) in ty.imports(engine) {
+                    add(name, import.ty);
+                }
+                Arc::new(names)
+            })
+            .clone()
+    }
+
     pub(super) fn func(&mut self, path: &ExportPath) -> Result<Arc<Func>, WireError> {
         if let Some(f) = self.funcs.get(path) {
             return Ok(f.clone());

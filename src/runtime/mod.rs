@@ -28,6 +28,7 @@ mod interrupts;
 mod loaded;
 mod meter;
 mod port;
+mod sessions;
 mod stdio;
 mod store;
 #[cfg(feature = "test-hooks")]

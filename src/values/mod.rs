@@ -6,6 +6,7 @@
 //! ([`wit`]). Results take the same road back, and the host turns the
 //! [`Value`] into the caller's type with [`from_value`] (`to_rust`).
 
+mod handles;
 mod to_rust;
 pub(crate) mod wit;
 
@@ -14,6 +15,7 @@ use std::fmt;
 use serde::de::{Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
+pub(crate) use handles::{HandleRef, Handles, NoHandles, RESOURCE_KEY};
 pub(crate) use to_rust::{Path, from_value};
 
 /// One MessagePack value.

@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use wasmtime::component::{Type, Val};
 
 pub(crate) use super::Path;
-use super::{Value, find_name, names_match};
+use super::{Handles, NoHandles, Value, find_name, names_match};
 
 /// The WIT spelling of a type, for error messages.
 pub(crate) fn type_name(ty: &Type) -> String {
@@ -142,24 +142,44 @@ fn write_type(s: &mut String, ty: &Type, depth: usize) {
 }
 
 /// The first type wasmpool cannot carry across a process boundary inside
-/// `ty`, if any.
+/// `ty`, if any: resource handles cross only in a session.
 pub(crate) fn unsupported(ty: &Type) -> Option<String> {
-    match ty {
+    first_inside(ty, &|t| match t {
         Type::Own(_) | Type::Borrow(_) => Some("resource handles".into()),
-        Type::Future(_) | Type::Stream(_) | Type::ErrorContext => {
-            Some("async types (future, stream, error-context)".into())
-        }
-        Type::List(l) => unsupported(&l.ty()),
-        Type::FixedLengthList(l) => unsupported(&l.ty()),
-        Type::Map(m) => unsupported(&m.key()).or_else(|| unsupported(&m.value())),
-        Type::Option(o) => unsupported(&o.ty()),
-        Type::Record(r) => r.fields().find_map(|f| unsupported(&f.ty)),
-        Type::Tuple(t) => t.types().find_map(|t| unsupported(&t)),
-        Type::Variant(v) => v.cases().find_map(|c| c.ty.as_ref().and_then(unsupported)),
+        t => async_type(t),
+    })
+}
+
+/// The first type inside `ty` that not even a session can carry across
+/// a process boundary, if any.
+pub(crate) fn unsupported_in_session(ty: &Type) -> Option<String> {
+    first_inside(ty, &async_type)
+}
+
+fn async_type(ty: &Type) -> Option<String> {
+    matches!(ty, Type::Future(_) | Type::Stream(_) | Type::ErrorContext)
+        .then(|| "async types (future, stream, error-context)".into())
+}
+
+/// What `f` says of the first type inside `ty` (itself included) it
+/// says anything of.
+fn first_inside(ty: &Type, f: &dyn Fn(&Type) -> Option<String>) -> Option<String> {
+    if let Some(found) = f(ty) {
+        return Some(found);
+    }
+    let inner = |t: &Type| first_inside(t, f);
+    match ty {
+        Type::List(l) => inner(&l.ty()),
+        Type::FixedLengthList(l) => inner(&l.ty()),
+        Type::Map(m) => inner(&m.key()).or_else(|| inner(&m.value())),
+        Type::Option(o) => inner(&o.ty()),
+        Type::Record(r) => r.fields().find_map(|f| inner(&f.ty)),
+        Type::Tuple(t) => t.types().find_map(|t| inner(&t)),
+        Type::Variant(v) => v.cases().find_map(|c| c.ty.as_ref().and_then(inner)),
         Type::Result(r) => r
             .ok()
-            .and_then(|t| unsupported(&t))
-            .or_else(|| r.err().and_then(|t| unsupported(&t))),
+            .and_then(|t| inner(&t))
+            .or_else(|| r.err().and_then(|t| inner(&t))),
         _ => None,
     }
 }
@@ -204,6 +224,16 @@ fn float(path: &Path<'_>, ty: &Type, v: &Value) -> Result<f64, Mismatch> {
 
 /// Converts one [`Value`] into a `Val` of type `ty`.
 pub(crate) fn to_val(path: &Path<'_>, ty: &Type, v: Value) -> Result<Val, Mismatch> {
+    to_val_in(path, ty, v, &mut NoHandles)
+}
+
+/// [`to_val`], with resource handles found through `cx`.
+pub(crate) fn to_val_in(
+    path: &Path<'_>,
+    ty: &Type,
+    v: Value,
+    cx: &mut dyn Handles,
+) -> Result<Val, Mismatch> {
     Ok(match ty {
         Type::Bool => match v {
             Value::Bool(b) => Val::Bool(b),
@@ -231,15 +261,15 @@ pub(crate) fn to_val(path: &Path<'_>, ty: &Type, v: Value) -> Result<Val, Mismat
             let elem = l.ty();
             match (v, &elem) {
                 (Value::Bin(b), Type::U8) => Val::List(b.into_iter().map(Val::U8).collect()),
-                (Value::Array(a), _) => Val::List(list(path, &elem, a)?),
+                (Value::Array(a), _) => Val::List(list(path, &elem, a, cx)?),
                 (other, _) => return Err(mismatch(path, ty, &other)),
             }
         }
-        Type::FixedLengthList(l) => fixed_list(path, ty, l, v)?,
-        Type::Map(m) => map(path, ty, m, v)?,
-        Type::Tuple(t) => tuple(path, ty, t, v)?,
-        Type::Record(r) => record(path, ty, r, v)?,
-        Type::Variant(var) => variant(path, ty, var, v)?,
+        Type::FixedLengthList(l) => fixed_list(path, ty, l, v, cx)?,
+        Type::Map(m) => map(path, ty, m, v, cx)?,
+        Type::Tuple(t) => tuple(path, ty, t, v, cx)?,
+        Type::Record(r) => record(path, ty, r, v, cx)?,
+        Type::Variant(var) => variant(path, ty, var, v, cx)?,
         Type::Enum(e) => enumeration(path, ty, e, v)?,
         Type::Option(o) => match v {
             Value::Nil => Val::Option(None),
@@ -249,11 +279,12 @@ pub(crate) fn to_val(path: &Path<'_>, ty: &Type, v: Value) -> Result<Val, Mismat
             {
                 Val::Option(Some(Box::new(Val::Option(None))))
             }
-            v => Val::Option(Some(Box::new(to_val(path, &o.ty(), v)?))),
+            v => Val::Option(Some(Box::new(to_val_in(path, &o.ty(), v, cx)?))),
         },
-        Type::Result(r) => result(path, ty, r, v)?,
+        Type::Result(r) => result(path, ty, r, v, cx)?,
         Type::Flags(f) => flags(path, ty, f, v)?,
-        Type::Own(_) | Type::Borrow(_) | Type::Future(_) | Type::Stream(_) | Type::ErrorContext => {
+        Type::Own(_) | Type::Borrow(_) => cx.lower(path, ty, v)?,
+        Type::Future(_) | Type::Stream(_) | Type::ErrorContext => {
             return Err(Mismatch(format!(
                 "{path}: {} cannot be passed to a worker process",
                 type_name(ty)
@@ -267,6 +298,7 @@ fn fixed_list(
     ty: &Type,
     l: &wasmtime::component::types::FixedLengthList,
     v: Value,
+    cx: &mut dyn Handles,
 ) -> Result<Val, Mismatch> {
     let elem = l.ty();
     let items = match v {
@@ -283,7 +315,7 @@ fn fixed_list(
             items.len()
         )));
     }
-    Ok(Val::FixedLengthList(list(path, &elem, items)?))
+    Ok(Val::FixedLengthList(list(path, &elem, items, cx)?))
 }
 
 fn map(
@@ -291,6 +323,7 @@ fn map(
     ty: &Type,
     m: &wasmtime::component::types::Map,
     v: Value,
+    cx: &mut dyn Handles,
 ) -> Result<Val, Mismatch> {
     let (kt, vt) = (m.key(), m.value());
     let Value::Map(entries) = v else {
@@ -299,7 +332,7 @@ fn map(
     let mut out = Vec::with_capacity(entries.len());
     for (i, (k, val)) in entries.into_iter().enumerate() {
         let p = Path::Index(path, i);
-        out.push((to_val(&p, &kt, k)?, to_val(&p, &vt, val)?));
+        out.push((to_val_in(&p, &kt, k, cx)?, to_val_in(&p, &vt, val, cx)?));
     }
     Ok(Val::Map(out))
 }
@@ -309,6 +342,7 @@ fn tuple(
     ty: &Type,
     t: &wasmtime::component::types::Tuple,
     v: Value,
+    cx: &mut dyn Handles,
 ) -> Result<Val, Mismatch> {
     let types: Vec<Type> = t.types().collect();
     let Value::Array(items) = v else {
@@ -323,7 +357,7 @@ fn tuple(
     }
     let mut out = Vec::with_capacity(items.len());
     for (i, (t, item)) in types.iter().zip(items).enumerate() {
-        out.push(to_val(&Path::Index(path, i), t, item)?);
+        out.push(to_val_in(&Path::Index(path, i), t, item, cx)?);
     }
     Ok(Val::Tuple(out))
 }
@@ -333,6 +367,7 @@ fn variant(
     ty: &Type,
     var: &wasmtime::component::types::Variant,
     v: Value,
+    cx: &mut dyn Handles,
 ) -> Result<Val, Mismatch> {
     let (name, payload) = tagged(path, ty, v)?;
     let cases: Vec<_> = var.cases().collect();
@@ -352,10 +387,11 @@ fn variant(
                 p.describe()
             )));
         }
-        (Some(t), p) => Some(Box::new(to_val(
+        (Some(t), p) => Some(Box::new(to_val_in(
             &Path::Field(path, case.name),
             t,
             p.unwrap_or(Value::Nil),
+            cx,
         )?)),
     };
     Ok(Val::Variant(case.name.to_string(), payload))
@@ -386,6 +422,7 @@ fn result(
     ty: &Type,
     r: &wasmtime::component::types::ResultType,
     v: Value,
+    cx: &mut dyn Handles,
 ) -> Result<Val, Mismatch> {
     let (name, payload) = tagged(path, ty, v)?;
     let (is_ok, t) = if names_match(&name, "ok") {
@@ -407,7 +444,12 @@ fn result(
                 other.describe()
             )));
         }
-        (Some(t), payload) => Some(Box::new(to_val(&p, &t, payload.unwrap_or(Value::Nil))?)),
+        (Some(t), payload) => Some(Box::new(to_val_in(
+            &p,
+            &t,
+            payload.unwrap_or(Value::Nil),
+            cx,
+        )?)),
     };
     Ok(Val::Result(if is_ok { Ok(inner) } else { Err(inner) }))
 }
@@ -457,10 +499,15 @@ fn character(path: &Path<'_>, ty: &Type, v: Value) -> Result<Val, Mismatch> {
     }
 }
 
-fn list(path: &Path<'_>, elem: &Type, items: Vec<Value>) -> Result<Vec<Val>, Mismatch> {
+fn list(
+    path: &Path<'_>,
+    elem: &Type,
+    items: Vec<Value>,
+    cx: &mut dyn Handles,
+) -> Result<Vec<Val>, Mismatch> {
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        out.push(to_val(&Path::Index(path, i), elem, item)?);
+        out.push(to_val_in(&Path::Index(path, i), elem, item, cx)?);
     }
     Ok(out)
 }
@@ -486,6 +533,7 @@ fn record(
     ty: &Type,
     r: &wasmtime::component::types::Record,
     v: Value,
+    cx: &mut dyn Handles,
 ) -> Result<Val, Mismatch> {
     let fields: Vec<_> = r.fields().collect();
     match v {
@@ -511,7 +559,7 @@ fn record(
             for (f, slot) in fields.iter().zip(slots) {
                 let p = Path::Field(path, f.name);
                 let val = match (slot, &f.ty) {
-                    (Some(v), t) => to_val(&p, t, v)?,
+                    (Some(v), t) => to_val_in(&p, t, v, cx)?,
                     // An absent optional field is `none`.
                     (None, Type::Option(_)) => Val::Option(None),
                     (None, t) => {
@@ -530,7 +578,7 @@ fn record(
             for (f, item) in fields.iter().zip(items) {
                 out.push((
                     f.name.to_string(),
-                    to_val(&Path::Field(path, f.name), &f.ty, item)?,
+                    to_val_in(&Path::Field(path, f.name), &f.ty, item, cx)?,
                 ));
             }
             Ok(Val::Record(out))
@@ -541,6 +589,11 @@ fn record(
 
 /// Converts a result `Val` of type `ty` into a [`Value`] for the host.
 pub(crate) fn from_val(ty: &Type, v: Val) -> Value {
+    from_val_in(ty, v, &mut NoHandles)
+}
+
+/// [`from_val`], with resource handles kept through `cx`.
+pub(crate) fn from_val_in(ty: &Type, v: Val, cx: &mut dyn Handles) -> Value {
     match v {
         Val::Bool(b) => Value::Bool(b),
         Val::S8(i) => Value::Int(i.into()),
@@ -569,7 +622,7 @@ pub(crate) fn from_val(ty: &Type, v: Val) -> Value {
                         .collect(),
                 )
             } else {
-                Value::Array(items.into_iter().map(|v| from_val(&elem, v)).collect())
+                Value::Array(items.into_iter().map(|v| from_val_in(&elem, v, cx)).collect())
             }
         }
         Val::Map(entries) => {
@@ -580,7 +633,7 @@ pub(crate) fn from_val(ty: &Type, v: Val) -> Value {
             Value::Map(
                 entries
                     .into_iter()
-                    .map(|(k, v)| (from_val(&kt, k), from_val(&vt, v)))
+                    .map(|(k, v)| (from_val_in(&kt, k, cx), from_val_in(&vt, v, cx)))
                     .collect(),
             )
         }
@@ -595,7 +648,7 @@ pub(crate) fn from_val(ty: &Type, v: Val) -> Value {
                     .enumerate()
                     .map(|(i, (name, v))| {
                         let t = types.get(i).cloned().unwrap_or(Type::Bool);
-                        (Value::Str(name), from_val(&t, v))
+                        (Value::Str(name), from_val_in(&t, v, cx))
                     })
                     .collect(),
             )
@@ -609,7 +662,7 @@ pub(crate) fn from_val(ty: &Type, v: Val) -> Value {
                 items
                     .into_iter()
                     .enumerate()
-                    .map(|(i, v)| from_val(types.get(i).unwrap_or(&Type::Bool), v))
+                    .map(|(i, v)| from_val_in(types.get(i).unwrap_or(&Type::Bool), v, cx))
                     .collect(),
             )
         }
@@ -624,7 +677,7 @@ pub(crate) fn from_val(ty: &Type, v: Val) -> Value {
                         .unwrap_or(Type::Bool),
                     _ => Type::Bool,
                 };
-                Value::Map(vec![(Value::Str(name), from_val(&t, *p))])
+                Value::Map(vec![(Value::Str(name), from_val_in(&t, *p, cx))])
             }
         },
         Val::Enum(name) => Value::Str(name),
@@ -635,7 +688,7 @@ pub(crate) fn from_val(ty: &Type, v: Val) -> Value {
                 Type::Option(o) => o.ty(),
                 _ => Type::Bool,
             };
-            from_val(&t, *v)
+            from_val_in(&t, *v, cx)
         }
         Val::Result(r) => {
             let (ok_t, err_t) = match ty {
@@ -647,15 +700,16 @@ pub(crate) fn from_val(ty: &Type, v: Val) -> Value {
                 Err(p) => ("err", err_t, p),
             };
             let payload = match (payload, t) {
-                (Some(p), Some(t)) => from_val(&t, *p),
-                (Some(p), None) => from_val(&Type::Bool, *p),
+                (Some(p), Some(t)) => from_val_in(&t, *p, cx),
+                (Some(p), None) => from_val_in(&Type::Bool, *p, cx),
                 (None, _) => Value::Nil,
             };
             Value::Map(vec![(Value::Str(name.into()), payload)])
         }
         Val::Flags(names) => Value::Array(names.into_iter().map(Value::Str).collect()),
+        Val::Resource(r) => cx.lift(ty, r),
         // Functions returning these are refused before they are called.
-        Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Nil,
+        Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Nil,
     }
 }
 

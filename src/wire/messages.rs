@@ -124,6 +124,8 @@ pub(crate) struct CallRef<'a> {
     pub(crate) export: &'a ExportPath,
     pub(crate) items: Vec<PayloadRef<'a>>,
     pub(crate) options: &'a CallOptions,
+    pub(crate) session: &'a Option<SessionOp>,
+    pub(crate) pending: &'a Pending,
 }
 
 impl<'a> CallRef<'a> {
@@ -135,6 +137,8 @@ impl<'a> CallRef<'a> {
             export: &req.export,
             items: req.items.iter().map(PayloadRef::of).collect(),
             options: &req.options,
+            session: &req.session,
+            pending: &req.pending,
         }
     }
 }
@@ -171,6 +175,50 @@ pub(crate) struct CallRequest {
     /// per parameter.
     pub(crate) items: Vec<Payload>,
     pub(crate) options: CallOptions,
+    /// What the request does with a session, if it is one's: its one item
+    /// opens, calls, closes or drops a handle of the session.
+    #[serde(default)]
+    pub(crate) session: Option<SessionOp>,
+    /// What the host let go of since its last request to this worker,
+    /// to drop before this one runs.
+    #[serde(default)]
+    pub(crate) pending: Pending,
+}
+
+/// What a request does with a session ([`crate::Session`]). The request
+/// has one item: the call's arguments, or an empty tuple.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum SessionOp {
+    /// Instantiates the job, with the request's options, as session `id`.
+    Open(u64),
+    /// Calls the export on session `id`'s instance.
+    Call(u64),
+    /// Ends session `id`.
+    Close(u64),
+    /// Drops resource `handle` of session `session`: an error if it has
+    /// none such.
+    Drop {
+        session: u64,
+        handle: u64,
+        type_name: String,
+    },
+}
+
+/// Sessions and resource handles the host has let go of, for the worker
+/// to drop before its next request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Pending {
+    /// Sessions dropped without [`crate::Session::close`].
+    pub(crate) closes: Vec<u64>,
+    /// Handles dropped on the host: (session, handle). One the session no
+    /// longer holds (consumed by a call) is passed over.
+    pub(crate) drops: Vec<(u64, u64)>,
+}
+
+impl Pending {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.closes.is_empty() && self.drops.is_empty()
+    }
 }
 
 /// How one call ended: its MessagePack-encoded result, or an error, and
@@ -298,6 +346,11 @@ pub(crate) struct Report {
     /// of the last version still answers a caller of this one.
     #[serde(default)]
     pub(crate) measured: Measured,
+    /// Why the call's session was lost by this call (a trap, an
+    /// interrupt), or is gone; `None` for a call that left it usable, or
+    /// is no session's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lost: Option<String>,
 }
 
 /// What the worker measured of one call, for [`crate::Usage`].

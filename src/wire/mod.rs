@@ -43,7 +43,7 @@ pub(crate) use http::{
 };
 pub(crate) use messages::{
     Artifact, CallFrame, CallOptions, CallRef, CallRequest, CompileOrder, Control, ExportPath,
-    FromWorker, Grant, INLINE_MAX, Init, Measured, Outcome, Payload, PayloadRef, Preopen,
+    FromWorker, Grant, INLINE_MAX, Init, Measured, Outcome, Payload, PayloadRef, Pending, SessionOp, Preopen,
     REGION_SIZE, RESULTS_AT, Report, Sandbox, Stdin, ToWorker, WireOutcome,
 };
 #[cfg(feature = "test-hooks")]
@@ -51,7 +51,7 @@ pub(crate) use messages::{EscapeAttempt, TestHook};
 pub(crate) use ops::{Answer, GuestOp, Kind};
 
 /// Bumped whenever a frame changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 16;
+pub(crate) const PROTOCOL_VERSION: u32 = 17;
 
 /// The largest frame either side accepts: 1 GiB.
 pub(crate) const MAX_FRAME: usize = 1 << 30;

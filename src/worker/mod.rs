@@ -44,7 +44,7 @@ use crate::shares::Permit;
 use crate::sync::{GuestState, Registry};
 use crate::wire::{
     CallFrame, CallRef, CallRequest, Control, Grant, INLINE_MAX, Outcome, Payload, PayloadRef,
-    Preopen, REGION_SIZE, RESULTS_AT, Sandbox, WireError, WireOutcome, write_frame,
+    Pending, Preopen, REGION_SIZE, RESULTS_AT, Sandbox, WireError, WireOutcome, write_frame,
 };
 
 /// The pool's books on its workers, as a worker sees them. The pool's
@@ -143,6 +143,12 @@ pub(crate) struct Shared {
     /// How far into each half of the region pages have been written since
     /// they were last given back.
     touched: Mutex<Touched>,
+    /// The sessions open on the worker: while there are any, the pool
+    /// neither retires it nor lets it go idle out of the pool.
+    sessions: std::sync::atomic::AtomicUsize,
+    /// What the host let go of that the worker still holds: sent with the
+    /// next request.
+    pending: Mutex<Pending>,
 }
 
 /// How far into each half of a payload region pages have been written:
@@ -184,7 +190,33 @@ impl Shared {
             region,
             args_used: Default::default(),
             touched: Mutex::new(Touched::NONE),
+            sessions: Default::default(),
+            pending: Mutex::default(),
         }
+    }
+
+    /// How many sessions are open on the worker.
+    pub(crate) fn sessions(&self) -> usize {
+        self.sessions.load(Ordering::SeqCst)
+    }
+
+    /// Counts a session opened on the worker.
+    pub(crate) fn session_opened(&self) {
+        self.sessions.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A session on the worker has ended; `close` says to drop its
+    /// instance with the next request (it was not closed by one).
+    pub(crate) fn session_ended(&self, session: u64, close: bool) {
+        self.sessions.fetch_sub(1, Ordering::SeqCst);
+        if close && !self.is_gone() {
+            self.pending.locked().closes.push(session);
+        }
+    }
+
+    /// The host let go of handle `handle` of session `session`.
+    pub(crate) fn handle_dropped(&self, session: u64, handle: u64) {
+        self.pending.locked().drops.push((session, handle));
     }
 
     /// Whether the region holds more than [`KEEP_REGION`] of pages: then
@@ -238,6 +270,8 @@ impl Shared {
             export: &req.export,
             items,
             options: &req.options,
+            session: &req.session,
+            pending: &req.pending,
         })
     }
 
@@ -523,9 +557,15 @@ impl Worker {
     /// worker that cannot be written to is dead, and the receiver says so.
     pub(crate) fn start(
         &self,
-        req: CallRequest,
+        mut req: CallRequest,
     ) -> (oneshot::Receiver<Reply>, Option<CallRequest>) {
         let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.shared.pending.locked();
+            if !pending.is_empty() {
+                req.pending = std::mem::take(&mut *pending);
+            }
+        }
         let id = req.id;
         {
             let mut slot = self.shared.slot.locked();

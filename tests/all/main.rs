@@ -32,6 +32,8 @@ mod memory_kinds;
 mod payload_region;
 mod payloads;
 mod pool_lifecycle;
+mod sessions_resources;
+mod sessions_state;
 mod stdio_capture;
 mod stdout_inherit;
 mod sync_primitives;
