@@ -5,7 +5,7 @@
 //! `-- --quick` takes fewer samples; naming sections (`-- roundtrip echo`)
 //! runs only those: roundtrip, throughput, echo, first, cancel, failure,
 //! scaling, scheduling, rss, fib, sync, host, confine, payload, memory,
-//! cluster. Every figure is printed as a
+//! commands, tenants, sessions, cluster. Every figure is printed as a
 //! `metric value unit` line as it is measured, then all of them as a table.
 //!
 //! Baselines:
@@ -190,6 +190,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if run("tenants") {
         tenants(&mut r, &cpu, faults).await?;
+    }
+    if run("sessions") {
+        sessions(&mut r).await?;
     }
     if run("rss") {
         idle_rss(&mut r, &cpu).await?;
@@ -924,6 +927,110 @@ async fn tenants(
     Ok(())
 }
 
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Sessions: 1,000 of the `session` guest open at once on two workers,
+/// each with its own state. The time to open them, the workers' resident
+/// memory per idle session, and calls per second on sessions against
+/// plain calls (a fresh instance each) of the same function.
+async fn sessions(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
+    let job = Job::from_file(wasmpool_guests::SESSION)?;
+    let count = r.n(1_000);
+    let pool = Pool::builder().workers(2).build()?;
+    pool.prepare(&job).await?;
+    pool.warm(2).await?;
+    let () = pool.run::<u64>(&job, "bump", ()).await.map(|_| ())?;
+    let pids = pool.worker_pids();
+    let before: f64 = pids.iter().map(|p| rss_kib(*p)).sum();
+    let t = Instant::now();
+    let mut open = Vec::with_capacity(count);
+    for _ in 0..count {
+        open.push(pool.session(&job).await?);
+    }
+    let opened = t.elapsed();
+    r.add(&format!("sessions_open_{count}"), ms(opened), "ms");
+    r.add(
+        "session_open_each",
+        opened.as_secs_f64() * 1e6 / count as f64,
+        "us",
+    );
+    // Each session keeps state of its own.
+    for s in &open {
+        s.run::<u64>("bump", ()).await?;
+    }
+    let after: f64 = pids.iter().map(|p| rss_kib(*p)).sum();
+    r.add(
+        "session_idle_rss_each",
+        (after - before) / count as f64,
+        "KiB",
+    );
+    let calls = r.n(20_000);
+    let t = Instant::now();
+    for _ in 0..calls {
+        open[0].run::<u64>("bump", ()).await?;
+    }
+    r.add(
+        "session_calls_per_s_one_session",
+        calls as f64 / t.elapsed().as_secs_f64(),
+        "calls/s",
+    );
+    // One call at a time, going round all the sessions: each call goes
+    // to the other worker than the last.
+    let t = Instant::now();
+    for i in 0..calls {
+        open[i % count].run::<u64>("bump", ()).await?;
+    }
+    r.add(
+        "session_calls_per_s_round_1_in_flight",
+        calls as f64 / t.elapsed().as_secs_f64(),
+        "calls/s",
+    );
+    let t = Instant::now();
+    for _ in 0..calls {
+        pool.run::<u64>(&job, "bump", ()).await?;
+    }
+    r.add(
+        "plain_calls_per_s_1_in_flight",
+        calls as f64 / t.elapsed().as_secs_f64(),
+        "calls/s",
+    );
+    // Two callers at once, each on sessions of its own.
+    let open = std::sync::Arc::new(open);
+    let t = Instant::now();
+    let mut set = JoinSet::new();
+    for half in 0..2 {
+        let open = open.clone();
+        set.spawn(async move {
+            for i in 0..calls / 2 {
+                let s = &open[(2 * i + half) % open.len()];
+                s.run::<u64>("bump", ()).await?;
+            }
+            Ok::<_, wasmpool::Error>(())
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done??;
+    }
+    r.add(
+        "session_calls_per_s_round_2_in_flight",
+        calls as f64 / t.elapsed().as_secs_f64(),
+        "calls/s",
+    );
+    drop(open);
+    pool.shutdown().await;
+    Ok(())
+}
+
 /// Programs, for judges: a command component (`guest/programs/cmd`) run
 /// to its exit again and again on two workers, two runs in flight; first
 /// printing hello, then sorting 10^5 numbers read from stdin. Beside it,
@@ -1097,17 +1204,8 @@ async fn idle_rss(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error::E
     a?;
     b?;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut total = 0.0;
     let pids = pool.worker_pids();
-    for pid in &pids {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0.0);
-        total += kb;
-    }
+    let total: f64 = pids.iter().map(|p| rss_kib(*p)).sum();
     r.add("idle_worker_rss", total / pids.len() as f64 / 1024.0, "MB");
     pool.shutdown().await;
     Ok(())

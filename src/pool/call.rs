@@ -385,7 +385,11 @@ impl<'a, R: Send + 'a> Call<'a, R> {
         let inner = pool.handle.inner.clone();
         let call = async {
             match &session {
-                Some(session) => inner.call_session(session, func, args, options, policy).await,
+                Some(session) => {
+                    inner
+                        .call_session(session, func, args, options, policy)
+                        .await
+                }
                 None => inner.call(job, func, args, options, policy).await,
             }
         };

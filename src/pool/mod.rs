@@ -47,12 +47,12 @@ pub use call::{Call, Output};
 pub use cancel::CancelHandle;
 pub use command::{Command, CommandHandle, CommandOutput, STDIN_CHUNK};
 pub use job_handle::JobHandle;
-pub use resource::Resource;
-pub use session::{OpenSession, Session};
 #[cfg(feature = "cluster")]
 pub(crate) use job_handle::JobLink;
 #[cfg(feature = "cluster")]
 pub use remote::NodeInfo;
+pub use resource::Resource;
+pub use session::{OpenSession, Session};
 pub use usage::{CpuTime, Usage};
 
 use crate::dynamic::{DynArgs, DynValue};

@@ -397,7 +397,9 @@ impl PoolInner {
                 link,
                 armed: policy.on_cancel != Cancel::Finish,
             };
-            let sent = self.send_session(session, &checked, op, args, options, policy).await;
+            let sent = self
+                .send_session(session, &checked, op, args, options, policy)
+                .await;
             lose_on_drop.armed = false;
             let replied = sent.inspect_err(|e| {
                 if e.kind() == ErrorKind::SessionLost {
@@ -436,7 +438,14 @@ impl PoolInner {
         };
         let options = session.options.clone();
         let replied = self
-            .send_session(session, &checked, op, empty_args().into_vec(), options, policy)
+            .send_session(
+                session,
+                &checked,
+                op,
+                empty_args().into_vec(),
+                options,
+                policy,
+            )
             .await?;
         let outcome = one_outcome(replied)?;
         if let Some(why) = &outcome.1.lost {

@@ -124,7 +124,8 @@ impl fmt::Debug for Resource {
         if self.host {
             d.field("host", &self.handle);
         } else {
-            d.field("session", &self.owner).field("handle", &self.handle);
+            d.field("session", &self.owner)
+                .field("handle", &self.handle);
         }
         d.finish()
     }

@@ -450,8 +450,7 @@ impl Roster {
             let expired: Vec<Worker> = house
                 .idle
                 .extract_if(.., |w| {
-                    now.duration_since(w.last_used) >= self.idle_timeout
-                        && w.shared.sessions() == 0
+                    now.duration_since(w.last_used) >= self.idle_timeout && w.shared.sessions() == 0
                 })
                 .collect();
             // Taken out in one call, so that no panic can lose a deadline

@@ -165,10 +165,7 @@ impl SessionLink {
     pub(super) fn usable(&self) -> Result<(), Error> {
         let state = self.state.locked();
         if state.closed {
-            return Err(Error::new(
-                ErrorKind::SessionLost,
-                "the session was closed",
-            ));
+            return Err(Error::new(ErrorKind::SessionLost, "the session was closed"));
         }
         if let Some(why) = &state.lost {
             return Err(Error::new(
@@ -241,7 +238,11 @@ impl Session {
     /// let n: u64 = session.call("bump", ()).timeout(Duration::from_secs(1)).await?;
     /// # Ok(()) }
     /// ```
-    pub fn call<'a, R: DeserializeOwned>(&'a self, func: &'a str, args: impl Serialize) -> Call<'a, R> {
+    pub fn call<'a, R: DeserializeOwned>(
+        &'a self,
+        func: &'a str,
+        args: impl Serialize,
+    ) -> Call<'a, R> {
         let inner = &self.inner;
         Call {
             pool: inner.pool.clone(),

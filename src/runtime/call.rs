@@ -103,8 +103,7 @@ pub(super) async fn execute(
         args,
         options,
     } = item;
-    let (pre, func, params) = match resolve(engine, linker, jobs, artifact, export, args, handles)
-    {
+    let (pre, func, params) = match resolve(engine, linker, jobs, artifact, export, args, handles) {
         Ok(r) => r,
         Err(StartFailed::Call(e)) => return (Err(e), Leftover::unused(ready)),
         Err(StartFailed::Load(e)) => return (Err(e), Leftover::Nothing),

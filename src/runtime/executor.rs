@@ -165,7 +165,8 @@ impl Executor {
                 }
                 Some(Err(e)) => (Err(e), Report::default()),
                 None => {
-                    let e = WireError::new(ErrorKind::Protocol, "a session request without an item");
+                    let e =
+                        WireError::new(ErrorKind::Protocol, "a session request without an item");
                     (Err(e), Report::default())
                 }
             };
@@ -424,7 +425,11 @@ pub(super) fn within_limit(payload: Payload, max: Option<u64>) -> Result<Payload
 
 /// A result, encoded: into the region at `at` when it is large and fits
 /// (moving `at` past it), else inline.
-pub(super) fn encode_result(region: Option<&WorkerRegion>, value: &values::Value, at: &mut u64) -> Payload {
+pub(super) fn encode_result(
+    region: Option<&WorkerRegion>,
+    value: &values::Value,
+    at: &mut u64,
+) -> Payload {
     use values::Value;
     // Scalars, and bytes or strings known to be short, go inline at once.
     let small = match value {

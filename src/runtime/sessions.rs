@@ -44,7 +44,6 @@ pub(super) struct Sessions {
     open: HashMap<u64, Held>,
 }
 
-
 /// One session.
 struct Held {
     /// Its job's artifact key.
@@ -159,7 +158,10 @@ impl Handles for SessionHandles<'_> {
 
 /// The error of a call on a lost session.
 fn lost_error(why: &str) -> WireError {
-    WireError::new(ErrorKind::SessionLost, format!("the session is lost: {why}"))
+    WireError::new(
+        ErrorKind::SessionLost,
+        format!("the session is lost: {why}"),
+    )
 }
 
 /// The handles of `session` that the encoded arguments `args` name.
@@ -330,9 +332,8 @@ impl Executor {
                     format!("creating the sessions' engine: {e:#}"),
                 )
             })?;
-            let linker = make_linker(&engine).map_err(|e| {
-                WireError::new(ErrorKind::Config, format!("linking WASI: {e:#}"))
-            })?;
+            let linker = make_linker(&engine)
+                .map_err(|e| WireError::new(ErrorKind::Config, format!("linking WASI: {e:#}")))?;
             self.interrupts.set_session_engine(engine.clone());
             self.sessions.made = Some((engine, linker));
         }
@@ -366,7 +367,10 @@ impl Executor {
         let instance = match (made, interrupted) {
             (_, Some(e)) => return Err(e),
             (None, None) => {
-                return Err(WireError::new(ErrorKind::Cancelled, "the open was cancelled"));
+                return Err(WireError::new(
+                    ErrorKind::Cancelled,
+                    "the open was cancelled",
+                ));
             }
             (Some(Err(e)), None) => {
                 return Err(WireError::new(

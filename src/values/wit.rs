@@ -622,7 +622,12 @@ pub(crate) fn from_val_in(ty: &Type, v: Val, cx: &mut dyn Handles) -> Value {
                         .collect(),
                 )
             } else {
-                Value::Array(items.into_iter().map(|v| from_val_in(&elem, v, cx)).collect())
+                Value::Array(
+                    items
+                        .into_iter()
+                        .map(|v| from_val_in(&elem, v, cx))
+                        .collect(),
+                )
             }
         }
         Val::Map(entries) => {

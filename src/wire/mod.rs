@@ -43,8 +43,8 @@ pub(crate) use http::{
 };
 pub(crate) use messages::{
     Artifact, CallFrame, CallOptions, CallRef, CallRequest, CompileOrder, Control, ExportPath,
-    FromWorker, Grant, INLINE_MAX, Init, Measured, Outcome, Payload, PayloadRef, Pending, SessionOp, Preopen,
-    REGION_SIZE, RESULTS_AT, Report, Sandbox, Stdin, ToWorker, WireOutcome,
+    FromWorker, Grant, INLINE_MAX, Init, Measured, Outcome, Payload, PayloadRef, Pending, Preopen,
+    REGION_SIZE, RESULTS_AT, Report, Sandbox, SessionOp, Stdin, ToWorker, WireOutcome,
 };
 #[cfg(feature = "test-hooks")]
 pub(crate) use messages::{EscapeAttempt, TestHook};

@@ -52,8 +52,16 @@ async fn a_guest_resource_lives_its_whole_life_across_the_boundary() {
         // A static function, and a method returning a new own.
         let sum: Resource = s.run(&f("[static]counter.sum"), (&a, &b)).await.unwrap();
         let forked: Resource = s.run("[method]counter.fork", (&b,)).await.unwrap();
-        assert_eq!(s.run::<i64>("[method]counter.get", (&sum,)).await.unwrap(), 18);
-        assert_eq!(s.run::<i64>("[method]counter.get", (&forked,)).await.unwrap(), 10);
+        assert_eq!(
+            s.run::<i64>("[method]counter.get", (&sum,)).await.unwrap(),
+            18
+        );
+        assert_eq!(
+            s.run::<i64>("[method]counter.get", (&forked,))
+                .await
+                .unwrap(),
+            10
+        );
         assert_eq!(s.run::<u32>(&f("live"), ()).await.unwrap(), 4);
         // An own moves into the guest, which drops it.
         let v: i64 = s.run(&f("consume"), (sum,)).await.unwrap();
@@ -61,7 +69,10 @@ async fn a_guest_resource_lives_its_whole_life_across_the_boundary() {
         assert_eq!(s.run::<Vec<i64>>(&f("dropped"), ()).await.unwrap(), [18]);
         // An explicit drop runs the destructor at once.
         s.drop_resource(forked).await.unwrap();
-        assert_eq!(s.run::<Vec<i64>>(&f("dropped"), ()).await.unwrap(), [18, 10]);
+        assert_eq!(
+            s.run::<Vec<i64>>(&f("dropped"), ()).await.unwrap(),
+            [18, 10]
+        );
         // An implicit drop runs it before the session's next call.
         drop(a);
         assert_eq!(
@@ -114,7 +125,10 @@ async fn a_consumed_or_foreign_handle_is_refused_and_the_session_goes_on() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ArgumentMismatch, "{err}");
-    assert!(err.to_string().contains("counter"), "names the resource: {err}");
+    assert!(
+        err.to_string().contains("counter"),
+        "names the resource: {err}"
+    );
     let err = s.drop_resource(copy).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ArgumentMismatch, "{err}");
     // A handle of another session.
@@ -137,11 +151,17 @@ async fn a_consumed_or_foreign_handle_is_refused_and_the_session_goes_on() {
     assert_eq!(err.kind(), ErrorKind::ArgumentMismatch, "{err}");
     assert!(err.to_string().contains("expected a counter"), "{err}");
     // Not a handle at all.
-    let err = s.run::<i64>("[method]counter.get", (5u32,)).await.unwrap_err();
+    let err = s
+        .run::<i64>("[method]counter.get", (5u32,))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ArgumentMismatch, "{err}");
     // Both sessions go on.
     assert!(!s.is_lost() && !other.is_lost());
-    assert_eq!(s.run::<String>("[method]tag.name", (&tag,)).await.unwrap(), "t");
+    assert_eq!(
+        s.run::<String>("[method]tag.name", (&tag,)).await.unwrap(),
+        "t"
+    );
     assert_eq!(s.run::<Vec<i64>>(&f("dropped"), ()).await.unwrap(), [7]);
     assert_eq!(other.run::<u32>(&f("live"), ()).await.unwrap(), 0);
 }
@@ -156,7 +176,10 @@ async fn a_plain_call_of_a_resource_function_says_to_open_a_session() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(err.to_string().contains("session"), "{err}");
-    let err = pool.run::<u32>(&job, "nothing-like-it", ()).await.unwrap_err();
+    let err = pool
+        .run::<u32>(&job, "nothing-like-it", ())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NoSuchFunction);
 }
 
