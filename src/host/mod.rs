@@ -15,6 +15,7 @@
 //! to become the caller's error's source.
 
 pub(crate) mod http;
+pub(crate) mod resources;
 mod seat;
 
 use std::any::Any;
@@ -29,6 +30,7 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use seat::{Scope, Seat};
 
+use crate::Resource;
 use crate::values;
 
 /// The error a host function returns: any error, boxed.
@@ -55,6 +57,9 @@ pub struct HostContext {
     export: Arc<str>,
     pid: Option<u32>,
     data: Option<Arc<dyn Any + Send + Sync>>,
+    /// The host values the call's guest (its session's, for a session)
+    /// holds handles to.
+    resources: Arc<resources::HostTable>,
 }
 
 impl HostContext {
@@ -70,6 +75,7 @@ impl HostContext {
             export: export.into(),
             pid: None,
             data,
+            resources: Arc::default(),
         }
     }
 
@@ -95,6 +101,80 @@ impl HostContext {
     pub fn data<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.data.as_deref()?.downcast_ref()
     }
+
+    /// Makes `value` a resource the guest holds: the [`Resource`] a host
+    /// function returns for an `own<T>` of a resource type the guest
+    /// imports (a `[constructor]T`, say). The guest's handle is the
+    /// host's value: when the guest drops it, `value` is dropped. Values
+    /// the guest still holds are dropped when its call ends, or, for a
+    /// [session](crate::Session)'s guest, when the session closes or is
+    /// lost.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), wasmpool::Error> {
+    /// use std::collections::HashMap;
+    /// use std::sync::{Arc, Mutex};
+    /// use wasmpool::{BoxError, HostContext, Pool, Resource};
+    ///
+    /// #[derive(Default)]
+    /// struct Kv(Mutex<HashMap<String, String>>);
+    ///
+    /// let pool = Pool::builder()
+    ///     .host_fn("pkg:x/store#[constructor]kv", |cx: HostContext, (_name,): (String,)| async move {
+    ///         Ok::<_, BoxError>(cx.new_resource(Kv::default()))
+    ///     })
+    ///     .host_fn("pkg:x/store#[method]kv.get", |cx: HostContext, (this, key): (Resource, String)| async move {
+    ///         let kv: Arc<Kv> = cx.resource(&this)?;
+    ///         Ok::<_, BoxError>(kv.0.lock().unwrap().get(&key).cloned())
+    ///     })
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the guest has been given 2^32 values in one call or session.
+    pub fn new_resource<T: Any + Send + Sync>(&self, value: T) -> Resource {
+        let type_name = resources::resource_of(&self.function).unwrap_or("resource");
+        let id = self
+            .resources
+            .insert(Arc::new(value), type_name)
+            .expect("fewer than 2^32 host resources in one call or session");
+        Resource::host(u64::from(id), type_name)
+    }
+
+    /// The value of `resource`, a handle the guest passed to this host
+    /// function (a method's `self`, say), made by
+    /// [`new_resource`](HostContext::new_resource) with a value of type
+    /// `T`.
+    ///
+    /// # Errors
+    ///
+    /// If `resource` is not a host value of the guest's, or its value is
+    /// not a `T`.
+    pub fn resource<T: Any + Send + Sync>(&self, resource: &Resource) -> Result<Arc<T>, BoxError> {
+        let found = resource
+            .is_host()
+            .then(|| u32::try_from(resource.handle()).ok())
+            .flatten()
+            .and_then(|id| self.resources.get(id));
+        let Some((value, type_name)) = found else {
+            return Err(format!(
+                "resource {} (handle {}) is not a value the host gave this guest",
+                resource.type_name(),
+                resource.handle()
+            )
+            .into());
+        };
+        value.downcast::<T>().map_err(|_| {
+            format!(
+                "resource {type_name} (handle {}) holds no {}",
+                resource.handle(),
+                std::any::type_name::<T>()
+            )
+            .into()
+        })
+    }
 }
 
 impl fmt::Debug for HostContext {
@@ -104,6 +184,7 @@ impl fmt::Debug for HostContext {
             export,
             pid,
             data,
+            resources: _,
         } = self;
         f.debug_struct("HostContext")
             .field("function", function)

@@ -14,6 +14,7 @@ use futures_util::FutureExt as _;
 use serde_bytes::ByteBuf;
 
 use super::http::{self, Outbound};
+use super::resources::{DROP_FUNCTION, HostTable};
 use super::{BoxError, Failure, HostContext, HostFns, HostFuture};
 use crate::sync::AnswerSink;
 use crate::wire::{Answer, HttpFailure, HttpRequest};
@@ -33,6 +34,9 @@ pub(crate) struct Scope {
     /// the caller's error.
     errors: Mutex<HashMap<u64, BoxError>>,
     next_error: AtomicU64,
+    /// The host values the guest holds handles to: the call's own, or its
+    /// session's.
+    resources: Arc<HostTable>,
 }
 
 impl Scope {
@@ -44,6 +48,7 @@ impl Scope {
         data: Option<Arc<dyn Any + Send + Sync>>,
         runtime: tokio::runtime::Handle,
         http: Option<Arc<Outbound>>,
+        resources: Option<Arc<HostTable>>,
     ) -> Arc<Scope> {
         Arc::new(Scope {
             export: export.into(),
@@ -53,6 +58,7 @@ impl Scope {
             tasks: Mutex::default(),
             errors: Mutex::default(),
             next_error: AtomicU64::new(0),
+            resources: resources.unwrap_or_default(),
         })
     }
 
@@ -193,6 +199,24 @@ impl Seat {
             };
             return self.sink.deliver(seq, answer);
         };
+        if function == DROP_FUNCTION {
+            // The guest dropped a handle of a host value.
+            let id = crate::values::decode(&args)
+                .ok()
+                .and_then(|v| match v {
+                    crate::values::Value::Array(a) => a.into_iter().next(),
+                    _ => None,
+                })
+                .and_then(|v| match v {
+                    crate::values::Value::Int(i) => u32::try_from(i).ok(),
+                    _ => None,
+                });
+            if let Some(id) = id {
+                scope.resources.remove(id);
+            }
+            let nil = ByteBuf::from(crate::values::encode(&crate::values::Value::Nil));
+            return self.sink.deliver(seq, Answer::Value(nil));
+        }
         let Some(f) = self.fns.find(&function) else {
             let message = format!("no host function is registered for {function}");
             let answer = Answer::HostFailed {
@@ -206,6 +230,7 @@ impl Seat {
             export: scope.export.clone(),
             pid: self.pid,
             data: scope.data.clone(),
+            resources: scope.resources.clone(),
         };
         let _runtime = scope.runtime.enter();
         let mut fut: HostFuture = f(cx, args);

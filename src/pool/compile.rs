@@ -629,15 +629,16 @@ fn missing_imports(engine: &Engine, component: &Component, host_fns: &HostFns) -
                     match export.ty {
                         ComponentItem::ComponentFunc(_) if host_fns.provides(&qualified) => {}
                         ComponentItem::ComponentFunc(_) => missing.push(qualified),
-                        // Types need nothing; resources cannot cross to the host.
-                        ComponentItem::Type(_) => {}
+                        // Types need nothing; a resource type is the host's
+                        // values, served through its functions.
+                        ComponentItem::Type(_) | ComponentItem::Resource(_) => {}
                         _ => missing.push(format!("{qualified} (not a function)")),
                     }
                 }
             }
             ComponentItem::ComponentFunc(_) if host_fns.provides(name) => {}
             ComponentItem::ComponentFunc(_) => missing.push(name.to_string()),
-            ComponentItem::Type(_) => {}
+            ComponentItem::Type(_) | ComponentItem::Resource(_) => {}
             _ => missing.push(format!("{name} (not a function)")),
         }
     }

@@ -26,6 +26,7 @@ use crate::dynamic::Signature;
 use crate::error::{Error, ErrorKind};
 use crate::host::Scope;
 use crate::host::http::{Outbound, check_grant};
+use crate::host::resources::HostTable;
 use crate::job::Job;
 use crate::options::Cancel;
 use crate::shares::Permit;
@@ -297,6 +298,7 @@ impl PoolInner {
             memory_cow,
             http,
             pinned: false,
+            resources: None,
         };
         let started = Instant::now();
         let replied = target.send(req, worker, permit, policy).await;
@@ -362,6 +364,7 @@ impl PoolInner {
             memory_cow,
             http: None,
             pinned: true,
+            resources: Some(link.host.clone()),
         };
         let replied = target.send(req, worker, permit, policy).await?;
         call_result(one_outcome(replied)?, None)?;
@@ -528,6 +531,7 @@ impl PoolInner {
             memory_cow,
             http,
             pinned: true,
+            resources: Some(session.link.host.clone()),
         };
         target.send(req, worker, permit, policy).await
     }
@@ -604,6 +608,9 @@ struct Target<'a> {
     /// died before taking it takes the session with it, and the request
     /// goes nowhere else.
     pinned: bool,
+    /// The host values a session's guest holds (a plain call's are its
+    /// own, made with its scope).
+    resources: Option<Arc<HostTable>>,
 }
 
 impl Target<'_> {
@@ -674,6 +681,7 @@ impl Target<'_> {
                     policy.data.clone(),
                     runtime,
                     self.http.clone(),
+                    self.resources.clone(),
                 );
                 worker.shared.host.begin(scope.clone());
                 Some(scope)

@@ -91,6 +91,17 @@ impl Resource {
         &self.type_name
     }
 
+    /// A handle of a host value, as a host function returns it.
+    pub(crate) fn host(handle: u64, type_name: &str) -> Resource {
+        Resource {
+            host: true,
+            owner: 0,
+            handle,
+            type_name: type_name.to_string(),
+            link: None,
+        }
+    }
+
     pub(crate) fn is_host(&self) -> bool {
         self.host
     }

@@ -18,6 +18,7 @@ use super::policy::Policy;
 use super::resource::Resource;
 use super::setters::call_option_setters;
 use crate::error::{Error, ErrorKind};
+use crate::host::resources::HostTable;
 use crate::job::Job;
 use crate::options::Cancel;
 use crate::wire::{CallOptions, SessionOp};
@@ -127,6 +128,10 @@ pub(crate) struct SessionInner {
 pub(crate) struct SessionLink {
     pub(crate) id: u64,
     pub(crate) worker: Arc<Shared>,
+    /// The host values its guest holds handles to
+    /// ([`HostContext::new_resource`](crate::HostContext::new_resource)):
+    /// dropped when the session closes or is lost.
+    pub(crate) host: Arc<HostTable>,
     state: Mutex<LinkState>,
 }
 
@@ -141,6 +146,7 @@ impl SessionLink {
         SessionLink {
             id,
             worker,
+            host: Arc::default(),
             state: Mutex::default(),
         }
     }
@@ -155,10 +161,13 @@ impl SessionLink {
 
     /// The session is lost, for `why` (kept if it already was).
     pub(super) fn lose(&self, why: &str) {
-        let mut state = self.state.locked();
-        if state.lost.is_none() {
-            state.lost = Some(why.to_string());
+        {
+            let mut state = self.state.locked();
+            if state.lost.is_none() {
+                state.lost = Some(why.to_string());
+            }
         }
+        self.host.clear();
     }
 
     /// Ok while calls can go to the session; else why not.
@@ -174,6 +183,8 @@ impl SessionLink {
             ));
         }
         if self.worker.is_gone() {
+            drop(state);
+            self.host.clear();
             return Err(Error::new(
                 ErrorKind::SessionLost,
                 "the session is lost: its worker ended (it crashed, or was killed)",
@@ -189,6 +200,7 @@ impl SessionLink {
         if was_open {
             self.worker.session_ended(self.id, close);
         }
+        self.host.clear();
         was_open
     }
 }

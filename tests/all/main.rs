@@ -32,6 +32,7 @@ mod memory_kinds;
 mod payload_region;
 mod payloads;
 mod pool_lifecycle;
+mod sessions_host_resources;
 mod sessions_resources;
 mod sessions_state;
 mod stdio_capture;
