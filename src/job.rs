@@ -157,8 +157,12 @@ impl Job {
     /// accepts. Read from the component's bytes: it needs no pool and
     /// compiles nothing.
     ///
-    /// Resource methods and constructors are left out, since a resource
-    /// cannot cross a process boundary.
+    /// A resource's constructor, methods and static functions are listed
+    /// under their canonical names (`[constructor]counter`,
+    /// `[method]counter.add`, `[static]counter.sum`), and the resource's
+    /// definition, in [`Function::types`], lists them all. Functions whose
+    /// signatures hold resources are called on a
+    /// [`Session`](crate::Session).
     ///
     /// # Errors
     ///

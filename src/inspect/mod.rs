@@ -176,13 +176,13 @@ fn decode(bytes: &[u8], origin: &str) -> Result<Decoded, Error> {
 }
 
 /// The functions a component exports, world-level ones first, in the
-/// order it lists them. Resource methods and constructors are left out:
-/// they cannot be called across a process boundary.
+/// order it lists them. A resource's constructor, methods and static
+/// functions are there under their canonical names
+/// (`[method]counter.add`): a [`Session`](crate::Session) calls them.
 pub(crate) fn exports(bytes: &[u8], origin: &str) -> Result<Vec<Function>, Error> {
     let d = decode(bytes, origin)?;
     let world = &d.resolve.worlds[d.world];
     let mut out = functions(&d.resolve, world.exports.iter());
-    out.retain(|f| !f.func.starts_with('['));
     // World-level functions first, as `Pool::run` prefers them.
     out.sort_by_key(|f| f.interface.is_some());
     Ok(out)

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use wit_parser::{Handle, Resolve, Type, TypeDefKind, TypeId};
+use wit_parser::{
+    Function, FunctionKind, Handle, Resolve, Type, TypeDefKind, TypeId, TypeOwner, WorldItem,
+};
 
 /// A type as a signature spells it: named types by name, others
 /// structurally (`list<point>`, `result<u32, string>`).
@@ -176,6 +178,10 @@ pub(super) fn definition(resolve: &Resolve, id: TypeId) -> String {
         ),
         TypeDefKind::Resource => {
             let _ = write!(s, "resource {name}");
+            let members = resource_members(resolve, id);
+            if !members.is_empty() {
+                let _ = write!(s, " {{ {}; }}", members.join("; "));
+            }
         }
         other => {
             let _ = write!(s, "type {name} = ");
@@ -183,6 +189,54 @@ pub(super) fn definition(resolve: &Resolve, id: TypeId) -> String {
         }
     }
     s
+}
+
+/// The constructor, methods and static functions of resource `id`, as
+/// WIT: `constructor(start: s64)`, `add: func(n: s64) -> s64`,
+/// `sum: static func(a: borrow<counter>) -> counter`.
+fn resource_members(resolve: &Resolve, id: TypeId) -> Vec<String> {
+    let functions: Vec<&Function> = match resolve.types[id].owner {
+        TypeOwner::Interface(i) => resolve.interfaces[i].functions.values().collect(),
+        TypeOwner::World(w) => resolve.worlds[w]
+            .exports
+            .values()
+            .chain(resolve.worlds[w].imports.values())
+            .filter_map(|item| match item {
+                WorldItem::Function(f) => Some(f),
+                _ => None,
+            })
+            .collect(),
+        TypeOwner::None => Vec::new(),
+    };
+    functions
+        .into_iter()
+        .filter(|f| f.kind.resource() == Some(id))
+        .map(|f| {
+            let skip = usize::from(matches!(
+                f.kind,
+                FunctionKind::Method(_) | FunctionKind::AsyncMethod(_)
+            ));
+            let params: Vec<String> = f.params[skip.min(f.params.len())..]
+                .iter()
+                .map(|p| format!("{}: {}", p.name, type_text(resolve, &p.ty)))
+                .collect();
+            let params = params.join(", ");
+            let result = match (&f.kind, &f.result) {
+                (FunctionKind::Constructor(_), _) | (_, None) => String::new(),
+                (_, Some(t)) => format!(" -> {}", type_text(resolve, t)),
+            };
+            let name = f.item_name();
+            match f.kind {
+                FunctionKind::Constructor(_) => format!("constructor({params})"),
+                FunctionKind::Static(_) => format!("{name}: static func({params}){result}"),
+                FunctionKind::AsyncStatic(_) => {
+                    format!("{name}: static async func({params}){result}")
+                }
+                FunctionKind::AsyncMethod(_) => format!("{name}: async func({params}){result}"),
+                _ => format!("{name}: func({params}){result}"),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use wasmpool::{ErrorKind, Job, Provider};
-use wit_parser::{FunctionKind, Resolve, Type, WorldItem};
+use wit_parser::{Resolve, Type, WorldItem};
 
 /// Each guest and the world of `wit/jobs` it is built for.
 const GUESTS: &[(&str, &str)] = &[
@@ -23,6 +23,8 @@ const GUESTS: &[(&str, &str)] = &[
     (wasmpool_guests::TICKER, "ticker"),
     (wasmpool_guests::HEAVY, "heavy"),
     (wasmpool_guests::CONFIG, "config"),
+    (wasmpool_guests::SESSION, "session"),
+    (wasmpool_guests::KVPLUGIN, "kv-plugin"),
 ];
 
 fn source() -> Resolve {
@@ -65,10 +67,10 @@ fn expected<'a>(
             }
             WorldItem::Interface { id, .. } => {
                 let iface = resolve.name_world_key(key);
+                // Resources' constructors, methods and static functions
+                // too, under their canonical names.
                 for f in resolve.interfaces[*id].functions.values() {
-                    if f.kind == FunctionKind::Freestanding {
-                        out.insert(format!("{iface}#{}", f.name), sig(f));
-                    }
+                    out.insert(format!("{iface}#{}", f.name), sig(f));
                 }
             }
             _ => {}
@@ -132,8 +134,8 @@ fn exports_carry_names_for_run_types_and_docs() {
             .unwrap()
             .starts_with("record drawing { name: string, shapes: list<shape>, fill: option<color>")
     );
-    // Resource methods are not listed; a function returning one is.
-    assert!(exports.iter().all(|f| !f.func.starts_with('[')));
+    // Resource methods are listed under their canonical names.
+    assert!(exports.iter().any(|f| f.func.starts_with("[method]")));
     let make = exports.iter().find(|f| f.func == "make-counter").unwrap();
     assert_eq!(make.result.as_deref(), Some("counter"));
 }
@@ -249,4 +251,42 @@ fn names_from_exports_are_accepted_by_run() {
 fn garbage_cannot_be_inspected() {
     let e = Job::from_bytes(b"garbage".to_vec()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidComponent);
+}
+
+#[test]
+fn resources_show_with_their_members() {
+    let job = Job::from_file(wasmpool_guests::SESSION).unwrap();
+    let exports = job.exports().unwrap();
+    let add = exports
+        .iter()
+        .find(|f| f.func == "[method]counter.add")
+        .expect("a method is listed");
+    assert_eq!(
+        add.signature(),
+        "func(self: borrow<counter>, n: s64) -> s64"
+    );
+    let counter = add
+        .types
+        .iter()
+        .find(|t| t.starts_with("resource counter"))
+        .expect("its resource's definition");
+    for member in [
+        "constructor(start: s64)",
+        "add: func(n: s64) -> s64",
+        "fork: func() -> counter",
+        "sum: static func(a: borrow<counter>, b: borrow<counter>) -> counter",
+    ] {
+        assert!(counter.contains(member), "{member} in {counter}");
+    }
+    let wit = job.wit().unwrap();
+    assert!(wit.contains("resource counter {"), "{wit}");
+    // An imported resource, served by host functions, shows as an import.
+    let kv = Job::from_file(wasmpool_guests::KVPLUGIN).unwrap();
+    let imports = kv.imports().unwrap();
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.function.func == "[method]kv.get" && i.provided_by.is_none()),
+        "{imports:?}"
+    );
 }

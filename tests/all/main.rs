@@ -33,6 +33,7 @@ mod payload_region;
 mod payloads;
 mod pool_lifecycle;
 mod sessions_host_resources;
+mod sessions_python;
 mod sessions_resources;
 mod sessions_state;
 mod stdio_capture;
