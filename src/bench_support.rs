@@ -30,6 +30,8 @@ pub fn call_frame_roundtrip(args: &[u8]) -> usize {
         },
         items: vec![Payload::Inline(serde_bytes::ByteBuf::from(args.to_vec()))],
         options: CallOptions::default(),
+        session: None,
+        pending: Default::default(),
     });
     let frame = encode_frame(&req).expect("encodes");
     let mut buf = Vec::new();
@@ -152,6 +154,8 @@ impl Runner {
             export: resolved.export.clone(),
             items: vec![Payload::Inline(serde_bytes::ByteBuf::from(args.to_vec()))],
             options: CallOptions::default(),
+            session: None,
+            pending: Default::default(),
         };
         let mut out = None;
         let () = self

@@ -281,7 +281,7 @@ impl Roster {
         let found = {
             let mut house = self.house();
             // The permit held counts the worker about to start.
-            let room = self.live.locked().len() + 1 <= self.workers.get()
+            let room = self.live.locked().len() < self.workers.get()
                 && house.idle.len() + self.in_use() <= self.workers.get();
             if room {
                 None

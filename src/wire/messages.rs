@@ -124,7 +124,9 @@ pub(crate) struct CallRef<'a> {
     pub(crate) export: &'a ExportPath,
     pub(crate) items: Vec<PayloadRef<'a>>,
     pub(crate) options: &'a CallOptions,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) session: &'a Option<SessionOp>,
+    #[serde(skip_serializing_if = "Pending::is_empty")]
     pub(crate) pending: &'a Pending,
 }
 
@@ -177,11 +179,11 @@ pub(crate) struct CallRequest {
     pub(crate) options: CallOptions,
     /// What the request does with a session, if it is one's: its one item
     /// opens, calls, closes or drops a handle of the session.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) session: Option<SessionOp>,
     /// What the host let go of since its last request to this worker,
     /// to drop before this one runs.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Pending::is_empty")]
     pub(crate) pending: Pending,
 }
 

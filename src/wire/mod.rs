@@ -141,6 +141,8 @@ mod tests {
                 0x91, 0x01,
             ]))],
             options: CallOptions::default(),
+            session: None,
+            pending: Pending::default(),
         });
         let bytes = encode_frame(&req).unwrap();
         let mut buf = Vec::new();
@@ -173,9 +175,40 @@ mod tests {
                 Payload::InRegion { offset: 8, len: 9 },
             ],
             options: CallOptions::default(),
+            session: None,
+            pending: Pending::default(),
         };
         let borrowed = encode_frame(&CallFrame::Call(CallRef::of(&req))).unwrap();
         assert_eq!(borrowed, encode_frame(&ToWorker::Call(req)).unwrap());
+        // A session's request, with what the host let go of.
+        let req = CallRequest {
+            id: 4,
+            artifact: Artifact {
+                key: "k".into(),
+                path: "/tmp/x".into(),
+            },
+            export: ExportPath {
+                instance: None,
+                func: "f".into(),
+            },
+            items: vec![Payload::Inline(serde_bytes::ByteBuf::from(vec![0x90]))],
+            options: CallOptions::default(),
+            session: Some(SessionOp::Call(9)),
+            pending: Pending {
+                closes: vec![3],
+                drops: vec![(9, 1), (5, 2)],
+            },
+        };
+        let borrowed = encode_frame(&CallFrame::Call(CallRef::of(&req))).unwrap();
+        let owned = encode_frame(&ToWorker::Call(req)).unwrap();
+        assert_eq!(borrowed, owned);
+        let mut buf = Vec::new();
+        let Some(ToWorker::Call(back)) = read_frame(&owned[..], &mut buf).unwrap() else {
+            panic!("not a call");
+        };
+        assert_eq!(back.session, Some(SessionOp::Call(9)));
+        assert_eq!(back.pending.drops, [(9, 1), (5, 2)]);
+        assert_eq!(back.pending.closes, [3]);
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn kv_pool(kind: WorkerKind) -> (Pool, Arc<AtomicUsize>) {
 
 fn serve_kv(b: PoolBuilder, drops: Arc<AtomicUsize>) -> PoolBuilder {
     b.host_fn(
-        &format!("{STORE}#[constructor]kv"),
+        format!("{STORE}#[constructor]kv"),
         move |cx: HostContext, (name,): (String,)| {
             let drops = drops.clone();
             async move {
@@ -53,14 +53,14 @@ fn serve_kv(b: PoolBuilder, drops: Arc<AtomicUsize>) -> PoolBuilder {
         },
     )
     .host_fn(
-        &format!("{STORE}#[method]kv.get"),
+        format!("{STORE}#[method]kv.get"),
         |cx: HostContext, (this, key): (Resource, String)| async move {
             let kv: Arc<Kv> = cx.resource(&this)?;
             Ok::<_, BoxError>(kv.map.lock().unwrap().get(&key).cloned())
         },
     )
     .host_fn(
-        &format!("{STORE}#[method]kv.set"),
+        format!("{STORE}#[method]kv.set"),
         |cx: HostContext, (this, key, value): (Resource, String, String)| async move {
             assert_eq!(this.type_name(), "kv");
             let kv: Arc<Kv> = cx.resource(&this)?;
@@ -69,13 +69,13 @@ fn serve_kv(b: PoolBuilder, drops: Arc<AtomicUsize>) -> PoolBuilder {
         },
     )
     .host_fn(
-        &format!("{STORE}#[method]kv.name"),
+        format!("{STORE}#[method]kv.name"),
         |cx: HostContext, (this,): (Resource,)| async move {
             Ok::<_, BoxError>(cx.resource::<Kv>(&this)?.name.clone())
         },
     )
     .host_fn(
-        &format!("{STORE}#size"),
+        format!("{STORE}#size"),
         |cx: HostContext, (k,): (Resource,)| async move {
             let kv: Arc<Kv> = cx.resource(&k)?;
             Ok::<_, BoxError>(kv.map.lock().unwrap().len() as u32)
@@ -146,7 +146,7 @@ async fn a_missing_constructor_or_method_is_a_missing_import() {
         Pool::builder()
             .workers(1)
             .host_fn(
-                &format!("{STORE}#[constructor]kv"),
+                format!("{STORE}#[constructor]kv"),
                 |cx: HostContext, (_name,): (String,)| async move {
                     Ok::<_, BoxError>(cx.new_resource(()))
                 },
@@ -164,7 +164,7 @@ async fn a_handle_of_the_wrong_rust_type_fails_the_host_function() {
     let drops = Arc::new(AtomicUsize::new(0));
     let pool = serve_kv(Pool::builder(), drops)
         .host_fn(
-            &format!("{STORE}#[constructor]kv"),
+            format!("{STORE}#[constructor]kv"),
             |cx: HostContext, (_name,): (String,)| async move {
                 Ok::<_, BoxError>(cx.new_resource(42u32))
             },
