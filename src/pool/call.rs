@@ -376,9 +376,12 @@ impl<'a, R: Send + 'a> Call<'a, R> {
         // The pool's own preopens were checked when it was built; only
         // those this call added are checked here, so that a pool with
         // preopens does no directory I/O per call.
+        // A session's were checked when it opened, and its calls cannot
+        // add any.
         let pool_preopens = pool.handle.inner.options.preopens.len();
         if let Some(added) = options.preopens.get(pool_preopens..)
             && !added.is_empty()
+            && session.is_none()
         {
             check_preopens(added)?;
         }

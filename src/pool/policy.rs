@@ -24,6 +24,18 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
+    /// A request that runs to its end if its caller goes away, with no
+    /// data, job or tenant of its own: a session's open, close and drop.
+    pub(crate) fn finish(grace: Duration) -> Policy {
+        Policy {
+            on_cancel: Cancel::Finish,
+            grace,
+            job: None,
+            data: None,
+            tenant: None,
+        }
+    }
+
     /// The cancel mode to apply now: `on_cancel`, unless the job's handle
     /// asked for a kill.
     pub(super) fn cancel_mode(&self) -> Cancel {

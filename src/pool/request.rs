@@ -10,7 +10,7 @@
 //! to merge back in order.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -177,6 +177,26 @@ impl PoolInner {
     /// is taken: the pool is open, the options fit the pool, the job
     /// compiles, its imports are provided, and the function exists.
     async fn check(&self, job: &Job, func: &str, options: &CallOptions) -> Result<Checked, Error> {
+        let compiled = self.check_job(job, options).await?;
+        let resolved = compiled.resolve(func)?;
+        Ok(Checked { compiled, resolved })
+    }
+
+    /// [`check`](PoolInner::check) for a session's call: its function may
+    /// pass and return resource handles.
+    async fn check_session(
+        &self,
+        job: &Job,
+        func: &str,
+        options: &CallOptions,
+    ) -> Result<Checked, Error> {
+        let compiled = self.check_job(job, options).await?;
+        let resolved = compiled.resolve_in_session(func)?;
+        Ok(Checked { compiled, resolved })
+    }
+
+    /// [`check`](PoolInner::check), all but the function.
+    async fn check_job(&self, job: &Job, options: &CallOptions) -> Result<Arc<Compiled>, Error> {
         if self.backend.is_closed() {
             return Err(Error::closed());
         }
@@ -209,8 +229,7 @@ impl PoolInner {
         }
         let compiled = self.compiler.compiled(job).await?;
         compiled.check_imports(&self.host_fns)?;
-        let resolved = compiled.resolve(func)?;
-        Ok(Checked { compiled, resolved })
+        Ok(compiled)
     }
 
     /// Sends checked `items` where the pool's calls run, and waits for
@@ -329,8 +348,7 @@ impl PoolInner {
         {
             super::builder::check_preopens(added)?;
         }
-        let compiled = self.compiler.compiled(job).await?;
-        compiled.check_imports(&self.host_fns)?;
+        let compiled = self.check_job(job, &options).await?;
         let grants = if roster.confines() {
             Grants::of(&options.preopens)
         } else {
@@ -366,7 +384,18 @@ impl PoolInner {
             pinned: true,
             resources: Some(link.host.clone()),
         };
-        let replied = target.send(req, worker, permit, policy).await?;
+        // A worker that died before it took the open lost no session: it
+        // had none yet.
+        let replied = target
+            .send(req, worker, permit, policy)
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::SessionLost {
+                    Error::crashed(None, "before it opened the session")
+                } else {
+                    e
+                }
+            })?;
         call_result(one_outcome(replied)?, None)?;
         unopened.0 = None;
         drop(unopened);
@@ -396,14 +425,18 @@ impl PoolInner {
             let checked = self.check_session(&session.job, func, &options).await?;
             let args = check_args(&checked.resolved, args)?;
             let op = SessionOp::Call(link.id);
-            let mut lose_on_drop = LoseOnDrop {
+            // Armed once the request is handed to the worker: a call dropped
+            // before then never reached the instance.
+            let lose_on_drop = LoseOnDrop {
                 link,
-                armed: policy.on_cancel != Cancel::Finish,
+                armed: AtomicBool::new(false),
+                arm: policy.on_cancel != Cancel::Finish,
             };
+            let handed = Some(&lose_on_drop.armed);
             let sent = self
-                .send_session(session, &checked, op, args, options, policy)
+                .send_session(session, &checked, op, args, options, policy, handed)
                 .await;
-            lose_on_drop.armed = false;
+            lose_on_drop.armed.store(false, Ordering::Relaxed);
             let replied = sent.inspect_err(|e| {
                 if e.kind() == ErrorKind::SessionLost {
                     link.lose(&e.to_string());
@@ -448,6 +481,7 @@ impl PoolInner {
                 empty_args().into_vec(),
                 options,
                 policy,
+                None,
             )
             .await?;
         let outcome = one_outcome(replied)?;
@@ -475,29 +509,9 @@ impl PoolInner {
         }
     }
 
-    /// [`check`](PoolInner::check) for a session's call: its function may
-    /// pass and return resource handles.
-    async fn check_session(
-        &self,
-        job: &Job,
-        func: &str,
-        options: &CallOptions,
-    ) -> Result<Checked, Error> {
-        if options.fuel.is_some() && !self.compiler.settings().consume_fuel {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "a fuel budget needs a pool that meters fuel: set PoolBuilder::fuel",
-            ));
-        }
-        if !options.http.is_empty() {
-            check_grant(&options.http)?;
-        }
-        let compiled = self.compiler.compiled(job).await?;
-        let resolved = compiled.resolve_in_session(func)?;
-        Ok(Checked { compiled, resolved })
-    }
-
-    /// Sends a request of `session` to its worker, once the worker is free.
+    /// Sends a request of `session` to its worker, once the worker is free;
+    /// raises `handed` as it hands it over.
+    #[expect(clippy::too_many_arguments, reason = "a request's parts, passed once")]
     async fn send_session(
         &self,
         session: &SessionInner,
@@ -506,11 +520,13 @@ impl PoolInner {
         args: Vec<u8>,
         options: CallOptions,
         policy: Policy,
+        handed: Option<&AtomicBool>,
     ) -> Result<Replied, Error> {
         let roster = self.local_roster("sessions")?;
         let http = Outbound::new(&options.http, 1)?.map(Arc::new);
-        let permit = roster.permit(policy.tenant.as_deref()).await?;
-        let worker = roster.checkout_exact(&session.link.worker).await?;
+        let (worker, permit) = roster
+            .session_worker(&session.link.worker, policy.tenant.as_deref())
+            .await?;
         let (grants, memory_cow) = (worker.grants.clone(), worker.memory_cow);
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let span = tracing::Span::current();
@@ -533,6 +549,9 @@ impl PoolInner {
             pinned: true,
             resources: Some(session.link.host.clone()),
         };
+        if let Some(handed) = handed {
+            handed.store(true, Ordering::Relaxed);
+        }
         target.send(req, worker, permit, policy).await
     }
 }
@@ -566,16 +585,18 @@ impl Drop for Unopened<'_> {
     }
 }
 
-/// A session's call in flight: dropped before it ends, unless disarmed
-/// (the call finishes anyway), it loses the session.
+/// A session's call in flight: dropped while `armed` (the request is with
+/// the worker, and has not answered), it loses the session, unless `arm`
+/// is off (the call finishes anyway).
 struct LoseOnDrop<'a> {
     link: &'a SessionLink,
-    armed: bool,
+    armed: AtomicBool,
+    arm: bool,
 }
 
 impl Drop for LoseOnDrop<'_> {
     fn drop(&mut self) {
-        if self.armed {
+        if self.arm && self.armed.load(Ordering::Relaxed) {
             self.link.lose("a call was cancelled before it ended");
         }
     }
@@ -640,10 +661,7 @@ impl Target<'_> {
                 Delivery::NotStarted(e, permit) => match unsent {
                     Some(_) if self.pinned => {
                         drop(permit);
-                        return Err(Error::new(
-                            ErrorKind::SessionLost,
-                            format!("the session is lost: its worker ended ({e})"),
-                        ));
+                        return Err(super::session::worker_ended(Some(&e)));
                     }
                     Some(req) if !retried => {
                         retried = true;

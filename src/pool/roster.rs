@@ -198,6 +198,9 @@ impl Roster {
             let mut house = self.house();
             let mut i = house.idle.len();
             let mut found = None;
+            // A worker a session's call waits for is taken only if no
+            // other will do.
+            let mut awaited = None;
             while i > 0 {
                 i -= 1;
                 let w = &house.idle[i];
@@ -205,10 +208,17 @@ impl Roster {
                 // dead by a call.
                 if w.shared.is_gone() {
                     gone.push(house.idle.remove(i));
+                    awaited = awaited.map(|a: usize| if a > i { a - 1 } else { a });
                 } else if (!confines || w.grants == *grants) && w.memory_cow == memory_cow {
-                    found = Some(house.idle.remove(i));
-                    break;
+                    if !w.shared.is_awaited() {
+                        found = Some(house.idle.remove(i));
+                        break;
+                    }
+                    awaited.get_or_insert(i);
                 }
+            }
+            if let (None, Some(i)) = (&found, awaited) {
+                found = Some(house.idle.remove(i));
             }
             // `house` is released before `gone` drops, on either way out.
             if let Some(w) = found {
@@ -231,39 +241,51 @@ impl Roster {
         self.spawn(grants.clone(), memory_cow).await
     }
 
-    /// Takes the worker of `shared` (a session's) once it is idle; fails
-    /// with `SessionLost` if it has ended. Call it holding a [`permit`].
+    /// Takes the worker of `shared` (a session's) and a permit of
+    /// `tenant`'s: waits for the worker to be idle first, then for the
+    /// permit, so that a call waiting for a busy worker holds no place
+    /// another worker could serve. Fails with `SessionLost` if the worker
+    /// has ended.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future stops only the waiting.
-    ///
-    /// [`permit`]: Roster::permit
-    pub(super) async fn checkout_exact(&self, shared: &Arc<Shared>) -> Result<Worker, Error> {
+    pub(super) async fn session_worker(
+        &self,
+        shared: &Arc<Shared>,
+        tenant: Option<&str>,
+    ) -> Result<(Worker, Permit), Error> {
+        let _awaited = shared.await_it();
+        let position = |house: &House| {
+            house
+                .idle
+                .iter()
+                .position(|w| Arc::ptr_eq(&w.shared, shared))
+        };
         loop {
-            let returned = self.returned.notified();
-            tokio::pin!(returned);
-            returned.as_mut().enable();
-            {
-                let mut house = self.house();
-                if let Some(i) = house
-                    .idle
-                    .iter()
-                    .position(|w| Arc::ptr_eq(&w.shared, shared))
-                {
-                    return Ok(house.idle.remove(i));
+            loop {
+                let returned = self.returned.notified();
+                tokio::pin!(returned);
+                returned.as_mut().enable();
+                if position(&self.house()).is_some() {
+                    break;
                 }
+                if self.is_closed() {
+                    return Err(Error::closed());
+                }
+                if shared.is_gone() {
+                    return Err(super::session::worker_ended(None));
+                }
+                returned.await;
             }
-            if self.is_closed() {
-                return Err(Error::closed());
+            let permit = self.permit(tenant).await?;
+            let mut house = self.house();
+            if let Some(i) = position(&house) {
+                return Ok((house.idle.remove(i), permit));
             }
-            if shared.is_gone() {
-                return Err(Error::new(
-                    ErrorKind::SessionLost,
-                    "the session is lost: its worker ended (it crashed, or was killed)",
-                ));
-            }
-            returned.await;
+            // Another call took it meanwhile: wait again, holding nothing.
+            drop(house);
+            drop(permit);
         }
     }
 
@@ -495,9 +517,12 @@ impl Roster {
                     crate::locks::unpoisoned(self.bell.wait_timeout(house, wait)).0
                 }
                 None => {
-                    // With workers idle, this is an idle timeout that never
-                    // expires: only `close` or a new deadline wakes it.
-                    self.unarmed.store(house.idle.is_empty(), Ordering::SeqCst);
+                    // With workers idle that hold no sessions, this is an
+                    // idle timeout that never expires: only `close` or a new
+                    // deadline wakes it. With none such, the next one to
+                    // come (checked in, or unpinned) must.
+                    let unarmed = house.idle.iter().all(|w| w.shared.sessions() > 0);
+                    self.unarmed.store(unarmed, Ordering::SeqCst);
                     crate::locks::unpoisoned(self.bell.wait(house))
                 }
             };
@@ -557,7 +582,7 @@ impl Books for Roster {
             // Only a housekeeper with no deadline needs waking: one that
             // has a deadline sees this worker when it next looks, and a
             // wake-up per call would cost a context switch per call.
-            if self.unarmed.swap(false, Ordering::SeqCst) || large {
+            if (!pinned && self.unarmed.swap(false, Ordering::SeqCst)) || large {
                 self.bell.notify_one();
             }
             drop(house);
@@ -568,6 +593,13 @@ impl Books for Roster {
 
     /// Whether at most one call is in flight and a core is left over for a
     /// host thread to poll on.
+    fn unpinned(&self) {
+        let _house = self.house();
+        if self.unarmed.swap(false, Ordering::SeqCst) {
+            self.bell.notify_one();
+        }
+    }
+
     fn is_quiet(&self) -> bool {
         self.cores > 1 && self.shares.free() + 1 >= self.workers.get()
     }

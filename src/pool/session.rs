@@ -139,6 +139,8 @@ pub(crate) struct SessionLink {
 struct LinkState {
     closed: bool,
     lost: Option<String>,
+    /// The worker no longer counts the session: it was closed or lost.
+    released: bool,
 }
 
 impl SessionLink {
@@ -159,13 +161,25 @@ impl SessionLink {
         }
     }
 
-    /// The session is lost, for `why` (kept if it already was).
+    /// The session is lost, for `why` (kept if it already was): its
+    /// worker no longer counts it, and drops what is left of its instance
+    /// with its next request.
     pub(super) fn lose(&self, why: &str) {
         {
             let mut state = self.state.locked();
             if state.lost.is_none() {
                 state.lost = Some(why.to_string());
             }
+        }
+        self.release();
+    }
+
+    /// The worker no longer counts the session, and drops its instance
+    /// with its next request; the host's values the guest held go. Once.
+    fn release(&self) {
+        let first = !std::mem::replace(&mut self.state.locked().released, true);
+        if first {
+            self.worker.session_ended(self.id, true);
         }
         self.host.clear();
     }
@@ -183,26 +197,25 @@ impl SessionLink {
             ));
         }
         if self.worker.is_gone() {
-            drop(state);
-            self.host.clear();
-            return Err(Error::new(
-                ErrorKind::SessionLost,
-                "the session is lost: its worker ended (it crashed, or was killed)",
-            ));
+            return Err(worker_ended(None));
         }
         Ok(())
     }
 
-    /// Marks the session closed; returns whether it was open. `close`
-    /// says whether the worker still has its instance to drop.
-    fn close(&self, close: bool) -> bool {
-        let was_open = !std::mem::replace(&mut self.state.locked().closed, true);
-        if was_open {
-            self.worker.session_ended(self.id, close);
-        }
-        self.host.clear();
-        was_open
+    /// Marks the session closed, and releases it.
+    fn close(&self) {
+        self.state.locked().closed = true;
+        self.release();
     }
+}
+
+/// The error of a session whose worker ended: `detail` says how, if known.
+pub(super) fn worker_ended(detail: Option<&Error>) -> Error {
+    let message = match detail {
+        Some(e) => format!("the session is lost: its worker ended ({e})"),
+        None => "the session is lost: its worker ended (it crashed, or was killed)".to_string(),
+    };
+    Error::new(ErrorKind::SessionLost, message)
 }
 
 impl fmt::Debug for Session {
@@ -308,65 +321,62 @@ impl Session {
                 ),
             ));
         }
+        let _turn = self.inner.order.lock().await;
+        self.inner.link.usable()?;
+        // Dropped before this point, the handle still drops its resource,
+        // before the session's next call.
         resource.detach();
         let op = SessionOp::Drop {
             session: self.inner.link.id,
             handle: resource.handle(),
             type_name: resource.type_name().to_string(),
         };
-        self.request(op).await.map(|_| ())
+        self.send(op).await
     }
 
     /// Closes the session: its instance is dropped in the worker, and its
     /// calls fail with [`ErrorKind::SessionLost`] from now on. Closing a
-    /// lost or closed session does nothing. It waits for calls made
-    /// before it.
+    /// lost or closed session does nothing. It waits for the calls awaited
+    /// before it, and for the worker to drop the instance.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::PoolClosed`] if the pool has closed (its workers, and
-    /// the session, are gone anyway).
+    /// None that matter: the session is closed whatever happens. An error
+    /// says only that the worker could not be told at once (it ended, or
+    /// the pool closed), and then its instance is gone with it.
+    ///
+    /// # Cancel safety
+    ///
+    /// The session is closed once this is first polled past its turn; the
+    /// worker drops the instance with its next request if this future is
+    /// dropped before it has.
     pub async fn close(&self) -> Result<(), Error> {
         let link = &self.inner.link;
         let _turn = self.inner.order.lock().await;
-        if link.usable().is_err() {
-            link.close(true);
+        let open = link.usable().is_ok();
+        // The close goes to the worker with its next request: the one
+        // below, or any other.
+        link.close();
+        if !open {
             return Ok(());
         }
-        let op = SessionOp::Close(link.id);
-        let closed = self.send(op).await;
-        link.close(closed.is_err());
-        match closed {
-            Err(e) if e.kind() == ErrorKind::PoolClosed => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    /// Sends `op` in the session's turn.
-    async fn request(&self, op: SessionOp) -> Result<(), Error> {
-        let _turn = self.inner.order.lock().await;
-        self.inner.link.usable()?;
-        self.send(op).await
+        self.send(SessionOp::Close(link.id)).await
     }
 
     /// Sends `op` to the session's worker.
     async fn send(&self, op: SessionOp) -> Result<(), Error> {
         let inner = &self.inner;
-        let policy = Policy {
-            on_cancel: Cancel::Finish,
-            grace: inner.grace,
-            job: None,
-            data: None,
-            tenant: None,
-        };
+        let policy = Policy::finish(inner.grace);
         let pool = inner.pool.handle.inner.clone();
         pool.session_op(inner, op, policy).await
     }
 }
 
-impl Drop for Session {
+impl Drop for SessionInner {
+    /// The last handle on the session is gone (the `Session`, and any
+    /// call of it spawned as a job): it closes.
     fn drop(&mut self) {
-        self.inner.link.close(true);
+        self.link.close();
     }
 }
 
@@ -422,13 +432,7 @@ impl<'a> IntoFuture for OpenSession<'a> {
             } = self;
             // A dropped open finishes, and is closed with the worker's next
             // request: killing the worker would lose its other sessions.
-            let policy = Policy {
-                on_cancel: Cancel::Finish,
-                grace,
-                job: None,
-                data: None,
-                tenant: None,
-            };
+            let policy = Policy::finish(grace);
             let inner = pool.handle.inner.clone();
             let link = inner.open_session(job, options.clone(), policy).await?;
             // The open's own timeout stays the default of the calls.

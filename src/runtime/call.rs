@@ -283,6 +283,28 @@ fn arm(
     Ok(fuel)
 }
 
+/// Instantiates `pre` in `store` ahead of its call (the next call's, or a
+/// session's), unless `wake` fires first (`None`). Any epoch bump
+/// interrupts it, and until its call the store has all the fuel there is.
+pub(super) async fn instantiate(
+    store: &mut Store<State>,
+    pre: &InstancePre<State>,
+    wake: tokio::sync::oneshot::Receiver<()>,
+) -> Option<wasmtime::Result<Instance>> {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_trap();
+    if store.engine().get_consume_fuel()
+        && let Err(e) = store.set_fuel(u64::MAX)
+    {
+        return Some(Err(e));
+    }
+    tokio::select! {
+        biased;
+        _ = wake => None,
+        i = pre.instantiate_async(&mut *store) => Some(i),
+    }
+}
+
 /// Instantiates (unless given an instance) and calls the function.
 #[expect(clippy::too_many_arguments, reason = "one call's parts, passed once")]
 async fn invoke(

@@ -21,7 +21,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 use super::answers::Answers;
-use super::call::{Context, Item, Leftover, Ready, execute, store_options};
+use super::call::{Context, Item, Leftover, Ready, execute, instantiate, store_options};
 use super::interrupts::{Interrupts, Running};
 use super::loaded::{Loaded, load};
 use super::meter::Meter;
@@ -150,16 +150,20 @@ impl Executor {
             ));
         }
         let this = match &session {
-            Some(SessionOp::Call(s)) => Some(*s),
+            Some(SessionOp::Call(s) | SessionOp::Drop { session: s, .. }) => Some(*s),
             _ => None,
         };
         let mine = if pending.is_empty() {
             Vec::new()
         } else {
-            self.drop_pending(pending, this)
+            self.take_pending(pending, this)
         };
         if let Some(op) = session {
-            let outcome = match items.first().map(|p| self.args_of(p)) {
+            let args = items.first().map(|p| {
+                // Copied: the session's call borrows the executor whole.
+                args_in(self.region.as_ref(), p).map(<[u8]>::to_vec)
+            });
+            let outcome = match args {
                 Some(Ok(args)) => {
                     self.session_request(id, op, &artifact, &export, &args, &options, mine)
                 }
@@ -190,22 +194,11 @@ impl Executor {
                 self.recycle(used, ok, &key, &shape);
                 used = Leftover::Nothing;
             }
-            let args = match payload {
-                Payload::Inline(b) => b.as_slice(),
-                Payload::InRegion { offset, len } => {
-                    match self.region.as_ref().and_then(|r| r.args(*offset, *len)) {
-                        Some(args) => args,
-                        None => {
-                            let e = WireError::new(
-                                ErrorKind::Protocol,
-                                format!(
-                                    "the arguments at {offset}+{len} are outside the payload region"
-                                ),
-                            );
-                            outcomes.push((Err(e), Report::default()));
-                            continue;
-                        }
-                    }
+            let args = match args_in(self.region.as_ref(), payload) {
+                Ok(args) => args,
+                Err(e) => {
+                    outcomes.push((Err(e), Report::default()));
+                    continue;
                 }
             };
             let meter = Meter::start(options.cpu_time);
@@ -261,25 +254,6 @@ impl Executor {
         sent
     }
 
-    /// A session request's arguments, copied out of the frame or the
-    /// region.
-    fn args_of(&self, payload: &Payload) -> Result<Vec<u8>, WireError> {
-        match payload {
-            Payload::Inline(b) => Ok(b.to_vec()),
-            Payload::InRegion { offset, len } => self
-                .region
-                .as_ref()
-                .and_then(|r| r.args(*offset, *len))
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| {
-                    WireError::new(
-                        ErrorKind::Protocol,
-                        format!("the arguments at {offset}+{len} are outside the payload region"),
-                    )
-                }),
-        }
-    }
-
     /// After a call: keeps its instance for the next call (reuse, and the
     /// call succeeded), or drops it and instantiates a fresh one ahead.
     fn recycle(&mut self, used: Leftover, ok: bool, key: &str, shape: &CallOptions) {
@@ -303,17 +277,8 @@ impl Executor {
         let made = self.runtime.block_on(async {
             let (mut store, stdout, stderr, tail) =
                 new_store(&self.engine, &self.port, &options).ok()?;
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_trap();
-            if self.engine.get_consume_fuel() {
-                store.set_fuel(u64::MAX).ok()?;
-            }
-            tokio::select! {
-                biased;
-                _ = wake => None,
-                i = pre.instantiate_async(&mut store) => i.ok(),
-            }
-            .map(|instance| Ready {
+            let instance = instantiate(&mut store, &pre, wake).await?.ok()?;
+            Some(Ready {
                 options,
                 store,
                 instance,
@@ -400,6 +365,24 @@ pub(super) fn make_linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
 impl Drop for Executor {
     fn drop(&mut self) {
         self.interrupts.close();
+    }
+}
+
+/// A call's arguments, where they are: in the frame, or in the region.
+fn args_in<'a>(
+    region: Option<&'a WorkerRegion>,
+    payload: &'a Payload,
+) -> Result<&'a [u8], WireError> {
+    match payload {
+        Payload::Inline(b) => Ok(b.as_slice()),
+        Payload::InRegion { offset, len } => {
+            region.and_then(|r| r.args(*offset, *len)).ok_or_else(|| {
+                WireError::new(
+                    ErrorKind::Protocol,
+                    format!("the arguments at {offset}+{len} are outside the payload region"),
+                )
+            })
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use wasmtime::{Engine, StoreContextMut};
 
 use super::store::State;
 use crate::engine::is_builtin_import;
-use crate::host::resources::{DROP_FUNCTION, resource_of};
+use crate::host::resources::DROP_FUNCTION;
 use crate::values::{self, HandleRef, Handles, Value, wit};
 use crate::wire::{Answer, GuestOp};
 
@@ -42,32 +42,66 @@ pub(super) fn link(
     base: &Linker<State>,
     component: &Component,
 ) -> wasmtime::Result<Option<Linker<State>>> {
-    let mut linker: Option<Linker<State>> = None;
-    for (name, import) in component.component_type().imports(engine) {
-        if is_builtin_import(name) {
-            continue;
+    let ty = component.component_type();
+    let imports: Vec<(&str, ComponentItem)> = ty
+        .imports(engine)
+        .filter(|(name, _)| !is_builtin_import(name))
+        .map(|(name, import)| (name, import.ty))
+        .collect();
+    if imports.is_empty() {
+        return Ok(None);
+    }
+    // The resource types the host serves, by name: each its own type, the
+    // payload its place here. A name met twice is one type (a world's `use`
+    // of an interface's resource imports it again, as the same type).
+    let mut names: Vec<String> = Vec::new();
+    for (name, item) in &imports {
+        let mut add = |n: &str| {
+            if !names.iter().any(|m| m == n) {
+                names.push(n.to_string());
+            }
+        };
+        match item {
+            ComponentItem::ComponentInstance(instance) => {
+                for (item, export) in instance.exports(engine) {
+                    if let ComponentItem::Resource(_) = export.ty {
+                        add(item);
+                    }
+                }
+            }
+            ComponentItem::Resource(_) => add(name),
+            _ => {}
         }
-        let linker = linker.get_or_insert_with(|| base.clone());
-        match import.ty {
+    }
+    let names: Arc<[String]> = names.into();
+    let mut linker = base.clone();
+    let resource = |li: &mut LinkerInstance<'_, State>, name: &str| {
+        let n = names.iter().position(|m| m == name).unwrap_or_default();
+        define_resource(li, name, host_type(n as u32))
+    };
+    for (name, item) in imports {
+        match item {
             ComponentItem::ComponentInstance(instance) => {
                 let mut li = linker.instance(name)?;
                 for (item, export) in instance.exports(engine) {
                     match export.ty {
                         ComponentItem::ComponentFunc(_) => {
-                            define(&mut li, item, format!("{name}#{item}"))?;
+                            define(&mut li, item, format!("{name}#{item}"), names.clone())?;
                         }
-                        ComponentItem::Resource(_) => define_resource(&mut li, item)?,
+                        ComponentItem::Resource(_) => resource(&mut li, item)?,
                         _ => {}
                     }
                 }
             }
-            ComponentItem::ComponentFunc(_) => define(&mut linker.root(), name, name.to_string())?,
-            ComponentItem::Resource(_) => define_resource(&mut linker.root(), name)?,
+            ComponentItem::ComponentFunc(_) => {
+                define(&mut linker.root(), name, name.to_string(), names.clone())?;
+            }
+            ComponentItem::Resource(_) => resource(&mut linker.root(), name)?,
             // Types, and what nothing can provide: instantiation says so.
             _ => {}
         }
     }
-    Ok(linker)
+    Ok(Some(linker))
 }
 
 /// Defines `name` in `li` as a call of the host function `function`.
@@ -75,45 +109,64 @@ fn define(
     li: &mut LinkerInstance<'_, State>,
     name: &str,
     function: String,
+    resources: Arc<[String]>,
 ) -> wasmtime::Result<()> {
     let function: Arc<str> = function.into();
     li.func_new_async(
         name,
         move |store: StoreContextMut<'_, State>, ty, params, results| {
             let function = function.clone();
-            Box::new(async move { call(store, &function, &ty, params, results) })
+            let resources = resources.clone();
+            Box::new(async move { call(store, &function, &resources, &ty, params, results) })
         },
     )
 }
 
-/// The type every resource a host function serves has: one for all, since
-/// the host tells its values apart by their handles and their Rust types.
-const HOST_RESOURCE: u32 = 0x5741_5350;
+/// Where the payloads of the host's resource types start: the `n`th
+/// resource type a component imports is `host_dynamic(HOST_RESOURCES + n)`.
+const HOST_RESOURCES: u32 = 0x5741_0000;
 
-/// Defines resource type `name` in `li` as a host value's: the guest's
-/// handle is the host's, and its drop tells the host.
-fn define_resource(li: &mut LinkerInstance<'_, State>, name: &str) -> wasmtime::Result<()> {
-    li.resource(
-        name,
-        ResourceType::host_dynamic(HOST_RESOURCE),
-        |store: StoreContextMut<'_, State>, rep: u32| {
-            let op = GuestOp::Host {
-                function: DROP_FUNCTION.to_string(),
-                args: ByteBuf::from(values::encode(&Value::Array(vec![Value::Int(rep.into())]))),
-            };
-            // A drop the host cannot hear of (no call in flight) leaves the
-            // value to the end of its call or session.
-            let _ = store.data().port.exchange(op, None);
-            Ok(())
-        },
-    )
+/// The `n`th resource type a component imports.
+fn host_type(n: u32) -> ResourceType {
+    ResourceType::host_dynamic(HOST_RESOURCES + n)
+}
+
+/// Defines resource type `name` in `li` as `ty`, a host value's: the
+/// guest's handle is the host's, and its drop tells the host.
+fn define_resource(
+    li: &mut LinkerInstance<'_, State>,
+    name: &str,
+    ty: ResourceType,
+) -> wasmtime::Result<()> {
+    li.resource(name, ty, |store: StoreContextMut<'_, State>, rep: u32| {
+        let op = GuestOp::Host {
+            function: DROP_FUNCTION.to_string(),
+            args: ByteBuf::from(values::encode(&Value::Array(vec![Value::Int(rep.into())]))),
+        };
+        // A drop the host cannot hear of (no call in flight) leaves the
+        // value to the end of its call or session.
+        let _ = store.data().port.exchange(op, None);
+        Ok(())
+    })
 }
 
 /// A host call's resource handles: host values, by the handle the host
 /// gave them.
 struct HostHandles<'a, 'b> {
     store: &'a mut StoreContextMut<'b, State>,
-    function: &'a str,
+    /// The component's imported resource types, in order.
+    resources: &'a [String],
+}
+
+impl HostHandles<'_, '_> {
+    /// The place among the imported resource types of `ty` (an `own` or a
+    /// `borrow` of one).
+    fn place(&self, ty: &Type) -> Option<u32> {
+        let (Type::Own(rt) | Type::Borrow(rt)) = ty else {
+            return None;
+        };
+        (0..self.resources.len() as u32).find(|n| host_type(*n) == *rt)
+    }
 }
 
 impl Handles for HostHandles<'_, '_> {
@@ -128,9 +181,15 @@ impl Handles for HostHandles<'_, '_> {
                 v.describe()
             )));
         };
+        let Some(n) = self.place(ty) else {
+            return Err(wit::Mismatch(format!(
+                "{path}: {} is not a resource type the host serves",
+                wit::type_name(ty)
+            )));
+        };
         let resource = match ty {
-            Type::Borrow(_) => ResourceDynamic::new_borrow(rep, HOST_RESOURCE),
-            _ => ResourceDynamic::new_own(rep, HOST_RESOURCE),
+            Type::Borrow(_) => ResourceDynamic::new_borrow(rep, HOST_RESOURCES + n),
+            _ => ResourceDynamic::new_own(rep, HOST_RESOURCES + n),
         };
         resource
             .try_into_resource_any(&mut *self.store)
@@ -139,12 +198,17 @@ impl Handles for HostHandles<'_, '_> {
     }
 
     fn lift(&mut self, _: &Type, r: ResourceAny) -> Value {
-        match r.try_into_resource_dynamic(&mut *self.store) {
-            Ok(d) if d.ty() == HOST_RESOURCE => HandleRef {
+        let dynamic = r.try_into_resource_dynamic(&mut *self.store).ok();
+        let named = dynamic.and_then(|d| {
+            let n = d.ty().checked_sub(HOST_RESOURCES)?;
+            Some((d, self.resources.get(n as usize)?))
+        });
+        match named {
+            Some((d, type_name)) => HandleRef {
                 host: true,
                 owner: 0,
                 handle: d.rep().into(),
-                type_name: resource_of(self.function).unwrap_or("resource").to_string(),
+                type_name: type_name.clone(),
             }
             .to_value(),
             // The guest's own resources do not go to the host.
@@ -158,6 +222,7 @@ impl Handles for HostHandles<'_, '_> {
 fn call(
     mut store: StoreContextMut<'_, State>,
     function: &str,
+    resources: &[String],
     ty: &ComponentFunc,
     params: &[Val],
     results: &mut [Val],
@@ -165,7 +230,7 @@ fn call(
     let port = store.data().port.clone();
     let mut handles = HostHandles {
         store: &mut store,
-        function,
+        resources,
     };
     let args: Vec<Value> = ty
         .params()

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::{Linker, ResourceAny, Type, Val};
 
-use super::call::{Context, Item, Leftover, Ready, execute, store_options};
+use super::call::{Context, Item, Leftover, Ready, execute, instantiate, store_options};
 use super::executor::{Executor, encode_result, make_linker, within_limit};
 use super::interrupts::Running;
 use super::loaded::{Loaded, ResourceNames, load};
@@ -82,6 +82,8 @@ struct SessionHandles<'a> {
     /// The owned handles the arguments took out of the table, to put back
     /// if the guest is never entered.
     taken: Vec<(u64, Lent)>,
+    /// The handles the result lent the host.
+    lifted: Vec<u64>,
 }
 
 /// The name of resource type `ty` (an `own` or a `borrow`).
@@ -146,6 +148,7 @@ impl Handles for SessionHandles<'_> {
             type_name: type_name.clone(),
         };
         self.table.insert(handle, lent);
+        self.lifted.push(handle);
         HandleRef {
             host: false,
             owner: self.session,
@@ -217,39 +220,59 @@ impl Executor {
                 session,
                 handle,
                 type_name,
-            } => self.drop_resource(session, handle, &type_name),
+            } => {
+                let wake = self.interrupts.begin(Running::Call(id), options.timeout);
+                let mut report = Report::default();
+                let dropped = self
+                    .drop_handles(session, &mine)
+                    .and_then(|()| self.drop_resource(session, handle, &type_name));
+                drop(wake);
+                self.interrupts.end(options.timeout.is_some());
+                self.port.item_ended();
+                if let Err(e) = &dropped {
+                    report.lost = self.lost_why(session, e);
+                }
+                (dropped.map(|()| Payload::Inline(nil())), report)
+            }
             SessionOp::Call(session) => {
                 self.session_call(id, session, artifact, export, args, options, mine)
             }
         }
     }
 
-    /// Drops what the host let go of: sessions, and handles of sessions
-    /// other than `this` (a session whose call the request is), quietly.
-    /// Returns the handles of `this` let go of.
-    pub(super) fn drop_pending(&mut self, pending: Pending, this: Option<u64>) -> Vec<u64> {
+    /// Drops the sessions the host closed, and returns the handles of
+    /// session `this` it let go of (the only ones it sends with a request
+    /// of `this`).
+    pub(super) fn take_pending(&mut self, pending: Pending, this: Option<u64>) -> Vec<u64> {
         let Pending { closes, drops } = pending;
         for session in closes {
+            // Dropping the store runs no guest code.
             self.sessions.open.remove(&session);
         }
-        let mut mine = Vec::new();
-        let mut others: HashMap<u64, Vec<u64>> = HashMap::new();
-        for (session, handle) in drops {
-            if Some(session) == this {
-                mine.push(handle);
-            } else {
-                others.entry(session).or_default().push(handle);
-            }
+        drops
+            .into_iter()
+            .filter(|(s, _)| Some(*s) == this)
+            .map(|(_, h)| h)
+            .collect()
+    }
+
+    /// Why session `session` is lost, if it is: after `e`, which may have
+    /// lost it, or before.
+    fn lost_why(&self, session: u64, e: &WireError) -> Option<String> {
+        match self.sessions.open.get(&session) {
+            None => Some("it was closed".into()),
+            Some(held) => held
+                .lost
+                .clone()
+                .or_else(|| (e.kind == ErrorKind::SessionLost).then(|| e.message.clone())),
         }
-        for (session, handles) in others {
-            let _ = self.drop_handles(session, &handles);
-        }
-        mine
     }
 
     /// Drops `handles` of `session` in the guest, running their
     /// destructors; a handle the session does not hold is passed over. A
-    /// destructor that fails loses the session.
+    /// destructor that fails loses the session. Run inside the request's
+    /// interrupts, so that a cancel or timeout stops a destructor that
+    /// does not end.
     fn drop_handles(&mut self, session: u64, handles: &[u64]) -> Result<(), WireError> {
         let Some(held) = self.sessions.open.get_mut(&session) else {
             return Ok(());
@@ -283,16 +306,17 @@ impl Executor {
 
     /// [`drop_handles`](Executor::drop_handles) of one handle, which the
     /// session must hold.
-    fn drop_resource(&mut self, session: u64, handle: u64, type_name: &str) -> WireOutcome {
-        let mut report = Report::default();
-        let outcome = match self.sessions.open.get(&session) {
+    fn drop_resource(
+        &mut self,
+        session: u64,
+        handle: u64,
+        type_name: &str,
+    ) -> Result<(), WireError> {
+        match self.sessions.open.get(&session) {
             None => Err(lost_error("it was closed")),
             Some(Held {
                 lost: Some(why), ..
-            }) => {
-                report.lost = Some(why.clone());
-                Err(lost_error(why))
-            }
+            }) => Err(lost_error(why)),
             Some(held) if !held.table.contains_key(&handle) => Err(WireError::new(
                 ErrorKind::ArgumentMismatch,
                 format!(
@@ -300,15 +324,8 @@ impl Executor {
                      a call consumed it, or it was dropped"
                 ),
             )),
-            Some(_) => {
-                let dropped = self.drop_handles(session, &[handle]);
-                if let Err(e) = &dropped {
-                    report.lost = Some(e.message.clone());
-                }
-                dropped
-            }
-        };
-        (outcome.map(|()| Payload::Inline(nil())), report)
+            Some(_) => self.drop_handles(session, &[handle]),
+        }
     }
 
     /// Instantiates the job as session `session`.
@@ -349,21 +366,11 @@ impl Executor {
         };
         let pre = loaded.pre.clone();
         let (mut store, stdout, stderr, tail) = new_store(engine, &self.port, options)?;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_trap();
-        if engine.get_consume_fuel() {
-            let _ = store.set_fuel(u64::MAX);
-        }
         let wake = self.interrupts.begin(Running::Call(id), options.timeout);
-        let made = self.runtime.block_on(async {
-            tokio::select! {
-                biased;
-                _ = wake => None,
-                i = pre.instantiate_async(&mut store) => Some(i),
-            }
-        });
+        let made = self.runtime.block_on(instantiate(&mut store, &pre, wake));
         let interrupted = self.interrupts.interrupted(id, options);
         self.interrupts.end(options.timeout.is_some());
+        self.port.item_ended();
         let instance = match (made, interrupted) {
             (_, Some(e)) => return Err(e),
             (None, None) => {
@@ -402,7 +409,8 @@ impl Executor {
 
     /// Calls `export` on session `session`'s instance. Of `mine`, the
     /// handles the host let go of, those the arguments do not name are
-    /// dropped before the call, the others after it.
+    /// dropped before the call, the others after it; all inside the call's
+    /// interrupts.
     #[expect(clippy::too_many_arguments, reason = "a request's parts, passed once")]
     fn session_call(
         &mut self,
@@ -413,6 +421,31 @@ impl Executor {
         args: &[u8],
         options: &CallOptions,
         mine: Vec<u64>,
+    ) -> WireOutcome {
+        let meter = Meter::start(options.cpu_time);
+        let wake = self.interrupts.begin(Running::Call(id), options.timeout);
+        let (outcome, mut report) =
+            self.session_call_inner(id, session, artifact, export, args, options, mine, wake);
+        self.interrupts.end(options.timeout.is_some());
+        self.port.item_ended();
+        meter.stop(&mut report.measured);
+        report.measured.bytes_in = args.len() as u64;
+        report.measured.bytes_out = outcome.as_ref().map_or(0, Payload::len);
+        (outcome, report)
+    }
+
+    /// [`session_call`](Executor::session_call) inside its interrupts.
+    #[expect(clippy::too_many_arguments, reason = "a request's parts, passed once")]
+    fn session_call_inner(
+        &mut self,
+        id: u64,
+        session: u64,
+        artifact: &Artifact,
+        export: &ExportPath,
+        args: &[u8],
+        options: &CallOptions,
+        mine: Vec<u64>,
+        wake: tokio::sync::oneshot::Receiver<()>,
     ) -> WireOutcome {
         let mut report = Report::default();
         let (before, after): (Vec<u64>, Vec<u64>) = if mine.is_empty() {
@@ -425,10 +458,12 @@ impl Executor {
             report.lost = Some(e.message.clone());
             return (Err(e), report);
         }
-        let meter = Meter::start(options.cpu_time);
         let Sessions { made, jobs, open } = &mut self.sessions;
         let held = match open.get_mut(&session) {
-            None => return (Err(lost_error("it was closed")), report),
+            None => {
+                report.lost = Some("it was closed".into());
+                return (Err(lost_error("it was closed")), report);
+            }
             Some(held) => held,
         };
         if let Some(why) = &held.lost {
@@ -436,7 +471,10 @@ impl Executor {
             return (Err(lost_error(why)), report);
         }
         let (Some((engine, linker)), Some(ready)) = (made.as_ref(), held.live.take()) else {
-            return (Err(lost_error("its instance is gone")), report);
+            let why = "its instance is gone".to_string();
+            held.lose(why.clone());
+            report.lost = Some(why.clone());
+            return (Err(lost_error(&why)), report);
         };
         if held.key != artifact.key {
             held.live = Some(ready);
@@ -465,8 +503,8 @@ impl Executor {
             next: &mut held.next,
             names: &names,
             taken: Vec::new(),
+            lifted: Vec::new(),
         };
-        let wake = self.interrupts.begin(Running::Call(id), options.timeout);
         let cx = Context {
             engine,
             port: &self.port,
@@ -489,9 +527,8 @@ impl Executor {
             &mut report,
             &mut handles,
         ));
-        self.interrupts.end(options.timeout.is_some());
-        self.port.item_ended();
         let taken = std::mem::take(&mut handles.taken);
+        let lifted = std::mem::take(&mut handles.lifted);
         match left {
             Leftover::Instance(ready) => {
                 held.live = Some(*ready);
@@ -509,19 +546,21 @@ impl Executor {
                 report.lost = Some(why);
             }
         }
-        if report.lost.is_none()
-            && let Err(e) = self.drop_handles(session, &after)
-        {
-            report.lost = Some(e.message.clone());
-        }
         let mut results_at = RESULTS_AT;
         let outcome = outcome.and_then(|v| {
             let payload = encode_result(self.region.as_ref(), &v, &mut results_at);
             within_limit(payload, options.max_result)
         });
-        meter.stop(&mut report.measured);
-        report.measured.bytes_in = args.len() as u64;
-        report.measured.bytes_out = outcome.as_ref().map_or(0, Payload::len);
+        // Handles of a result that is not sent (over its limit) would
+        // never be dropped by the host: the guest drops them now.
+        let unsent = if outcome.is_err() { lifted } else { Vec::new() };
+        for drops in [unsent, after] {
+            if report.lost.is_none()
+                && let Err(e) = self.drop_handles(session, &drops)
+            {
+                report.lost = Some(e.message.clone());
+            }
+        }
         (outcome, report)
     }
 }

@@ -221,6 +221,26 @@ impl Pending {
     pub(crate) fn is_empty(&self) -> bool {
         self.closes.is_empty() && self.drops.is_empty()
     }
+
+    /// What goes with a request that does `op`: every close (dropping a
+    /// store runs no guest code), and the handle drops of the request's
+    /// own session, whose destructors run in its call, under its
+    /// interrupts and with its host functions. Other sessions' drops wait
+    /// for their own requests; those of a session closed go with it.
+    pub(crate) fn for_request(&mut self, op: Option<&SessionOp>) -> Pending {
+        let own = match op {
+            Some(SessionOp::Call(s) | SessionOp::Close(s)) => Some(*s),
+            Some(SessionOp::Drop { session, .. }) => Some(*session),
+            Some(SessionOp::Open(_)) | None => None,
+        };
+        let closes = std::mem::take(&mut self.closes);
+        let (drops, kept) = std::mem::take(&mut self.drops)
+            .into_iter()
+            .filter(|(s, _)| !closes.contains(s))
+            .partition(|(s, _)| Some(*s) == own);
+        self.drops = kept;
+        Pending { closes, drops }
+    }
 }
 
 /// How one call ended: its MessagePack-encoded result, or an error, and

@@ -62,6 +62,8 @@ pub(crate) trait Books: Send + Sync {
     /// Whether the rest of the pool is quiet enough for a host thread to
     /// poll for its worker's reply rather than sleep.
     fn is_quiet(&self) -> bool;
+    /// A worker's last session has ended: it may idle out again.
+    fn unpinned(&self);
 }
 
 /// How a worker ended.
@@ -149,6 +151,11 @@ pub(crate) struct Shared {
     /// What the host let go of that the worker still holds: sent with the
     /// next request.
     pending: Mutex<Pending>,
+    /// Session calls waiting for the worker: a plain call takes another
+    /// idle worker if it can.
+    awaited: std::sync::atomic::AtomicUsize,
+    /// The books the worker is on, told when its last session ends.
+    books: std::sync::Weak<dyn Books>,
 }
 
 /// How far into each half of a payload region pages have been written:
@@ -177,6 +184,7 @@ impl Shared {
         guest: Arc<GuestState>,
         host: Arc<Seat>,
         region: Option<HostRegion>,
+        books: std::sync::Weak<dyn Books>,
     ) -> Shared {
         Shared {
             slot: Mutex::new(Slot::Idle),
@@ -192,7 +200,27 @@ impl Shared {
             touched: Mutex::new(Touched::NONE),
             sessions: Default::default(),
             pending: Mutex::default(),
+            awaited: Default::default(),
+            books,
         }
+    }
+
+    /// Whether a session's call waits for the worker.
+    pub(crate) fn is_awaited(&self) -> bool {
+        self.awaited.load(Ordering::SeqCst) > 0
+    }
+
+    /// Counts a session's call waiting for the worker, until the guard
+    /// drops.
+    pub(crate) fn await_it(&self) -> impl Drop + '_ {
+        struct Awaiting<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Awaiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.awaited.fetch_add(1, Ordering::SeqCst);
+        Awaiting(&self.awaited)
     }
 
     /// How many sessions are open on the worker.
@@ -208,9 +236,13 @@ impl Shared {
     /// A session on the worker has ended; `close` says to drop its
     /// instance with the next request (it was not closed by one).
     pub(crate) fn session_ended(&self, session: u64, close: bool) {
-        self.sessions.fetch_sub(1, Ordering::SeqCst);
         if close && !self.is_gone() {
             self.pending.locked().closes.push(session);
+        }
+        if self.sessions.fetch_sub(1, Ordering::SeqCst) == 1
+            && let Some(books) = self.books.upgrade()
+        {
+            books.unpinned();
         }
     }
 
@@ -563,7 +595,7 @@ impl Worker {
         {
             let mut pending = self.shared.pending.locked();
             if !pending.is_empty() {
-                req.pending = std::mem::take(&mut *pending);
+                req.pending = pending.for_request(req.session.as_ref());
             }
         }
         let id = req.id;

@@ -261,7 +261,14 @@ pub(super) fn run(
     let requests = Arc::new(RequestPipe(Mutex::new(requests)));
     let guest = Arc::new(GuestState::new(registry, id, requests.clone()));
     let host = Arc::new(Seat::new(host_fns, requests.clone(), Some(pid)));
-    let shared = Arc::new(Shared::new(Some(pid), None, guest, host, region));
+    let shared = Arc::new(Shared::new(
+        Some(pid),
+        None,
+        guest,
+        host,
+        region,
+        Arc::downgrade(&books),
+    ));
     books.register(id, shared.clone());
     if let Err(what) = handshake {
         shared.kill();

@@ -66,6 +66,7 @@ pub(super) fn run(
         guest,
         host,
         None,
+        Arc::downgrade(&books),
     ));
     books.register(id, shared.clone());
     tracing::debug!(worker = id, "worker thread started");

@@ -268,3 +268,68 @@ async fn hundreds_of_sessions_share_two_workers() {
     // Dropped sessions are closed with the workers' next requests.
     assert_eq!(pool.run::<u64>(&job, "bump", ()).await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn a_call_dropped_with_finish_keeps_the_session() {
+    let job = session_job();
+    let pool = pool(1);
+    let session = pool.session(&job).await.unwrap();
+    assert_eq!(session.run::<u64>("bump", ()).await.unwrap(), 1);
+    let grow = session
+        .call::<u64>("grow", (1u32 << 20,))
+        .on_cancel(Cancel::Finish);
+    // Dropped at once, or finished: either way the session goes on.
+    let _ = tokio::time::timeout(Duration::from_micros(1), grow).await;
+    assert!(!session.is_lost());
+    assert_eq!(session.run::<u64>("bump", ()).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_call_waiting_for_its_busy_worker_holds_no_place_in_the_pool() {
+    let job = session_job();
+    let pool = pool(2);
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        sessions.push(Arc::new(pool.session(&job).await.unwrap()));
+    }
+    let pid = sessions[0].pid();
+    let same = sessions[1..]
+        .iter()
+        .find(|s| s.pid() == pid)
+        .expect("two sessions share a worker")
+        .clone();
+    let busy = sessions[0].clone();
+    let spinning = tokio::spawn(async move {
+        busy.call::<()>("spin", ())
+            .timeout(Duration::from_secs(3))
+            .await
+    });
+    eventually("the worker to be busy", || pool.statistics().busy >= 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiting = tokio::spawn(async move { same.run::<u64>("bump", ()).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The other worker serves a plain call while both wait.
+    assert_eq!(pool.run::<u64>(&job, "bump", ()).await.unwrap(), 1);
+    assert!(
+        !spinning.is_finished(),
+        "the plain call did not wait for the spin"
+    );
+    let err = spinning.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(waiting.await.unwrap().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_idles_out_once_its_last_session_closes() {
+    let job = session_job();
+    let pool = Pool::builder()
+        .workers(1)
+        .idle_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let session = pool.session(&job).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pool.statistics().idle, 1, "kept while it holds a session");
+    drop(session);
+    eventually("the worker to idle out", || pool.statistics().idle == 0).await;
+}
