@@ -45,7 +45,8 @@
 //! | `option<T>` | `Option<T>` |
 //! | `result<T, E>` | `Result<T, E>` |
 //! | `flags` | a sequence of flag names, such as `Vec<String>` |
-//! | `resource`, `future`, `stream` | refused with [`ErrorKind::Unsupported`] |
+//! | `own<T>`, `borrow<T>` of a `resource` | a [`Resource`] handle, on a [`Session`] (refused with [`ErrorKind::Unsupported`] elsewhere) |
+//! | `future`, `stream` | refused with [`ErrorKind::Unsupported`] |
 //!
 //! Names match ignoring case, `-` and `_`: WIT's `dark-blue` is Rust's
 //! `DarkBlue`, and a field `max-size` is `max_size`. A mismatch names its
@@ -220,6 +221,29 @@
 //! [`PoolBuilder::reuse_instances`], for trusted jobs that may keep state
 //! between calls. Either way, a worker makes the next fresh instance after
 //! it has answered a call, so instantiation is off the latency path.
+//!
+//! # Sessions and resources
+//!
+//! A [`Session`] ([`Pool::session`]) is one instance kept across calls, on
+//! the worker that holds it: a plugin that keeps state. It is also the way
+//! to the component model's resources: a function whose signature holds a
+//! `resource` is called on a session, and the handles it returns are
+//! [`Resource`]s, passed back by reference (`borrow<T>`) or by value
+//! (`own<T>`). A guest may import resource types too, served by
+//! [host functions](PoolBuilder::host_fn) under their canonical names
+//! ([`HostContext::new_resource`], [`HostContext::resource`]).
+//!
+//! ```no_run
+//! # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+//! let session = pool.session(&job).await?;
+//! let n: u64 = session.run("bump", ()).await?;
+//! let c: wasmpool::Resource = session.run("[constructor]counter", (5i64,)).await?;
+//! let v: i64 = session.run("[method]counter.add", (&c, 3i64)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A trap, timeout or interrupt in a session's call loses the session
+//! ([`ErrorKind::SessionLost`] for its later calls); see [`Session`].
 //!
 //! # Implementation
 //!

@@ -46,7 +46,12 @@ use crate::worker::Shared;
 ///
 /// `Session` is `Send + Sync` and its methods take `&self`: share it
 /// behind an `Arc`. Its calls run one at a time, in the order they were
-/// made.
+/// made (first awaited: a call's place is taken when its future is first
+/// polled).
+///
+/// A host function must not call a session on the worker whose guest is
+/// calling it: that session's call waits for the worker, which waits for
+/// the host function.
 ///
 /// # Workers
 ///
@@ -76,8 +81,12 @@ use crate::worker::Shared;
 /// - A call dropped with [`Cancel::Finish`] runs to its end and leaves
 ///   the session as the call leaves it.
 /// - A call that never enters the guest (no such function, arguments that
-///   do not fit, a [`Resource`] the session does not hold) fails alone:
-///   the session goes on.
+///   do not fit, a [`Resource`] the session does not hold, a sandbox
+///   setting of its own) fails alone: the session goes on. So does a call
+///   dropped before it reached the worker (still waiting for it).
+/// - A resource's destructor that traps, when a dropped [`Resource`] is
+///   dropped in the guest before the next call, loses the session too: that
+///   call fails with the trap.
 /// - [`Cancel::Kill`], a timeout past its grace, or a worker that
 ///   crashes ends the worker, and so **every session on it**. Sessions
 ///   on other workers, and the pool, go on.
@@ -309,7 +318,14 @@ impl Session {
     /// [`ErrorKind::ArgumentMismatch`], naming the resource, for a handle
     /// of another session or one a call consumed (the session goes on);
     /// [`ErrorKind::SessionLost`] on a lost session; a trap of the
-    /// destructor, which loses the session.
+    /// destructor, which loses the session. The handle is consumed either
+    /// way: another session's handle, refused here, is then dropped as a
+    /// handle is, and its own session drops the resource.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it has sent the drop, the handle is dropped as any
+    /// handle is: before the session's next call.
     pub async fn drop_resource(&self, mut resource: Resource) -> Result<(), Error> {
         if resource.is_host() || resource.owner() != self.inner.link.id {
             return Err(Error::new(

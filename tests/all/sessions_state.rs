@@ -333,3 +333,12 @@ async fn a_worker_idles_out_once_its_last_session_closes() {
     drop(session);
     eventually("the worker to idle out", || pool.statistics().idle == 0).await;
 }
+
+#[tokio::test]
+async fn a_cluster_pool_has_no_sessions() {
+    // Refused before any connection to the server.
+    let pool = Pool::builder().nats("nats://127.0.0.1:1").build().unwrap();
+    let err = pool.session(&session_job()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("cluster"), "{err}");
+}
