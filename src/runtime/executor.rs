@@ -26,7 +26,7 @@ use super::interrupts::{Interrupts, Running};
 use super::loaded::{Loaded, load};
 use super::meter::Meter;
 use super::port::{OpSender, Port};
-use super::sessions::Sessions;
+use super::sessions::{SessionItem, Sessions};
 use super::store::{State, new_store, take_grown};
 use crate::engine::EngineSettings;
 use crate::error::ErrorKind;
@@ -165,7 +165,15 @@ impl Executor {
             });
             let outcome = match args {
                 Some(Ok(args)) => {
-                    self.session_request(id, op, &artifact, &export, &args, &options, mine)
+                    let req = SessionItem {
+                        id,
+                        artifact: &artifact,
+                        export: &export,
+                        args: &args,
+                        options: &options,
+                        mine,
+                    };
+                    self.session_request(op, req)
                 }
                 Some(Err(e)) => (Err(e), Report::default()),
                 None => {

@@ -159,6 +159,18 @@ impl Handles for SessionHandles<'_> {
     }
 }
 
+/// A session's request, as the worker serves it.
+pub(super) struct SessionItem<'a> {
+    pub(super) id: u64,
+    pub(super) artifact: &'a Artifact,
+    pub(super) export: &'a ExportPath,
+    /// Its one item's arguments (an empty tuple but for a call).
+    pub(super) args: &'a [u8],
+    pub(super) options: &'a CallOptions,
+    /// The handles of the session the host let go of, to drop around it.
+    pub(super) mine: Vec<u64>,
+}
+
 /// The error of a call on a lost session.
 fn lost_error(why: &str) -> WireError {
     WireError::new(
@@ -193,20 +205,15 @@ fn named_handles(args: &[u8], session: u64) -> Vec<u64> {
 }
 
 impl Executor {
-    /// Serves a request of a session: `op` with its one item, `args`.
-    /// `mine` are the handles of the session the host let go of, to drop
-    /// around a call.
-    #[expect(clippy::too_many_arguments, reason = "a request's parts, passed once")]
-    pub(super) fn session_request(
-        &mut self,
-        id: u64,
-        op: SessionOp,
-        artifact: &Artifact,
-        export: &ExportPath,
-        args: &[u8],
-        options: &CallOptions,
-        mine: Vec<u64>,
-    ) -> WireOutcome {
+    /// Serves a request of a session: `op`, with `req`.
+    pub(super) fn session_request(&mut self, op: SessionOp, req: SessionItem<'_>) -> WireOutcome {
+        let SessionItem {
+            id,
+            artifact,
+            options,
+            ref mine,
+            ..
+        } = req;
         match op {
             SessionOp::Open(session) => {
                 let outcome = self.open_session(id, session, artifact, options);
@@ -224,7 +231,7 @@ impl Executor {
                 let wake = self.interrupts.begin(Running::Call(id), options.timeout);
                 let mut report = Report::default();
                 let dropped = self
-                    .drop_handles(session, &mine)
+                    .drop_handles(session, mine)
                     .and_then(|()| self.drop_resource(session, handle, &type_name));
                 drop(wake);
                 self.interrupts.end(options.timeout.is_some());
@@ -234,9 +241,7 @@ impl Executor {
                 }
                 (dropped.map(|()| Payload::Inline(nil())), report)
             }
-            SessionOp::Call(session) => {
-                self.session_call(id, session, artifact, export, args, options, mine)
-            }
+            SessionOp::Call(session) => self.session_call(session, req),
         }
     }
 
@@ -411,21 +416,11 @@ impl Executor {
     /// handles the host let go of, those the arguments do not name are
     /// dropped before the call, the others after it; all inside the call's
     /// interrupts.
-    #[expect(clippy::too_many_arguments, reason = "a request's parts, passed once")]
-    fn session_call(
-        &mut self,
-        id: u64,
-        session: u64,
-        artifact: &Artifact,
-        export: &ExportPath,
-        args: &[u8],
-        options: &CallOptions,
-        mine: Vec<u64>,
-    ) -> WireOutcome {
+    fn session_call(&mut self, session: u64, req: SessionItem<'_>) -> WireOutcome {
+        let (id, args, options) = (req.id, req.args, req.options);
         let meter = Meter::start(options.cpu_time);
         let wake = self.interrupts.begin(Running::Call(id), options.timeout);
-        let (outcome, mut report) =
-            self.session_call_inner(id, session, artifact, export, args, options, mine, wake);
+        let (outcome, mut report) = self.session_call_inner(session, req, wake);
         self.interrupts.end(options.timeout.is_some());
         self.port.item_ended();
         meter.stop(&mut report.measured);
@@ -435,18 +430,20 @@ impl Executor {
     }
 
     /// [`session_call`](Executor::session_call) inside its interrupts.
-    #[expect(clippy::too_many_arguments, reason = "a request's parts, passed once")]
     fn session_call_inner(
         &mut self,
-        id: u64,
         session: u64,
-        artifact: &Artifact,
-        export: &ExportPath,
-        args: &[u8],
-        options: &CallOptions,
-        mine: Vec<u64>,
+        req: SessionItem<'_>,
         wake: tokio::sync::oneshot::Receiver<()>,
     ) -> WireOutcome {
+        let SessionItem {
+            id,
+            artifact,
+            export,
+            args,
+            options,
+            mine,
+        } = req;
         let mut report = Report::default();
         let (before, after): (Vec<u64>, Vec<u64>) = if mine.is_empty() {
             (mine, Vec::new())
