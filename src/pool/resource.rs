@@ -31,7 +31,13 @@ use crate::values::RESOURCE_KEY;
 /// after a call consumed it, it fails that call with
 /// [`ErrorKind::ArgumentMismatch`](crate::ErrorKind::ArgumentMismatch),
 /// naming the resource, and the session goes on. It is not `Clone`: one
-/// handle, one owner.
+/// handle, one owner:
+///
+/// ```compile_fail
+/// fn twice(r: &wasmpool::Resource) -> wasmpool::Resource {
+///     r.clone()
+/// }
+/// ```
 ///
 /// It is `Serialize` and `Deserialize` so that it can sit anywhere in a
 /// call's arguments and results (a record field, a list). A `Resource`

@@ -225,7 +225,11 @@ impl Roster {
                 return Ok(w);
             }
             // The permit held counts the worker about to start. A worker
-            // that holds sessions is never the one that makes room.
+            // that holds sessions is never the one that makes room: if all
+            // idle ones do, the pool runs a worker over its size, rather
+            // than make this call wait for ever for workers it cannot use
+            // (they reach other directories, or are of the other memory
+            // kind).
             let full = house.idle.len() + self.in_use() > self.workers.get();
             let unpinned = house.idle.iter().position(|w| w.shared.sessions() == 0);
             unpinned.filter(|_| full).map(|i| house.idle.remove(i))

@@ -25,6 +25,8 @@ fn session_job() -> wasmpool::Job {
 fn a_resource_is_an_owned_serde_value() {
     fn traits<T: Serialize + DeserializeOwned + Debug + Send + Sync + 'static>() {}
     traits::<Resource>();
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<wasmpool::Session>();
 }
 
 #[tokio::test]
@@ -179,6 +181,17 @@ async fn a_consumed_or_foreign_handle_is_refused_and_the_session_goes_on() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ArgumentMismatch, "{err}");
     assert!(err.to_string().contains("expected a counter"), "{err}");
+    // A resource, or a function of one, that does not exist.
+    let err = s
+        .run::<Resource>("[constructor]gadget", (1i64,))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoSuchFunction, "{err}");
+    let err = s
+        .run::<i64>("[method]counter.nope", (&tag,))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoSuchFunction, "{err}");
     // Not a handle at all.
     let err = s
         .run::<i64>("[method]counter.get", (5u32,))
