@@ -206,6 +206,9 @@ impl SessionLink {
             ));
         }
         if self.worker.is_gone() {
+            // Found out here: the host's values the guest held go now.
+            drop(state);
+            self.lose("its worker ended (it crashed, or was killed)");
             return Err(worker_ended(None));
         }
         Ok(())
