@@ -74,7 +74,7 @@ pub fn host_reads_replies(mut stream: &[u8]) {
                 }
             }
             FromWorker::Sync {
-                op: GuestOp::Host { function, args },
+                op: GuestOp::Host { function, args, .. },
                 ..
             } => {
                 let _ = (function, values::decode(&args));

@@ -60,6 +60,8 @@ pub struct HostContext {
     /// The host values the call's guest (its session's, for a session)
     /// holds handles to.
     resources: Arc<resources::HostTable>,
+    /// The resource type the function returns a handle of, if any.
+    returns: Option<Arc<str>>,
 }
 
 impl HostContext {
@@ -76,6 +78,7 @@ impl HostContext {
             pid: None,
             data,
             resources: Arc::default(),
+            returns: None,
         }
     }
 
@@ -104,7 +107,9 @@ impl HostContext {
 
     /// Makes `value` a resource the guest holds: the [`Resource`] a host
     /// function returns for an `own<T>` of a resource type the guest
-    /// imports (a `[constructor]T`, say). The guest's handle is the
+    /// imports (a `[constructor]T`, say). Its
+    /// [`type_name`](Resource::type_name) is `T`, the resource the
+    /// function returns. The guest's handle is the
     /// host's value: when the guest drops it, `value` is dropped. Values
     /// the guest still holds are dropped when its call ends, or, for a
     /// [session](crate::Session)'s guest, when the session closes or is
@@ -135,7 +140,11 @@ impl HostContext {
     ///
     /// If the guest has been given 2^32 values in one call or session.
     pub fn new_resource<T: Any + Send + Sync>(&self, value: T) -> Resource {
-        let type_name = resources::resource_of(&self.function).unwrap_or("resource");
+        let type_name = self
+            .returns
+            .as_deref()
+            .or_else(|| resources::resource_of(&self.function))
+            .unwrap_or("resource");
         let id = self
             .resources
             .insert(Arc::new(value), type_name)
@@ -185,6 +194,7 @@ impl fmt::Debug for HostContext {
             pid,
             data,
             resources: _,
+            returns: _,
         } = self;
         f.debug_struct("HostContext")
             .field("function", function)

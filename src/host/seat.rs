@@ -189,7 +189,13 @@ impl Seat {
     /// function that is ready at once (most are) is answered without a hop
     /// to another thread. One that is not moves to the runtime, and is
     /// dropped if the call ends first.
-    pub(crate) fn dispatch(&self, seq: u64, function: String, args: Vec<u8>) {
+    pub(crate) fn dispatch(
+        &self,
+        seq: u64,
+        function: String,
+        args: Vec<u8>,
+        returns: Option<String>,
+    ) {
         let scope = self.scope.locked().clone();
         let Some(scope) = scope else {
             let message = format!("host function {function} was called outside a call");
@@ -231,6 +237,7 @@ impl Seat {
             pid: self.pid,
             data: scope.data.clone(),
             resources: scope.resources.clone(),
+            returns: returns.map(Into::into),
         };
         let _runtime = scope.runtime.enter();
         let mut fut: HostFuture = f(cx, args);

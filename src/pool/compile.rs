@@ -476,6 +476,22 @@ impl Compiled {
         ))
     }
 
+    /// Whether the component imports resource types, which host functions
+    /// serve.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn imports_resources(&self) -> bool {
+        let ty = self.component.component_type();
+        ty.imports(&self.engine)
+            .filter(|(name, _)| !is_builtin_import(name))
+            .any(|(_, import)| match import.ty {
+                ComponentItem::Resource(_) => true,
+                ComponentItem::ComponentInstance(instance) => instance
+                    .exports(&self.engine)
+                    .any(|(_, e)| matches!(e.ty, ComponentItem::Resource(_))),
+                _ => false,
+            })
+    }
+
     /// Resolves `name` to one exported function, checking that its types
     /// can cross a process boundary outside a session: no resource
     /// handles. Cached per name.

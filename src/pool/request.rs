@@ -229,6 +229,15 @@ impl PoolInner {
         }
         let compiled = self.compiler.compiled(job).await?;
         compiled.check_imports(&self.host_fns)?;
+        #[cfg(feature = "cluster")]
+        if matches!(self.backend, Backend::Cluster(_)) && compiled.imports_resources() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "the component imports resource types, which host functions serve as values \
+                 kept for the guest; a cluster pool's host calls come from nodes call by call, \
+                 so its guests cannot hold host values: use a local pool",
+            ));
+        }
         Ok(compiled)
     }
 

@@ -140,6 +140,7 @@ fn define_resource(
 ) -> wasmtime::Result<()> {
     li.resource(name, ty, |store: StoreContextMut<'_, State>, rep: u32| {
         let op = GuestOp::Host {
+            returns: None,
             function: DROP_FUNCTION.to_string(),
             args: ByteBuf::from(values::encode(&Value::Array(vec![Value::Int(rep.into())]))),
         };
@@ -237,7 +238,14 @@ fn call(
         .zip(params)
         .map(|((_, t), v)| wit::from_val_in(&t, v.clone(), &mut handles))
         .collect();
+    let returns = ty.results().next().and_then(|t| {
+        wit::first_inside(&t, &|t| {
+            let n = handles.place(t).filter(|_| matches!(t, Type::Own(_)))?;
+            resources.get(n as usize).cloned()
+        })
+    });
     let op = GuestOp::Host {
+        returns,
         function: function.to_string(),
         args: ByteBuf::from(values::encode(&Value::Array(args))),
     };

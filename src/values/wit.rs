@@ -163,7 +163,7 @@ fn async_type(ty: &Type) -> Option<String> {
 
 /// What `f` says of the first type inside `ty` (itself included) it
 /// says anything of.
-fn first_inside(ty: &Type, f: &dyn Fn(&Type) -> Option<String>) -> Option<String> {
+pub(crate) fn first_inside(ty: &Type, f: &dyn Fn(&Type) -> Option<String>) -> Option<String> {
     if let Some(found) = f(ty) {
         return Some(found);
     }

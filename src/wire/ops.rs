@@ -116,6 +116,11 @@ pub(crate) enum GuestOp {
     Host {
         function: String,
         args: ByteBuf,
+        /// The resource type the function returns a handle of (the first,
+        /// if its result holds several), as the guest imports it: the name
+        /// of the values it makes with `HostContext::new_resource`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        returns: Option<String>,
     },
     /// An outgoing `wasi:http` request of the guest, for the host to check
     /// against the call's allowlist and make; answered with

@@ -364,10 +364,17 @@ fn read_replies(
             Ok(Some(FromWorker::Sync { .. })) if shared.expected_exit.load(Ordering::SeqCst) => {}
             Ok(Some(FromWorker::Sync {
                 seq,
-                op: GuestOp::Host { function, args },
+                op:
+                    GuestOp::Host {
+                        function,
+                        args,
+                        returns,
+                    },
             })) => {
                 spoke = true;
-                shared.host.dispatch(seq, function, args.into_vec());
+                shared
+                    .host
+                    .dispatch(seq, function, args.into_vec(), returns);
             }
             Ok(Some(FromWorker::Sync {
                 seq,

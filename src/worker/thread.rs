@@ -42,7 +42,11 @@ pub(super) fn run(
         let host = host.clone();
         Box::new(move |seq, op| {
             match op {
-                GuestOp::Host { function, args } => host.dispatch(seq, function, args.into_vec()),
+                GuestOp::Host {
+                    function,
+                    args,
+                    returns,
+                } => host.dispatch(seq, function, args.into_vec(), returns),
                 GuestOp::Http(req) => host.http(seq, req),
                 op => guest.submit(seq, op),
             }

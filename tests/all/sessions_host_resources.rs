@@ -75,6 +75,20 @@ fn serve_kv(b: PoolBuilder, drops: Arc<AtomicUsize>) -> PoolBuilder {
         },
     )
     .host_fn(
+        format!("{STORE}#default-store"),
+        |cx: HostContext, (): ()| async move {
+            // Named by the resource the function returns, though it is no
+            // member of it.
+            let kv = cx.new_resource(Kv {
+                name: "default".into(),
+                map: Mutex::default(),
+                drops: Arc::default(),
+            });
+            assert_eq!(kv.type_name(), "kv");
+            Ok::<_, BoxError>(kv)
+        },
+    )
+    .host_fn(
         format!("{STORE}#size"),
         |cx: HostContext, (k,): (Resource,)| async move {
             let kv: Arc<Kv> = cx.resource(&k)?;
@@ -95,6 +109,9 @@ async fn a_plain_calls_host_values_live_as_long_as_the_guests_handles() {
         // One it kept is dropped when the call ends.
         let () = pool.run(&job, "keep", ("kept",)).await.unwrap();
         assert_eq!(drops.load(Ordering::SeqCst), 2, "{kind:?}");
+        // A resource made by a function that is no member of it.
+        let n: u32 = pool.run(&job, "set-default", ("k", "v")).await.unwrap();
+        assert_eq!(n, 1, "{kind:?}");
     }
 }
 
@@ -178,4 +195,19 @@ async fn a_handle_of_the_wrong_rust_type_fails_the_host_function() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::HostFunction, "{err}");
     assert!(err.to_string().contains("kv"), "{err}");
+}
+
+#[tokio::test]
+async fn a_cluster_pool_refuses_host_resources() {
+    let job = job(wasmpool_guests::KVPLUGIN);
+    // Refused on the host, before any connection to the server.
+    let pool = serve_kv(Pool::builder().nats("nats://127.0.0.1:1"), Arc::default())
+        .build()
+        .unwrap();
+    let err = pool
+        .run::<Option<String>>(&job, "roundtrip", ("s", "k", "v"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("resource"), "{err}");
 }

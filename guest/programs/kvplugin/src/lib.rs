@@ -45,6 +45,12 @@ impl Guest for Plugin {
         Kv::new(&name)
     }
 
+    fn set_default(key: String, value: String) -> u32 {
+        let kv = store::default_store();
+        kv.set(&key, &value);
+        store::size(&kv)
+    }
+
     fn fail() {
         panic!("the plugin fails on purpose")
     }
