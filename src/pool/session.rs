@@ -174,6 +174,7 @@ impl SessionLink {
     /// worker no longer counts it, and drops what is left of its instance
     /// with its next request.
     pub(super) fn lose(&self, why: &str) {
+        let why = why.strip_prefix("the session is lost: ").unwrap_or(why);
         {
             let mut state = self.state.locked();
             if state.lost.is_none() {
