@@ -499,7 +499,6 @@ impl NodeState {
             let _ = msg.ack_with(AckKind::Term).await;
             return;
         }
-        tracing::debug!(%caller, call = id, items = order.items.len(), "order taken");
         let (stop_tx, stop_rx) = oneshot::channel();
         // A remote handle's channel: one of this pool's, bridged to the
         // caller's while the call runs, and gone with the order.
@@ -510,13 +509,31 @@ impl NodeState {
             Some(b) => JobLink::with_channel(b.key.clone()),
             None => JobLink::detached(),
         });
-        self.running.locked().insert(
-            (caller.clone(), id),
-            Running {
-                stop: Some(stop_tx),
-                link: link.clone(),
-            },
-        );
+        // A copy of an order this node runs now (the caller sent it again
+        // after a reconnect, and both copies were delivered) is dropped:
+        // the running copy answers. Run side by side, the second's entry
+        // would replace the first's, whose stop would fire; and the
+        // first's end would then remove the second's, and stop it too:
+        // both cancelled, and the caller never answered.
+        let copy = {
+            let mut running = self.running.locked();
+            match running.entry((caller.clone(), id)) {
+                std::collections::hash_map::Entry::Occupied(_) => true,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Running {
+                        stop: Some(stop_tx),
+                        link: link.clone(),
+                    });
+                    false
+                }
+            }
+        };
+        if copy {
+            tracing::debug!(%caller, call = id, "a copy of an order running here; dropped");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+        tracing::debug!(%caller, call = id, items = order.items.len(), "order taken");
         let outcome = {
             let run = self.run(order, link, bridge.as_ref());
             let progress = async {
