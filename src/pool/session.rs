@@ -95,7 +95,8 @@ use crate::worker::Shared;
 ///
 /// [`is_lost`](Session::is_lost) tells whether the session is gone.
 /// Dropping a `Session` closes it: its instance is dropped with the next
-/// request its worker serves.
+/// request its worker serves. A session holds a handle on its pool, as a
+/// [`Call`] does: the pool's workers live at least as long as it.
 ///
 /// # Resources
 ///
