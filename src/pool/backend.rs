@@ -3,7 +3,7 @@
 //! A pool is one or the other for its whole life, so the two designs are
 //! one enum, chosen in [`PoolBuilder::build`](super::PoolBuilder::build),
 //! and every place that differs matches it here (the call path in
-//! `request.rs` matches it once, to send). A cluster pool starts no
+//! `request/` matches it once, to send). A cluster pool starts no
 //! roster and no housekeeper thread.
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! jobs, the roster of workers, and compiling jobs.
 //!
 //! A call goes: [`Call`] (options, cancel handle) → `PoolInner::call` in
-//! `request.rs` (check and compile on the host, then send where the
+//! `request/` (check and compile on the host, then send where the
 //! pool's [`Backend`] says) → for a local pool, a worker from the
 //! [`Roster`] and its host thread → back. A `map` goes the same way in
 //! batches, through `PoolInner::call_many`. Nothing here knows how a

@@ -21,6 +21,7 @@ use crate::values::{self, Handles, Value, wit};
 use crate::wire::{Artifact, CallOptions, ExportPath, Report, WireError};
 
 /// One call of a request.
+#[derive(Clone, Copy)]
 pub(super) struct Item<'a> {
     pub(super) id: u64,
     pub(super) artifact: &'a Artifact,

@@ -165,14 +165,14 @@ impl Executor {
             });
             let outcome = match args {
                 Some(Ok(args)) => {
-                    let req = SessionItem {
+                    let item = Item {
                         id,
                         artifact: &artifact,
                         export: &export,
                         args: &args,
                         options: &options,
-                        mine,
                     };
+                    let req = SessionItem { item, mine };
                     self.session_request(op, req)
                 }
                 Some(Err(e)) => (Err(e), Report::default()),

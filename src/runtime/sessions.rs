@@ -30,8 +30,7 @@ use super::store::{State, new_store};
 use crate::error::ErrorKind;
 use crate::values::{self, HandleRef, Handles, Path, Value, wit};
 use crate::wire::{
-    Artifact, CallOptions, ExportPath, Payload, Pending, RESULTS_AT, Report, SessionOp, WireError,
-    WireOutcome,
+    Artifact, CallOptions, Payload, Pending, RESULTS_AT, Report, SessionOp, WireError, WireOutcome,
 };
 
 /// The sessions of an executor.
@@ -159,15 +158,11 @@ impl Handles for SessionHandles<'_> {
     }
 }
 
-/// A session's request, as the worker serves it.
+/// A session's request, as the worker serves it: its one item (whose
+/// arguments are an empty tuple but for a call), and the handles of the
+/// session the host let go of, to drop around it.
 pub(super) struct SessionItem<'a> {
-    pub(super) id: u64,
-    pub(super) artifact: &'a Artifact,
-    pub(super) export: &'a ExportPath,
-    /// Its one item's arguments (an empty tuple but for a call).
-    pub(super) args: &'a [u8],
-    pub(super) options: &'a CallOptions,
-    /// The handles of the session the host let go of, to drop around it.
+    pub(super) item: Item<'a>,
     pub(super) mine: Vec<u64>,
 }
 
@@ -207,13 +202,13 @@ fn named_handles(args: &[u8], session: u64) -> Vec<u64> {
 impl Executor {
     /// Serves a request of a session: `op`, with `req`.
     pub(super) fn session_request(&mut self, op: SessionOp, req: SessionItem<'_>) -> WireOutcome {
-        let SessionItem {
+        let Item {
             id,
             artifact,
             options,
-            ref mine,
             ..
-        } = req;
+        } = req.item;
+        let mine = &req.mine;
         match op {
             SessionOp::Open(session) => {
                 let outcome = self.open_session(id, session, artifact, options);
@@ -417,7 +412,9 @@ impl Executor {
     /// dropped before the call, the others after it; all inside the call's
     /// interrupts.
     fn session_call(&mut self, session: u64, req: SessionItem<'_>) -> WireOutcome {
-        let (id, args, options) = (req.id, req.args, req.options);
+        let Item {
+            id, args, options, ..
+        } = req.item;
         let meter = Meter::start(options.cpu_time);
         let wake = self.interrupts.begin(Running::Call(id), options.timeout);
         let (outcome, mut report) = self.session_call_inner(session, req, wake);
@@ -436,14 +433,14 @@ impl Executor {
         req: SessionItem<'_>,
         wake: tokio::sync::oneshot::Receiver<()>,
     ) -> WireOutcome {
-        let SessionItem {
-            id,
+        let SessionItem { item, mine } = req;
+        let Item {
             artifact,
             export,
             args,
             options,
-            mine,
-        } = req;
+            ..
+        } = item;
         let mut report = Report::default();
         let (before, after): (Vec<u64>, Vec<u64>) = if mine.is_empty() {
             (mine, Vec::new())
@@ -508,13 +505,6 @@ impl Executor {
             linker,
             jobs,
             interrupts: &self.interrupts,
-        };
-        let item = Item {
-            id,
-            artifact,
-            export,
-            args,
-            options,
         };
         let (outcome, left) = self.runtime.block_on(execute(
             cx,
