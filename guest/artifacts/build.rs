@@ -18,7 +18,7 @@ const TARGET: &str = "wasm32-wasip2";
 const P1_TARGET: &str = "wasm32-wasip1";
 const GUESTS: &[&str] = &[
     "fib", "cpu", "echo", "types", "faults", "hello", "sandbox", "coop", "plugin", "greeter",
-    "ticker", "heavy", "fetch", "config", "cmd", "wasitest", "session", "kvplugin",
+    "ticker", "heavy", "fetch", "config", "cmd", "wasitest", "session", "kvplugin", "asyncs",
 ];
 /// Guests built for `P1_TARGET` too: plain binaries with no WIT of their own.
 const P1_GUESTS: &[&str] = &["cmd"];

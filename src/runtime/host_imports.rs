@@ -10,7 +10,7 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{
     Component, Linker, LinkerInstance, ResourceAny, ResourceDynamic, ResourceType, Type, Val,
 };
-use wasmtime::{Engine, StoreContextMut};
+use wasmtime::{AsContextMut as _, Engine, StoreContextMut};
 
 use super::store::State;
 use crate::engine::is_builtin_import;
@@ -85,16 +85,24 @@ pub(super) fn link(
                 let mut li = linker.instance(name)?;
                 for (item, export) in instance.exports(engine) {
                     match export.ty {
-                        ComponentItem::ComponentFunc(_) => {
-                            define(&mut li, item, format!("{name}#{item}"), names.clone())?;
+                        ComponentItem::ComponentFunc(f) => {
+                            let function = format!("{name}#{item}");
+                            define(&mut li, item, function, f.async_(), names.clone())?;
                         }
                         ComponentItem::Resource(_) => resource(&mut li, item)?,
                         _ => {}
                     }
                 }
             }
-            ComponentItem::ComponentFunc(_) => {
-                define(&mut linker.root(), name, name.to_string(), names.clone())?;
+            ComponentItem::ComponentFunc(f) => {
+                let function = name.to_string();
+                define(
+                    &mut linker.root(),
+                    name,
+                    function,
+                    f.async_(),
+                    names.clone(),
+                )?;
             }
             ComponentItem::Resource(_) => resource(&mut linker.root(), name)?,
             // Types, and what nothing can provide: instantiation says so.
@@ -104,14 +112,30 @@ pub(super) fn link(
     Ok(Some(linker))
 }
 
-/// Defines `name` in `li` as a call of the host function `function`.
+/// Defines `name` in `li` as a call of the host function `function`. An
+/// `async func` import is defined as a concurrent host function, the only
+/// kind wasmtime links to one; its call waits for the host's answer as a
+/// sync import's does, so the guest's other tasks wait with it.
 fn define(
     li: &mut LinkerInstance<'_, State>,
     name: &str,
     function: String,
+    is_async: bool,
     resources: Arc<[String]>,
 ) -> wasmtime::Result<()> {
     let function: Arc<str> = function.into();
+    if is_async {
+        return li.func_new_concurrent(name, move |accessor, ty, params, results| {
+            let function = function.clone();
+            let resources = resources.clone();
+            Box::pin(async move {
+                accessor.with(|mut access| {
+                    let store = access.as_context_mut();
+                    call(store, &function, &resources, &ty, params, results)
+                })
+            })
+        });
+    }
     li.func_new_async(
         name,
         move |store: StoreContextMut<'_, State>, ty, params, results| {

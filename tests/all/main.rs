@@ -12,6 +12,7 @@
 //! for a stdout to read, and make one: they run this binary again with
 //! `--exact` and their own name (`common::test_name`), which runs them alone.
 
+mod async_exports;
 mod call_accounting;
 mod call_basics;
 mod command_programs;
