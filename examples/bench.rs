@@ -5,7 +5,7 @@
 //! `-- --quick` takes fewer samples; naming sections (`-- roundtrip echo`)
 //! runs only those: roundtrip, throughput, echo, first, cancel, failure,
 //! scaling, scheduling, rss, fib, sync, host, confine, payload, memory,
-//! commands, tenants, sessions, cluster. Every figure is printed as a
+//! commands, tenants, sessions, async, cluster. Every figure is printed as a
 //! `metric value unit` line as it is measured, then all of them as a table.
 //!
 //! Baselines:
@@ -193,6 +193,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if run("sessions") {
         sessions(&mut r).await?;
+    }
+    if run("async") {
+        async_calls(&mut r).await?;
     }
     if run("rss") {
         idle_rss(&mut r, &cpu).await?;
@@ -943,6 +946,41 @@ fn rss_kib(pid: u32) -> f64 {
 /// each with its own state. The time to open them, the workers' resident
 /// memory per idle session, and calls per second on sessions against
 /// plain calls (a fresh instance each) of the same function.
+/// An async export's round trip beside a sync export's of the same
+/// component, taking turns in batches.
+async fn async_calls(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
+    const BATCH: usize = 250;
+    let job = Job::from_file(wasmpool_guests::ASYNCS)?;
+    let pool = Pool::builder()
+        .workers(1)
+        .host_fn(
+            "wasmpool:jobs/async-host#nap",
+            |_cx: wasmpool::HostContext, (ms,): (u32,)| async move {
+                tokio::time::sleep(Duration::from_millis(ms.into())).await;
+                Ok::<_, wasmpool::BoxError>(ms)
+            },
+        )
+        .build()?;
+    let _: u32 = pool.run(&job, "double", (1u32,)).await?;
+    let (mut sync, mut async_) = (Vec::new(), Vec::new());
+    for _ in 0..r.n(10_000) / BATCH {
+        for _ in 0..BATCH {
+            let t = Instant::now();
+            let _: u64 = pool.run(&job, "fib", (1u32,)).await?;
+            sync.push(t.elapsed());
+        }
+        for _ in 0..BATCH {
+            let t = Instant::now();
+            let _: u32 = pool.run(&job, "double", (1u32,)).await?;
+            async_.push(t.elapsed());
+        }
+    }
+    r.latency("sync_export_roundtrip", &mut sync);
+    r.latency("async_export_roundtrip", &mut async_);
+    pool.shutdown().await;
+    Ok(())
+}
+
 async fn sessions(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
     let job = Job::from_file(wasmpool_guests::SESSION)?;
     let count = r.n(1_000);

@@ -132,7 +132,7 @@ impl Runner {
         let executor = Executor::new(
             &settings,
             reuse,
-            std::sync::Arc::new(Answers::Inbox(std::sync::Arc::default())),
+            std::sync::Arc::new(Answers::inbox(std::sync::Arc::default())),
             Box::new(|_, _| Err(std::io::Error::other("no registry in a benchmark"))),
         )
         .map_err(|e| Error::new(crate::ErrorKind::Spawn, e))?;

@@ -3,9 +3,10 @@
 //! in its [`Inbox`]. Either wait wakes when the call is interrupted.
 
 use crate::locks::Locked as _;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::platform::{self, WakePipe};
@@ -53,8 +54,20 @@ impl IdleSpin {
 /// stop polling for that.
 const SPARSE: Duration = Duration::from_micros(300);
 
-/// Where a waiting guest gets its answers.
-pub(crate) enum Answers {
+/// Where a waiting guest gets its answers: a blocked host call waits in
+/// [`Answers::wait`], an `async func` import's call in
+/// [`Answers::wait_async`], and several of those can wait at once (the
+/// guest's other tasks run meanwhile). Whichever wait reads an answer
+/// hands it to its waiter.
+pub(crate) struct Answers {
+    way: Way,
+    awaited: Arc<Awaited>,
+    /// The thread that wakes the async waits when the request pipe has
+    /// something to read: started by the first one that has to wait.
+    watch: Arc<Watch>,
+}
+
+enum Way {
     /// A worker thread's: the registry posts them.
     Inbox(Arc<Inbox>),
     /// A worker process's: its request pipe, which the guest's thread reads
@@ -67,11 +80,29 @@ pub(crate) enum Answers {
 }
 
 impl Answers {
+    /// A worker thread's, from its inbox.
+    pub(crate) fn inbox(inbox: Arc<Inbox>) -> Answers {
+        Answers {
+            awaited: inbox.awaited.clone(),
+            way: Way::Inbox(inbox),
+            watch: Arc::default(),
+        }
+    }
+
+    /// A worker process's, from its request pipe.
+    pub(crate) fn pipe(requests: Arc<std::io::PipeReader>, wake: WakePipe) -> Answers {
+        Answers {
+            way: Way::Pipe { requests, wake },
+            awaited: Arc::default(),
+            watch: Arc::default(),
+        }
+    }
+
     /// Wakes a waiting guest to check whether it was stopped.
     pub(crate) fn wake(&self) {
-        match self {
-            Answers::Inbox(inbox) => inbox.wake(),
-            Answers::Pipe { wake, .. } => wake.ring(),
+        match &self.way {
+            Way::Inbox(inbox) => inbox.wake(),
+            Way::Pipe { wake, .. } => wake.ring(),
         }
     }
 
@@ -81,10 +112,198 @@ impl Answers {
         deadline: Option<Instant>,
         stopped: impl Fn() -> bool,
     ) -> Waited {
-        match self {
-            Answers::Inbox(inbox) => inbox.wait(seq, deadline, stopped),
-            Answers::Pipe { requests, wake } => wait_pipe(requests, wake, seq, deadline, stopped),
+        match &self.way {
+            Way::Inbox(inbox) => inbox.wait(seq, deadline, stopped),
+            Way::Pipe { requests, wake } => {
+                wait_pipe(requests, wake, &self.awaited, seq, deadline, stopped)
+            }
         }
+    }
+
+    /// Makes `seq` an async wait, before its operation is sent, so that an
+    /// answer that comes at once is kept for it.
+    pub(super) fn expect(&self, seq: u64) {
+        self.awaited
+            .waits
+            .locked()
+            .insert(seq, AsyncWait::default());
+    }
+
+    /// Waits for the answer to `seq` (made an async wait by
+    /// [`Answers::expect`]) without blocking the thread. Dropping the
+    /// future gives the wait up; its answer is then dropped when it comes.
+    pub(super) async fn wait_async(&self, seq: u64) -> Waited {
+        struct Forget<'a>(&'a Awaited, u64);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.waits.locked().remove(&self.1);
+            }
+        }
+        let _forget = Forget(&self.awaited, seq);
+        std::future::poll_fn(|cx| {
+            if let Some(answer) = self.awaited.take(seq, cx.waker()) {
+                return Poll::Ready(Waited::Answer(answer));
+            }
+            let Way::Pipe { requests, .. } = &self.way else {
+                // The inbox's `post` wakes it.
+                return Poll::Pending;
+            };
+            // Read what has come, handing each answer to its wait.
+            let mut buf = Vec::new();
+            while platform::spin_until_readable(&**requests, Duration::ZERO) {
+                match read_frame::<_, ToWorker>(&**requests, &mut buf) {
+                    Ok(Some(ToWorker::Answer { seq: s, answer })) if s == seq => {
+                        return Poll::Ready(Waited::Answer(answer));
+                    }
+                    Ok(Some(ToWorker::Answer { seq: s, answer })) => self.awaited.route(s, answer),
+                    Ok(Some(ToWorker::Call(_))) => {
+                        return Poll::Ready(Waited::Lost(
+                            "the host sent a call while one runs".into(),
+                        ));
+                    }
+                    Ok(None) => return Poll::Ready(Waited::Lost("the host is gone".into())),
+                    Err(e) => {
+                        return Poll::Ready(Waited::Lost(format!("reading from the host: {e}")));
+                    }
+                }
+            }
+            self.watch.ask(requests, &self.awaited);
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for Answers {
+    fn drop(&mut self) {
+        self.watch.close();
+    }
+}
+
+/// The async waits of one executor: the answers that came for them while
+/// another wait read, and their wakers.
+#[derive(Default)]
+pub(crate) struct Awaited {
+    waits: Mutex<HashMap<u64, AsyncWait>>,
+}
+
+#[derive(Default)]
+struct AsyncWait {
+    answer: Option<Answer>,
+    waker: Option<Waker>,
+}
+
+impl Awaited {
+    /// Keeps `answer` for the async wait `seq` and wakes it; drops it when
+    /// no one waits for it (a stopped wait's).
+    fn route(&self, seq: u64, answer: Answer) {
+        if let Some(wait) = self.waits.locked().get_mut(&seq) {
+            wait.answer = Some(answer);
+            if let Some(w) = wait.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// The answer to `seq` if it came; otherwise keeps `waker` to wake.
+    fn take(&self, seq: u64, waker: &Waker) -> Option<Answer> {
+        let mut waits = self.waits.locked();
+        let wait = waits.entry(seq).or_default();
+        let answer = wait.answer.take();
+        if answer.is_none() {
+            wait.waker = Some(waker.clone());
+        }
+        answer
+    }
+
+    fn is_awaited(&self, seq: u64) -> bool {
+        self.waits.locked().contains_key(&seq)
+    }
+
+    fn wake_all(&self) {
+        for wait in self.waits.locked().values_mut() {
+            if let Some(w) = wait.waker.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// A thread that waits, when asked, for the request pipe to be readable,
+/// and then wakes every async wait to read it. It never reads the pipe
+/// itself, so the guest's thread stays its only reader.
+struct Watch {
+    asked: Mutex<bool>,
+    ask: Condvar,
+    started: std::sync::Once,
+    closed: AtomicBool,
+}
+
+impl Default for Watch {
+    fn default() -> Watch {
+        Watch {
+            asked: Mutex::new(false),
+            ask: Condvar::new(),
+            started: std::sync::Once::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Watch {
+    /// How often a watching thread checks whether its executor is gone.
+    const CHECK: Duration = Duration::from_millis(100);
+
+    fn ask(self: &Arc<Self>, requests: &Arc<std::io::PipeReader>, awaited: &Arc<Awaited>) {
+        self.started.call_once(|| {
+            let (watch, requests, awaited) = (self.clone(), requests.clone(), awaited.clone());
+            let spawned = std::thread::Builder::new()
+                .name("wasmpool-answers".into())
+                .spawn(move || watch.run(&requests, &awaited));
+            if spawned.is_err() {
+                // Without the thread, the waits would never wake: close,
+                // and they are woken below, and read again, each time.
+                self.closed.store(true, Ordering::SeqCst);
+            }
+        });
+        if self.closed.load(Ordering::SeqCst) {
+            // Polled again at once; a wait spins rather than hangs.
+            awaited.wake_all();
+            return;
+        }
+        *self.asked.locked() = true;
+        self.ask.notify_one();
+    }
+
+    fn run(&self, requests: &std::io::PipeReader, awaited: &Awaited) {
+        loop {
+            {
+                let mut asked = self.asked.locked();
+                while !*asked {
+                    if self.closed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    asked = crate::locks::unpoisoned(self.ask.wait(asked));
+                }
+                *asked = false;
+            }
+            loop {
+                if self.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                match platform::wait_readable(requests, requests, Some(Self::CHECK)) {
+                    Ok((false, _)) => continue,
+                    Ok(_) | Err(_) => break,
+                }
+            }
+            awaited.wake_all();
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _guard = self.asked.locked();
+        self.ask.notify_all();
     }
 }
 
@@ -92,6 +311,7 @@ impl Answers {
 fn wait_pipe(
     requests: &std::io::PipeReader,
     wake: &WakePipe,
+    awaited: &Awaited,
     seq: u64,
     deadline: Option<Instant>,
     stopped: impl Fn() -> bool,
@@ -125,8 +345,9 @@ fn wait_pipe(
             Ok(Some(ToWorker::Answer { seq: s, answer })) if s == seq => {
                 return Waited::Answer(answer);
             }
-            // An answer left behind by an earlier, stopped wait.
-            Ok(Some(ToWorker::Answer { .. })) => {}
+            // An async wait's, or one left behind by an earlier, stopped
+            // wait (dropped).
+            Ok(Some(ToWorker::Answer { seq: s, answer })) => awaited.route(s, answer),
             Ok(Some(ToWorker::Call(_))) => {
                 return Waited::Lost("the host sent a call while one runs".into());
             }
@@ -142,6 +363,8 @@ fn wait_pipe(
 #[derive(Default)]
 pub(crate) struct Inbox {
     answers: Mutex<VecDeque<(u64, Answer)>>,
+    /// The async waits, whose answers go to them instead.
+    awaited: Arc<Awaited>,
     posted: Condvar,
     /// Counts posts, to poll on before sleeping.
     posts: AtomicU64,
@@ -158,6 +381,9 @@ pub(crate) enum Waited {
 
 impl Inbox {
     pub(crate) fn post(&self, seq: u64, answer: Answer) {
+        if self.awaited.is_awaited(seq) {
+            return self.awaited.route(seq, answer);
+        }
         self.answers.locked().push_back((seq, answer));
         self.posts.fetch_add(1, Ordering::Release);
         self.posted.notify_all();

@@ -114,8 +114,8 @@ pub(super) fn link(
 
 /// Defines `name` in `li` as a call of the host function `function`. An
 /// `async func` import is defined as a concurrent host function, the only
-/// kind wasmtime links to one; its call waits for the host's answer as a
-/// sync import's does, so the guest's other tasks wait with it.
+/// kind wasmtime links to one: while it waits for the host's answer, the
+/// guest's other tasks run.
 fn define(
     li: &mut LinkerInstance<'_, State>,
     name: &str,
@@ -129,9 +129,18 @@ fn define(
             let function = function.clone();
             let resources = resources.clone();
             Box::pin(async move {
+                let (port, op) = accessor.with(|mut access| {
+                    let mut store = access.as_context_mut();
+                    let port = store.data().port.clone();
+                    (
+                        port,
+                        host_op(&mut store, &function, &resources, &ty, params),
+                    )
+                });
+                let answer = port.call_async(op).await?;
                 accessor.with(|mut access| {
-                    let store = access.as_context_mut();
-                    call(store, &function, &resources, &ty, params, results)
+                    let mut store = access.as_context_mut();
+                    host_result(&mut store, &function, &resources, &ty, answer, results)
                 })
             })
         });
@@ -253,10 +262,20 @@ fn call(
     results: &mut [Val],
 ) -> wasmtime::Result<()> {
     let port = store.data().port.clone();
-    let mut handles = HostHandles {
-        store: &mut store,
-        resources,
-    };
+    let op = host_op(&mut store, function, resources, ty, params);
+    let answer = port.exchange(op, None)?;
+    host_result(&mut store, function, resources, ty, answer, results)
+}
+
+/// The operation that calls the host function `function` with `params`.
+fn host_op(
+    store: &mut StoreContextMut<'_, State>,
+    function: &str,
+    resources: &[String],
+    ty: &ComponentFunc,
+    params: &[Val],
+) -> GuestOp {
+    let mut handles = HostHandles { store, resources };
     let args: Vec<Value> = ty
         .params()
         .zip(params)
@@ -268,20 +287,32 @@ fn call(
             resources.get(n as usize).cloned()
         })
     });
-    let op = GuestOp::Host {
+    GuestOp::Host {
         returns,
         function: function.to_string(),
         args: ByteBuf::from(values::encode(&Value::Array(args))),
-    };
+    }
+}
+
+/// The host's `answer` to a call of `function`, into `results`.
+fn host_result(
+    store: &mut StoreContextMut<'_, State>,
+    function: &str,
+    resources: &[String],
+    ty: &ComponentFunc,
+    answer: Answer,
+    results: &mut [Val],
+) -> wasmtime::Result<()> {
     let fail = |message: String| HostFailed {
         message: format!("host function {function}: {message}"),
         error: None,
     };
-    match port.exchange(op, None)? {
+    match answer {
         Answer::Value(bytes) => {
             let value = values::decode(&bytes)
                 .map_err(|e| fail(format!("result: not valid MessagePack: {e}")))?;
             if let (Some(t), Some(slot)) = (ty.results().next(), results.first_mut()) {
+                let mut handles = HostHandles { store, resources };
                 *slot = wit::to_val_in(&wit::Path::Root("result"), &t, value, &mut handles)
                     .map_err(|m| fail(m.0))?;
             }

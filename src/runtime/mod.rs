@@ -102,10 +102,7 @@ fn serve() -> io::Result<()> {
             idler,
         } => {
             let requests = Arc::new(requests);
-            let answers = Arc::new(Answers::Pipe {
-                requests: requests.clone(),
-                wake: platform::WakePipe::new()?,
-            });
+            let answers = Arc::new(Answers::pipe(requests.clone(), platform::WakePipe::new()?));
             // Only the call loop's thread writes replies: the executor's
             // operations go out while it runs a call, its outcomes after.
             let ops = replies.try_clone()?;

@@ -50,6 +50,24 @@ impl Port {
         self.exchange(op, timeout_ms)
     }
 
+    /// Sends `op` for an `async func` import and waits for its answer
+    /// without blocking the thread, so that the guest's other tasks go on.
+    /// A stopped call drops the future, and with it the wait.
+    pub(super) async fn call_async(&self, op: GuestOp) -> wasmtime::Result<Answer> {
+        self.used.store(true, Ordering::SeqCst);
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.answers.expect(seq);
+        (self.send)(seq, op)
+            .map_err(|e| wasmtime::Error::msg(format!("wasmpool: the host is gone: {e}")))?;
+        match self.answers.wait_async(seq).await {
+            Waited::Answer(a) => Ok(a),
+            Waited::Stopped | Waited::Deadline => Err(wasmtime::Error::msg(
+                "wasmpool: the call was interrupted while it waited",
+            )),
+            Waited::Lost(why) => Err(wasmtime::Error::msg(format!("wasmpool: {why}"))),
+        }
+    }
+
     /// Sends `op` and waits for its answer, giving up (as the host decides)
     /// after `timeout_ms`.
     pub(super) fn exchange(

@@ -53,7 +53,7 @@ pub(super) fn run(
             Ok(())
         })
     };
-    let answers = Arc::new(Answers::Inbox(inbox));
+    let answers = Arc::new(Answers::inbox(inbox));
     let mut executor = match Executor::new(&spec.settings, spec.reuse_instances, answers, send) {
         Ok(e) => e,
         Err(what) => {

@@ -111,6 +111,37 @@ async fn a_host_function_serves_an_async_import() {
     assert!(e.to_string().contains("async-host"), "{e}");
 }
 
+/// While the guest awaits one async import, its other tasks run: the
+/// host's `nap`s wait for each other at a barrier, which only calls in
+/// flight together can pass.
+#[tokio::test]
+async fn a_guest_awaits_several_async_imports_at_once() {
+    let job = asyncs();
+    for kind in [WorkerKind::Process, WorkerKind::Thread] {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(4));
+        let pool = Pool::builder()
+            .workers(1)
+            .worker_kind(kind)
+            .host_fn(NAP, move |_cx: HostContext, (ms,): (u32,)| {
+                let barrier = barrier.clone();
+                async move {
+                    tokio::time::timeout(Duration::from_secs(60), barrier.wait())
+                        .await
+                        .map_err(|_| "the other naps never came")?;
+                    Ok::<_, BoxError>(ms)
+                }
+            })
+            .build()
+            .unwrap();
+        let sum: u32 = pool.run(&job, "naps", (4u32, 1u32)).await.unwrap();
+        assert_eq!(sum, 4, "{kind:?}");
+        // Again, on the same worker: nothing was left behind.
+        let sum: u32 = pool.run(&job, "naps", (4u32, 2u32)).await.unwrap();
+        assert_eq!(sum, 8, "{kind:?}");
+        assert_eq!(pool.statistics().spawned, 1, "{kind:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_trap_in_an_async_export_fails_only_its_call() {
     let job = asyncs();
@@ -155,6 +186,43 @@ async fn a_timeout_ends_an_async_export_that_waits_or_spins() {
     // The worker survived all three.
     let n: u32 = pool.run(&job, "double", (7u32,)).await.unwrap();
     assert_eq!(n, 14);
+    let stats = pool.statistics();
+    assert_eq!((stats.spawned, stats.killed), (1, 0), "{stats:?}");
+}
+
+/// The `asyncs` world in Python (`guest/python/asyncs`), built once per
+/// test run with componentize-py.
+fn python_asyncs() -> wasmpool::Job {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    job(BUILT
+        .get_or_init(|| crate::common::componentize_py("asyncs", "asyncs"))
+        .to_str()
+        .unwrap())
+}
+
+#[tokio::test]
+async fn a_python_async_guest_behaves_alike() {
+    let job = python_asyncs();
+    let pool = async_pool(WorkerKind::Process);
+    let n: u32 = pool.run(&job, "double", (21u32,)).await.unwrap();
+    assert_eq!(n, 42);
+    let f: u64 = pool.run(&job, "fib", (20u32,)).await.unwrap();
+    assert_eq!(f, 6765);
+    let slept: u64 = pool.run(&job, "sleep", (30u32,)).await.unwrap();
+    assert!(slept >= 30, "the guest's own clock saw {slept} ms");
+    let sum: u32 = pool.run(&job, "naps", (3u32, 10u32)).await.unwrap();
+    assert_eq!(sum, 30);
+    // A raised exception traps the call, and only the call.
+    let e = pool.run::<u32>(&job, "fail", (1u32,)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Trap, "{e:?}");
+    let e = pool
+        .call::<u32>(&job, "spin", ())
+        .timeout(Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e:?}");
+    let n: u32 = pool.run(&job, "double", (5u32,)).await.unwrap();
+    assert_eq!(n, 10);
     let stats = pool.statistics();
     assert_eq!((stats.spawned, stats.killed), (1, 0), "{stats:?}");
 }

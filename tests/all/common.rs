@@ -130,3 +130,68 @@ pub async fn echoes(pool: &Pool, echo: &Job, data: &[u8]) {
         data.len()
     );
 }
+
+/// The componentize-py version the Python guests are built with.
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// Builds the Python guest `guest/python/<dir>` for `world` of
+/// `wit/jobs` with componentize-py, installed once under the target
+/// directory from PyPI (or taken from `$COMPONENTIZE_PY`), and returns
+/// the component's path. Callers keep the path in a `OnceLock`, to build
+/// each guest once per test run.
+pub fn componentize_py(dir: &str, world: &str) -> PathBuf {
+    use std::process::Command;
+    use std::sync::Mutex;
+    // One install at a time, for guests built by tests in parallel.
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (program, pythonpath) = match std::env::var_os("COMPONENTIZE_PY") {
+        Some(p) => (PathBuf::from(p), None),
+        None => {
+            let dir = tmp.join("componentize-py-0.25.1");
+            let script = dir.join("bin").join("componentize-py");
+            let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+            if !script.is_file() {
+                let status = Command::new("python3")
+                    .args(["-m", "pip", "install", "--quiet"])
+                    .args(["--disable-pip-version-check", "--target"])
+                    .arg(&dir)
+                    .arg(COMPONENTIZE_PY)
+                    .status()
+                    .expect("python3 to install componentize-py (or set COMPONENTIZE_PY)");
+                assert!(
+                    status.success() && script.is_file(),
+                    "could not install {COMPONENTIZE_PY} from PyPI into {}",
+                    dir.display()
+                );
+            }
+            (script, Some(dir))
+        }
+    };
+    let out = tmp.join(format!("python-{dir}.wasm"));
+    let mut cmd = match &pythonpath {
+        // The script of a `--target` install runs on python3 with its
+        // directory on the path.
+        Some(path) => {
+            let mut c = Command::new("python3");
+            c.arg(&program).env("PYTHONPATH", path);
+            c
+        }
+        None => Command::new(&program),
+    };
+    let status = cmd
+        .arg("-d")
+        .arg(root.join("wit/jobs"))
+        .args(["-w", world, "componentize", "-p"])
+        .arg(root.join("guest/python").join(dir))
+        .arg("app")
+        .arg("-o")
+        .arg(&out)
+        // No `__pycache__` in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .status()
+        .expect("componentize-py runs");
+    assert!(status.success(), "componentize-py built guest/python/{dir}");
+    out
+}
