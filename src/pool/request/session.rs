@@ -172,6 +172,10 @@ impl PoolInner {
     }
 
     /// The roster of a local pool; a cluster pool has none, and no `what`.
+    #[cfg_attr(
+        not(feature = "cluster"),
+        expect(unused_variables, reason = "only a cluster pool's error names it")
+    )]
     fn local_roster(&self, what: &str) -> Result<&Arc<Roster>, Error> {
         if self.backend.is_closed() {
             return Err(Error::closed());
