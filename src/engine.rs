@@ -11,6 +11,21 @@ pub(crate) const DEFAULT_MAX_WASM_STACK: usize = 1 << 20;
 /// How many freed instance slots a worker decommits at once.
 const DECOMMIT_BATCH: usize = 8;
 
+/// What a worker's engine is made for beyond the pool's settings: a job is
+/// compiled for one kind, and runs only on workers of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct EngineKind {
+    /// Guests' initial memory is mapped copy-on-write
+    /// ([`crate::PoolBuilder::copy_on_write_memory`]).
+    pub(crate) memory_cow: bool,
+    /// The component model's async (`async func`, streams, futures, the
+    /// task builtins): for the components that use it
+    /// ([`crate::Job`]'s `is_async`). Off otherwise, since with it every
+    /// call goes through wasmtime's concurrent path, about a fifth slower
+    /// for a small call.
+    pub(crate) concurrent: bool,
+}
+
 /// Everything that shapes an engine. Sent to each worker in the `Init` frame.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct EngineSettings {
@@ -18,8 +33,8 @@ pub(crate) struct EngineSettings {
     /// Fuel metering: deterministic, but about 20% slower, so only when a
     /// pool asks for it.
     pub(crate) consume_fuel: bool,
-    /// Copy-on-write memory images ([`crate::PoolBuilder::copy_on_write_memory`]).
-    pub(crate) memory_cow: bool,
+    /// The job's kind of engine.
+    pub(crate) kind: EngineKind,
 }
 
 impl Default for EngineSettings {
@@ -27,7 +42,7 @@ impl Default for EngineSettings {
         EngineSettings {
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
             consume_fuel: false,
-            memory_cow: false,
+            kind: EngineKind::default(),
         }
     }
 }
@@ -52,7 +67,8 @@ impl EngineSettings {
         // pages is a copy-on-write fault, which flushes the TLB of every
         // core the process runs on by inter-processor interrupt: for a
         // small guest, most of a call's cost. Off unless a pool asks.
-        config.memory_init_cow(self.memory_cow);
+        config.memory_init_cow(self.kind.memory_cow);
+        config.concurrency_support(self.kind.concurrent);
         if pooling {
             let mut p = PoolingAllocationConfig::new();
             // One call at a time, but slots are only address space: with

@@ -53,6 +53,8 @@ struct JobInner {
     file_name: Option<String>,
     /// The bytes of its core modules' data segments, once counted.
     initial_memory: std::sync::OnceLock<u64>,
+    /// Whether it uses the component model's async, once looked.
+    is_async: std::sync::OnceLock<bool>,
 }
 
 impl Job {
@@ -111,6 +113,7 @@ impl Job {
                 origin,
                 file_name,
                 initial_memory: std::sync::OnceLock::new(),
+                is_async: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -149,6 +152,17 @@ impl Job {
             }
             total
         })
+    }
+
+    /// Whether the component uses the component model's async: an `async
+    /// func`, a `stream` or `future` type, an async lift or lower, or a
+    /// builtin other than the resource ones (`task.return`,
+    /// `waitable-set.wait`, `stream.read`, …). Such a component runs on
+    /// workers whose engine has wasmtime's concurrency support; others
+    /// keep the faster sync path. Read from the component's sections, as
+    /// [`Job::initial_memory`] is, without validating its code.
+    pub(crate) fn is_async(&self) -> bool {
+        *self.inner.is_async.get_or_init(|| uses_async(self.bytes()))
     }
 
     /// The functions the component exports, with their WIT signatures:
@@ -232,6 +246,7 @@ impl fmt::Debug for Job {
             origin,
             file_name: _,
             initial_memory: _,
+            is_async: _,
         } = &*self.inner;
         f.debug_struct("Job")
             .field("origin", origin)
@@ -387,6 +402,47 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// Whether `bytes`, a component, uses the component model's async (see
+/// [`Job::is_async`]).
+fn uses_async(bytes: &[u8]) -> bool {
+    use wasmparser::{
+        CanonicalFunction as F, CanonicalOption as O, ComponentDefinedType as D,
+        ComponentType as T, ComponentTypeDeclaration as C, InstanceTypeDeclaration as I, Payload,
+    };
+    fn in_type(t: &T<'_>) -> bool {
+        match t {
+            T::Func(f) => f.async_,
+            T::Defined(D::Stream(_) | D::Future(_)) => true,
+            T::Component(decls) => decls.iter().any(|d| matches!(d, C::Type(t) if in_type(t))),
+            T::Instance(decls) => decls.iter().any(|d| matches!(d, I::Type(t) if in_type(t))),
+            _ => false,
+        }
+    }
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::ComponentTypeSection(reader)) => {
+                if reader.into_iter().flatten().any(|t| in_type(&t)) {
+                    return true;
+                }
+            }
+            Ok(Payload::ComponentCanonicalSection(reader)) => {
+                let is_async = |f: &F| match f {
+                    F::Lift { options, .. } | F::Lower { options, .. } => options
+                        .iter()
+                        .any(|o| matches!(o, O::Async | O::Callback(_))),
+                    F::ResourceNew { .. } | F::ResourceDrop { .. } | F::ResourceRep { .. } => false,
+                    _ => true,
+                };
+                if reader.into_iter().flatten().any(|f| is_async(&f)) {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +456,18 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidComponent);
         assert!(e.to_string().contains("core module"), "{e}");
         assert!(e.to_string().contains("_start"), "{e}");
+    }
+
+    #[test]
+    fn only_components_that_use_async_are_async() {
+        assert!(Job::from_file(wasmpool_guests::ASYNCS).unwrap().is_async());
+        for sync in [
+            wasmpool_guests::FIB,
+            wasmpool_guests::SESSION,
+            wasmpool_guests::KVPLUGIN,
+        ] {
+            assert!(!Job::from_file(sync).unwrap().is_async(), "{sync}");
+        }
     }
 
     #[test]

@@ -560,7 +560,10 @@ impl PoolBuilder {
         let settings = EngineSettings {
             max_wasm_stack,
             consume_fuel: options.fuel.is_some(),
-            memory_cow: memory_cow.unwrap_or(false),
+            kind: crate::engine::EngineKind {
+                memory_cow: memory_cow.unwrap_or(false),
+                concurrent: false,
+            },
         };
         let cache_dir = cache_dir.unwrap_or_else(compile::default_cache_dir);
         // Compiles run in a child process, so that the compiler's memory

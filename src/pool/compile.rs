@@ -18,8 +18,8 @@ use cap_std::fs::Dir;
 use tokio::sync::OnceCell;
 
 use crate::dynamic::Signature;
-use crate::engine::EngineSettings;
 use crate::engine::is_builtin_import;
+use crate::engine::{EngineKind, EngineSettings};
 use crate::error::{Error, ErrorKind};
 use crate::host::HostFns;
 use crate::job::{Job, hex};
@@ -29,10 +29,10 @@ use crate::wire::{Artifact, CompileOrder, ExportPath};
 /// Compiles jobs for one pool: each once, and only once on disk across
 /// runs.
 pub(crate) struct Compiler {
-    /// The host's engines: `[copying guests' initial memory in, mapping
-    /// it copy-on-write]`. A job is compiled by, and its workers run, the
-    /// one its memory kind asks for.
-    engines: [Engine; 2],
+    /// The host's engines, one for each [`EngineKind`] (see
+    /// [`Compiler::engine`]). A job is compiled by, and its workers run,
+    /// the one of its kind.
+    engines: [Engine; 4],
     /// The pool's engine settings, but for the memory kind.
     settings: EngineSettings,
     /// The memory kind the pool asked for, or `None`: by each job's
@@ -87,16 +87,16 @@ impl Compiler {
         cache_limit: u64,
         child: Option<InChild>,
     ) -> Result<Compiler, Error> {
-        let engine = |cow: bool| {
+        let engine = |i: usize| {
             EngineSettings {
-                memory_cow: cow,
+                kind: Self::kind_at(i),
                 ..settings.clone()
             }
             .host_engine()
             .map_err(|e| Error::new(ErrorKind::Config, format!("creating the engine: {e:#}")))
         };
         Ok(Compiler {
-            engines: [engine(false)?, engine(true)?],
+            engines: [engine(0)?, engine(1)?, engine(2)?, engine(3)?],
             settings,
             memory_cow,
             cache_dir,
@@ -111,17 +111,38 @@ impl Compiler {
         &self.settings
     }
 
-    /// The memory kind of workers started before any job asks: the pool's,
-    /// or copying when that is left to each job.
-    pub(crate) fn default_memory_cow(&self) -> bool {
-        self.memory_cow.unwrap_or(false)
+    /// The kind of workers started before any job asks: the pool's memory
+    /// kind (copying when that is left to each job), without async.
+    pub(crate) fn default_kind(&self) -> EngineKind {
+        EngineKind {
+            memory_cow: self.memory_cow.unwrap_or(false),
+            concurrent: false,
+        }
     }
 
-    /// Whether `job` maps its initial memory copy-on-write: as the pool
-    /// says, or when its data segments hold at least [`AUTO_COW_AT`].
-    fn memory_cow_for(&self, job: &Job) -> bool {
-        self.memory_cow
-            .unwrap_or_else(|| job.initial_memory() >= AUTO_COW_AT)
+    /// The kind of engine `job` runs on. It maps its initial memory
+    /// copy-on-write as the pool says, or when its data segments hold at
+    /// least [`AUTO_COW_AT`]; it has the component model's async when it
+    /// uses it.
+    fn kind_for(&self, job: &Job) -> EngineKind {
+        EngineKind {
+            memory_cow: self
+                .memory_cow
+                .unwrap_or_else(|| job.initial_memory() >= AUTO_COW_AT),
+            concurrent: job.is_async(),
+        }
+    }
+
+    /// [`Compiler::engines`]' order.
+    fn kind_at(i: usize) -> EngineKind {
+        EngineKind {
+            memory_cow: i & 1 != 0,
+            concurrent: i & 2 != 0,
+        }
+    }
+
+    fn engine(&self, kind: EngineKind) -> &Engine {
+        &self.engines[usize::from(kind.memory_cow) | usize::from(kind.concurrent) << 1]
     }
 
     /// Compiles `job` once for this pool, off the async threads.
@@ -145,12 +166,25 @@ impl Compiler {
             done.keep(&self.cache_dir).await;
             return Ok(done.clone());
         }
-        let cow = self.memory_cow_for(job);
-        let engine = self.engines[usize::from(cow)].clone();
+        let kind = self.kind_for(job);
+        let engine = self.engine(kind).clone();
         let settings = EngineSettings {
-            memory_cow: cow,
+            kind,
             ..self.settings.clone()
         };
+        // A component that uses async in a way `Job::is_async` missed fails
+        // to compile without it: it is compiled again with it.
+        let with_async = (!kind.concurrent).then(|| {
+            let kind = EngineKind {
+                concurrent: true,
+                ..kind
+            };
+            let settings = EngineSettings {
+                kind,
+                ..self.settings.clone()
+            };
+            (self.engine(kind).clone(), settings)
+        });
         let dir = self.cache_dir.clone();
         let limit = self.cache_limit;
         let child = self.child.clone();
@@ -158,7 +192,16 @@ impl Compiler {
         tokio::spawn(async move {
             cell.get_or_try_init(|| async move {
                 tokio::task::spawn_blocking(move || {
-                    compile(&engine, &settings, &dir, &job, child.as_ref(), limit)
+                    let first = compile(&engine, &settings, &dir, &job, child.as_ref(), limit);
+                    match (first, with_async) {
+                        // Its error, if it fails again, is the one that tells.
+                        (Err(e), Some((engine, settings)))
+                            if e.kind() == ErrorKind::InvalidComponent =>
+                        {
+                            compile(&engine, &settings, &dir, &job, child.as_ref(), limit)
+                        }
+                        (first, _) => first,
+                    }
                 })
                 .await
                 .map_err(|e| {
@@ -186,11 +229,9 @@ impl Compiler {
 pub(crate) struct Compiled {
     pub(crate) component: Component,
     pub(crate) artifact: Artifact,
-    /// The engine that compiled and loaded it; workers of its memory kind
-    /// run it.
+    /// The engine that compiled and loaded it; workers of its kind run it.
     engine: Engine,
-    /// Whether that engine maps guests' initial memory copy-on-write.
-    memory_cow: bool,
+    kind: EngineKind,
     funcs: Mutex<HashMap<String, Arc<Resolved>>>,
     /// The imports nothing provides, found once: the pool's host functions
     /// do not change.
@@ -399,7 +440,7 @@ impl Compiled {
             component,
             artifact,
             engine: engine.clone(),
-            memory_cow: settings.memory_cow,
+            kind: settings.kind,
             funcs: Mutex::new(HashMap::new()),
             missing: OnceLock::new(),
             kept: Mutex::new(Instant::now()),
@@ -550,9 +591,9 @@ impl Compiled {
         })
     }
 
-    /// Whether the workers that run it map guests' memory copy-on-write.
-    pub(crate) fn memory_cow(&self) -> bool {
-        self.memory_cow
+    /// The kind of the workers that run it.
+    pub(crate) fn kind(&self) -> EngineKind {
+        self.kind
     }
 
     fn resolve_uncached(&self, name: &str) -> Result<Resolved, Error> {

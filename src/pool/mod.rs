@@ -411,7 +411,7 @@ impl Pool {
         for _ in 0..n.min(roster.size().get()) {
             let permit = roster.warming_permit().await?;
             let worker = roster
-                .checkout(&grants, self.handle.inner.compiler.default_memory_cow())
+                .checkout(&grants, self.handle.inner.compiler.default_kind())
                 .await?;
             held.push((worker, permit));
         }

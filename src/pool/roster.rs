@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::Statistics;
+use crate::engine::EngineKind;
 use crate::error::{Error, ErrorKind};
 use crate::idle::{self, GIVE_BACK_AFTER};
 use crate::options::WorkerKind;
@@ -188,7 +189,7 @@ impl Roster {
     pub(super) async fn checkout(
         self: &Arc<Self>,
         grants: &Grants,
-        memory_cow: bool,
+        kind: EngineKind,
     ) -> Result<Worker, Error> {
         let confines = self.spec.confines();
         // Workers found dead; ending a worker takes its locks, so they are
@@ -209,7 +210,7 @@ impl Roster {
                 if w.shared.is_gone() {
                     gone.push(house.idle.remove(i));
                     awaited = awaited.map(|a: usize| if a > i { a - 1 } else { a });
-                } else if (!confines || w.grants == *grants) && w.memory_cow == memory_cow {
+                } else if (!confines || w.grants == *grants) && w.kind == kind {
                     if !w.shared.is_awaited() {
                         found = Some(house.idle.remove(i));
                         break;
@@ -228,8 +229,7 @@ impl Roster {
             // that holds sessions is never the one that makes room: if all
             // idle ones do, the pool runs a worker over its size, rather
             // than make this call wait for ever for workers it cannot use
-            // (they reach other directories, or are of the other memory
-            // kind).
+            // (they reach other directories, or are of another kind).
             let full = house.idle.len() + self.in_use() > self.workers.get();
             let unpinned = house.idle.iter().position(|w| w.shared.sessions() == 0);
             unpinned.filter(|_| full).map(|i| house.idle.remove(i))
@@ -238,11 +238,11 @@ impl Roster {
         if let Some(w) = evicted {
             tracing::debug!(
                 worker = w.id,
-                "retiring an idle worker for one that can reach other directories, or of the other memory kind"
+                "retiring an idle worker for one that can reach other directories, or of another kind"
             );
             drop(w);
         }
-        self.spawn(grants.clone(), memory_cow).await
+        self.spawn(grants.clone(), kind).await
     }
 
     /// Takes the worker of `shared` (a session's) and a permit of
@@ -295,13 +295,13 @@ impl Roster {
 
     /// A worker for a new session: a new one while the pool has room for
     /// one, so that sessions spread over the workers, else the idle one
-    /// (that can reach `grants`, with `memory_cow`) holding the fewest
+    /// (that can reach `grants`, of `kind`) holding the fewest
     /// sessions, else as [`checkout`](Roster::checkout). Call it holding a
     /// permit.
     pub(super) async fn checkout_for_session(
         self: &Arc<Self>,
         grants: &Grants,
-        memory_cow: bool,
+        kind: EngineKind,
     ) -> Result<Worker, Error> {
         let confines = self.spec.confines();
         let found = {
@@ -317,9 +317,7 @@ impl Roster {
                     .iter()
                     .enumerate()
                     .filter(|(_, w)| {
-                        !w.shared.is_gone()
-                            && (!confines || w.grants == *grants)
-                            && w.memory_cow == memory_cow
+                        !w.shared.is_gone() && (!confines || w.grants == *grants) && w.kind == kind
                     })
                     .min_by_key(|(_, w)| w.shared.sessions())
                     .map(|(i, _)| i);
@@ -330,9 +328,9 @@ impl Roster {
             }
         };
         match found {
-            None => self.spawn(grants.clone(), memory_cow).await,
+            None => self.spawn(grants.clone(), kind).await,
             Some(Some(w)) => Ok(w),
-            Some(None) => self.checkout(grants, memory_cow).await,
+            Some(None) => self.checkout(grants, kind).await,
         }
     }
 
@@ -342,12 +340,12 @@ impl Roster {
         self.shares.in_use(self.workers.get())
     }
 
-    /// Starts a new worker that can reach `grants`, with copy-on-write
-    /// memory images or not, whatever is idle.
+    /// Starts a new worker that can reach `grants`, with an engine of
+    /// `kind`, whatever is idle.
     pub(super) async fn spawn(
         self: &Arc<Self>,
         grants: Grants,
-        memory_cow: bool,
+        kind: EngineKind,
     ) -> Result<Worker, Error> {
         if self.is_closed() {
             return Err(Error::closed());
@@ -355,7 +353,7 @@ impl Roster {
         let id = self.next_worker.fetch_add(1, Ordering::Relaxed);
         let books: Arc<dyn Books> = self.clone();
         let mut spec = self.spec.clone();
-        spec.settings.memory_cow = memory_cow;
+        spec.settings.kind = kind;
         let rx = Worker::spawn(books, self.registry.clone(), id, spec, grants);
         let worker = rx.await.map_err(|_| {
             Error::new(

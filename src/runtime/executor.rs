@@ -356,15 +356,20 @@ pub(crate) fn worker_engine(settings: &EngineSettings) -> Result<Engine, String>
         .map_err(|e| format!("creating the engine: {e:#}"))
 }
 
-/// What a guest may import: WASI p2 and p3 (p3's clocks, random, cli,
-/// filesystem and sockets, from the same `WasiCtx`), `wasi:http` (with the `wasi-http`
+/// What a guest may import: WASI p2, and p3 (clocks, random, cli,
+/// filesystem and sockets, from the same `WasiCtx`) on an engine with the
+/// component model's async, `wasi:http` (with the `wasi-http`
 /// feature; every request denied unless the call allows it),
 /// `wasi:config` (the call's config) and
 /// `wasmpool:sync`.
 pub(super) fn make_linker(engine: &Engine) -> wasmtime::Result<Linker<State>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    // p3's functions are async: only an engine with the component model's
+    // async links them, and only components that use it run there.
+    if engine.get_concurrency_support() {
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    }
     #[cfg(feature = "wasi-http")]
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     wasmtime_wasi_config::add_to_linker(&mut linker, State::config)?;

@@ -538,9 +538,9 @@ pub(crate) struct Worker {
     pub(crate) last_used: Instant,
     /// The directories it can reach, if it is confined.
     pub(crate) grants: Grants,
-    /// Whether its engine maps guests' initial memory copy-on-write: a job
-    /// compiled for one kind of engine loads only in that kind.
-    pub(crate) memory_cow: bool,
+    /// Its kind of engine: a job compiled for one kind loads only in that
+    /// kind.
+    pub(crate) kind: crate::engine::EngineKind,
 }
 
 impl std::fmt::Debug for Worker {

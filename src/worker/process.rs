@@ -296,7 +296,7 @@ pub(super) fn run(
         calls: 0,
         last_used: Instant::now(),
         grants,
-        memory_cow: init.engine.memory_cow,
+        kind: init.engine.kind,
     };
     if let Err(Ok(worker)) = ready.send(Ok(worker)) {
         // Nobody is waiting any more: dropping the handle ends the worker.

@@ -85,7 +85,7 @@ pub(super) fn run(
         last_used: Instant::now(),
         // Threads are not confined: they reach what the host reaches.
         grants: Grants::default(),
-        memory_cow: spec.settings.memory_cow,
+        kind: spec.settings.kind,
     };
     if let Err(Ok(worker)) = ready.send(Ok(worker)) {
         drop(worker);

@@ -25,6 +25,7 @@ use super::policy::Policy;
 use super::roster::Roster;
 use super::session::{SessionInner, SessionLink};
 use crate::dynamic::Signature;
+use crate::engine::EngineKind;
 use crate::error::{Error, ErrorKind};
 use crate::host::Scope;
 use crate::host::http::{Outbound, check_grant};
@@ -299,12 +300,12 @@ impl PoolInner {
         } else {
             Grants::default()
         };
-        let memory_cow = checked.compiled.memory_cow();
+        let kind = checked.compiled.kind();
         // The host's own copy of what the calls may reach: the worker is
         // told only to forward requests, never asked what is allowed.
         let http = Outbound::new(&options.http, items.len())?.map(Arc::new);
         let permit = roster.permit(policy.tenant.as_deref()).await?;
-        let worker = roster.checkout(&grants, memory_cow).await?;
+        let worker = roster.checkout(&grants, kind).await?;
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let span = tracing::Span::current();
         span.record("call", id);
@@ -325,7 +326,7 @@ impl PoolInner {
         let target = Target {
             roster,
             grants: &grants,
-            memory_cow,
+            kind,
             http,
             pinned: false,
             resources: None,
@@ -352,12 +353,12 @@ fn call_span(job: &Job, func: &str, items: usize) -> tracing::Span {
     )
 }
 
-/// The workers a local request may go to: the roster's, of the memory
-/// kind its job needs, that can reach its directories.
+/// The workers a local request may go to: the roster's, of the kind its
+/// job needs, that can reach its directories.
 struct Target<'a> {
     roster: &'a Arc<Roster>,
     grants: &'a Grants,
-    memory_cow: bool,
+    kind: EngineKind,
     /// The outbound HTTP the request's calls may make.
     http: Option<Arc<Outbound>>,
     /// The request is a session's, for its worker alone: a worker that
@@ -402,10 +403,7 @@ impl Target<'_> {
                         retried = true;
                         tracing::debug!(call = id, "its worker died before taking it; retrying");
                         // Fresh: idle workers may have died with this one.
-                        let worker = self
-                            .roster
-                            .spawn(self.grants.clone(), self.memory_cow)
-                            .await?;
+                        let worker = self.roster.spawn(self.grants.clone(), self.kind).await?;
                         attempt = (req, worker, permit);
                     }
                     _ => return Err(e),

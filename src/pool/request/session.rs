@@ -34,9 +34,9 @@ impl PoolInner {
         } else {
             Grants::default()
         };
-        let memory_cow = compiled.memory_cow();
+        let kind = compiled.kind();
         let permit = roster.permit(policy.tenant.as_deref()).await?;
-        let worker = roster.checkout_for_session(&grants, memory_cow).await?;
+        let worker = roster.checkout_for_session(&grants, kind).await?;
         let session = self.next_call.fetch_add(1, Ordering::Relaxed);
         let link = SessionLink::new(session, worker.shared.clone());
         // Counted before the request, so that the worker is not retired
@@ -59,7 +59,7 @@ impl PoolInner {
         let target = Target {
             roster,
             grants: &grants,
-            memory_cow,
+            kind,
             http: None,
             pinned: true,
             resources: Some(link.host.clone()),
@@ -211,7 +211,7 @@ impl PoolInner {
         let (worker, permit) = roster
             .session_worker(&session.link.worker, policy.tenant.as_deref())
             .await?;
-        let (grants, memory_cow) = (worker.grants.clone(), worker.memory_cow);
+        let (grants, kind) = (worker.grants.clone(), worker.kind);
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let span = tracing::Span::current();
         span.record("call", id);
@@ -228,7 +228,7 @@ impl PoolInner {
         let target = Target {
             roster,
             grants: &grants,
-            memory_cow,
+            kind,
             http,
             pinned: true,
             resources: Some(session.link.host.clone()),
