@@ -418,29 +418,24 @@ fn uses_async(bytes: &[u8]) -> bool {
             _ => false,
         }
     }
-    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-        match payload {
+    let is_async = |f: &F| match f {
+        F::Lift { options, .. } | F::Lower { options, .. } => options
+            .iter()
+            .any(|o| matches!(o, O::Async | O::Callback(_))),
+        F::ResourceNew { .. } | F::ResourceDrop { .. } | F::ResourceRep { .. } => false,
+        _ => true,
+    };
+    wasmparser::Parser::new(0)
+        .parse_all(bytes)
+        .any(|payload| match payload {
             Ok(Payload::ComponentTypeSection(reader)) => {
-                if reader.into_iter().flatten().any(|t| in_type(&t)) {
-                    return true;
-                }
+                reader.into_iter().flatten().any(|t| in_type(&t))
             }
             Ok(Payload::ComponentCanonicalSection(reader)) => {
-                let is_async = |f: &F| match f {
-                    F::Lift { options, .. } | F::Lower { options, .. } => options
-                        .iter()
-                        .any(|o| matches!(o, O::Async | O::Callback(_))),
-                    F::ResourceNew { .. } | F::ResourceDrop { .. } | F::ResourceRep { .. } => false,
-                    _ => true,
-                };
-                if reader.into_iter().flatten().any(|f| is_async(&f)) {
-                    return true;
-                }
+                reader.into_iter().flatten().any(|f| is_async(&f))
             }
-            _ => {}
-        }
-    }
-    false
+            _ => false,
+        })
 }
 
 #[cfg(test)]
