@@ -195,7 +195,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sessions(&mut r).await?;
     }
     if run("async") {
-        async_calls(&mut r).await?;
+        async_calls(&mut r, &cpu).await?;
     }
     if run("rss") {
         idle_rss(&mut r, &cpu).await?;
@@ -947,12 +947,15 @@ fn rss_kib(pid: u32) -> f64 {
 /// memory per idle session, and calls per second on sessions against
 /// plain calls (a fresh instance each) of the same function.
 /// An async export's round trip beside a sync export's of the same
-/// component, taking turns in batches.
-async fn async_calls(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
+/// component (both on a worker whose engine has the component model's
+/// async) and a sync component's no-op (on a worker without), taking turns
+/// in batches.
+async fn async_calls(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error::Error>> {
     const BATCH: usize = 250;
     let job = Job::from_file(wasmpool_guests::ASYNCS)?;
+    // One worker of each engine kind.
     let pool = Pool::builder()
-        .workers(1)
+        .workers(2)
         .host_fn(
             "wasmpool:jobs/async-host#nap",
             |_cx: wasmpool::HostContext, (ms,): (u32,)| async move {
@@ -962,8 +965,14 @@ async fn async_calls(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
         )
         .build()?;
     let _: u32 = pool.run(&job, "double", (1u32,)).await?;
-    let (mut sync, mut async_) = (Vec::new(), Vec::new());
+    let () = pool.run(cpu, "noop", ()).await?;
+    let (mut plain, mut sync, mut async_) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..r.n(10_000) / BATCH {
+        for _ in 0..BATCH {
+            let t = Instant::now();
+            let () = pool.run(cpu, "noop", ()).await?;
+            plain.push(t.elapsed());
+        }
         for _ in 0..BATCH {
             let t = Instant::now();
             let _: u64 = pool.run(&job, "fib", (1u32,)).await?;
@@ -975,8 +984,11 @@ async fn async_calls(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
             async_.push(t.elapsed());
         }
     }
-    r.latency("sync_export_roundtrip", &mut sync);
+    r.latency("sync_component_noop_roundtrip", &mut plain);
+    r.latency("async_component_sync_export_roundtrip", &mut sync);
     r.latency("async_export_roundtrip", &mut async_);
+    let stats = pool.statistics();
+    assert_eq!(stats.spawned, 2, "{stats:?}");
     pool.shutdown().await;
     Ok(())
 }

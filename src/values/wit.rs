@@ -14,7 +14,8 @@
 //! | `option<T>` | nil or the value (`some(none)` of an `option<option<T>>` is `[nil]`) | the same |
 //! | `result<T, E>` | a map `{"ok": T}` or `{"err": E}` | the same |
 //! | `flags` | an array of flag names | an array of flag names |
-//! | `resource`, `own`, `borrow`, `future`, `stream` | refused | refused |
+//! | `own<T>`, `borrow<T>` | a [`crate::Resource`], in a session (refused in a plain call) | a [`crate::Resource`], in a session |
+//! | `future<T>`, `stream<T>`, `error-context` | refused | refused |
 //!
 //! Names compare ignoring case, `-` and `_`.
 

@@ -226,3 +226,40 @@ async fn a_python_async_guest_behaves_alike() {
     let stats = pool.statistics();
     assert_eq!((stats.spawned, stats.killed), (1, 0), "{stats:?}");
 }
+
+/// Async components run on workers of their own engine kind, beside the
+/// workers of sync ones; a pool with room for one worker trades it.
+#[tokio::test]
+async fn sync_and_async_components_share_a_pool() {
+    let asyncs = asyncs();
+    let fib = job(wasmpool_guests::FIB);
+    let pool = async_pool(WorkerKind::Process);
+    for n in 0..3u32 {
+        let d: u32 = pool.run(&asyncs, "double", (n,)).await.unwrap();
+        assert_eq!(d, 2 * n);
+        let f: u64 = pool.run(&fib, "fib", (10u64,)).await.unwrap();
+        assert_eq!(f, 55);
+    }
+    let stats = pool.statistics();
+    assert_eq!((stats.crashed, stats.killed), (0, 0), "{stats:?}");
+    // One worker at a time, of the kind the next call needs.
+    assert_eq!(stats.spawned, 6, "{stats:?}");
+
+    let two = Pool::builder()
+        .workers(2)
+        .host_fn(NAP, |_cx: HostContext, (ms,): (u32,)| async move {
+            Ok::<_, BoxError>(ms)
+        })
+        .build()
+        .unwrap();
+    for n in 0..3u32 {
+        let sum: u32 = two.run(&asyncs, "naps", (2u32, n)).await.unwrap();
+        assert_eq!(sum, 2 * n);
+        let f: u64 = two.run(&fib, "fib", (10u64,)).await.unwrap();
+        assert_eq!(f, 55);
+    }
+    // One worker of each kind, each kept.
+    let stats = two.statistics();
+    assert_eq!((stats.spawned, stats.killed), (2, 0), "{stats:?}");
+    assert_eq!(two.worker_pids().len(), 2);
+}
