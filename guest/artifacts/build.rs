@@ -19,6 +19,7 @@ const P1_TARGET: &str = "wasm32-wasip1";
 const GUESTS: &[&str] = &[
     "fib", "cpu", "echo", "types", "faults", "hello", "sandbox", "coop", "plugin", "greeter",
     "ticker", "heavy", "fetch", "config", "cmd", "wasitest", "session", "kvplugin", "asyncs",
+    "cmd3",
 ];
 /// Guests built for `P1_TARGET` too: plain binaries with no WIT of their own.
 const P1_GUESTS: &[&str] = &["cmd"];

@@ -263,3 +263,38 @@ async fn sync_and_async_components_share_a_pool() {
     assert_eq!((stats.spawned, stats.killed), (2, 0), "{stats:?}");
     assert_eq!(two.worker_pids().len(), 2);
 }
+
+/// A WASI 0.3 command (`wasi:cli/run@0.3.0`, an `async func`, its stdout
+/// a `stream<u8>`) runs through `Pool::command` as a 0.2 one does.
+#[tokio::test]
+async fn a_wasi_p3_command_runs_like_a_p2_one() {
+    let cmd = job(wasmpool_guests::CMD3);
+    for kind in [WorkerKind::Process, WorkerKind::Thread] {
+        let pool = async_pool(kind);
+        let out = pool
+            .command(&cmd)
+            .args(["greet", "big", "world"])
+            .env("GREETING", "hey")
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status, 0, "{kind:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hey, big world\n");
+        let out = pool.command(&cmd).output().await.unwrap();
+        assert_eq!(out.status, 0, "{kind:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "usage: cmd3.wasm greet|fail|exit|trap\n",
+            "{kind:?}"
+        );
+        // `run` returning an error, and `exit(err)`: status 1.
+        for how in ["fail", "exit"] {
+            let out = pool.command(&cmd).arg(how).output().await.unwrap();
+            assert_eq!(out.status, 1, "{kind:?} {how}");
+        }
+        let e = pool.command(&cmd).arg("trap").output().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Trap, "{kind:?}: {e:?}");
+        let stats = pool.statistics();
+        assert_eq!((stats.spawned, stats.killed), (1, 0), "{kind:?}: {stats:?}");
+    }
+}
