@@ -942,10 +942,6 @@ fn rss_kib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Sessions: 1,000 of the `session` guest open at once on two workers,
-/// each with its own state. The time to open them, the workers' resident
-/// memory per idle session, and calls per second on sessions against
-/// plain calls (a fresh instance each) of the same function.
 /// An async export's round trip beside a sync export's of the same
 /// component (both on a worker whose engine has the component model's
 /// async) and a sync component's no-op (on a worker without), taking turns
@@ -993,6 +989,10 @@ async fn async_calls(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error
     Ok(())
 }
 
+/// Sessions: 1,000 of the `session` guest open at once on two workers,
+/// each with its own state. The time to open them, the workers' resident
+/// memory per idle session, and calls per second on sessions against
+/// plain calls (a fresh instance each) of the same function.
 async fn sessions(r: &mut Report) -> Result<(), Box<dyn std::error::Error>> {
     let job = Job::from_file(wasmpool_guests::SESSION)?;
     let count = r.n(1_000);

@@ -203,7 +203,9 @@ pub(crate) fn spin_until_readable(fd: &impl AsRawFd, spin: std::time::Duration) 
     loop {
         // SAFETY: `pfd` is a valid pollfd for the duration of the call.
         let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-        if n != 0 {
+        // Ready, or hung up (a read then sees the end): readable. An
+        // interrupted poll (-1) is not.
+        if n > 0 {
             return true;
         }
         if start.elapsed() >= spin {

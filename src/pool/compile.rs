@@ -33,7 +33,7 @@ pub(crate) struct Compiler {
     /// [`Compiler::engine`]). A job is compiled by, and its workers run,
     /// the one of its kind.
     engines: [Engine; 4],
-    /// The pool's engine settings, but for the memory kind.
+    /// The pool's engine settings, but for the kind of engine.
     settings: EngineSettings,
     /// The memory kind the pool asked for, or `None`: by each job's
     /// initial memory ([`AUTO_COW_AT`]).
@@ -106,7 +106,7 @@ impl Compiler {
         })
     }
 
-    /// The engine settings workers must use, but for the memory kind.
+    /// The engine settings workers must use, but for the kind of engine.
     pub(crate) fn settings(&self) -> &EngineSettings {
         &self.settings
     }
@@ -196,7 +196,8 @@ impl Compiler {
                     match (first, with_async) {
                         // Its error, if it fails again, is the one that tells.
                         (Err(e), Some((engine, settings)))
-                            if e.kind() == ErrorKind::InvalidComponent =>
+                            if e.kind() == ErrorKind::InvalidComponent
+                                && e.to_string().contains("requires the component model") =>
                         {
                             compile(&engine, &settings, &dir, &job, child.as_ref(), limit)
                         }
@@ -235,7 +236,7 @@ pub(crate) struct Compiled {
     funcs: Mutex<HashMap<String, Arc<Resolved>>>,
     /// The imports nothing provides, found once: the pool's host functions
     /// do not change.
-    missing: OnceLock<Vec<String>>,
+    missing: OnceLock<Unserved>,
     /// When the artifact was last marked used and found on disk.
     kept: Mutex<Instant>,
 }
@@ -501,9 +502,15 @@ impl Compiled {
     /// Checks that every import is provided: by wasmpool (WASI, `wasi:http`,
     /// `wasmpool:sync`) or by one of `host_fns`.
     pub(crate) fn check_imports(&self, host_fns: &HostFns) -> Result<(), Error> {
-        let missing = self
+        let Unserved {
+            missing,
+            unsupported,
+        } = self
             .missing
             .get_or_init(|| missing_imports(&self.engine, &self.component, host_fns));
+        if let Some(why) = unsupported {
+            return Err(Error::new(ErrorKind::Unsupported, why.clone()));
+        }
         if missing.is_empty() {
             return Ok(());
         }
@@ -673,8 +680,31 @@ fn exported_funcs(engine: &Engine, component: &Component) -> Vec<(ExportPath, Co
 }
 
 /// Each import of `component` that nothing provides, fully qualified.
-fn missing_imports(engine: &Engine, component: &Component, host_fns: &HostFns) -> Vec<String> {
+/// The imports of a component that the pool does not serve.
+#[derive(Default)]
+struct Unserved {
+    /// Those nothing provides, each by name.
+    missing: Vec<String>,
+    /// Why a host function cannot serve one that it provides: its
+    /// signature carries streams or futures, which cannot cross to the
+    /// host (yet).
+    unsupported: Option<String>,
+}
+
+fn missing_imports(engine: &Engine, component: &Component, host_fns: &HostFns) -> Unserved {
     let mut missing = Vec::new();
+    let mut unsupported = None;
+    let mut check = |qualified: &str, f: &ComponentFunc| {
+        let types = f.params().map(|(_, t)| t).chain(f.results());
+        if let Some(why) = types.filter_map(|t| wit::unsupported_in_session(&t)).next() {
+            unsupported.get_or_insert_with(|| {
+                format!(
+                    "the host function {qualified} carries {why}, which cannot cross to \
+                     the host yet"
+                )
+            });
+        }
+    };
     for (name, import) in component.component_type().imports(engine) {
         if is_builtin_import(name) {
             continue;
@@ -684,7 +714,9 @@ fn missing_imports(engine: &Engine, component: &Component, host_fns: &HostFns) -
                 for (func, export) in instance.exports(engine) {
                     let qualified = format!("{name}#{func}");
                     match export.ty {
-                        ComponentItem::ComponentFunc(_) if host_fns.provides(&qualified) => {}
+                        ComponentItem::ComponentFunc(f) if host_fns.provides(&qualified) => {
+                            check(&qualified, &f)
+                        }
                         ComponentItem::ComponentFunc(_) => missing.push(qualified),
                         // Types need nothing; a resource type is the host's
                         // values, served through its functions.
@@ -693,13 +725,16 @@ fn missing_imports(engine: &Engine, component: &Component, host_fns: &HostFns) -
                     }
                 }
             }
-            ComponentItem::ComponentFunc(_) if host_fns.provides(name) => {}
+            ComponentItem::ComponentFunc(f) if host_fns.provides(name) => check(name, &f),
             ComponentItem::ComponentFunc(_) => missing.push(name.to_string()),
             ComponentItem::Type(_) | ComponentItem::Resource(_) => {}
             _ => missing.push(format!("{name} (not a function)")),
         }
     }
-    missing
+    Unserved {
+        missing,
+        unsupported,
+    }
 }
 
 /// `ns:pkg/iface@1.2.3` without its version.

@@ -388,7 +388,8 @@ impl Pool {
     /// in, unless [`copy_on_write_memory(true)`](PoolBuilder::copy_on_write_memory).
     /// With the kind left to each job (the default), a job with a large
     /// initial memory starts workers of its own kind on its first calls,
-    /// in place of idle ones.
+    /// in place of idle ones. So does a component that uses the component
+    /// model's async: it runs on workers whose engine has it.
     ///
     /// # Errors
     ///

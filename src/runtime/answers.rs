@@ -120,26 +120,29 @@ impl Answers {
         }
     }
 
-    /// Makes `seq` an async wait, before its operation is sent, so that an
-    /// answer that comes at once is kept for it.
-    pub(super) fn expect(&self, seq: u64) {
-        self.awaited
-            .waits
-            .locked()
-            .insert(seq, AsyncWait::default());
-    }
-
-    /// Waits for the answer to `seq` (made an async wait by
-    /// [`Answers::expect`]) without blocking the thread. Dropping the
+    /// Sends the operation `seq` with `send` and waits for its answer
+    /// without blocking the thread. The wait is registered before the send,
+    /// so that an answer that comes at once is kept for it. Dropping the
     /// future gives the wait up; its answer is then dropped when it comes.
-    pub(super) async fn wait_async(&self, seq: u64) -> Waited {
+    pub(super) async fn wait_async(
+        &self,
+        seq: u64,
+        send: impl FnOnce() -> std::io::Result<()>,
+    ) -> Waited {
         struct Forget<'a>(&'a Awaited, u64);
         impl Drop for Forget<'_> {
             fn drop(&mut self) {
                 self.0.waits.locked().remove(&self.1);
             }
         }
+        self.awaited
+            .waits
+            .locked()
+            .insert(seq, AsyncWait::default());
         let _forget = Forget(&self.awaited, seq);
+        if let Err(e) = send() {
+            return Waited::Lost(format!("the host is gone: {e}"));
+        }
         std::future::poll_fn(|cx| {
             if let Some(answer) = self.awaited.take(seq, cx.waker()) {
                 return Poll::Ready(Waited::Answer(answer));
@@ -285,7 +288,6 @@ impl Watch {
                     }
                     asked = crate::locks::unpoisoned(self.ask.wait(asked));
                 }
-                *asked = false;
             }
             loop {
                 if self.closed.load(Ordering::SeqCst) {
@@ -296,6 +298,11 @@ impl Watch {
                     Ok(_) | Err(_) => break,
                 }
             }
+            // This wake answers every ask made so far: a wait stores its
+            // waker before it asks, so it is woken below, and one that
+            // stores it after asks again. The asks that came while the
+            // pipe was watched do not send the watch round again.
+            *self.asked.locked() = false;
             awaited.wake_all();
         }
     }

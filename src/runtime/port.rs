@@ -54,16 +54,17 @@ impl Port {
     /// without blocking the thread, so that the guest's other tasks go on.
     /// A stopped call drops the future, and with it the wait.
     pub(super) async fn call_async(&self, op: GuestOp) -> wasmtime::Result<Answer> {
+        let stopped = || wasmtime::Error::msg("wasmpool: the call was interrupted while it waited");
+        // A call being stopped starts nothing more on the host.
+        if self.interrupts.is_stopped() {
+            return Err(stopped());
+        }
         self.used.store(true, Ordering::SeqCst);
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.answers.expect(seq);
-        (self.send)(seq, op)
-            .map_err(|e| wasmtime::Error::msg(format!("wasmpool: the host is gone: {e}")))?;
-        match self.answers.wait_async(seq).await {
+        let waited = self.answers.wait_async(seq, || (self.send)(seq, op));
+        match waited.await {
             Waited::Answer(a) => Ok(a),
-            Waited::Stopped | Waited::Deadline => Err(wasmtime::Error::msg(
-                "wasmpool: the call was interrupted while it waited",
-            )),
+            Waited::Stopped | Waited::Deadline => Err(stopped()),
             Waited::Lost(why) => Err(wasmtime::Error::msg(format!("wasmpool: {why}"))),
         }
     }

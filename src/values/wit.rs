@@ -14,7 +14,7 @@
 //! | `option<T>` | nil or the value (`some(none)` of an `option<option<T>>` is `[nil]`) | the same |
 //! | `result<T, E>` | a map `{"ok": T}` or `{"err": E}` | the same |
 //! | `flags` | an array of flag names | an array of flag names |
-//! | `own<T>`, `borrow<T>` | a [`crate::Resource`], in a session (refused in a plain call) | a [`crate::Resource`], in a session |
+//! | `own<T>`, `borrow<T>` | a [`crate::Resource`]: a guest's in a session (a plain call refuses them), a host's in any call | the same |
 //! | `future<T>`, `stream<T>`, `error-context` | refused | refused |
 //!
 //! Names compare ignoring case, `-` and `_`.
