@@ -986,6 +986,76 @@ async fn async_calls(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error
     let stats = pool.statistics();
     assert_eq!(stats.spawned, 2, "{stats:?}");
     pool.shutdown().await;
+    async_in_flight(r, &job).await
+}
+
+/// Many async calls at once: 16 calls that each await a 300 ms host
+/// function on one worker, and 64 calls in flight on two workers, in
+/// calls per second; each with the default 8 calls per worker beside one
+/// call per worker (`async_calls(1)`), taking turns.
+async fn async_in_flight(r: &mut Report, job: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    let nap = |ms: u32| async move {
+        tokio::time::sleep(Duration::from_millis(ms.into())).await;
+        Ok::<_, wasmpool::BoxError>(ms)
+    };
+    let pool = |workers: usize, lanes: usize| {
+        Pool::builder()
+            .workers(workers)
+            .async_calls(lanes)
+            .host_fn(
+                "wasmpool:jobs/async-host#nap",
+                move |_cx: wasmpool::HostContext, (ms,): (u32,)| nap(ms),
+            )
+            .build()
+    };
+    for lanes in [8, 1] {
+        let one = pool(1, lanes)?;
+        let _: u32 = one.run(job, "double", (1u32,)).await?;
+        let t = Instant::now();
+        let calls = (0..16).map(|_| one.run::<u32>(job, "naps", (1u32, 300u32)));
+        for sum in futures_util::future::join_all(calls).await {
+            sum?;
+        }
+        r.add(
+            &format!("async_16_naps_of_300ms_1_worker_{lanes}_lanes"),
+            ms(t.elapsed()),
+            "ms",
+        );
+        one.shutdown().await;
+    }
+    const IN_FLIGHT: usize = 64;
+    let pools = [(8, pool(2, 8)?), (1, pool(2, 1)?)];
+    for (_, p) in &pools {
+        p.warm(2).await?;
+        let _: u32 = p.run(job, "double", (1u32,)).await?;
+    }
+    let rounds = r.n(200);
+    let mut took = [Duration::ZERO; 2];
+    for _ in 0..rounds / 20 {
+        for (i, (_, p)) in pools.iter().enumerate() {
+            let t = Instant::now();
+            for _ in 0..20 {
+                let calls = (0..IN_FLIGHT as u32).map(|n| p.run::<u32>(job, "double", (n,)));
+                for d in futures_util::future::join_all(calls).await {
+                    d?;
+                }
+            }
+            took[i] += t.elapsed();
+        }
+    }
+    for (i, (lanes, p)) in pools.iter().enumerate() {
+        let calls = (rounds / 20 * 20 * IN_FLIGHT) as f64;
+        r.add(
+            &format!("async_{IN_FLIGHT}_in_flight_2_workers_{lanes}_lanes"),
+            calls / took[i].as_secs_f64(),
+            "calls/s",
+        );
+        let stats = p.statistics();
+        assert!(stats.spawned <= 2, "{stats:?}");
+    }
+    for (_, p) in pools {
+        p.shutdown().await;
+    }
     Ok(())
 }
 

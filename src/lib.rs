@@ -489,9 +489,9 @@ pub use host::{BoxError, HostContext};
 pub use inspect::{Function, Import, Param, Provider};
 pub use job::Job;
 pub use options::{
-    CAPTURE_LIMIT, Cancel, DEFAULT_CACHE_LIMIT, DEFAULT_GRACE, DEFAULT_HTTP_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HTTP_REQUESTS, DEFAULT_MAX_HTTP_RESPONSE_BYTES, DirAccess,
-    Stdio, WorkerKind,
+    CAPTURE_LIMIT, Cancel, DEFAULT_ASYNC_CALLS, DEFAULT_CACHE_LIMIT, DEFAULT_GRACE,
+    DEFAULT_HTTP_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HTTP_REQUESTS,
+    DEFAULT_MAX_HTTP_RESPONSE_BYTES, DirAccess, Stdio, WorkerKind,
 };
 pub use pool::{
     Call, CancelHandle, Command, CommandHandle, CommandOutput, CpuTime, JobHandle, OpenSession,

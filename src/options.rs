@@ -18,6 +18,15 @@ pub const DEFAULT_CACHE_LIMIT: u64 = 2 << 30;
 /// for a loaded machine.
 pub const DEFAULT_GRACE: Duration = Duration::from_millis(500);
 
+/// How many calls to async components one worker process runs at once,
+/// unless [`PoolBuilder::async_calls`](crate::PoolBuilder::async_calls)
+/// says otherwise: 8.
+pub const DEFAULT_ASYNC_CALLS: usize = 8;
+
+/// The most [`PoolBuilder::async_calls`](crate::PoolBuilder::async_calls)
+/// allows.
+pub(crate) const MAX_ASYNC_CALLS: usize = 1024;
+
 /// Whether a preopened directory may be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -111,22 +111,63 @@ pub struct TenantStatistics {
 
 /// The right to hold one worker, for one tenant. Dropping it gives the
 /// worker's place to the next call due.
-pub(crate) struct Permit {
+///
+/// The calls a worker runs at once share their worker's permit (see
+/// [`Permit::share`]): the place is given back when the last of them ends.
+pub(crate) struct Permit(Arc<Held>);
+
+struct Held {
     shares: Arc<Shares>,
     tenant: usize,
     /// Whether its end counts as a call done (not so for warming).
     call: bool,
 }
 
+/// A permit that does not keep its worker's place: it gives a share of
+/// the permit while any share is held.
+pub(crate) struct WeakPermit(std::sync::Weak<Held>);
+
+impl Permit {
+    fn new(shares: Arc<Shares>, tenant: usize, call: bool) -> Permit {
+        Permit(Arc::new(Held {
+            shares,
+            tenant,
+            call,
+        }))
+    }
+
+    /// Whether this is the only hold on its place.
+    pub(crate) fn is_last(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakPermit {
+        WeakPermit(Arc::downgrade(&self.0))
+    }
+}
+
+impl WeakPermit {
+    /// A share of the permit, while one is held.
+    pub(crate) fn upgrade(&self) -> Option<Permit> {
+        self.0.upgrade().map(Permit)
+    }
+}
+
+impl Default for WeakPermit {
+    fn default() -> WeakPermit {
+        WeakPermit(std::sync::Weak::new())
+    }
+}
+
 impl std::fmt::Debug for Permit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Permit")
-            .field("tenant", &self.tenant)
+            .field("tenant", &self.0.tenant)
             .finish_non_exhaustive()
     }
 }
 
-impl Drop for Permit {
+impl Drop for Held {
     fn drop(&mut self) {
         let mut state = self.shares.state();
         state.release(self.tenant, self.call);
@@ -203,11 +244,7 @@ impl Shares {
             let t = &state.tenants[tenant];
             if state.free > 0 && t.waiting.is_empty() && t.limit.is_none_or(|l| t.running < l) {
                 state.grant(tenant);
-                return Ok(Permit {
-                    shares: self.clone(),
-                    tenant,
-                    call,
-                });
+                return Ok(Permit::new(self.clone(), tenant, call));
             }
             let (tx, rx) = oneshot::channel();
             let id = state.next_waiter;
@@ -225,11 +262,7 @@ impl Shares {
         let granted = (&mut queued.rx).await;
         queued.ended = true;
         match granted {
-            Ok(()) => Ok(Permit {
-                shares: self.clone(),
-                tenant,
-                call,
-            }),
+            Ok(()) => Ok(Permit::new(self.clone(), tenant, call)),
             // The sender was dropped: the pool closed.
             _ => Err(Error::closed()),
         }

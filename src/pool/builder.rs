@@ -50,6 +50,7 @@ pub struct PoolBuilder {
     pub(super) host_fns: HostFns,
     pub(super) confine: bool,
     pub(super) payload_region: bool,
+    pub(super) async_calls: usize,
     /// The tenants with a weight or a cap of their own.
     pub(super) tenants: BTreeMap<String, TenantSetup>,
     /// The NATS server of a cluster pool.
@@ -77,6 +78,7 @@ impl fmt::Debug for PoolBuilder {
             host_fns,
             confine,
             payload_region,
+            async_calls,
             tenants,
             #[cfg(feature = "cluster")]
                 nats: _,
@@ -99,6 +101,7 @@ impl fmt::Debug for PoolBuilder {
             .field("host_fns", host_fns)
             .field("confine", confine)
             .field("payload_region", payload_region)
+            .field("async_calls", async_calls)
             .field("tenants", tenants)
             .finish()
     }
@@ -364,6 +367,47 @@ impl PoolBuilder {
         self
     }
 
+    /// How many calls to async components one worker process runs at once
+    /// (default [`DEFAULT_ASYNC_CALLS`](crate::DEFAULT_ASYNC_CALLS), 8; from 1 to 1024).
+    ///
+    /// A component that uses the component model's async (an `async func`
+    /// export or import, a `stream` or a `future`) runs on workers of its
+    /// own kind. Such a worker takes up to `n` plain calls at once, each
+    /// with its own `Store` and instance, and interleaves them on its one
+    /// thread: while one call's guest awaits a host function, a timer or a
+    /// stream, the others run. So a pool of `w` workers runs up to `w * n`
+    /// such calls at once. The calls share their worker's place in the
+    /// pool: the worker counts once against [`workers`](Self::workers)
+    /// and in [`Statistics`](crate::Statistics), and under
+    /// [`tenant_weight`](Self::tenant_weight) the tenant whose call took
+    /// the worker holds it until the last call on it ends. A call that
+    /// joins a busy worker waits for no share.
+    ///
+    /// Calls that need the worker whole run alone on it, as on any worker:
+    /// a session's calls, a batch (`map`, `call_many`), and a worker thread's
+    /// calls ([`WorkerKind::Thread`](crate::WorkerKind::Thread) runs one call
+    /// at a time). A call side by side reports no CPU time (its thread's is
+    /// every call's), and its arguments and result go through the pipes,
+    /// not the shared payload region.
+    ///
+    /// Cancelling one of these calls (dropping it, or its timeout) drops its
+    /// task and its `Store`, and with them the guest's tasks and any host
+    /// function it awaits; the other calls on the worker go on. A guest
+    /// that spins without awaiting is interrupted by the epoch, as any
+    /// other; [`Cancel::Kill`](crate::Cancel::Kill), or a call that overruns
+    /// its grace period, still kills the worker, and with it every call on
+    /// it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), wasmpool::Error> {
+    /// let pool = wasmpool::Pool::builder().workers(1).async_calls(16).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn async_calls(mut self, n: usize) -> Self {
+        self.async_calls = n;
+        self
+    }
+
     /// Benchmarks only, not part of the API: whether process workers get
     /// a shared payload region for large arguments and results (the
     /// default), or send everything through their pipes, as before there
@@ -500,10 +544,20 @@ impl PoolBuilder {
             host_fns,
             confine,
             payload_region,
+            async_calls,
             tenants,
             #[cfg(feature = "cluster")]
             nats,
         } = self;
+        if !(1..=crate::options::MAX_ASYNC_CALLS).contains(&async_calls) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "async_calls must be from 1 to {}, not {async_calls}",
+                    crate::options::MAX_ASYNC_CALLS
+                ),
+            ));
+        }
         let workers = match workers {
             Some(n) => NonZeroUsize::new(n)
                 .ok_or_else(|| Error::new(ErrorKind::Config, "a pool needs at least one worker"))?,
@@ -591,6 +645,7 @@ impl PoolBuilder {
             host_fns: host_fns.clone(),
             sandbox,
             payload_region,
+            async_calls,
         };
         let backend = match cluster {
             #[cfg(feature = "cluster")]

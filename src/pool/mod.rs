@@ -60,7 +60,9 @@ use crate::engine::DEFAULT_MAX_WASM_STACK;
 use crate::error::Error;
 use crate::host::HostFns;
 use crate::job::Job;
-use crate::options::{Cancel, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, WorkerKind};
+use crate::options::{
+    Cancel, DEFAULT_ASYNC_CALLS, DEFAULT_GRACE, DEFAULT_IDLE_TIMEOUT, WorkerKind,
+};
 use crate::shares::TenantStatistics;
 use crate::sync::Registry;
 use crate::wire::CallOptions;
@@ -197,6 +199,7 @@ impl Pool {
             host_fns: HostFns::default(),
             confine: true,
             payload_region: true,
+            async_calls: DEFAULT_ASYNC_CALLS,
             tenants: std::collections::BTreeMap::new(),
             #[cfg(feature = "cluster")]
             nats: None,

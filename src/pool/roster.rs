@@ -63,6 +63,8 @@ pub(crate) struct Roster {
     /// Told whenever a worker comes back to the idle list or ends: a
     /// session's call waits for its own worker.
     returned: Notify,
+    /// Told whenever lanes come free for calls to join.
+    lane_freed: Notify,
     closed: AtomicBool,
     next_worker: AtomicU64,
     spawned: AtomicU64,
@@ -73,8 +75,13 @@ pub(crate) struct Roster {
 
 #[derive(Default)]
 struct House {
-    /// LIFO: the most recently used worker is at the end.
+    /// LIFO: the most recently used worker is at the end. A worker that
+    /// runs several calls at once is here whole, its other lanes inside it
+    /// ([`Worker::spare`]).
     idle: Vec<Worker>,
+    /// The free lanes of busy workers that run several calls at once, for
+    /// calls to join.
+    lanes: Vec<Worker>,
     /// Workers to kill if their abandoned call has not ended by then.
     grace: Vec<GraceKill>,
 }
@@ -120,6 +127,7 @@ impl Roster {
             live: Mutex::default(),
             exited: Notify::new(),
             returned: Notify::new(),
+            lane_freed: Notify::new(),
             closed: AtomicBool::new(false),
             next_worker: AtomicU64::new(0),
             spawned: AtomicU64::new(0),
@@ -177,6 +185,91 @@ impl Roster {
     /// Dropping the future gives up the place in the queue.
     pub(super) async fn warming_permit(&self) -> Result<Permit, Error> {
         self.shares.acquire_uncounted().await
+    }
+
+    /// A worker for a plain call, and the right to hold it: a free lane of
+    /// a busy worker that runs several calls at once, if one of `kind` can
+    /// reach `grants` (joining it takes a share of its permit, and waits
+    /// for none), else a [`permit`] of `tenant`'s and a worker from
+    /// [`checkout`]. A worker with lanes checked out so puts its other
+    /// lanes up for calls to join.
+    ///
+    /// [`permit`]: Roster::permit
+    /// [`checkout`]: Roster::checkout
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future gives up the place in the queue.
+    pub(super) async fn checkout_call(
+        self: &Arc<Self>,
+        tenant: Option<&str>,
+        grants: &Grants,
+        kind: EngineKind,
+    ) -> Result<(Worker, Permit), Error> {
+        let permit = loop {
+            // A lane that comes free while the call waits for a permit is
+            // taken instead: a worker being started for another call puts
+            // up its lanes only once it is ready.
+            let freed = self.lane_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(joined) = self.free_lane(grants, kind) {
+                return Ok(joined);
+            }
+            if !kind.concurrent {
+                break self.permit(tenant).await?;
+            }
+            tokio::select! {
+                permit = self.permit(tenant) => break permit?,
+                () = freed => {}
+            }
+        };
+        let mut worker = self.checkout(grants, kind).await?;
+        if let Some(group) = &worker.group
+            && !worker.spare.is_empty()
+        {
+            *group.permit.locked() = permit.downgrade();
+            let spare = std::mem::take(&mut worker.spare);
+            self.house().lanes.extend(spare);
+            self.lane_freed.notify_waiters();
+        }
+        Ok((worker, permit))
+    }
+
+    /// A free lane of a busy worker of `kind` that can reach `grants`, with
+    /// a share of the worker's permit.
+    fn free_lane(&self, grants: &Grants, kind: EngineKind) -> Option<(Worker, Permit)> {
+        if !kind.concurrent {
+            return None;
+        }
+        let confines = self.spec.confines();
+        // Lanes of workers found dead; ending a worker takes its locks, so
+        // they are dropped after this one.
+        let mut gone = Vec::new();
+        let found = {
+            let mut house = self.house();
+            let mut found = None;
+            let mut i = house.lanes.len();
+            while i > 0 {
+                i -= 1;
+                let w = &house.lanes[i];
+                if w.shared.is_gone() {
+                    gone.push(house.lanes.remove(i));
+                    continue;
+                }
+                if (confines && w.grants != *grants) || w.kind != kind {
+                    continue;
+                }
+                let permit = w.group.as_ref().and_then(|g| g.permit.locked().upgrade());
+                if let Some(permit) = permit {
+                    found = Some((house.lanes.remove(i), permit));
+                    break;
+                }
+            }
+            found
+        };
+        drop(gone);
+        found
     }
 
     /// Takes the most recently used idle worker that can reach exactly the
@@ -420,8 +513,14 @@ impl Roster {
     pub(super) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.shares.close();
-        let idle = std::mem::take(&mut self.house().idle);
-        drop(idle);
+        let (idle, lanes) = {
+            let mut house = self.house();
+            (
+                std::mem::take(&mut house.idle),
+                std::mem::take(&mut house.lanes),
+            )
+        };
+        drop((idle, lanes));
         self.bell.notify_one();
     }
 
@@ -552,6 +651,70 @@ impl Books for Roster {
     fn checkin(&self, mut worker: Worker, permit: Permit) {
         worker.calls += 1;
         worker.last_used = Instant::now();
+        // A lane of a worker that runs several calls at once: it waits for
+        // calls to join until the worker's last call ends, and then the
+        // worker comes back whole.
+        if let Some(group) = worker.group.clone()
+            && worker.spare.is_empty()
+        {
+            let mut house = self.house();
+            if !permit.is_last() {
+                house.lanes.push(worker);
+                drop(house);
+                drop(permit);
+                self.lane_freed.notify_waiters();
+                return;
+            }
+            let mut lanes = vec![worker];
+            let mut i = house.lanes.len();
+            while i > 0 {
+                i -= 1;
+                if house.lanes[i]
+                    .group
+                    .as_ref()
+                    .is_some_and(|g| Arc::ptr_eq(g, &group))
+                {
+                    lanes.push(house.lanes.remove(i));
+                }
+            }
+            *group.permit.locked() = Default::default();
+            drop(house);
+            match lanes.iter().position(|w| w.shared.is_primary()) {
+                Some(i) => {
+                    let mut whole = lanes.swap_remove(i);
+                    whole.spare = lanes;
+                    return self.shelve(whole, permit);
+                }
+                // The worker itself was killed with its call: the process
+                // is gone, and its lanes go with it.
+                None => {
+                    drop(lanes);
+                    drop(permit);
+                    return;
+                }
+            }
+        }
+        self.shelve(worker, permit);
+    }
+
+    /// Whether at most one call is in flight and a core is left over for a
+    /// host thread to poll on.
+    fn unpinned(&self) {
+        let _house = self.house();
+        if self.unarmed.swap(false, Ordering::SeqCst) {
+            self.bell.notify_one();
+        }
+    }
+
+    fn is_quiet(&self) -> bool {
+        self.cores > 1 && self.shares.free() + 1 >= self.workers.get()
+    }
+}
+
+impl Roster {
+    /// [`Books::checkin`] of a worker whole: to the idle list, or to
+    /// retirement.
+    fn shelve(&self, worker: Worker, permit: Permit) {
         // The memory bound last: it reads `/proc`. A thread has no memory
         // of its own to bound.
         // A worker holding sessions is kept whatever its age or size:
@@ -591,18 +754,5 @@ impl Books for Roster {
             self.returned.notify_waiters();
         }
         drop(permit);
-    }
-
-    /// Whether at most one call is in flight and a core is left over for a
-    /// host thread to poll on.
-    fn unpinned(&self) {
-        let _house = self.house();
-        if self.unarmed.swap(false, Ordering::SeqCst) {
-            self.bell.notify_one();
-        }
-    }
-
-    fn is_quiet(&self) -> bool {
-        self.cores > 1 && self.shares.free() + 1 >= self.workers.get()
     }
 }

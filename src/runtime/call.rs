@@ -11,7 +11,7 @@ use wasmtime::component::{Instance, InstancePre, Linker, Type, Val};
 use wasmtime::{Engine, Store};
 
 use super::host_imports::HostFailed;
-use super::interrupts::Interrupts;
+use super::interrupts::Stops;
 use super::loaded::{Func, Loaded, Params, call_typed, load, single_payload};
 use super::port::Port;
 use super::stdio::GuestOutput;
@@ -36,7 +36,21 @@ pub(super) struct Context<'a> {
     pub(super) port: &'a Arc<Port>,
     pub(super) linker: &'a Linker<State>,
     pub(super) jobs: &'a mut HashMap<String, Loaded>,
-    pub(super) interrupts: &'a Interrupts,
+    pub(super) interrupts: &'a dyn Stops,
+}
+
+/// What a call that has found its function runs with.
+pub(super) struct Runs<'a> {
+    pub(super) engine: &'a Engine,
+    pub(super) port: &'a Arc<Port>,
+    pub(super) stops: &'a dyn Stops,
+}
+
+/// A call's function, found, with its arguments decoded.
+pub(super) struct Resolved<'a> {
+    pre: InstancePre<State>,
+    func: Arc<Func>,
+    params: Params<'a>,
 }
 
 /// An instance waiting for a call of its job with the same options.
@@ -97,18 +111,41 @@ pub(super) async fn execute(
         jobs,
         interrupts,
     } = cx;
-    let Item {
-        id,
-        artifact,
-        export,
-        args,
-        options,
-    } = item;
-    let (pre, func, params) = match resolve(engine, linker, jobs, artifact, export, args, handles) {
+    let resolved = match resolve(engine, linker, jobs, &item, handles) {
         Ok(r) => r,
         Err(StartFailed::Call(e)) => return (Err(e), Leftover::unused(ready)),
         Err(StartFailed::Load(e)) => return (Err(e), Leftover::Nothing),
     };
+    let runs = Runs {
+        engine,
+        port,
+        stops: interrupts,
+    };
+    execute_resolved(runs, item, resolved, ready, cancel, report, handles).await
+}
+
+/// [`execute`] for a call whose function is found.
+pub(super) async fn execute_resolved(
+    runs: Runs<'_>,
+    item: Item<'_>,
+    resolved: Resolved<'_>,
+    ready: Option<Ready>,
+    cancel: tokio::sync::oneshot::Receiver<()>,
+    report: &mut Report,
+    handles: &mut dyn Handles,
+) -> (Result<Value, WireError>, Leftover) {
+    let Runs {
+        engine,
+        port,
+        stops: interrupts,
+    } = runs;
+    let Item {
+        id,
+        export,
+        options,
+        ..
+    } = item;
+    let Resolved { pre, func, params } = resolved;
     let (mut store, instance, stdout, stderr, tail) = match ready {
         Some(r) => (r.store, Some(r.instance), r.stdout, r.stderr, r.tail),
         None => match new_store(engine, port, options) {
@@ -122,6 +159,7 @@ pub(super) async fn execute(
         Ok(fuel) => fuel,
         Err(e) => return (Err(e), Leftover::Store(store)),
     };
+    interrupts.arm(&mut store);
     // A bump that came before the deadline was set is not seen by it, but
     // `interrupt` raises its flag before bumping, so check the flags now.
     if let Some(e) = interrupts.interrupted(id, options) {
@@ -174,7 +212,7 @@ struct CallEnd<'a> {
     stdout: &'a GuestOutput,
     stderr: &'a GuestOutput,
     tail: &'a Mutex<Vec<u8>>,
-    interrupts: &'a Interrupts,
+    interrupts: &'a dyn Stops,
     id: u64,
     options: &'a CallOptions,
 }
@@ -227,7 +265,7 @@ fn command_outcome(
 }
 
 /// Why a call could not start.
-enum StartFailed {
+pub(super) enum StartFailed {
     /// The job did not load: an instance made ahead is of no use.
     Load(WireError),
     /// The function or its arguments are wrong: the job's instance made
@@ -236,22 +274,26 @@ enum StartFailed {
 }
 
 /// The job's instance-pre, the function and its decoded arguments.
-fn resolve<'a>(
+pub(super) fn resolve<'a>(
     engine: &Engine,
     linker: &Linker<State>,
     jobs: &mut HashMap<String, Loaded>,
-    artifact: &Artifact,
-    export: &ExportPath,
-    args: &'a [u8],
+    item: &Item<'a>,
     handles: &mut dyn Handles,
-) -> Result<(InstancePre<State>, Arc<Func>, Params<'a>), StartFailed> {
-    let loaded = match jobs.entry(artifact.key.clone()) {
+) -> Result<Resolved<'a>, StartFailed> {
+    let loaded = match jobs.entry(item.artifact.key.clone()) {
         Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(v) => v.insert(load(engine, linker, artifact).map_err(StartFailed::Load)?),
+        Entry::Vacant(v) => {
+            v.insert(load(engine, linker, item.artifact).map_err(StartFailed::Load)?)
+        }
     };
-    let func = loaded.func(export).map_err(StartFailed::Call)?;
-    let params = decode_args(args, &func, handles).map_err(StartFailed::Call)?;
-    Ok((loaded.pre.clone(), func, params))
+    let func = loaded.func(item.export).map_err(StartFailed::Call)?;
+    let params = decode_args(item.args, &func, handles).map_err(StartFailed::Call)?;
+    Ok(Resolved {
+        pre: loaded.pre.clone(),
+        func,
+        params,
+    })
 }
 
 /// Readies `store` for the call: clears what the last call left, gives it
@@ -349,7 +391,7 @@ fn failure(
     e: Option<wasmtime::Error>,
     store: &Store<State>,
     tail: &Mutex<Vec<u8>>,
-    interrupts: &Interrupts,
+    interrupts: &dyn Stops,
     id: u64,
     options: &CallOptions,
 ) -> WireError {

@@ -119,6 +119,16 @@ impl Executor {
         self.region = Some(region);
     }
 
+    /// Its engine.
+    pub(super) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Its linker.
+    pub(super) fn linker(&self) -> &Linker<State> {
+        &self.linker
+    }
+
     /// The handle other threads interrupt calls with.
     pub(crate) fn interrupts(&self) -> Arc<Interrupts> {
         self.interrupts.clone()
@@ -222,7 +232,7 @@ impl Executor {
                 port: &self.port,
                 linker: &self.linker,
                 jobs: &mut self.jobs,
-                interrupts: &self.interrupts,
+                interrupts: &*self.interrupts,
             };
             let item = Item {
                 id,

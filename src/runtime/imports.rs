@@ -137,7 +137,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
     channel.func_wrap(
         "cancelled",
         |s: StoreContextMut<'_, State>, (): ()| -> wasmtime::Result<(bool,)> {
-            Ok((port(&s).interrupts.is_stopped(),))
+            Ok((port(&s).stops.is_stopped(),))
         },
     )?;
 

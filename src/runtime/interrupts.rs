@@ -55,6 +55,41 @@ impl AtomicRunning {
     }
 }
 
+/// What a running call asks to learn whether it was stopped, and how:
+/// the executor's [`Interrupts`] for the call it runs, or a
+/// [`CallStop`](super::lanes::CallStop) for one of the calls a worker runs
+/// at once.
+pub(crate) trait Stops: Send + Sync {
+    /// Whether the call was cancelled or timed out.
+    fn is_stopped(&self) -> bool;
+    /// The error for call `id` if it timed out or was cancelled.
+    fn interrupted(&self, id: u64, options: &CallOptions) -> Option<WireError>;
+    /// Readies the call's store, once armed, for how it is stopped. An
+    /// armed store traps at any epoch bump; that is the default.
+    fn arm(&self, _store: &mut wasmtime::Store<super::store::State>) {}
+}
+
+impl Stops for Interrupts {
+    fn is_stopped(&self) -> bool {
+        Interrupts::is_stopped(self)
+    }
+
+    fn interrupted(&self, id: u64, options: &CallOptions) -> Option<WireError> {
+        Interrupts::interrupted(self, id, options)
+    }
+}
+
+/// The error for a call that ran past `timeout`.
+pub(super) fn timed_out(timeout: Option<std::time::Duration>) -> WireError {
+    WireError::new(
+        ErrorKind::Timeout,
+        format!(
+            "the call ran past its timeout of {:?}",
+            timeout.unwrap_or_default()
+        ),
+    )
+}
+
 /// How an executor's calls are interrupted, from other threads.
 pub(crate) struct Interrupts {
     /// The executor's engine, whose epoch interrupts wasm. Replaced when
@@ -146,13 +181,7 @@ impl Interrupts {
     /// call was cancelled.
     pub(super) fn interrupted(&self, id: u64, options: &CallOptions) -> Option<WireError> {
         if self.timed_out.load(Ordering::SeqCst) == self.item.load(Ordering::SeqCst) {
-            Some(WireError::new(
-                ErrorKind::Timeout,
-                format!(
-                    "the call ran past its timeout of {:?}",
-                    options.timeout.unwrap_or_default()
-                ),
-            ))
+            Some(timed_out(options.timeout))
         } else if self.cancelled.load() == Running::Call(id) {
             Some(WireError::new(
                 ErrorKind::Cancelled,

@@ -25,6 +25,7 @@ mod host_imports;
 mod http;
 mod imports;
 mod interrupts;
+mod lanes;
 mod loaded;
 mod meter;
 mod port;
@@ -79,6 +80,40 @@ fn init_tracing() {
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
+/// A worker that runs several calls at once (see [`lanes`]): its answers
+/// come through an inbox, which a thread of its own fills from the request
+/// pipe, and it neither keeps a payload region nor gives memory back when
+/// idle (an idle one is retired whole).
+fn serve_lanes(
+    init: &Init,
+    engine: wasmtime::Engine,
+    requests: PipeReader,
+    control: UnixStream,
+    replies: PipeWriter,
+) -> io::Result<()> {
+    let inbox = Arc::new(Inbox::default());
+    let answers = Arc::new(Answers::inbox(inbox.clone()));
+    let replies = Arc::new(lanes::Replies::new(replies));
+    let ops = replies.clone();
+    let send: OpSender = Box::new(move |seq, op| ops.write(&FromWorker::Sync { seq, op }));
+    let executor = Executor::with_engine(&init.engine, engine, false, answers.clone(), send)
+        .map_err(|message| {
+            let _ = replies.write(&FromWorker::Failed {
+                message: message.clone(),
+            });
+            io::Error::other(message)
+        })?;
+    let lanes = Arc::new(lanes::Lanes::new(executor.engine().clone(), answers));
+    replies.write(&ready())?;
+    tracing::debug!(pid = std::process::id(), lanes = init.lanes, "worker ready");
+    let interrupts = executor.interrupts();
+    let stops = lanes.clone();
+    std::thread::Builder::new()
+        .name("wasmpool-control".into())
+        .spawn(move || control_loop(control, &interrupts, Some(&stops)))?;
+    lanes::serve(executor, lanes, Arc::new(requests), inbox, replies)
+}
+
 /// The worker process's life: the handshake, then either one compile
 /// ([`compile_child`]) or calls until the host closes the request pipe
 /// ([`call_loop`]).
@@ -96,6 +131,11 @@ fn serve() -> io::Result<()> {
     };
     match handshake(&init, &replies)? {
         Role::Compile(order) => compile_child(&init, order, &replies),
+        Role::Serve {
+            engine,
+            region: _,
+            idler: _,
+        } if init.lanes > 1 => serve_lanes(&init, engine, requests, control, replies),
         Role::Serve {
             engine,
             region,
@@ -126,7 +166,7 @@ fn serve() -> io::Result<()> {
             let interrupts = executor.interrupts();
             std::thread::Builder::new()
                 .name("wasmpool-control".into())
-                .spawn(move || control_loop(control, &interrupts))?;
+                .spawn(move || control_loop(control, &interrupts, None))?;
             call_loop(&requests, &replies, &mut buf, executor, idler)
         }
     }
@@ -309,11 +349,16 @@ fn confine(sandbox: &Sandbox) -> io::Result<()> {
     Ok(())
 }
 
-fn control_loop(control: UnixStream, interrupts: &Interrupts) {
+fn control_loop(control: UnixStream, interrupts: &Interrupts, lanes: Option<&lanes::Lanes>) {
     let mut buf = Vec::new();
     loop {
         match read_frame::<_, Control>(&control, &mut buf) {
-            Ok(Some(Control::Cancel { id })) => interrupts.cancel(id),
+            Ok(Some(Control::Cancel { id })) => {
+                // A call side by side, or (failing that) the executor's.
+                if !lanes.is_some_and(|l| l.cancel(id)) {
+                    interrupts.cancel(id);
+                }
+            }
             // The host is gone or broke the protocol: nothing left to serve.
             Ok(None) | Err(_) => {
                 let _ = io::stdout().flush();

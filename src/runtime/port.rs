@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::answers::{Answers, Waited};
-use super::interrupts::Interrupts;
+use super::interrupts::Stops;
 use crate::wire::{Answer, GuestOp};
 
 /// Sends a guest's operations to the registry: through the reply pipe from
@@ -18,19 +18,35 @@ pub(crate) type OpSender = Box<dyn Fn(u64, GuestOp) -> io::Result<()> + Send + S
 pub(crate) struct Port {
     send: OpSender,
     answers: Arc<Answers>,
-    pub(super) interrupts: Arc<Interrupts>,
-    next_seq: AtomicU64,
+    /// Whether the call using the port was stopped.
+    pub(super) stops: Arc<dyn Stops>,
+    /// Shared by every port of a worker: answers are told apart by it.
+    next_seq: Arc<AtomicU64>,
     /// Set once the running item has used an import.
     used: AtomicBool,
 }
 
 impl Port {
-    pub(crate) fn new(send: OpSender, answers: Arc<Answers>, interrupts: Arc<Interrupts>) -> Port {
+    pub(crate) fn new(send: OpSender, answers: Arc<Answers>, stops: Arc<dyn Stops>) -> Port {
         Port {
             send,
             answers,
-            interrupts,
-            next_seq: AtomicU64::new(1),
+            stops,
+            next_seq: Arc::new(AtomicU64::new(1)),
+            used: AtomicBool::new(false),
+        }
+    }
+
+    /// A port for one of the calls a worker runs at once: its operations
+    /// go out through `send`, it is stopped by `stops`, and it numbers
+    /// its operations with this port's numbers, so that answers in the
+    /// one inbox stay apart.
+    pub(super) fn for_call(&self, send: OpSender, stops: Arc<dyn Stops>) -> Port {
+        Port {
+            send,
+            answers: self.answers.clone(),
+            stops,
+            next_seq: self.next_seq.clone(),
             used: AtomicBool::new(false),
         }
     }
@@ -56,7 +72,7 @@ impl Port {
     pub(super) async fn call_async(&self, op: GuestOp) -> wasmtime::Result<Answer> {
         let stopped = || wasmtime::Error::msg("wasmpool: the call was interrupted while it waited");
         // A call being stopped starts nothing more on the host.
-        if self.interrupts.is_stopped() {
+        if self.stops.is_stopped() {
             return Err(stopped());
         }
         self.used.store(true, Ordering::SeqCst);
@@ -77,7 +93,7 @@ impl Port {
         timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Answer> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let stopped = || self.interrupts.is_stopped();
+        let stopped = || self.stops.is_stopped();
         (self.send)(seq, op)
             .map_err(|e| wasmtime::Error::msg(format!("wasmpool: the host is gone: {e}")))?;
         let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));

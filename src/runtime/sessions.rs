@@ -504,7 +504,7 @@ impl Executor {
             port: &self.port,
             linker,
             jobs,
-            interrupts: &self.interrupts,
+            interrupts: &*self.interrupts,
         };
         let (outcome, left) = self.runtime.block_on(execute(
             cx,

@@ -25,6 +25,10 @@ pub(crate) struct Init {
     /// The size of the payload region the worker inherited (see
     /// [`Payload::InRegion`]), if it has one.
     pub(crate) region: Option<u64>,
+    /// How many calls the worker may be sent at once: more than one only
+    /// for a worker whose engine runs async components, which then runs
+    /// its plain calls side by side (see `runtime::lanes`).
+    pub(crate) lanes: u32,
 }
 
 /// Where one call's arguments, or its result, are: in the frame, or in
@@ -470,6 +474,9 @@ pub(crate) enum FromWorker {
     /// A `wasmpool:sync` operation of the running guest; answered with
     /// [`ToWorker::Answer`] of the same `seq`.
     Sync { seq: u64, op: GuestOp },
+    /// [`FromWorker::Sync`] from the guest of call `call`, one of the
+    /// calls a worker with lanes runs at once.
+    CallSync { call: u64, seq: u64, op: GuestOp },
 }
 
 /// Frames the host sends on the control socket.

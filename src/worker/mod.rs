@@ -125,11 +125,15 @@ enum Slot {
 pub(crate) struct Shared {
     slot: Mutex<Slot>,
     /// Set once the process has been reaped; guards `kill` against pid
-    /// reuse.
-    reaped: Mutex<bool>,
+    /// reuse. Shared by a process's lanes.
+    reaped: Arc<Mutex<bool>>,
     /// Set when the host ends the worker on purpose (retire, kill), so its
-    /// exit is not counted as a crash.
-    expected_exit: AtomicBool,
+    /// exit is not counted as a crash. Shared by a process's lanes.
+    expected_exit: Arc<AtomicBool>,
+    /// Whether this is the worker itself, or one of the further lanes of a
+    /// worker that runs several calls at once: only the worker itself is
+    /// on the pool's books.
+    primary: bool,
     /// The process, for a process worker.
     pid: Option<u32>,
     /// The executor's interrupts, for a thread worker.
@@ -189,8 +193,9 @@ impl Shared {
         Shared {
             slot: Mutex::new(Slot::Idle),
             // A thread has no process to reap.
-            reaped: Mutex::new(pid.is_none()),
-            expected_exit: AtomicBool::new(false),
+            reaped: Arc::new(Mutex::new(pid.is_none())),
+            expected_exit: Arc::new(AtomicBool::new(false)),
+            primary: true,
             pid,
             interrupts,
             guest,
@@ -203,6 +208,39 @@ impl Shared {
             awaited: Default::default(),
             books,
         }
+    }
+
+    /// Another lane of the same process: a slot, a registry seat and host
+    /// functions of its own, and no payload region.
+    fn lane(&self, guest: Arc<GuestState>, host: Arc<Seat>) -> Shared {
+        Shared {
+            slot: Mutex::new(Slot::Idle),
+            reaped: self.reaped.clone(),
+            expected_exit: self.expected_exit.clone(),
+            primary: false,
+            pid: self.pid,
+            interrupts: None,
+            guest,
+            host,
+            region: None,
+            args_used: Default::default(),
+            touched: Mutex::new(Touched::NONE),
+            sessions: Default::default(),
+            pending: Mutex::default(),
+            awaited: Default::default(),
+            books: self.books.clone(),
+        }
+    }
+
+    /// Whether this is the worker itself, not one of its further lanes.
+    pub(crate) fn is_primary(&self) -> bool {
+        self.primary
+    }
+
+    /// Whether the lane holds call `call`, waited for or abandoned.
+    fn holds(&self, call: u64) -> bool {
+        matches!(*self.slot.locked(),
+            Slot::Waiting { id, .. } | Slot::Abandoned { id, .. } if id == call)
     }
 
     /// Whether a session's call waits for the worker.
@@ -448,6 +486,7 @@ impl Shared {
         };
         drop(scope);
         match how {
+            _ if !self.primary => {}
             Exit::Expected => tracing::debug!(worker = id, pid = self.pid, "worker exited"),
             Exit::Crashed => {
                 tracing::warn!(worker = id, pid = self.pid, error = %error, "worker crashed")
@@ -466,7 +505,9 @@ impl Shared {
             }
             Slot::Idle | Slot::Dead => {}
         }
-        books.exited(id, how);
+        if self.primary {
+            books.exited(id, how);
+        }
     }
 }
 
@@ -476,11 +517,32 @@ enum Link {
         /// The request pipe, shared with the registry, which answers
         /// guests there. The worker's thread reads the reply pipe.
         requests: Arc<process::RequestPipe>,
-        control: UnixStream,
+        /// Shared by the process's lanes: the last one dropped closes it.
+        control: Arc<ControlEnd>,
     },
     Thread {
         requests: Arc<thread::Mailbox>,
     },
+}
+
+/// The host's end of a worker's control socket. Closing it ends the
+/// worker.
+struct ControlEnd(UnixStream);
+
+impl Drop for ControlEnd {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+}
+
+/// The lanes of a worker process that runs several calls at once (see
+/// [`PoolBuilder::async_calls`](crate::PoolBuilder::async_calls)). The
+/// worker holds one place in the pool while any lane serves a call: the
+/// calls share its permit.
+#[derive(Default)]
+pub(crate) struct Group {
+    /// The permit the worker is held by, while any call holds a share.
+    pub(crate) permit: Mutex<crate::shares::WeakPermit>,
 }
 
 /// What a new worker is made of.
@@ -497,6 +559,9 @@ pub(crate) struct Spec {
     pub(crate) sandbox: Option<Sandbox>,
     /// Whether a process worker gets a payload region.
     pub(crate) payload_region: bool,
+    /// How many calls a process worker whose engine runs async components
+    /// runs at once.
+    pub(crate) async_calls: usize,
 }
 
 impl Spec {
@@ -541,6 +606,12 @@ pub(crate) struct Worker {
     /// Its kind of engine: a job compiled for one kind loads only in that
     /// kind.
     pub(crate) kind: crate::engine::EngineKind,
+    /// For a worker that runs several calls at once, idle: its other
+    /// lanes, which go and come back with it.
+    pub(crate) spare: Vec<Worker>,
+    /// For a lane of a worker that runs several calls at once: the lanes'
+    /// group.
+    pub(crate) group: Option<Arc<Group>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -653,7 +724,7 @@ impl Worker {
     pub(crate) fn cancel(&self, id: u64) {
         match (&self.link, &self.shared.interrupts) {
             (Link::Process { control, .. }, _) => {
-                let _ = write_frame(control, &Control::Cancel { id });
+                let _ = write_frame(&control.0, &Control::Cancel { id });
             }
             (Link::Thread { .. }, Some(interrupts)) => interrupts.cancel(id),
             (Link::Thread { .. }, None) => {}
@@ -723,15 +794,18 @@ impl Drop for Worker {
         // thread ends when its mailbox closes, after its call, if any. A
         // process that has already died on its own (killed from outside
         // while idle, say) is still counted as crashed.
-        if !self.shared.pid.is_some_and(crate::platform::has_exited) {
+        // The last of a process's lanes ends it.
+        let ends = match &self.link {
+            Link::Process { control, .. } => Arc::strong_count(control) == 1,
+            Link::Thread { .. } => true,
+        };
+        if ends && !self.shared.pid.is_some_and(crate::platform::has_exited) {
             self.shared.expected_exit.store(true, Ordering::SeqCst);
         }
-        // (The request pipe closes as the link is dropped.)
-        match &self.link {
-            Link::Process { control, .. } => {
-                let _ = control.shutdown(Shutdown::Both);
-            }
-            Link::Thread { requests } => requests.close(),
+        // (The request pipe closes as the link is dropped, the control
+        // socket as its last lane is.)
+        if let Link::Thread { requests } = &self.link {
+            requests.close();
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::{Books, Grants, Link, Request, Shared, Spec, Worker};
+use super::{Books, ControlEnd, Grants, Group, Link, Request, Shared, Spec, Worker};
 use crate::engine::EngineSettings;
 use crate::error::{Error, ErrorKind};
 use crate::host::Seat;
@@ -132,6 +132,7 @@ pub(crate) fn compile_in_child(
         sandbox,
         compile: Some(order),
         region: None,
+        lanes: 1,
     };
     // A program that cannot be started, or that does not answer the
     // handshake, is a wrong worker program, not a bad component.
@@ -219,8 +220,15 @@ pub(super) fn run(
         host_fns,
         sandbox,
         payload_region,
+        async_calls,
         ..
     } = spec;
+    // Only an engine for async components runs calls side by side.
+    let lanes = if settings.kind.concurrent {
+        async_calls.max(1)
+    } else {
+        1
+    };
     let began = Instant::now();
     let spawn_err = |what: String| Error::new(ErrorKind::Spawn, format!("worker {id}: {what}"));
     // A confined worker is granted its cache directory, which must exist.
@@ -237,7 +245,7 @@ pub(super) fn run(
         replies,
         mut child,
         region,
-    } = match start(&program, payload_region) {
+    } = match start(&program, payload_region && lanes == 1) {
         Ok(s) => s,
         Err(what) => {
             let _ = ready.send(Err(spawn_err(what)));
@@ -256,11 +264,12 @@ pub(super) fn run(
         }),
         compile: None,
         region: region.as_ref().map(|r| r.len() as u64),
+        lanes: u32::try_from(lanes).unwrap_or(u32::MAX),
     };
     let handshake = handshake(&requests, &replies, &mut buf, &init, &program);
     let requests = Arc::new(RequestPipe(Mutex::new(requests)));
-    let guest = Arc::new(GuestState::new(registry, id, requests.clone()));
-    let host = Arc::new(Seat::new(host_fns, requests.clone(), Some(pid)));
+    let guest = Arc::new(GuestState::new(registry.clone(), id, requests.clone()));
+    let host = Arc::new(Seat::new(host_fns.clone(), requests.clone(), Some(pid)));
     let shared = Arc::new(Shared::new(
         Some(pid),
         None,
@@ -289,6 +298,33 @@ pub(super) fn run(
         "worker started"
     );
     let pipe = requests.clone();
+    let control = Arc::new(ControlEnd(control));
+    let group = (lanes > 1).then(|| Arc::new(Group::default()));
+    let kind = init.engine.kind;
+    let mut all = vec![shared.clone()];
+    let mut spare = Vec::with_capacity(lanes - 1);
+    for lane in 1..lanes {
+        // Each lane holds what its guest holds in the registry apart.
+        let owner = (1 << 63) | (id << 16) | lane as u64;
+        let guest = Arc::new(GuestState::new(registry.clone(), owner, requests.clone()));
+        let host = Arc::new(Seat::new(host_fns.clone(), requests.clone(), Some(pid)));
+        let lane = Arc::new(shared.lane(guest, host));
+        all.push(lane.clone());
+        spare.push(Worker {
+            id,
+            link: Link::Process {
+                requests: requests.clone(),
+                control: control.clone(),
+            },
+            shared: lane,
+            calls: 0,
+            last_used: Instant::now(),
+            grants: grants.clone(),
+            kind,
+            spare: Vec::new(),
+            group: group.clone(),
+        });
+    }
     let worker = Worker {
         id,
         link: Link::Process { requests, control },
@@ -296,49 +332,60 @@ pub(super) fn run(
         calls: 0,
         last_used: Instant::now(),
         grants,
-        kind: init.engine.kind,
+        kind,
+        spare,
+        group,
     };
     if let Err(Ok(worker)) = ready.send(Ok(worker)) {
         // Nobody is waiting any more: dropping the handle ends the worker.
         drop(worker);
     }
-    let (lost, spoke) = read_replies(&*books, &shared, &replies, &mut buf);
+    let (lost, spoke) = read_replies(&*books, &all, &replies, &mut buf);
     if lost.is_some() {
         shared.kill();
     }
     let status = reap(&shared, &mut child);
-    let (error, request) = match lost {
-        Some(what) => (
-            Error::new(
-                ErrorKind::Protocol,
-                format!("worker {id} broke the protocol: {what}"),
+    // The worker itself last: it takes the worker off the books.
+    for lane in all.iter().rev() {
+        let (error, request) = match &lost {
+            Some(what) => (
+                Error::new(
+                    ErrorKind::Protocol,
+                    format!("worker {id} broke the protocol: {what}"),
+                ),
+                Request::Taken,
             ),
-            Request::Taken,
-        ),
-        // A guest that asked the host something had its call. Otherwise,
-        // with nothing reading the pipe any more, what is left in it was
-        // never taken.
-        None if spoke => (Error::crashed(status, "during the call"), Request::Taken),
-        None => match pipe.untaken() {
-            Request::Untaken => (
-                Error::crashed(status, "before it took the call"),
-                Request::Untaken,
-            ),
-            Request::Taken => (Error::crashed(status, "during the call"), Request::Taken),
-        },
-    };
-    shared.end(&*books, id, error, request);
+            // A guest that asked the host something had its call. So did
+            // a lane's (there is no telling which request is untaken).
+            // Otherwise, with nothing reading the pipe any more, what is
+            // left in it was never taken.
+            None if spoke || lanes > 1 => {
+                (Error::crashed(status, "during the call"), Request::Taken)
+            }
+            None => match pipe.untaken() {
+                Request::Untaken => (
+                    Error::crashed(status, "before it took the call"),
+                    Request::Untaken,
+                ),
+                Request::Taken => (Error::crashed(status, "during the call"), Request::Taken),
+            },
+        };
+        lane.end(&*books, id, error, request);
+    }
 }
 
 /// Reads the worker's frames until it exits (`None`) or breaks the
-/// protocol (what it did); says too whether the guest of the call in
-/// flight, if any, asked the host anything.
+/// protocol (what it did); says too whether the guest of a call in
+/// flight asked the host anything. `lanes` are the worker's, itself
+/// first: a frame of a call goes to the lane that holds the call.
 fn read_replies(
     books: &dyn Books,
-    shared: &Shared,
+    lanes: &[Arc<Shared>],
     replies: &io::PipeReader,
     buf: &mut Vec<u8>,
 ) -> (Option<String>, bool) {
+    let shared = &lanes[0];
+    let lane_of = |call: u64| lanes.iter().find(|l| l.holds(call));
     let mut spoke = false;
     let mut spin = IdleSpin::default();
     let lost = loop {
@@ -355,37 +402,26 @@ fn read_replies(
         match frame {
             Ok(Some(FromWorker::Done { id: call, outcomes })) => {
                 spoke = false;
-                if let Some(lost) = shared.deliver(books, call, outcomes) {
+                let lane = lane_of(call).unwrap_or(shared);
+                if let Some(lost) = lane.deliver(books, call, outcomes) {
                     break Some(lost);
                 }
             }
             // A worker being killed gets nothing more: what it asked for on
             // its way out would be lost with it.
-            Ok(Some(FromWorker::Sync { .. })) if shared.expected_exit.load(Ordering::SeqCst) => {}
-            Ok(Some(FromWorker::Sync {
-                seq,
-                op:
-                    GuestOp::Host {
-                        function,
-                        args,
-                        returns,
-                    },
-            })) => {
-                spoke = true;
-                shared
-                    .host
-                    .dispatch(seq, function, args.into_vec(), returns);
-            }
-            Ok(Some(FromWorker::Sync {
-                seq,
-                op: GuestOp::Http(req),
-            })) => {
-                spoke = true;
-                shared.host.http(seq, req);
-            }
+            Ok(Some(FromWorker::Sync { .. } | FromWorker::CallSync { .. }))
+                if shared.expected_exit.load(Ordering::SeqCst) => {}
             Ok(Some(FromWorker::Sync { seq, op })) => {
                 spoke = true;
-                shared.guest.submit(seq, op);
+                dispatch(shared, seq, op);
+            }
+            Ok(Some(FromWorker::CallSync { call, seq, op })) => {
+                spoke = true;
+                // A call that has ended asks nothing more; one abandoned
+                // still holds its lane.
+                if let Some(lane) = lane_of(call) {
+                    dispatch(lane, seq, op);
+                }
             }
             Ok(Some(other)) => break Some(format!("unexpected frame {other:?}")),
             Ok(None) => break None,
@@ -396,6 +432,22 @@ fn read_replies(
         }
     };
     (lost, spoke)
+}
+
+/// Hands a guest's operation to what serves it: its host functions, the
+/// outbound HTTP, or the registry.
+fn dispatch(shared: &Shared, seq: u64, op: GuestOp) {
+    match op {
+        GuestOp::Host {
+            function,
+            args,
+            returns,
+        } => shared
+            .host
+            .dispatch(seq, function, args.into_vec(), returns),
+        GuestOp::Http(req) => shared.host.http(seq, req),
+        op => shared.guest.submit(seq, op),
+    }
 }
 
 /// Reaps the process, marking it reaped under the lock `kill` takes.

@@ -86,6 +86,8 @@ pub(super) fn run(
         // Threads are not confined: they reach what the host reaches.
         grants: Grants::default(),
         kind: spec.settings.kind,
+        spare: Vec::new(),
+        group: None,
     };
     if let Err(Ok(worker)) = ready.send(Ok(worker)) {
         drop(worker);

@@ -13,6 +13,7 @@
 //! `--exact` and their own name (`common::test_name`), which runs them alone.
 
 mod async_exports;
+mod async_lanes;
 mod call_accounting;
 mod call_basics;
 mod command_programs;

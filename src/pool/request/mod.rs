@@ -304,8 +304,9 @@ impl PoolInner {
         // The host's own copy of what the calls may reach: the worker is
         // told only to forward requests, never asked what is allowed.
         let http = Outbound::new(&options.http, items.len())?.map(Arc::new);
-        let permit = roster.permit(policy.tenant.as_deref()).await?;
-        let worker = roster.checkout(&grants, kind).await?;
+        let (worker, permit) = roster
+            .checkout_call(policy.tenant.as_deref(), &grants, kind)
+            .await?;
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let span = tracing::Span::current();
         span.record("call", id);
