@@ -944,8 +944,9 @@ fn rss_kib(pid: u32) -> f64 {
 
 /// An async export's round trip beside a sync export's of the same
 /// component (both on a worker whose engine has the component model's
-/// async) and a sync component's no-op (on a worker without), taking turns
-/// in batches.
+/// async, running up to 8 calls at once), the async export's on a worker
+/// that runs one call at a time (`async_calls(1)`), and a sync component's
+/// no-op (on a worker without), taking turns in batches.
 async fn async_calls(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error::Error>> {
     const BATCH: usize = 250;
     let job = Job::from_file(wasmpool_guests::ASYNCS)?;
@@ -962,7 +963,22 @@ async fn async_calls(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error
         .build()?;
     let _: u32 = pool.run(&job, "double", (1u32,)).await?;
     let () = pool.run(cpu, "noop", ()).await?;
-    let (mut plain, mut sync, mut async_) = (Vec::new(), Vec::new(), Vec::new());
+    // A worker that runs one call at a time (`async_calls(1)`): no reader
+    // thread between the pipe and the guest.
+    let alone =
+        Pool::builder()
+            .workers(1)
+            .async_calls(1)
+            .host_fn(
+                "wasmpool:jobs/async-host#nap",
+                |_cx: wasmpool::HostContext, (ms,): (u32,)| async move {
+                    Ok::<_, wasmpool::BoxError>(ms)
+                },
+            )
+            .build()?;
+    let _: u32 = alone.run(&job, "double", (1u32,)).await?;
+    let (mut plain, mut sync, mut async_, mut one) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..r.n(10_000) / BATCH {
         for _ in 0..BATCH {
             let t = Instant::now();
@@ -979,10 +995,17 @@ async fn async_calls(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error
             let _: u32 = pool.run(&job, "double", (1u32,)).await?;
             async_.push(t.elapsed());
         }
+        for _ in 0..BATCH {
+            let t = Instant::now();
+            let _: u32 = alone.run(&job, "double", (1u32,)).await?;
+            one.push(t.elapsed());
+        }
     }
     r.latency("sync_component_noop_roundtrip", &mut plain);
     r.latency("async_component_sync_export_roundtrip", &mut sync);
     r.latency("async_export_roundtrip", &mut async_);
+    r.latency("async_export_roundtrip_1_lane", &mut one);
+    alone.shutdown().await;
     let stats = pool.statistics();
     assert_eq!(stats.spawned, 2, "{stats:?}");
     pool.shutdown().await;
@@ -1025,9 +1048,12 @@ async fn async_in_flight(r: &mut Report, job: &Job) -> Result<(), Box<dyn std::e
     }
     const IN_FLIGHT: usize = 64;
     let pools = [(8, pool(2, 8)?), (1, pool(2, 1)?)];
+    // Both workers started (`warm` starts workers for sync components).
     for (_, p) in &pools {
-        p.warm(2).await?;
-        let _: u32 = p.run(job, "double", (1u32,)).await?;
+        let calls = (0..IN_FLIGHT as u32).map(|n| p.run::<u32>(job, "double", (n,)));
+        for d in futures_util::future::join_all(calls).await {
+            d?;
+        }
     }
     let rounds = r.n(200);
     let mut took = [Duration::ZERO; 2];
@@ -1045,13 +1071,13 @@ async fn async_in_flight(r: &mut Report, job: &Job) -> Result<(), Box<dyn std::e
     }
     for (i, (lanes, p)) in pools.iter().enumerate() {
         let calls = (rounds / 20 * 20 * IN_FLIGHT) as f64;
+        let stats = p.statistics();
+        assert!(stats.spawned <= 2, "{stats:?}");
         r.add(
             &format!("async_{IN_FLIGHT}_in_flight_2_workers_{lanes}_lanes"),
             calls / took[i].as_secs_f64(),
             "calls/s",
         );
-        let stats = p.statistics();
-        assert!(stats.spawned <= 2, "{stats:?}");
     }
     for (_, p) in pools {
         p.shutdown().await;

@@ -30,23 +30,26 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, PipeReader, PipeWriter};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::oneshot;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-use super::answers::{Answers, Inbox};
-use super::call::{Item, Leftover, Runs, StartFailed, execute_resolved, resolve};
+use super::answers::{Answers, IdleSpin, Inbox};
+use super::call::{
+    Item, Leftover, Ready, Runs, StartFailed, execute_resolved, instantiate, resolve, store_options,
+};
 use super::executor::{Executor, encode_result, within_limit};
 use super::interrupts::{Stops, timed_out};
 use super::loaded::Loaded;
 use super::meter::Meter;
 use super::port::{OpSender, Port};
-use super::store::State;
+use super::store::{State, new_store};
 use crate::error::ErrorKind;
 use crate::values;
 use crate::wire::{
@@ -269,11 +272,96 @@ impl Lanes {
     }
 }
 
+/// What the main loop waited for.
+enum Next {
+    Request(CallRequest),
+    /// The host closed the request pipe.
+    Closed,
+    /// The last call in flight ended.
+    Idle,
+}
+
+/// The calls' tasks in flight.
+#[derive(Default)]
+struct Tasks {
+    running: std::cell::Cell<usize>,
+    /// Told when the last one ends.
+    ended: tokio::sync::Notify,
+}
+
+impl Tasks {
+    /// Counts a task until the guard drops.
+    fn enter(self: &Rc<Self>) -> impl Drop + use<> {
+        struct Running(Rc<Tasks>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                let n = self.0.running.get() - 1;
+                self.0.running.set(n);
+                if n == 0 {
+                    self.0.ended.notify_one();
+                }
+            }
+        }
+        self.running.set(self.running.get() + 1);
+        Running(self.clone())
+    }
+
+    /// Resolves once no task runs.
+    async fn all_ended(&self) {
+        while self.running.get() > 0 {
+            self.ended.notified().await;
+        }
+    }
+}
+
+/// How a port made ahead, with its instance, is given to the call that
+/// takes it: the call's id, for its operations, and how it is stopped.
+struct Bound {
+    call: AtomicU64,
+    stop: Mutex<Arc<CallStop>>,
+}
+
+impl Bound {
+    fn bind(&self, call: u64, stop: Arc<CallStop>) {
+        self.call.store(call, Ordering::SeqCst);
+        *self.stop.locked() = stop;
+    }
+
+    fn current(&self) -> Arc<CallStop> {
+        self.stop.locked().clone()
+    }
+}
+
+impl Stops for Bound {
+    fn is_stopped(&self) -> bool {
+        self.current().is_stopped()
+    }
+
+    fn interrupted(&self, id: u64, options: &CallOptions) -> Option<WireError> {
+        self.current().interrupted(id, options)
+    }
+
+    fn arm(&self, store: &mut wasmtime::Store<State>) {
+        self.current().arm(store);
+    }
+}
+
+/// An instance made ahead for the next call of its job, with its port.
+struct Ahead {
+    key: String,
+    ready: Ready,
+    port: Arc<Port>,
+    bound: Arc<Bound>,
+}
+
 /// What the calls' tasks share, on the main thread.
 struct Shared {
     engine: Engine,
     linker: Linker<State>,
     jobs: RefCell<HashMap<String, Loaded>>,
+    /// One instance made ahead, as the executor keeps one: the next call
+    /// of its job with the same options only enters the guest.
+    ahead: RefCell<Option<Ahead>>,
     /// The executor's port, whose numbers the calls' ports share.
     port: Arc<Port>,
     replies: Arc<Replies>,
@@ -281,6 +369,70 @@ struct Shared {
 }
 
 impl Shared {
+    /// A port for a call's store: its operations are tagged with the call
+    /// it is bound to.
+    fn port(&self) -> (Arc<Port>, Arc<Bound>) {
+        let bound = Arc::new(Bound {
+            call: AtomicU64::new(0),
+            stop: Mutex::new(Arc::new(CallStop {
+                why: Arc::new(AtomicU8::new(RUNNING)),
+                wake: Mutex::new(None),
+                deadline: None,
+            })),
+        });
+        let tag = bound.clone();
+        let replies = self.replies.clone();
+        let send: OpSender = Box::new(move |seq, op| {
+            let call = tag.call.load(Ordering::SeqCst);
+            replies.write(&FromWorker::CallSync { call, seq, op })
+        });
+        (Arc::new(self.port.for_call(send, bound.clone())), bound)
+    }
+
+    /// The instance made ahead, if it is of job `key` with `shape`; one of
+    /// another is dropped, freeing its slot.
+    fn take_ahead(&self, key: &str, shape: &CallOptions) -> Option<Ahead> {
+        let ahead = self.ahead.borrow_mut().take()?;
+        (ahead.key == key && ahead.ready.options == *shape).then_some(ahead)
+    }
+
+    /// Instantiates job `key` with `shape` ahead of its next call, unless
+    /// an instance is made ahead already. A failure is left for that call
+    /// to meet.
+    async fn instantiate_ahead(&self, key: &str, shape: CallOptions) {
+        if self.ahead.borrow().is_some() {
+            return;
+        }
+        let Some(pre) = self.jobs.borrow().get(key).map(|l| l.pre.clone()) else {
+            return;
+        };
+        let (port, bound) = self.port();
+        let Ok((mut store, stdout, stderr, tail)) = new_store(&self.engine, &port, &shape) else {
+            return;
+        };
+        // Held, so that only a stop's epoch bump ends it.
+        let (_keep, wake) = oneshot::channel();
+        let Some(Ok(instance)) = instantiate(&mut store, &pre, wake).await else {
+            return;
+        };
+        let mut ahead = self.ahead.borrow_mut();
+        if ahead.is_none() {
+            *ahead = Some(Ahead {
+                key: key.to_string(),
+                ready: Ready {
+                    options: shape,
+                    store,
+                    instance,
+                    stdout,
+                    stderr,
+                    tail,
+                },
+                port,
+                bound,
+            });
+        }
+    }
+
     /// Sends the outcomes of request `id`. A host that cannot be written
     /// to is gone, and the request pipe's end says so to the main loop.
     fn reply(&self, id: u64, outcomes: Vec<crate::wire::WireOutcome>) -> io::Result<()> {
@@ -301,6 +453,9 @@ pub(crate) fn serve(
     std::thread::Builder::new()
         .name("wasmpool-requests".into())
         .spawn(move || {
+            // It does not poll: with the main thread polling for what it
+            // hands over, two threads polling on two cores cost the host
+            // its own (measured: the round trip took twice as long).
             let mut buf = Vec::new();
             loop {
                 match read_frame::<_, ToWorker>(&*requests, &mut buf) {
@@ -320,18 +475,60 @@ pub(crate) fn serve(
     std::thread::Builder::new()
         .name("wasmpool-lanes".into())
         .spawn(move || timer.timer_loop())?;
+    let tasks = Rc::new(Tasks::default());
     let cx = Rc::new(Shared {
         engine: executor.engine().clone(),
         linker: executor.linker().clone(),
         jobs: RefCell::default(),
+        ahead: RefCell::default(),
         port: executor.port.clone(),
         replies,
         lanes: lanes.clone(),
     });
     let local = tokio::task::LocalSet::new();
+    let mut spin = IdleSpin::default();
     let served = loop {
-        let next = executor.runtime.block_on(local.run_until(rx.recv()));
-        let Some(req) = next else { break Ok(()) };
+        // With no call in flight, the next request is polled for a while
+        // (it is handed over by the reader thread), then waited for; with
+        // calls in flight, their tasks run until a request comes, or the
+        // last of them ends.
+        let idle = Instant::now();
+        let mut next = None;
+        if tasks.running.get() == 0 {
+            let budget = spin.budget();
+            loop {
+                match rx.try_recv() {
+                    Ok(req) => next = Some(Next::Request(req)),
+                    Err(TryRecvError::Disconnected) => next = Some(Next::Closed),
+                    Err(TryRecvError::Empty) if idle.elapsed() < budget => {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    Err(TryRecvError::Empty) => {}
+                }
+                break;
+            }
+        }
+        let next = match next {
+            Some(next) => next,
+            None if tasks.running.get() == 0 => executor
+                .runtime
+                .block_on(rx.recv())
+                .map_or(Next::Closed, Next::Request),
+            None => executor.runtime.block_on(local.run_until(async {
+                tokio::select! {
+                    req = rx.recv() => req.map_or(Next::Closed, Next::Request),
+                    () = tasks.all_ended() => Next::Idle,
+                }
+            })),
+        };
+        let req = match next {
+            Next::Request(req) => req,
+            Next::Closed => break Ok(()),
+            // The last call ended: back to polling.
+            Next::Idle => continue,
+        };
+        spin.waited(idle.elapsed());
         if runs_alone(&req) {
             let id = req.id;
             let sent = lanes.alone(|| executor.run(req, |outcomes| cx.reply(id, outcomes)));
@@ -339,7 +536,12 @@ pub(crate) fn serve(
                 break Err(e);
             }
         } else {
-            local.spawn_local(call(cx.clone(), req));
+            let running = tasks.enter();
+            let cx = cx.clone();
+            local.spawn_local(async move {
+                call(cx, req).await;
+                drop(running);
+            });
         }
     };
     lanes.close();
@@ -379,10 +581,15 @@ async fn call(cx: Rc<Shared>, req: CallRequest) {
     // its wall time only.
     let meter = Meter::start(false);
     let mut report = Report::default();
-    let replies = cx.replies.clone();
-    let send: OpSender =
-        Box::new(move |seq, op| replies.write(&FromWorker::CallSync { call: id, seq, op }));
-    let port = Arc::new(cx.port.for_call(send, stop.clone()));
+    let shape = store_options(&options);
+    let (port, bound, ready) = match cx.take_ahead(&artifact.key, &shape) {
+        Some(a) => (a.port, a.bound, Some(a.ready)),
+        None => {
+            let (port, bound) = cx.port();
+            (port, bound, None)
+        }
+    };
+    bound.bind(id, stop.clone());
     let item = Item {
         id,
         artifact: &artifact,
@@ -402,7 +609,7 @@ async fn call(cx: Rc<Shared>, req: CallRequest) {
                 port: &port,
                 stops: &*stop,
             };
-            execute_resolved(runs, item, resolved, None, wake, &mut report, &mut handles).await
+            execute_resolved(runs, item, resolved, ready, wake, &mut report, &mut handles).await
         }
         Err(StartFailed::Call(e) | StartFailed::Load(e)) => (Err(e), Leftover::Nothing),
     };
@@ -418,6 +625,8 @@ async fn call(cx: Rc<Shared>, req: CallRequest) {
     // A host that cannot be written to is gone: the main loop ends when
     // the request pipe does.
     let _ = cx.reply(id, vec![(outcome, report)]);
-    // The store goes after the reply, off the caller's path.
+    // The store goes after the reply, off the caller's path, and the next
+    // call's instance is made.
     drop(left);
+    cx.instantiate_ahead(&artifact.key, shape).await;
 }
