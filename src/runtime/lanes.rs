@@ -274,7 +274,7 @@ impl Lanes {
 
 /// What the main loop waited for.
 enum Next {
-    Request(CallRequest),
+    Request(Box<CallRequest>),
     /// The host closed the request pipe.
     Closed,
     /// The last call in flight ended.
@@ -498,7 +498,7 @@ pub(crate) fn serve(
             let budget = spin.budget();
             loop {
                 match rx.try_recv() {
-                    Ok(req) => next = Some(Next::Request(req)),
+                    Ok(req) => next = Some(Next::Request(Box::new(req))),
                     Err(TryRecvError::Disconnected) => next = Some(Next::Closed),
                     Err(TryRecvError::Empty) if idle.elapsed() < budget => {
                         std::hint::spin_loop();
@@ -514,16 +514,16 @@ pub(crate) fn serve(
             None if tasks.running.get() == 0 => executor
                 .runtime
                 .block_on(rx.recv())
-                .map_or(Next::Closed, Next::Request),
+                .map_or(Next::Closed, |r| Next::Request(Box::new(r))),
             None => executor.runtime.block_on(local.run_until(async {
                 tokio::select! {
-                    req = rx.recv() => req.map_or(Next::Closed, Next::Request),
+                    req = rx.recv() => req.map_or(Next::Closed, |r| Next::Request(Box::new(r))),
                     () = tasks.all_ended() => Next::Idle,
                 }
             })),
         };
         let req = match next {
-            Next::Request(req) => req,
+            Next::Request(req) => *req,
             Next::Closed => break Ok(()),
             // The last call ended: back to polling.
             Next::Idle => continue,
