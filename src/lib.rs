@@ -282,7 +282,12 @@
 //!   worker. Functions of one `list<u8>` or `string` parameter are called
 //!   through wasmtime's typed API, which copies the payload in one piece.
 //!   A thread worker is one `wasmpool-thread-{id}` thread with the same
-//!   executor (and its own `wasmpool-timer`).
+//!   executor (and its own `wasmpool-timer`). A process worker for async
+//!   components is the exception: it runs up to
+//!   [`async_calls`](PoolBuilder::async_calls) plain calls at once, each a
+//!   task with its own `Store` on its one thread, fed by a
+//!   `wasmpool-requests` reader thread; a `wasmpool-lanes` thread times
+//!   them out, and a stopped call's task and `Store` are dropped.
 //! - **Host functions.** A guest's call of a [host
 //!   function](PoolBuilder::host_fn) reaches the host like a
 //!   `wasmpool:sync` operation. Its future is polled first on the thread
@@ -436,7 +441,9 @@
 //! - A typed call cannot send `some(none)` of an `option<option<T>>`: serde
 //!   writes it as nil, which is `none`. Dynamic calls carry it both ways
 //!   (`[null]` in JSON), as does the wire (`[nil]`).
-//! - A worker runs one call at a time; the pool's size bounds parallelism.
+//! - A worker runs one call at a time (a worker for async components runs
+//!   several plain calls at once, interleaved on its one thread); the
+//!   pool's size bounds parallelism.
 //! - The wasm stack size and fuel metering are engine settings, so they are
 //!   set per pool; a call can set its own fuel budget on a metering pool.
 //! - Arguments and results of 64 KiB or more cross through memory shared
