@@ -192,7 +192,7 @@ async fn a_timeout_ends_an_async_export_that_waits_or_spins() {
 
 /// The `asyncs` world in Python (`guest/python/asyncs`), built once per
 /// test run with componentize-py.
-fn python_asyncs() -> wasmpool::Job {
+pub(crate) fn python_asyncs() -> wasmpool::Job {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     job(BUILT
         .get_or_init(|| crate::common::componentize_py("asyncs", "asyncs"))

@@ -303,3 +303,45 @@ async fn async_calls_out_of_range_is_a_config_error() {
         assert!(e.to_string().contains("async_calls"), "{e}");
     }
 }
+
+/// A Python guest (componentize-py) runs side by side too: a call stuck in
+/// its host function takes one of the worker's 8 lanes until its timeout
+/// drops it; the eighth of the calls that meet at the barrier gets that
+/// lane, and all eight pass on one worker.
+#[tokio::test]
+async fn python_calls_run_side_by_side_too() {
+    let job = crate::async_exports::python_asyncs();
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let pool = Pool::builder()
+        .workers(1)
+        .host_fn(NAP, move |_cx: HostContext, (ms,): (u32,)| {
+            let barrier = barrier.clone();
+            async move {
+                if ms == 0 {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                } else {
+                    tokio::time::timeout(Duration::from_secs(60), barrier.wait())
+                        .await
+                        .map_err(|_| "the other calls never came")?;
+                }
+                Ok::<_, BoxError>(ms)
+            }
+        })
+        .build()
+        .unwrap();
+    let stuck = pool
+        .call::<u32>(&job, "naps", (1u32, 0u32))
+        .timeout(Duration::from_millis(300));
+    let calls = (1..=8u32).map(|i| pool.run::<u32>(&job, "naps", (1u32, i)));
+    let (stuck, sums) = tokio::join!(stuck, futures_util::future::join_all(calls));
+    assert_eq!(stuck.unwrap_err().kind(), ErrorKind::Timeout);
+    for (i, sum) in sums.into_iter().enumerate() {
+        assert_eq!(sum.unwrap(), i as u32 + 1);
+    }
+    let stats = pool.statistics();
+    assert_eq!(
+        (stats.spawned, stats.killed, stats.crashed),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+}
