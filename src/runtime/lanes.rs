@@ -137,13 +137,18 @@ pub(crate) struct Lanes {
     deadlines: Mutex<BTreeSet<(Instant, u64)>>,
     deadline_set: Condvar,
     closed: AtomicBool,
+    /// The request the executor runs alone, whose operations its port
+    /// tags.
+    alone: Arc<AtomicU64>,
 }
 
 impl Lanes {
-    pub(crate) fn new(engine: Engine, answers: Arc<Answers>) -> Lanes {
+    /// `alone` is read by the executor's port.
+    pub(crate) fn new(engine: Engine, answers: Arc<Answers>, alone: Arc<AtomicU64>) -> Lanes {
         Lanes {
             engine,
             answers,
+            alone,
             calls: Mutex::default(),
             early: Mutex::default(),
             blocking: Mutex::new(false),
@@ -228,8 +233,10 @@ impl Lanes {
         self.answers.wake();
     }
 
-    /// Runs `f`, a request the executor runs on its own: see `blocking`.
-    fn alone<R>(&self, f: impl FnOnce() -> R) -> R {
+    /// Runs `f`, request `id` that the executor runs on its own: see
+    /// `blocking`.
+    fn alone<R>(&self, id: u64, f: impl FnOnce() -> R) -> R {
+        self.alone.store(id, Ordering::SeqCst);
         *self.blocking.locked() = true;
         let r = f();
         *self.blocking.locked() = false;
@@ -373,7 +380,9 @@ impl Shared {
     /// it is bound to.
     fn port(&self) -> (Arc<Port>, Arc<Bound>) {
         let bound = Arc::new(Bound {
-            call: AtomicU64::new(0),
+            // No call's, until one takes it: an operation of its guest's
+            // start goes to the worker itself, and is answered.
+            call: AtomicU64::new(u64::MAX),
             stop: Mutex::new(Arc::new(CallStop {
                 why: Arc::new(AtomicU8::new(RUNNING)),
                 wake: Mutex::new(None),
@@ -531,7 +540,7 @@ pub(crate) fn serve(
         spin.waited(idle.elapsed());
         if runs_alone(&req) {
             let id = req.id;
-            let sent = lanes.alone(|| executor.run(req, |outcomes| cx.reply(id, outcomes)));
+            let sent = lanes.alone(id, || executor.run(req, |outcomes| cx.reply(id, outcomes)));
             if let Err(e) = sent {
                 break Err(e);
             }

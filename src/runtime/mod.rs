@@ -95,7 +95,14 @@ fn serve_lanes(
     let answers = Arc::new(Answers::inbox(inbox.clone()));
     let replies = Arc::new(lanes::Replies::new(replies));
     let ops = replies.clone();
-    let send: OpSender = Box::new(move |seq, op| ops.write(&FromWorker::Sync { seq, op }));
+    // The executor's operations are those of the request it runs, which
+    // may be any lane's: they are tagged with it.
+    let running = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let call = running.clone();
+    let send: OpSender = Box::new(move |seq, op| {
+        let call = call.load(std::sync::atomic::Ordering::SeqCst);
+        ops.write(&FromWorker::CallSync { call, seq, op })
+    });
     let executor = Executor::with_engine(&init.engine, engine, false, answers.clone(), send)
         .map_err(|message| {
             let _ = replies.write(&FromWorker::Failed {
@@ -103,7 +110,11 @@ fn serve_lanes(
             });
             io::Error::other(message)
         })?;
-    let lanes = Arc::new(lanes::Lanes::new(executor.engine().clone(), answers));
+    let lanes = Arc::new(lanes::Lanes::new(
+        executor.engine().clone(),
+        answers,
+        running,
+    ));
     replies.write(&ready())?;
     tracing::debug!(pid = std::process::id(), lanes = init.lanes, "worker ready");
     let interrupts = executor.interrupts();

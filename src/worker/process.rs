@@ -417,11 +417,10 @@ fn read_replies(
             }
             Ok(Some(FromWorker::CallSync { call, seq, op })) => {
                 spoke = true;
-                // A call that has ended asks nothing more; one abandoned
-                // still holds its lane.
-                if let Some(lane) = lane_of(call) {
-                    dispatch(lane, seq, op);
-                }
+                // A call abandoned still holds its lane. What no lane holds
+                // (an instance being made ahead) goes to the worker itself,
+                // which answers it, if only with an error.
+                dispatch(lane_of(call).unwrap_or(shared), seq, op);
             }
             Ok(Some(other)) => break Some(format!("unexpected frame {other:?}")),
             Ok(None) => break None,

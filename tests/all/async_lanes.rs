@@ -278,12 +278,26 @@ async fn sessions_and_batches_run_beside_calls_side_by_side() {
     let pool = napping_pool(WorkerKind::Process, 8, &naps);
     let session = pool.session(&job).await.unwrap();
     let plain = (0..4).map(|_| pool.run::<u32>(&job, "naps", (1u32, 100u32)));
+    // Items that call the host: batched after the first ones, they run
+    // alone on whichever lane the batch took, and their host calls are
+    // theirs.
+    let naps_batch = pool
+        .map::<_, u32, _>(&job, "naps", (0..200u32).map(|_| (1u32, 0u32)))
+        .collect::<Vec<_>>();
     let batch = pool
         .map::<_, u32, _>(&job, "double", (0..10u32).map(|i| (i,)))
         .collect::<Vec<_>>();
     let in_session = session.run::<u32>("double", (21u32,));
-    let (plain, batch, in_session) =
-        tokio::join!(futures_util::future::join_all(plain), batch, in_session);
+    let (plain, batch, naps_batch, in_session) = tokio::join!(
+        futures_util::future::join_all(plain),
+        batch,
+        naps_batch,
+        in_session
+    );
+    assert_eq!(naps_batch.len(), 200);
+    for nap in naps_batch {
+        assert_eq!(nap.unwrap(), 0);
+    }
     for sum in plain {
         assert_eq!(sum.unwrap(), 100);
     }
