@@ -248,6 +248,7 @@ impl Roster {
         let mut gone = Vec::new();
         let found = {
             let mut house = self.house();
+            gone.extend(Self::reassemble_orphans(&mut house));
             let mut found = None;
             let mut i = house.lanes.len();
             while i > 0 {
@@ -290,6 +291,7 @@ impl Roster {
         let mut gone = Vec::new();
         let evicted = {
             let mut house = self.house();
+            gone.extend(Self::reassemble_orphans(&mut house));
             let mut i = house.idle.len();
             let mut found = None;
             // A worker a session's call waits for is taken only if no
@@ -660,8 +662,10 @@ impl Books for Roster {
             let mut house = self.house();
             if !permit.is_last() {
                 house.lanes.push(worker);
-                drop(house);
+                // Under the lock, so that the last call's check-in sees
+                // that it is the last.
                 drop(permit);
+                drop(house);
                 self.lane_freed.notify_waiters();
                 return;
             }
@@ -712,6 +716,44 @@ impl Books for Roster {
 }
 
 impl Roster {
+    /// Puts back whole the workers whose lanes all wait in `house` with no
+    /// call holding the worker any more: the last call's share of the
+    /// permit went without a check-in (its lane was dropped, its call
+    /// lost). Returns the lanes of workers that lost their first lane,
+    /// whose process is gone or going, to drop after the lock.
+    fn reassemble_orphans(house: &mut House) -> Vec<Worker> {
+        let orphaned = |w: &Worker| {
+            w.group
+                .as_ref()
+                .is_some_and(|g| g.permit.locked().upgrade().is_none())
+        };
+        let mut dropped = Vec::new();
+        while let Some(i) = house.lanes.iter().position(orphaned) {
+            let group = house.lanes[i].group.clone();
+            let mut lanes = Vec::new();
+            let mut j = house.lanes.len();
+            while j > 0 {
+                j -= 1;
+                let same = match (&house.lanes[j].group, &group) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    _ => false,
+                };
+                if same {
+                    lanes.push(house.lanes.remove(j));
+                }
+            }
+            match lanes.iter().position(|w| w.shared.is_primary()) {
+                Some(p) => {
+                    let mut whole = lanes.swap_remove(p);
+                    whole.spare = lanes;
+                    house.idle.insert(0, whole);
+                }
+                None => dropped.extend(lanes),
+            }
+        }
+        dropped
+    }
+
     /// [`Books::checkin`] of a worker whole: to the idle list, or to
     /// retirement.
     fn shelve(&self, worker: Worker, permit: Permit) {

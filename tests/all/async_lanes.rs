@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 
-use crate::common::job;
+use crate::common::{eventually, job};
 use wasmpool::{BoxError, ErrorKind, HostContext, Pool, WorkerKind};
 
 const NAP: &str = "wasmpool:jobs/async-host@0.1.0#nap";
@@ -74,6 +74,16 @@ fn napping_pool(kind: WorkerKind, async_calls: usize, naps: &Arc<Naps>) -> Pool 
         })
         .build()
         .unwrap()
+}
+
+/// The pool started one worker, and neither killed it nor saw it crash.
+fn one_worker_nothing_killed(pool: &Pool) {
+    let stats = pool.statistics();
+    assert_eq!(
+        (stats.spawned, stats.killed, stats.crashed),
+        (1, 0, 0),
+        "{stats:?}"
+    );
 }
 
 /// Eight calls, each awaiting one host function, meet at a barrier that
@@ -177,22 +187,13 @@ async fn a_timeout_cancels_one_call_and_not_the_others() {
     }
     // The cancelled call's host future is dropped (its task aborted), not
     // left to run out its minute.
-    let start = Instant::now();
-    while naps.dropped.load(Ordering::SeqCst) == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(50),
-            "the host future lives on"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the host future to be dropped", || {
+        naps.dropped.load(Ordering::SeqCst) > 0
+    })
+    .await;
     assert_eq!(naps.dropped.load(Ordering::SeqCst), 1);
     assert_eq!(naps.now.load(Ordering::SeqCst), 0);
-    let stats = pool.statistics();
-    assert_eq!(
-        (stats.spawned, stats.killed, stats.crashed),
-        (1, 0, 0),
-        "{stats:?}"
-    );
+    one_worker_nothing_killed(&pool);
 }
 
 /// Dropping a call's future cancels it the same way.
@@ -201,6 +202,8 @@ async fn dropping_a_call_cancels_only_its_task() {
     let job = asyncs();
     let naps = Arc::new(Naps::default());
     let pool = napping_pool(WorkerKind::Process, 8, &naps);
+    // Compiled and started first, so that the naps below begin at once.
+    pool.run::<u32>(&job, "double", (1u32,)).await.unwrap();
     let other = tokio::spawn({
         let pool = pool.clone();
         let job = job.clone();
@@ -212,30 +215,21 @@ async fn dropping_a_call_cancels_only_its_task() {
         async move { pool.run::<u32>(&job, "naps", (1u32, 60_000u32)).await }
     });
     // Both naps under way.
-    let start = Instant::now();
-    while naps.now.load(Ordering::SeqCst) < 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the naps never began"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("both naps to begin", || {
+        naps.now.load(Ordering::SeqCst) == 2
+    })
+    .await;
     dropped.abort();
     let _ = dropped.await;
-    let start = Instant::now();
-    while naps.dropped.load(Ordering::SeqCst) == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the host future lives on"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the host future to be dropped", || {
+        naps.dropped.load(Ordering::SeqCst) > 0
+    })
+    .await;
     assert_eq!(other.await.unwrap().unwrap(), 800);
     // The worker is whole and serves again.
     let n: u32 = pool.run(&job, "double", (5u32,)).await.unwrap();
     assert_eq!(n, 10);
-    let stats = pool.statistics();
-    assert_eq!((stats.spawned, stats.killed), (1, 0), "{stats:?}");
+    one_worker_nothing_killed(&pool);
 }
 
 /// A trap, and a guest that spins past its timeout, fail their own calls
@@ -261,12 +255,7 @@ async fn a_trap_or_a_spinning_guest_fails_only_its_call() {
         assert_eq!(sum.unwrap(), 500);
     }
     assert!(slept.unwrap() >= 300);
-    let stats = pool.statistics();
-    assert_eq!(
-        (stats.spawned, stats.killed, stats.crashed),
-        (1, 0, 0),
-        "{stats:?}"
-    );
+    one_worker_nothing_killed(&pool);
 }
 
 /// Sessions and batches on an async component take the worker whole, and
@@ -352,10 +341,44 @@ async fn python_calls_run_side_by_side_too() {
     for (i, sum) in sums.into_iter().enumerate() {
         assert_eq!(sum.unwrap(), i as u32 + 1);
     }
+    one_worker_nothing_killed(&pool);
+}
+
+/// While eight calls run on one worker, the pool counts one busy worker
+/// and one tenant's hold on it; once they end, one idle worker and eight
+/// calls.
+#[tokio::test]
+async fn statistics_count_the_worker_once_and_every_call() {
+    let job = asyncs();
+    let naps = Arc::new(Naps::default());
+    let pool = napping_pool(WorkerKind::Process, 8, &naps);
+    pool.run::<u32>(&job, "double", (1u32,)).await.unwrap();
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (pool, job) = (pool.clone(), job.clone());
+            tokio::spawn(async move { pool.run::<u32>(&job, "naps", (1u32, 500u32)).await })
+        })
+        .collect();
+    eventually("eight naps at once", || {
+        naps.now.load(Ordering::SeqCst) == 8
+    })
+    .await;
     let stats = pool.statistics();
     assert_eq!(
-        (stats.spawned, stats.killed, stats.crashed),
-        (1, 0, 0),
+        (stats.idle, stats.busy, stats.max_workers),
+        (0, 1, 1),
         "{stats:?}"
     );
+    let running: usize = stats.tenants.iter().map(|t| t.running).sum();
+    assert_eq!(running, 1, "the calls share the worker's place: {stats:?}");
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap(), 500);
+    }
+    let stats = pool.statistics();
+    assert_eq!(
+        (stats.idle, stats.busy, stats.calls),
+        (1, 0, 9),
+        "{stats:?}"
+    );
+    one_worker_nothing_killed(&pool);
 }
