@@ -942,6 +942,18 @@ fn rss_kib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `builder`, serving the `asyncs` guest's `nap` import: sleeps `ms` on
+/// the host, returns `ms`.
+fn napping(builder: wasmpool::PoolBuilder) -> wasmpool::PoolBuilder {
+    builder.host_fn(
+        "wasmpool:jobs/async-host#nap",
+        |_cx: wasmpool::HostContext, (ms,): (u32,)| async move {
+            tokio::time::sleep(Duration::from_millis(ms.into())).await;
+            Ok::<_, wasmpool::BoxError>(ms)
+        },
+    )
+}
+
 /// An async export's round trip beside a sync export's of the same
 /// component (both on a worker whose engine has the component model's
 /// async, running up to 8 calls at once), the async export's on a worker
@@ -951,31 +963,12 @@ async fn async_calls(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error
     const BATCH: usize = 250;
     let job = Job::from_file(wasmpool_guests::ASYNCS)?;
     // One worker of each engine kind.
-    let pool = Pool::builder()
-        .workers(2)
-        .host_fn(
-            "wasmpool:jobs/async-host#nap",
-            |_cx: wasmpool::HostContext, (ms,): (u32,)| async move {
-                tokio::time::sleep(Duration::from_millis(ms.into())).await;
-                Ok::<_, wasmpool::BoxError>(ms)
-            },
-        )
-        .build()?;
+    let pool = napping(Pool::builder().workers(2)).build()?;
     let _: u32 = pool.run(&job, "double", (1u32,)).await?;
     let () = pool.run(cpu, "noop", ()).await?;
     // A worker that runs one call at a time (`async_calls(1)`): no reader
     // thread between the pipe and the guest.
-    let alone =
-        Pool::builder()
-            .workers(1)
-            .async_calls(1)
-            .host_fn(
-                "wasmpool:jobs/async-host#nap",
-                |_cx: wasmpool::HostContext, (ms,): (u32,)| async move {
-                    Ok::<_, wasmpool::BoxError>(ms)
-                },
-            )
-            .build()?;
+    let alone = napping(Pool::builder().workers(1).async_calls(1)).build()?;
     let _: u32 = alone.run(&job, "double", (1u32,)).await?;
     let (mut plain, mut sync, mut async_, mut one) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -1017,19 +1010,8 @@ async fn async_calls(r: &mut Report, cpu: &Job) -> Result<(), Box<dyn std::error
 /// calls per second; each with the default 8 calls per worker beside one
 /// call per worker (`async_calls(1)`), taking turns.
 async fn async_in_flight(r: &mut Report, job: &Job) -> Result<(), Box<dyn std::error::Error>> {
-    let nap = |ms: u32| async move {
-        tokio::time::sleep(Duration::from_millis(ms.into())).await;
-        Ok::<_, wasmpool::BoxError>(ms)
-    };
     let pool = |workers: usize, lanes: usize| {
-        Pool::builder()
-            .workers(workers)
-            .async_calls(lanes)
-            .host_fn(
-                "wasmpool:jobs/async-host#nap",
-                move |_cx: wasmpool::HostContext, (ms,): (u32,)| nap(ms),
-            )
-            .build()
+        napping(Pool::builder().workers(workers).async_calls(lanes)).build()
     };
     for lanes in [8, 1] {
         let one = pool(1, lanes)?;

@@ -206,7 +206,14 @@ impl Roster {
         grants: &Grants,
         kind: EngineKind,
     ) -> Result<(Worker, Permit), Error> {
+        // Only a process worker for async components has lanes; any other
+        // call takes its permit as before, with nothing more on its path.
+        let lanes =
+            kind.concurrent && self.spec.kind == WorkerKind::Process && self.spec.async_calls > 1;
         let permit = loop {
+            if !lanes {
+                break self.permit(tenant).await?;
+            }
             // A lane that comes free while the call waits for a permit is
             // taken instead: a worker being started for another call puts
             // up its lanes only once it is ready.
@@ -215,9 +222,6 @@ impl Roster {
             freed.as_mut().enable();
             if let Some(joined) = self.free_lane(grants, kind) {
                 return Ok(joined);
-            }
-            if !kind.concurrent {
-                break self.permit(tenant).await?;
             }
             tokio::select! {
                 permit = self.permit(tenant) => break permit?,
@@ -239,9 +243,6 @@ impl Roster {
     /// A free lane of a busy worker of `kind` that can reach `grants`, with
     /// a share of the worker's permit.
     fn free_lane(&self, grants: &Grants, kind: EngineKind) -> Option<(Worker, Permit)> {
-        if !kind.concurrent {
-            return None;
-        }
         let confines = self.spec.confines();
         // Lanes of workers found dead; ending a worker takes its locks, so
         // they are dropped after this one.

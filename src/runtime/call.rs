@@ -400,7 +400,7 @@ fn failure(
     }
     // Only `interrupt` sends the wake, and it raises a flag first.
     let Some(e) = e else {
-        return WireError::new(ErrorKind::Cancelled, "the call was cancelled");
+        return super::interrupts::cancelled();
     };
     let mut w = classify(e, &tail.locked());
     if let Some(limit) = store.data().limits.hit {

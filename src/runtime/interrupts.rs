@@ -79,6 +79,11 @@ impl Stops for Interrupts {
     }
 }
 
+/// The error for a call that was cancelled.
+pub(super) fn cancelled() -> WireError {
+    WireError::new(ErrorKind::Cancelled, "the call was cancelled")
+}
+
 /// The error for a call that ran past `timeout`.
 pub(super) fn timed_out(timeout: Option<std::time::Duration>) -> WireError {
     WireError::new(
@@ -183,10 +188,7 @@ impl Interrupts {
         if self.timed_out.load(Ordering::SeqCst) == self.item.load(Ordering::SeqCst) {
             Some(timed_out(options.timeout))
         } else if self.cancelled.load() == Running::Call(id) {
-            Some(WireError::new(
-                ErrorKind::Cancelled,
-                "the call was cancelled",
-            ))
+            Some(cancelled())
         } else {
             None
         }

@@ -45,12 +45,11 @@ use super::call::{
     Item, Leftover, Ready, Runs, StartFailed, execute_resolved, instantiate, resolve, store_options,
 };
 use super::executor::{Executor, encode_result, within_limit};
-use super::interrupts::{Stops, timed_out};
+use super::interrupts::{Stops, cancelled, timed_out};
 use super::loaded::Loaded;
 use super::meter::Meter;
 use super::port::{OpSender, Port};
 use super::store::{State, new_store};
-use crate::error::ErrorKind;
 use crate::values;
 use crate::wire::{
     CallOptions, CallRequest, FromWorker, Payload, RESULTS_AT, Report, ToWorker, WireError,
@@ -89,6 +88,17 @@ pub(crate) struct CallStop {
     deadline: Option<Instant>,
 }
 
+impl CallStop {
+    /// A running call's, woken by `wake`, timing out at `deadline`.
+    fn new(wake: Option<oneshot::Sender<()>>, deadline: Option<Instant>) -> CallStop {
+        CallStop {
+            why: Arc::new(AtomicU8::new(RUNNING)),
+            wake: Mutex::new(wake),
+            deadline,
+        }
+    }
+}
+
 impl Stops for CallStop {
     fn is_stopped(&self) -> bool {
         self.why.load(Ordering::SeqCst) != RUNNING
@@ -97,10 +107,7 @@ impl Stops for CallStop {
     fn interrupted(&self, _id: u64, options: &CallOptions) -> Option<WireError> {
         match self.why.load(Ordering::SeqCst) {
             TIMED_OUT => Some(timed_out(options.timeout)),
-            CANCELLED => Some(WireError::new(
-                ErrorKind::Cancelled,
-                "the call was cancelled",
-            )),
+            CANCELLED => Some(cancelled()),
             _ => None,
         }
     }
@@ -162,11 +169,7 @@ impl Lanes {
     fn begin(&self, id: u64, timeout: Option<Duration>) -> (Arc<CallStop>, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
         let deadline = timeout.map(|t| Instant::now() + t);
-        let stop = Arc::new(CallStop {
-            why: Arc::new(AtomicU8::new(RUNNING)),
-            wake: Mutex::new(Some(tx)),
-            deadline,
-        });
+        let stop = Arc::new(CallStop::new(Some(tx), deadline));
         {
             let mut early = self.early.locked();
             if let Some(i) = early.iter().position(|&e| e == id) {
@@ -383,11 +386,7 @@ impl Shared {
             // No call's, until one takes it: an operation of its guest's
             // start goes to the worker itself, and is answered.
             call: AtomicU64::new(u64::MAX),
-            stop: Mutex::new(Arc::new(CallStop {
-                why: Arc::new(AtomicU8::new(RUNNING)),
-                wake: Mutex::new(None),
-                deadline: None,
-            })),
+            stop: Mutex::new(Arc::new(CallStop::new(None, None))),
         });
         let tag = bound.clone();
         let replies = self.replies.clone();
