@@ -437,7 +437,10 @@
 //!
 //! # Limitations
 //!
-//! - Resources, futures and streams cannot cross the process boundary.
+//! - Resources cross the process boundary only in a session. Streams and
+//!   futures cross only as a plain call's parameters (whole) and results,
+//!   with items of primitive types, chars or strings, on process workers
+//!   for async components ([`StreamReader`], [`FutureReader`]).
 //! - A typed call cannot send `some(none)` of an `option<option<T>>`: serde
 //!   writes it as nil, which is `none`. Dynamic calls carry it both ways
 //!   (`[null]` in JSON), as does the wire (`[nil]`).
@@ -501,9 +504,9 @@ pub use options::{
     DEFAULT_MAX_HTTP_RESPONSE_BYTES, DirAccess, Stdio, WorkerKind,
 };
 pub use pool::{
-    Call, CancelHandle, Command, CommandHandle, CommandOutput, CpuTime, JobHandle, OpenSession,
-    Output, Pool, PoolBuilder, Resource, STDIN_CHUNK, Session, Statistics, Usage, default_pool,
-    run,
+    Call, CancelHandle, Command, CommandHandle, CommandOutput, CpuTime, FutureReader, JobHandle,
+    OpenSession, Output, Pool, PoolBuilder, Resource, STDIN_CHUNK, STREAM_WINDOW, Session,
+    Statistics, StreamReader, Usage, default_pool, run,
 };
 pub use shares::TenantStatistics;
 pub use sync::{

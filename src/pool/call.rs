@@ -22,6 +22,7 @@ use super::policy::Policy;
 use super::resource::reading_for;
 use super::session::SessionInner;
 use super::setters::call_option_setters;
+use super::transmit::{self, Outgoing};
 use super::usage::Usage;
 use crate::dynamic::{DynArgs, DynValue};
 use crate::error::{Error, ErrorKind};
@@ -359,11 +360,18 @@ impl<'a, R: Send + 'a> Call<'a, R> {
         } = self;
         // A dynamic call's arguments are typed against the function's
         // signature, read from the compiled job.
-        let (args, result_ty) = match args {
-            Args::Encoded(args) => (args?, None),
+        let (args, result_ty, outgoing) = match args {
+            Args::Encoded(args) => (args?, None, Outgoing::default()),
+            Args::Passing(_, _) if session.is_some() => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "streams and futures cross only in a plain call, not a session's",
+                ));
+            }
+            Args::Passing(args, outgoing) => (args?, None, outgoing),
             Args::Dynamic(dynamic) => {
                 let sig = pool.handle.inner.signature(job, func).await?;
-                (dynamic.encode(&sig)?, sig.result)
+                (dynamic.encode(&sig)?, sig.result, Outgoing::default())
             }
         };
         let policy = Policy {
@@ -388,29 +396,32 @@ impl<'a, R: Send + 'a> Call<'a, R> {
         let inner = pool.handle.inner.clone();
         let call = async {
             match &session {
-                Some(session) => {
-                    inner
-                        .call_session(session, func, args, options, policy)
-                        .await
-                }
-                None => inner.call(job, func, args, options, policy).await,
+                Some(session) => inner
+                    .call_session(session, func, args, options, policy)
+                    .await
+                    .map(|(bytes, report)| (bytes, report, None)),
+                None => inner.call(job, func, args, outgoing, options, policy).await,
             }
         };
         // A cancel through the handle drops the call's future, which
         // applies the cancel mode just as the caller's drop would.
-        let (bytes, report) = tokio::select! {
+        let (bytes, report, streams) = tokio::select! {
             biased;
             () = cancel.wait() => {
                 return Err(Error::new(ErrorKind::Cancelled, "the call was cancelled"));
             }
             r = call => r?,
         };
-        match &session {
+        match (&session, streams) {
             // The handles in a session's result are that session's.
-            Some(session) => reading_for(&session.link, || {
+            (Some(session), _) => reading_for(&session.link, || {
                 decode_output(bytes, report, decode, result_ty.as_ref())
             }),
-            None => decode_output(bytes, report, decode, result_ty.as_ref()),
+            // And the streams in a call's result, that call's.
+            (None, Some(streams)) => transmit::reading(&streams, || {
+                decode_output(bytes, report, decode, result_ty.as_ref())
+            }),
+            (None, None) => decode_output(bytes, report, decode, result_ty.as_ref()),
         }
     }
 }
@@ -420,6 +431,8 @@ impl<'a, R: Send + 'a> Call<'a, R> {
 #[derive(Debug)]
 pub(super) enum Args {
     Encoded(Result<Vec<u8>, Error>),
+    /// Arguments that pass streams or futures.
+    Passing(Result<Vec<u8>, Error>, Outgoing),
     Dynamic(DynArgs),
 }
 
@@ -438,8 +451,30 @@ pub(super) fn dynamic(value: Value, ty: Option<&Type>) -> Result<DynValue, Error
     DynValue::new(value, ty)
 }
 
-/// Encodes a call's arguments.
+/// Encodes the arguments of a call that can pass streams and futures.
+pub(super) fn call_args(args: &impl Serialize) -> Args {
+    let (args, outgoing) = transmit::sending(|| encode(args));
+    if outgoing.is_empty() {
+        Args::Encoded(args)
+    } else {
+        Args::Passing(args, outgoing)
+    }
+}
+
+/// Encodes a call's arguments, which pass no streams or futures.
 pub(super) fn encode_args(args: &impl Serialize) -> Result<Vec<u8>, Error> {
+    let (args, outgoing) = transmit::sending(|| encode(args));
+    if !outgoing.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "args: a StreamReader or FutureReader can be passed only to a plain call \
+             (Pool::run or Pool::call), not to a session's or a batch",
+        ));
+    }
+    args
+}
+
+fn encode(args: &impl Serialize) -> Result<Vec<u8>, Error> {
     let mut out = crate::platform::BufferWriter::default();
     rmp_serde::encode::write_named(&mut out, args).map_err(|e| {
         Error::new(

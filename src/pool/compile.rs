@@ -248,6 +248,9 @@ pub(crate) struct Resolved {
     /// Why only a session can call it: its signature holds resource
     /// handles.
     pub(crate) session_only: Option<String>,
+    /// Its parameters or its result carry streams or futures, which a
+    /// session cannot.
+    pub(crate) transmits: bool,
 }
 
 /// Where compiled artifacts go when no cache directory is configured:
@@ -544,7 +547,7 @@ impl Compiled {
     /// can cross a process boundary outside a session: no resource
     /// handles. Cached per name.
     pub(crate) fn resolve(&self, name: &str) -> Result<Arc<Resolved>, Error> {
-        let resolved = self.resolve_in_session(name)?;
+        let resolved = self.resolve_any(name)?;
         match &resolved.session_only {
             Some(why) => Err(Error::new(ErrorKind::Unsupported, why.clone())),
             None => Ok(resolved),
@@ -554,6 +557,20 @@ impl Compiled {
     /// [`resolve`](Compiled::resolve) for a session's call, which may pass
     /// and return resource handles.
     pub(crate) fn resolve_in_session(&self, name: &str) -> Result<Arc<Resolved>, Error> {
+        let resolved = self.resolve_any(name)?;
+        if resolved.transmits {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{}: streams and futures cross only in a plain call, not a session's",
+                    resolved.export
+                ),
+            ));
+        }
+        Ok(resolved)
+    }
+
+    fn resolve_any(&self, name: &str) -> Result<Arc<Resolved>, Error> {
         if let Some(r) = self.funcs.locked().get(name) {
             return Ok(r.clone());
         }
@@ -607,29 +624,26 @@ impl Compiled {
         let funcs = exported_funcs(&self.engine, &self.component);
         let (path, ty) = find(&funcs, name)?;
         let mut session_only = None;
+        let mut transmits = false;
         for (i, (pname, pty)) in ty.params().enumerate() {
-            if let Some(what) = wit::unsupported_in_session(&pty) {
-                return Err(Error::new(
+            transmits |= wit::transmits(&pty, true).map_err(|what| {
+                Error::new(
                     ErrorKind::Unsupported,
-                    format!(
-                        "{path}: parameter {i} ({pname}) carries {what}, which cannot cross a process boundary"
-                    ),
-                ));
-            }
-            if session_only.is_none() && wit::unsupported(&pty).is_some() {
+                    format!("{path}: parameter {i} ({pname}) is or carries {what}"),
+                )
+            })?;
+            if session_only.is_none() && wit::resources_inside(&pty) {
                 session_only = Some(format!("parameter {i} ({pname})"));
             }
         }
         for rty in ty.results() {
-            if let Some(what) = wit::unsupported_in_session(&rty) {
-                return Err(Error::new(
+            transmits |= wit::transmits(&rty, false).map_err(|what| {
+                Error::new(
                     ErrorKind::Unsupported,
-                    format!(
-                        "{path}: the result carries {what}, which cannot cross a process boundary"
-                    ),
-                ));
-            }
-            if session_only.is_none() && wit::unsupported(&rty).is_some() {
+                    format!("{path}: the result carries {what}"),
+                )
+            })?;
+            if session_only.is_none() && wit::resources_inside(&rty) {
                 session_only = Some("the result".into());
             }
         }
@@ -643,6 +657,7 @@ impl Compiled {
             params: ty.params().len(),
             export: path,
             session_only,
+            transmits,
         })
     }
 }

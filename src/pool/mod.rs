@@ -29,6 +29,7 @@ mod resource;
 mod roster;
 mod session;
 mod setters;
+pub(crate) mod transmit;
 mod usage;
 
 use crate::locks::Locked as _;
@@ -53,6 +54,7 @@ pub(crate) use job_handle::JobLink;
 pub use remote::NodeInfo;
 pub use resource::Resource;
 pub use session::{OpenSession, Session};
+pub use transmit::{FutureReader, STREAM_WINDOW, StreamReader};
 pub use usage::{CpuTime, Usage};
 
 use crate::dynamic::{DynArgs, DynValue};
@@ -68,7 +70,7 @@ use crate::sync::Registry;
 use crate::wire::CallOptions;
 use crate::worker::{Books as _, Grants};
 use backend::Backend;
-use call::{Args, encode_args};
+use call::Args;
 use compile::Compiler;
 #[cfg(feature = "cluster")]
 pub(crate) use policy::Policy;
@@ -265,12 +267,7 @@ impl Pool {
         func: &'a str,
         args: impl Serialize,
     ) -> Call<'a, R> {
-        self.new_call(
-            job,
-            func,
-            Args::Encoded(encode_args(&args)),
-            call::typed::<R>,
-        )
+        self.new_call(job, func, call::call_args(&args), call::typed::<R>)
     }
 
     /// Calls `func` with arguments whose types are known only at run time:

@@ -145,6 +145,12 @@ impl Roster {
 
     /// Whether a worker's directories limit which calls it can take (see
     /// [`Spec::confines`]).
+    /// Whether calls of `kind` run side by side on a worker's lanes, as
+    /// calls that pass streams and futures must.
+    pub(super) fn has_lanes(&self, kind: EngineKind) -> bool {
+        kind.concurrent && self.spec.kind == WorkerKind::Process && self.spec.async_calls > 1
+    }
+
     pub(super) fn confines(&self) -> bool {
         self.spec.confines()
     }

@@ -159,6 +159,11 @@ impl Answers {
                         return Poll::Ready(Waited::Answer(answer));
                     }
                     Ok(Some(ToWorker::Answer { seq: s, answer })) => self.awaited.route(s, answer),
+                    // Streams cross only to workers with lanes, which read
+                    // their requests elsewhere.
+                    Ok(Some(
+                        ToWorker::Items { .. } | ToWorker::End { .. } | ToWorker::Credit { .. },
+                    )) => {}
                     Ok(Some(ToWorker::Call(_))) => {
                         return Poll::Ready(Waited::Lost(
                             "the host sent a call while one runs".into(),
@@ -355,6 +360,8 @@ fn wait_pipe(
             // An async wait's, or one left behind by an earlier, stopped
             // wait (dropped).
             Ok(Some(ToWorker::Answer { seq: s, answer })) => awaited.route(s, answer),
+            // Streams cross only to workers with lanes.
+            Ok(Some(ToWorker::Items { .. } | ToWorker::End { .. } | ToWorker::Credit { .. })) => {}
             Ok(Some(ToWorker::Call(_))) => {
                 return Waited::Lost("the host sent a call while one runs".into());
             }

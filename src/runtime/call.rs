@@ -145,7 +145,11 @@ pub(super) async fn execute_resolved(
         options,
         ..
     } = item;
-    let Resolved { pre, func, params } = resolved;
+    let Resolved {
+        pre,
+        func,
+        mut params,
+    } = resolved;
     let (mut store, instance, stdout, stderr, tail) = match ready {
         Some(r) => (r.store, Some(r.instance), r.stdout, r.stderr, r.tail),
         None => match new_store(engine, port, options) {
@@ -169,7 +173,7 @@ pub(super) async fn execute_resolved(
         // A wake that already fired wins before the guest is entered.
         biased;
         _ = cancel => Err(None),
-        r = invoke(&mut store, instance, &pre, &func, &params, fuel, export, handles) => r.map_err(Some),
+        r = invoke(&mut store, instance, &pre, &func, &mut params, fuel, export, handles) => r.map_err(Some),
     };
     report.fuel_consumed = fuel.and_then(|f| Some(f - store.get_fuel().ok()?));
     report.measured.peak_memory = store.data_mut().limits.peak();
@@ -355,7 +359,7 @@ async fn invoke(
     instance: Option<Instance>,
     pre: &InstancePre<State>,
     func: &Func,
-    params: &Params<'_>,
+    params: &mut Params<'_>,
     fuel: Option<u64>,
     export: &ExportPath,
     handles: &mut dyn Handles,
@@ -372,6 +376,7 @@ async fn invoke(
             let f = instance.get_func(&mut *store, func.index).ok_or_else(|| {
                 wasmtime::Error::msg(format!("export {export} is not a function"))
             })?;
+            handles.bind_transmits(store, params)?;
             let mut results = vec![Val::Bool(false); func.results.len()];
             f.call_async(&mut *store, params, &mut results).await?;
             match (results.pop(), func.results.first()) {
@@ -379,7 +384,7 @@ async fn invoke(
                 _ => Value::Nil,
             }
         }
-        (payload, Some(out)) => call_typed(store, &instance, func.index, payload, out).await?,
+        (payload, Some(out)) => call_typed(store, &instance, func.index, &*payload, out).await?,
         (_, None) => unreachable!("payloads are only decoded for typed calls"),
     };
     Ok((instance, value))
@@ -387,7 +392,7 @@ async fn invoke(
 
 /// How a call that did not return ended: interrupted (`None`: by its wake)
 /// or failed. Classified once, here.
-fn failure(
+pub(super) fn failure(
     e: Option<wasmtime::Error>,
     store: &Store<State>,
     tail: &Mutex<Vec<u8>>,

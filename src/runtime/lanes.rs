@@ -50,7 +50,7 @@ use super::loaded::Loaded;
 use super::meter::Meter;
 use super::port::{OpSender, Port};
 use super::store::{State, new_store};
-use crate::values;
+use super::transmit::{Pipes, Transmits};
 use crate::wire::{
     CallOptions, CallRequest, FromWorker, Payload, RESULTS_AT, Report, ToWorker, WireError,
     read_frame, write_frame,
@@ -84,6 +84,9 @@ pub(crate) struct CallStop {
     why: Arc<AtomicU8>,
     /// Wakes the call's task, to drop it.
     wake: Mutex<Option<oneshot::Sender<()>>>,
+    /// Wakes the call's task once its function has returned, while its
+    /// streams still run.
+    stopped: tokio::sync::Notify,
     /// When it times out.
     deadline: Option<Instant>,
 }
@@ -94,6 +97,7 @@ impl CallStop {
         CallStop {
             why: Arc::new(AtomicU8::new(RUNNING)),
             wake: Mutex::new(wake),
+            stopped: tokio::sync::Notify::new(),
             deadline,
         }
     }
@@ -147,6 +151,8 @@ pub(crate) struct Lanes {
     /// The request the executor runs alone, whose operations its port
     /// tags.
     alone: Arc<AtomicU64>,
+    /// The streams and futures of the calls in flight.
+    pipes: Arc<Pipes>,
 }
 
 impl Lanes {
@@ -162,6 +168,7 @@ impl Lanes {
             deadlines: Mutex::default(),
             deadline_set: Condvar::new(),
             closed: AtomicBool::new(false),
+            pipes: Arc::default(),
         }
     }
 
@@ -227,6 +234,7 @@ impl Lanes {
         if let Some(tx) = stop.wake.locked().take() {
             let _ = tx.send(());
         }
+        stop.stopped.notify_one();
         {
             let blocking = self.blocking.locked();
             if !*blocking {
@@ -458,6 +466,7 @@ pub(crate) fn serve(
     replies: Arc<Replies>,
 ) -> io::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<CallRequest>();
+    let pipes = lanes.pipes.clone();
     std::thread::Builder::new()
         .name("wasmpool-requests".into())
         .spawn(move || {
@@ -473,6 +482,21 @@ pub(crate) fn serve(
                         }
                     }
                     Ok(Some(ToWorker::Answer { seq, answer })) => inbox.post(seq, answer),
+                    Ok(Some(ToWorker::Items {
+                        call,
+                        stream,
+                        chunk,
+                    })) => pipes.items(call, stream, chunk),
+                    Ok(Some(ToWorker::End {
+                        call,
+                        stream,
+                        error,
+                    })) => pipes.end(call, stream, error),
+                    Ok(Some(ToWorker::Credit {
+                        call,
+                        stream,
+                        bytes,
+                    })) => pipes.credit(call, stream, bytes),
                     // The host is gone, or broke the protocol: the main
                     // loop ends once the channel closes.
                     Ok(None) | Err(_) => return,
@@ -605,28 +629,56 @@ async fn call(cx: Rc<Shared>, req: CallRequest) {
         args,
         options: &options,
     };
-    let mut handles = values::NoHandles;
+    let mut transmits = Transmits::new(id, cx.lanes.pipes.clone(), cx.replies.clone());
     let resolved = {
         let mut jobs = cx.jobs.borrow_mut();
-        resolve(&cx.engine, &cx.linker, &mut jobs, &item, &mut handles)
+        resolve(&cx.engine, &cx.linker, &mut jobs, &item, &mut transmits)
     };
-    let (outcome, left) = match resolved {
+    let (mut outcome, mut left) = match resolved {
         Ok(resolved) => {
             let runs = Runs {
                 engine: &cx.engine,
                 port: &port,
                 stops: &*stop,
             };
-            execute_resolved(runs, item, resolved, ready, wake, &mut report, &mut handles).await
+            execute_resolved(
+                runs,
+                item,
+                resolved,
+                ready,
+                wake,
+                &mut report,
+                &mut transmits,
+            )
+            .await
         }
         Err(StartFailed::Call(e) | StartFailed::Load(e)) => (Err(e), Leftover::Nothing),
     };
-    port.item_ended();
-    cx.lanes.end(id);
-    let outcome = outcome.and_then(|v| {
+    // A passed stream's items that did not fit failed the call.
+    if let (Err(_), Some(e)) = (&outcome, transmits.failure()) {
+        outcome = Err(e);
+    }
+    let mut outcome = outcome.and_then(|v| {
         let mut results_at = RESULTS_AT;
         within_limit(encode_result(None, &v, &mut results_at), options.max_result)
     });
+    if let Leftover::Instance(ready) = &mut left {
+        match &outcome {
+            Ok(_) if transmits.returned_any() || transmits.any_open() => {
+                let streamed = stream(&cx, &mut transmits, ready, &stop, &item, outcome, &report);
+                outcome = streamed.await;
+                if outcome.is_err() {
+                    // Its streams end with its error before its end is
+                    // told.
+                    left = Leftover::Nothing;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => transmits.close_results(&mut ready.store),
+        }
+    }
+    port.item_ended();
+    cx.lanes.end(id);
     meter.stop(&mut report.measured);
     report.measured.bytes_in = args.len() as u64;
     report.measured.bytes_out = outcome.as_ref().map_or(0, Payload::len);
@@ -636,5 +688,71 @@ async fn call(cx: Rc<Shared>, req: CallRequest) {
     // The store goes after the reply, off the caller's path, and the next
     // call's instance is made.
     drop(left);
+    drop(transmits);
     cx.instantiate_ahead(&artifact.key, shape).await;
+}
+
+/// The streams and futures of a call that has returned `outcome`: sends
+/// the host the result, then runs the call's store until every stream
+/// has ended on both sides, or the call is stopped, or its guest fails.
+/// What the call's [`FromWorker::Done`] then says: its end.
+async fn stream(
+    cx: &Shared,
+    transmits: &mut Transmits,
+    ready: &mut Ready,
+    stop: &CallStop,
+    item: &Item<'_>,
+    outcome: Result<Payload, WireError>,
+    report: &Report,
+) -> Result<Payload, WireError> {
+    let id = item.id;
+    // The result first: the streams' items follow it.
+    if cx
+        .replies
+        .write(&FromWorker::Returned {
+            id,
+            outcome: (outcome, report.clone()),
+        })
+        .is_err()
+    {
+        return Err(cancelled());
+    }
+    if let Err(e) = transmits.read_results(&mut ready.store) {
+        transmits.close_results(&mut ready.store);
+        return Err(WireError::new(
+            crate::error::ErrorKind::Unsupported,
+            format!("the result's streams cannot be read: {e:#}"),
+        ));
+    }
+    let ended = if stop.is_stopped() {
+        Err(None)
+    } else {
+        let store = &mut ready.store;
+        let all_ended = store.run_concurrent(async |_| transmits.all_ended().await);
+        tokio::select! {
+            biased;
+            () = stop.stopped.notified() => Err(None),
+            r = all_ended => r.map_err(Some),
+        }
+    };
+    let end = match ended {
+        Ok(()) => transmits.failure().map_or(Ok(()), Err),
+        Err(e) => Err(super::call::failure(
+            e,
+            &ready.store,
+            &ready.tail,
+            stop,
+            id,
+            item.options,
+        )),
+    };
+    match end {
+        Ok(()) => Ok(Payload::Inline(serde_bytes::ByteBuf::new())),
+        Err(e) => {
+            // The streams still open end with the call's error, as the
+            // store drops them.
+            transmits.fail(e.clone());
+            Err(e)
+        }
+    }
 }

@@ -34,6 +34,7 @@ mod stdio;
 mod store;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
+mod transmit;
 
 use std::io::{self, PipeReader, PipeWriter, Write as _};
 use std::os::unix::net::UnixStream;
@@ -44,6 +45,8 @@ pub(crate) use answers::{Answers, IdleSpin, Inbox, SPIN};
 pub(crate) use executor::Executor;
 pub(crate) use interrupts::Interrupts;
 pub(crate) use port::OpSender;
+pub(crate) use store::State;
+pub(crate) use transmit::{RESULTS_FROM, WINDOW as STREAM_WINDOW};
 
 use crate::idle::{self, Idler};
 use crate::options::DirAccess;
@@ -302,6 +305,10 @@ fn call_loop(
             Some(ToWorker::Call(req)) => req,
             // Left behind by a guest stopped while it waited.
             Some(ToWorker::Answer { .. }) => continue,
+            // Streams cross only to workers with lanes.
+            Some(ToWorker::Items { .. } | ToWorker::End { .. } | ToWorker::Credit { .. }) => {
+                continue;
+            }
             None => return Ok(()),
         };
         let id = req.id;

@@ -70,14 +70,83 @@ impl HandleRef {
     }
 }
 
+/// The key of the one-entry map a stream or a future travels as, beside
+/// [`RESOURCE_KEY`].
+pub(crate) const TRANSMIT_KEY: &str = "\u{1}wasmpool:stream";
+
+/// A stream or a future as it travels: which of its call's, by number.
+/// Its items travel after it, in frames of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TransmitRef {
+    pub(crate) future: bool,
+    pub(crate) index: u32,
+}
+
+impl TransmitRef {
+    pub(crate) fn to_value(self) -> Value {
+        Value::Map(vec![(
+            Value::Str(TRANSMIT_KEY.into()),
+            Value::Array(vec![
+                Value::Bool(self.future),
+                Value::Int(self.index.into()),
+            ]),
+        )])
+    }
+
+    /// The stream or future `v` is, if it is one.
+    pub(crate) fn from_value(v: &Value) -> Option<TransmitRef> {
+        let Value::Map(m) = v else { return None };
+        let [(Value::Str(k), Value::Array(fields))] = m.as_slice() else {
+            return None;
+        };
+        match (k == TRANSMIT_KEY, fields.as_slice()) {
+            (true, [Value::Bool(future), Value::Int(index)]) => Some(TransmitRef {
+                future: *future,
+                index: u32::try_from(*index).ok()?,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Where a conversion finds the resources that handles stand for, and
-/// keeps those it lifts.
+/// keeps those it lifts; and the streams and futures, for a call that
+/// can carry them.
 pub(crate) trait Handles {
     /// The resource that `v`, a handle, stands for, as a `ty` (an `own` or
     /// a `borrow`).
     fn lower(&mut self, path: &Path<'_>, ty: &Type, v: Value) -> Result<Val, Mismatch>;
     /// Keeps `r`, of type `ty`, and returns its handle.
     fn lift(&mut self, ty: &Type, r: ResourceAny) -> Value;
+
+    /// What stands for the stream or future `v` (a [`TransmitRef`]) of
+    /// type `ty` until the call has a store to make it in.
+    fn lower_transmit(&mut self, path: &Path<'_>, ty: &Type, _: Value) -> Result<Val, Mismatch> {
+        Err(Mismatch(format!(
+            "{path}: {} cannot be passed here: streams and futures cross only as a plain call's \
+             parameters and results, on process workers that run several async calls at once \
+             (PoolBuilder::async_calls)",
+            type_name(ty)
+        )))
+    }
+
+    /// Makes, in the call's `store`, the streams and futures that
+    /// [`lower_transmit`](Handles::lower_transmit) left placeholders for
+    /// in `params`.
+    fn bind_transmits(
+        &mut self,
+        _store: &mut wasmtime::Store<crate::runtime::State>,
+        _params: &mut [Val],
+    ) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    /// Keeps the stream or future `v`, of type `ty`, to carry its items
+    /// to the host, and returns its [`TransmitRef`].
+    fn lift_transmit(&mut self, _: &Type, _: Val) -> Value {
+        // Functions returning these are refused where none can be kept.
+        Value::Nil
+    }
 }
 
 /// No handles: outside a session, a resource cannot cross.

@@ -15,7 +15,7 @@ use std::fmt;
 use serde::de::{Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-pub(crate) use handles::{HandleRef, Handles, NoHandles, RESOURCE_KEY};
+pub(crate) use handles::{HandleRef, Handles, NoHandles, RESOURCE_KEY, TransmitRef};
 pub(crate) use to_rust::{Path, from_value};
 
 /// One MessagePack value.

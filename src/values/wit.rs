@@ -15,7 +15,8 @@
 //! | `result<T, E>` | a map `{"ok": T}` or `{"err": E}` | the same |
 //! | `flags` | an array of flag names | an array of flag names |
 //! | `own<T>`, `borrow<T>` | a [`crate::Resource`]: a guest's in a session (a plain call refuses them), a host's in any call | the same |
-//! | `future<T>`, `stream<T>`, `error-context` | refused | refused |
+//! | `stream<T>`, `future<T>` (`T` a primitive, `char` or `string`) | a [`crate::StreamReader`] or [`crate::FutureReader`], as a whole parameter of a plain call on a worker that runs several async calls at once | the same, anywhere in the result |
+//! | `error-context` | refused | refused |
 //!
 //! Names compare ignoring case, `-` and `_`.
 
@@ -136,19 +137,97 @@ fn write_type(s: &mut String, ty: &Type, depth: usize) {
         }
         Type::Own(_) => s.push_str("own<resource>"),
         Type::Borrow(_) => s.push_str("borrow<resource>"),
-        Type::Future(_) => s.push_str("future"),
-        Type::Stream(_) => s.push_str("stream"),
+        Type::Future(f) => write_payload(s, "future", f.ty(), d),
+        Type::Stream(t) => write_payload(s, "stream", t.ty(), d),
         Type::ErrorContext => s.push_str("error-context"),
     }
 }
 
-/// The first type wasmpool cannot carry across a process boundary inside
-/// `ty`, if any: resource handles cross only in a session.
-pub(crate) fn unsupported(ty: &Type) -> Option<String> {
-    first_inside(ty, &|t| match t {
-        Type::Own(_) | Type::Borrow(_) => Some("resource handles".into()),
-        t => async_type(t),
+fn write_payload(s: &mut String, what: &str, ty: Option<Type>, d: usize) {
+    s.push_str(what);
+    if let Some(t) = ty {
+        s.push('<');
+        write_type(s, &t, d);
+        s.push('>');
+    }
+}
+
+/// Whether a stream or a future of `payload` can cross: its items must be
+/// of a type the worker knows by name (wasmtime types a host's end of a
+/// stream statically).
+pub(crate) fn transmit_payload_ok(payload: Option<&Type>) -> bool {
+    matches!(
+        payload,
+        Some(
+            Type::Bool
+                | Type::S8
+                | Type::U8
+                | Type::S16
+                | Type::U16
+                | Type::S32
+                | Type::U32
+                | Type::S64
+                | Type::U64
+                | Type::Float32
+                | Type::Float64
+                | Type::Char
+                | Type::String
+        )
+    )
+}
+
+/// Whether a function's parameter or result of type `ty` carries streams
+/// or futures, or why it cannot: a parameter may be one as a whole (not
+/// inside another type), a result may hold them anywhere; each of a
+/// payload [`transmit_payload_ok`] allows.
+pub(crate) fn transmits(ty: &Type, param: bool) -> Result<bool, String> {
+    if let Type::Future(_) | Type::Stream(_) = ty
+        && param
+    {
+        return payload_ok(ty).map(|()| true);
+    }
+    let carries = std::cell::Cell::new(false);
+    let refused = first_inside(ty, &|t| match t {
+        Type::Future(_) | Type::Stream(_) if param => Some(format!(
+            "{}, which crosses only as a whole parameter, not inside another type",
+            type_name(t)
+        )),
+        Type::Future(_) | Type::Stream(_) => {
+            carries.set(true);
+            payload_ok(t).err()
+        }
+        Type::ErrorContext => Some("error-context, which cannot cross".into()),
+        _ => None,
+    });
+    match refused {
+        None => Ok(carries.get()),
+        Some(why) => Err(why),
+    }
+}
+
+fn payload_ok(ty: &Type) -> Result<(), String> {
+    let payload = match ty {
+        Type::Future(f) => f.ty(),
+        Type::Stream(s) => s.ty(),
+        _ => None,
+    };
+    if transmit_payload_ok(payload.as_ref()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}, whose items cannot cross: a stream's or future's items must be a bool, an \
+             integer, a float, a char or a string",
+            type_name(ty)
+        ))
+    }
+}
+
+/// Whether `ty` holds resource handles, which cross only in a session.
+pub(crate) fn resources_inside(ty: &Type) -> bool {
+    first_inside(ty, &|t| {
+        matches!(t, Type::Own(_) | Type::Borrow(_)).then(String::new)
     })
+    .is_some()
 }
 
 /// The first type inside `ty` that not even a session can carry across
@@ -285,7 +364,8 @@ pub(crate) fn to_val_in(
         Type::Result(r) => result(path, ty, r, v, cx)?,
         Type::Flags(f) => flags(path, ty, f, v)?,
         Type::Own(_) | Type::Borrow(_) => cx.lower(path, ty, v)?,
-        Type::Future(_) | Type::Stream(_) | Type::ErrorContext => {
+        Type::Future(_) | Type::Stream(_) => cx.lower_transmit(path, ty, v)?,
+        Type::ErrorContext => {
             return Err(Mismatch(format!(
                 "{path}: {} cannot be passed to a worker process",
                 type_name(ty)
@@ -714,8 +794,9 @@ pub(crate) fn from_val_in(ty: &Type, v: Val, cx: &mut dyn Handles) -> Value {
         }
         Val::Flags(names) => Value::Array(names.into_iter().map(Value::Str).collect()),
         Val::Resource(r) => cx.lift(ty, r),
+        v @ (Val::Future(_) | Val::Stream(_)) => cx.lift_transmit(ty, v),
         // Functions returning these are refused before they are called.
-        Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => Value::Nil,
+        Val::ErrorContext(_) => Value::Nil,
     }
 }
 

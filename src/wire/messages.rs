@@ -109,6 +109,88 @@ pub(crate) enum ToWorker {
         seq: u64,
         answer: Answer,
     },
+    /// Items of stream (or the value of future) `stream` that call `call`
+    /// was passed: sent only within the credit the worker gave.
+    Items {
+        call: u64,
+        stream: u32,
+        chunk: Chunk,
+    },
+    /// The host's side of stream `stream` of call `call` has ended: it
+    /// was written to its end (`error` `None`), or it could not be.
+    End {
+        call: u64,
+        stream: u32,
+        error: Option<WireError>,
+    },
+    /// Credit: the host has taken `bytes` more of stream `stream`, a
+    /// result of call `call`, from the worker.
+    Credit {
+        call: u64,
+        stream: u32,
+        bytes: u64,
+    },
+}
+
+/// A run of a stream's items as they cross: the bytes of a `stream<u8>`
+/// as they are, any other items as one MessagePack array.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Chunk {
+    Bytes(serde_bytes::ByteBuf),
+    Items(serde_bytes::ByteBuf),
+}
+
+impl Chunk {
+    /// Its size on the wire, which is what credit counts.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Chunk::Bytes(b) | Chunk::Items(b) => b.len() as u64,
+        }
+    }
+
+    /// `items` as they cross: bytes as they are, anything else as an
+    /// array.
+    pub(crate) fn encode<T: Serialize + 'static>(items: Vec<T>) -> Result<Chunk, String> {
+        let items: Box<dyn std::any::Any> = Box::new(items);
+        match items.downcast::<Vec<u8>>() {
+            Ok(bytes) => Ok(Chunk::Bytes(serde_bytes::ByteBuf::from(*bytes))),
+            Err(items) => {
+                let Ok(items) = items.downcast::<Vec<T>>() else {
+                    unreachable!("it was a Vec<T>")
+                };
+                rmp_serde::to_vec(&*items)
+                    .map(|b| Chunk::Items(serde_bytes::ByteBuf::from(b)))
+                    .map_err(|e| format!("a stream item cannot be encoded: {e}"))
+            }
+        }
+    }
+
+    /// The items, as `T`s.
+    pub(crate) fn decode<T: serde::de::DeserializeOwned + 'static>(self) -> Result<Vec<T>, String> {
+        match self {
+            Chunk::Bytes(bytes) => {
+                let bytes: Box<dyn std::any::Any> = Box::new(bytes.into_vec());
+                match bytes.downcast::<Vec<T>>() {
+                    Ok(items) => Ok(*items),
+                    Err(bytes) => {
+                        let Ok(bytes) = bytes.downcast::<Vec<u8>>() else {
+                            unreachable!("it was a Vec<u8>")
+                        };
+                        bytes
+                            .iter()
+                            .map(|&b| {
+                                T::deserialize(serde::de::IntoDeserializer::<
+                                    serde::de::value::Error,
+                                >::into_deserializer(b))
+                                .map_err(|e| format!("a stream of bytes (u8): {e}"))
+                            })
+                            .collect()
+                    }
+                }
+            }
+            Chunk::Items(b) => rmp_serde::from_slice::<Vec<T>>(&b).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// [`ToWorker::Call`] from a borrowed request: the same bytes on the wire,
@@ -477,6 +559,26 @@ pub(crate) enum FromWorker {
     /// [`FromWorker::Sync`] from the guest of call `call`, one of the
     /// calls a worker with lanes runs at once.
     CallSync { call: u64, seq: u64, op: GuestOp },
+    /// Call `id` returned `outcome`, which holds streams or futures still
+    /// open: its [`FromWorker::Done`] comes once they have all ended.
+    Returned { id: u64, outcome: WireOutcome },
+    /// Items of stream (or the value of future) `stream` in call `call`'s
+    /// result: sent only within the credit the host gave.
+    Items {
+        call: u64,
+        stream: u32,
+        chunk: Chunk,
+    },
+    /// The worker's side of stream `stream` of call `call` has ended: the
+    /// guest ended it (`error` `None`), or the call failed.
+    End {
+        call: u64,
+        stream: u32,
+        error: Option<WireError>,
+    },
+    /// Credit: the guest has taken `bytes` more of stream `stream`, which
+    /// call `call` was passed.
+    Credit { call: u64, stream: u32, bytes: u64 },
 }
 
 /// Frames the host sends on the control socket.

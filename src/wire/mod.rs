@@ -42,16 +42,17 @@ pub(crate) use http::{
     HttpFailure, HttpGrant, HttpRequest, HttpResponse, MAX_REQUEST_BODY, MAX_RESPONSE_LIMIT,
 };
 pub(crate) use messages::{
-    Artifact, CallFrame, CallOptions, CallRef, CallRequest, CompileOrder, Control, ExportPath,
-    FromWorker, Grant, INLINE_MAX, Init, Measured, Outcome, Payload, PayloadRef, Pending, Preopen,
-    REGION_SIZE, RESULTS_AT, Report, Sandbox, SessionOp, Stdin, ToWorker, WireOutcome,
+    Artifact, CallFrame, CallOptions, CallRef, CallRequest, Chunk, CompileOrder, Control,
+    ExportPath, FromWorker, Grant, INLINE_MAX, Init, Measured, Outcome, Payload, PayloadRef,
+    Pending, Preopen, REGION_SIZE, RESULTS_AT, Report, Sandbox, SessionOp, Stdin, ToWorker,
+    WireOutcome,
 };
 #[cfg(feature = "test-hooks")]
 pub(crate) use messages::{EscapeAttempt, TestHook};
 pub(crate) use ops::{Answer, GuestOp, Kind};
 
 /// Bumped whenever a frame changes shape.
-pub(crate) const PROTOCOL_VERSION: u32 = 19;
+pub(crate) const PROTOCOL_VERSION: u32 = 20;
 
 /// The largest frame either side accepts: 1 GiB.
 pub(crate) const MAX_FRAME: usize = 1 << 30;

@@ -39,6 +39,7 @@ use crate::host::{HostFns, Seat};
 use crate::idle::KEEP_REGION;
 use crate::options::WorkerKind;
 use crate::platform::HostRegion;
+use crate::pool::transmit::{CallStreams, Registered, StreamHub};
 use crate::runtime::Interrupts;
 use crate::shares::Permit;
 use crate::sync::{GuestState, Registry};
@@ -160,6 +161,9 @@ pub(crate) struct Shared {
     awaited: std::sync::atomic::AtomicUsize,
     /// The books the worker is on, told when its last session ends.
     books: std::sync::Weak<dyn Books>,
+    /// The calls in flight that pass or return streams and futures, for
+    /// the worker's frames to reach them. Shared by a process's lanes.
+    pub(crate) streams: Arc<StreamHub>,
 }
 
 /// How far into each half of a payload region pages have been written:
@@ -207,6 +211,7 @@ impl Shared {
             pending: Mutex::default(),
             awaited: Default::default(),
             books,
+            streams: Arc::default(),
         }
     }
 
@@ -229,6 +234,7 @@ impl Shared {
             pending: Mutex::default(),
             awaited: Default::default(),
             books: self.books.clone(),
+            streams: self.streams.clone(),
         }
     }
 
@@ -658,6 +664,19 @@ impl Worker {
     /// worker, which was sent its encoding), so that a call the worker
     /// never took can go to another. Errors writing are not returned: a
     /// worker that cannot be written to is dead, and the receiver says so.
+    /// Routes the worker's frames for `streams`' call to them, and theirs
+    /// to the worker, until the guard drops; `None` for a thread worker,
+    /// which carries no streams.
+    pub(crate) fn open_streams(&self, streams: &Arc<CallStreams>) -> Option<Registered> {
+        match &self.link {
+            Link::Process { requests, .. } => {
+                streams.send_to(requests.clone());
+                Some(self.shared.streams.register(streams))
+            }
+            Link::Thread { .. } => None,
+        }
+    }
+
     pub(crate) fn start(
         &self,
         mut req: CallRequest,

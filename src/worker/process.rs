@@ -19,6 +19,7 @@ use crate::host::Seat;
 use crate::options::DirAccess;
 use crate::platform;
 use crate::platform::HostRegion;
+use crate::pool::transmit::FrameSink;
 use crate::runtime::IdleSpin;
 use crate::sync::{AnswerSink, GuestState, Registry};
 use crate::wire::{
@@ -51,6 +52,12 @@ impl RequestPipe {
     /// Writes one frame.
     pub(super) fn write<T: Serialize>(&self, msg: &T) -> io::Result<()> {
         write_frame(&*self.0.locked(), msg)
+    }
+}
+
+impl FrameSink for RequestPipe {
+    fn send(&self, frame: &ToWorker) -> io::Result<()> {
+        self.write(frame)
     }
 }
 
@@ -418,6 +425,38 @@ fn read_replies(
             Ok(Some(FromWorker::Sync { seq, op })) => {
                 spoke = true;
                 dispatch(shared, seq, op);
+            }
+            Ok(Some(FromWorker::Returned { id, outcome })) => {
+                if let Some(streams) = shared.streams.get(id) {
+                    streams.returned(outcome);
+                }
+            }
+            Ok(Some(FromWorker::Items {
+                call,
+                stream,
+                chunk,
+            })) => {
+                if let Some(streams) = shared.streams.get(call) {
+                    streams.items(stream, chunk);
+                }
+            }
+            Ok(Some(FromWorker::End {
+                call,
+                stream,
+                error,
+            })) => {
+                if let Some(streams) = shared.streams.get(call) {
+                    streams.end(stream, error);
+                }
+            }
+            Ok(Some(FromWorker::Credit {
+                call,
+                stream,
+                bytes,
+            })) => {
+                if let Some(streams) = shared.streams.get(call) {
+                    streams.credit(stream, bytes);
+                }
             }
             Ok(Some(FromWorker::CallSync { call, seq, op })) => {
                 spoke = true;

@@ -24,6 +24,7 @@ use super::compile::{self, Compiled, Resolved};
 use super::policy::Policy;
 use super::roster::Roster;
 use super::session::{SessionInner, SessionLink};
+use super::transmit::{CallStreams, Outgoing, Registered};
 use crate::dynamic::Signature;
 use crate::engine::EngineKind;
 use crate::error::{Error, ErrorKind};
@@ -49,6 +50,10 @@ struct Replied {
     scope: Option<Arc<Scope>>,
 }
 
+/// One call's result, report, and the streams and futures it passes or
+/// returns, if it does.
+pub(super) type Called = (Vec<u8>, Report, Option<Arc<CallStreams>>);
+
 /// A function checked on the host, before a worker is taken: the compiled
 /// job and the export the name resolved to.
 struct Checked {
@@ -68,19 +73,33 @@ impl PoolInner {
         job: &Job,
         func: &str,
         args: Vec<u8>,
+        outgoing: Outgoing,
         options: CallOptions,
         policy: Policy,
-    ) -> CallResult {
+    ) -> Result<Called, Error> {
         let span = call_span(job, func, 1);
         async move {
             let checked = self.check(job, func, &options).await?;
             let args = check_args(&checked.resolved, args)?;
+            let streaming = self.streaming(&checked, outgoing)?;
             let items = vec![serde_bytes::ByteBuf::from(args)];
-            let Replied { outcomes, scope } =
-                self.send(job, &checked, items, options, policy).await?;
+            let (Replied { outcomes, scope }, streams) = match streaming {
+                Some(outgoing) => {
+                    let Backend::Local(roster) = &self.backend else {
+                        unreachable!("checked by `streaming`")
+                    };
+                    self.send_local(roster, &checked, items, options, policy, Some(outgoing))
+                        .await?
+                }
+                None => (
+                    self.send(job, &checked, items, options, policy).await?,
+                    None,
+                ),
+            };
             let mut outcomes = outcomes.into_iter();
             match (outcomes.next(), outcomes.next()) {
-                (Some(outcome), None) => call_result(outcome, scope.as_deref()),
+                (Some(outcome), None) => call_result(outcome, scope.as_deref())
+                    .map(|(bytes, report)| (bytes, report, streams)),
                 _ => Err(Error::new(
                     ErrorKind::Protocol,
                     "the worker did not answer one call with one outcome",
@@ -89,6 +108,34 @@ impl PoolInner {
         }
         .instrument(span)
         .await
+    }
+
+    /// Whether a call of `checked` passes or returns streams and futures
+    /// (the ones its arguments pass, if so); an error if it cannot here.
+    fn streaming(&self, checked: &Checked, outgoing: Outgoing) -> Result<Option<Outgoing>, Error> {
+        let export = &checked.resolved.export;
+        if !checked.resolved.transmits {
+            if !outgoing.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::ArgumentMismatch,
+                    format!("args: {export} takes no stream or future, but one was passed"),
+                ));
+            }
+            return Ok(None);
+        }
+        match &self.backend {
+            Backend::Local(roster) if roster.has_lanes(checked.compiled.kind()) => {
+                Ok(Some(outgoing))
+            }
+            _ => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{export}: streams and futures cross only to process workers that run \
+                     several async calls at once (PoolBuilder::async_calls of 2 or more), \
+                     not on this pool"
+                ),
+            )),
+        }
     }
 
     /// Calls `func` once per item, in one request to one worker, which runs
@@ -263,10 +310,10 @@ impl PoolInner {
         #[cfg(not(feature = "cluster"))]
         let _ = job;
         match &self.backend {
-            Backend::Local(roster) => {
-                self.send_local(roster, checked, items, options, policy)
-                    .await
-            }
+            Backend::Local(roster) => self
+                .send_local(roster, checked, items, options, policy, None)
+                .await
+                .map(|(replied, _)| replied),
             #[cfg(feature = "cluster")]
             Backend::Cluster(caller) => {
                 let started = Instant::now();
@@ -283,7 +330,8 @@ impl PoolInner {
     }
 
     /// [`send`](PoolInner::send) for a local pool: takes a worker from the
-    /// roster, and hands the request to it.
+    /// roster, and hands the request to it; with `outgoing`, the request
+    /// is a call that passes (those) or returns streams and futures.
     async fn send_local(
         &self,
         roster: &Arc<Roster>,
@@ -291,7 +339,8 @@ impl PoolInner {
         items: Vec<serde_bytes::ByteBuf>,
         options: CallOptions,
         policy: Policy,
-    ) -> Result<Replied, Error> {
+        outgoing: Option<Outgoing>,
+    ) -> Result<(Replied, Option<Arc<CallStreams>>), Error> {
         let queued = Instant::now();
         // Only a confined worker's directories limit which calls it can
         // take.
@@ -324,6 +373,13 @@ impl PoolInner {
             session: None,
             pending: Pending::default(),
         };
+        let (streams, returned) = match outgoing {
+            Some(outgoing) => {
+                let (streams, returned) = CallStreams::new(id, outgoing);
+                (Some(streams), Some(returned))
+            }
+            None => (None, None),
+        };
         let target = Target {
             roster,
             grants: &grants,
@@ -331,11 +387,12 @@ impl PoolInner {
             http,
             pinned: false,
             resources: None,
+            streams: streams.clone(),
         };
         let started = Instant::now();
-        let replied = target.send(req, worker, permit, policy).await;
+        let replied = target.send(req, worker, permit, policy, returned).await;
         span.record("run_us", started.elapsed().as_micros() as u64);
-        replied
+        replied.map(|r| (r, streams))
     }
 }
 
@@ -369,6 +426,8 @@ struct Target<'a> {
     /// The host values a session's guest holds (a plain call's are its
     /// own, made with its scope).
     resources: Option<Arc<HostTable>>,
+    /// The streams and futures the call passes or returns.
+    streams: Option<Arc<CallStreams>>,
 }
 
 impl Target<'_> {
@@ -385,6 +444,7 @@ impl Target<'_> {
         worker: Worker,
         permit: Permit,
         policy: Policy,
+        mut returned: Option<oneshot::Receiver<Outcome>>,
     ) -> Result<Replied, Error> {
         let mut attempt = (req, worker, permit);
         let mut retried = false;
@@ -392,7 +452,12 @@ impl Target<'_> {
             let (req, worker, permit) = attempt;
             let id = req.id;
             let (handed, scope, flight) = self.start(req, worker, permit, &policy);
-            let (delivery, unsent) = wait(flight, handed).await?;
+            let (delivery, unsent) = match (&self.streams, returned.as_mut()) {
+                (Some(streams), Some(returned)) => {
+                    wait_streaming(flight, handed, streams, returned).await?
+                }
+                _ => wait(flight, handed).await?,
+            };
             match delivery {
                 Delivery::Outcomes(outcomes) => return Ok(Replied { outcomes, scope }),
                 Delivery::NotStarted(e, permit) => match unsent {
@@ -441,6 +506,12 @@ impl Target<'_> {
             _ => None,
         };
         let (id, count, timeout) = (req.id, req.items.len(), req.options.timeout);
+        // The worker's frames for the call's streams reach them from now
+        // until the call ends.
+        let streams = self
+            .streams
+            .as_ref()
+            .and_then(|streams| worker.open_streams(streams));
         let (rx, unsent) = worker.start(req);
         let flight = InFlight {
             roster: self.roster.clone(),
@@ -449,6 +520,7 @@ impl Target<'_> {
             id,
             calls: count as u64,
             policy: policy.clone(),
+            _streams: streams,
         };
         let handed = Handed {
             rx,
@@ -494,6 +566,56 @@ async fn wait(flight: InFlight, handed: Handed) -> Result<(Delivery, Option<Call
                      {grace:?}; its worker was killed"
                 ),
             ))
+        }
+    }
+}
+
+/// [`wait`] for a call that passes or returns `streams`: a result that
+/// holds streams comes before the call's end (`returned`), and the rest of
+/// the wait goes on in a task of its own, which ends the streams with the
+/// call. However the wait ends, the streams end with it.
+///
+/// # Cancel safety
+///
+/// As [`wait`], until the result comes.
+async fn wait_streaming(
+    flight: InFlight,
+    handed: Handed,
+    streams: &Arc<CallStreams>,
+    returned: &mut oneshot::Receiver<Outcome>,
+) -> Result<(Delivery, Option<CallRequest>), Error> {
+    /// Ends the call's streams when the wait for its end is over.
+    struct Finish(Arc<CallStreams>, Option<WireError>);
+    impl Drop for Finish {
+        fn drop(&mut self) {
+            self.0.finish(self.1.take());
+        }
+    }
+    let mut finish = Finish(streams.clone(), None);
+    let mut done = Box::pin(wait(flight, handed));
+    tokio::select! {
+        biased;
+        r = &mut done => {
+            finish.1 = end_error(&r);
+            r
+        }
+        Ok(outcome) = returned => {
+            tokio::spawn(async move {
+                let r = done.await;
+                finish.1 = end_error(&r);
+                drop(finish);
+            });
+            Ok((Delivery::Outcomes(vec![outcome]), None))
+        }
+    }
+}
+
+/// Why a call failed, from the wait for its end.
+fn end_error(r: &Result<(Delivery, Option<CallRequest>), Error>) -> Option<WireError> {
+    match r {
+        Ok((Delivery::Outcomes(outcomes), _)) => outcomes.iter().find_map(|(o, _)| o.clone().err()),
+        Ok((Delivery::NotStarted(e, _), _)) | Err(e) => {
+            Some(WireError::new(e.kind(), e.to_string()))
         }
     }
 }
@@ -578,6 +700,8 @@ struct InFlight {
     /// How many calls the request carries.
     calls: u64,
     policy: Policy,
+    /// The call's streams' place in its worker's hub, until it ends.
+    _streams: Option<Registered>,
 }
 
 impl InFlight {

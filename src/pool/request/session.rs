@@ -63,11 +63,12 @@ impl PoolInner {
             http: None,
             pinned: true,
             resources: Some(link.host.clone()),
+            streams: None,
         };
         // A worker that died before it took the open lost no session: it
         // had none yet.
         let replied = target
-            .send(req, worker, permit, policy)
+            .send(req, worker, permit, policy, None)
             .await
             .map_err(|e| {
                 if e.kind() == ErrorKind::SessionLost {
@@ -149,6 +150,7 @@ impl PoolInner {
                 },
                 params: 0,
                 session_only: None,
+                transmits: false,
             }),
             compiled,
         };
@@ -232,11 +234,12 @@ impl PoolInner {
             http,
             pinned: true,
             resources: Some(session.link.host.clone()),
+            streams: None,
         };
         if let Some(handed) = handed {
             handed.store(true, Ordering::Relaxed);
         }
-        target.send(req, worker, permit, policy).await
+        target.send(req, worker, permit, policy, None).await
     }
 }
 
