@@ -34,8 +34,10 @@ pub const STREAM_WINDOW: u64 = crate::runtime::STREAM_WINDOW;
 
 use crate::runtime::RESULTS_FROM;
 
-/// The most items of a passed stream that go in one chunk.
+/// The most items of a passed stream that go in one chunk: fixed-size
+/// ones, and ones that hold more (strings).
 const CHUNK_ITEMS: usize = 4096;
+const CHUNK_BIG_ITEMS: usize = 16;
 
 /// The most bytes of a passed `stream<u8>` that go in one chunk.
 const CHUNK_BYTES: usize = 256 << 10;
@@ -119,6 +121,27 @@ impl<T: Send + 'static> StreamReader<T> {
     pub fn from_stream(items: impl Stream<Item = T> + Send + 'static) -> StreamReader<T> {
         StreamReader {
             inner: Mutex::new(Inner::Source(Box::pin(items))),
+        }
+    }
+}
+
+impl<T> StreamReader<T> {
+    /// How many bytes of a result's items have come from the worker and
+    /// wait to be read, as they crossed (see [`STREAM_WINDOW`], which
+    /// bounds it, give or take one chunk: at most 256 KiB of bytes, 4096
+    /// numbers, or 16 strings). Zero for a
+    /// stream made with [`from_stream`](StreamReader::from_stream).
+    pub fn buffered_bytes(&self) -> u64 {
+        match &*self.inner.locked() {
+            Inner::Remote(incoming) => incoming
+                .pipe
+                .state
+                .locked()
+                .chunks
+                .iter()
+                .map(Chunk::len)
+                .sum(),
+            _ => 0,
         }
     }
 }
@@ -282,7 +305,13 @@ type Source = Pin<Box<dyn Stream<Item = Result<Chunk, String>> + Send>>;
 /// chunk's worth.
 fn chunks<T: Serialize + Send + 'static>(items: Pin<Box<dyn Stream<Item = T> + Send>>) -> Source {
     let bytes = std::any::TypeId::of::<T>() == std::any::TypeId::of::<u8>();
-    let most = if bytes { CHUNK_BYTES } else { CHUNK_ITEMS };
+    let most = if bytes {
+        CHUNK_BYTES
+    } else if std::mem::needs_drop::<T>() {
+        CHUNK_BIG_ITEMS
+    } else {
+        CHUNK_ITEMS
+    };
     Box::pin(items.ready_chunks(most).map(Chunk::encode))
 }
 

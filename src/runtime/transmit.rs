@@ -46,8 +46,10 @@ pub(crate) const RESULTS_FROM: u32 = 1 << 31;
 /// The most a chunk of a byte stream carries.
 const MAX_BYTES: usize = 256 << 10;
 
-/// The most items a chunk of any other stream carries.
+/// The most items a chunk of any other stream carries: numbers, and
+/// strings.
 const MAX_ITEMS: usize = 4096;
+const MAX_STRINGS: usize = 16;
 
 /// Calls `$f::<T>($args)` with `T` the Rust type of payload `$payload`.
 macro_rules! by_payload {
@@ -678,6 +680,8 @@ impl<T: Item> StreamConsumer<State> for Returned<T> {
         let remaining = source.remaining(&mut store);
         let most = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<u8>() {
             MAX_BYTES.min(usize::try_from(credit).unwrap_or(usize::MAX))
+        } else if std::mem::needs_drop::<T>() {
+            MAX_STRINGS
         } else {
             MAX_ITEMS
         };

@@ -14,6 +14,7 @@
 
 mod async_exports;
 mod async_lanes;
+mod async_streams;
 mod call_accounting;
 mod call_basics;
 mod command_programs;

@@ -158,6 +158,16 @@ impl PoolInner {
         let span = call_span(job, func, items.len());
         async move {
             let checked = self.check(job, func, &options).await?;
+            if checked.resolved.transmits {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "{}: streams and futures cross only in a plain call (Pool::run or \
+                         Pool::call), not in a batch",
+                        checked.resolved.export
+                    ),
+                ));
+            }
             // An early error per item that is not sent; `None` for one sent.
             let mut early = Vec::with_capacity(items.len());
             let mut sent = Vec::new();
@@ -595,17 +605,22 @@ async fn wait_streaming(
     let mut done = Box::pin(wait(flight, handed));
     tokio::select! {
         biased;
-        r = &mut done => {
-            finish.1 = end_error(&r);
-            r
-        }
-        Ok(outcome) = returned => {
+        Ok(outcome) = &mut *returned => {
             tokio::spawn(async move {
                 let r = done.await;
                 finish.1 = end_error(&r);
                 drop(finish);
             });
             Ok((Delivery::Outcomes(vec![outcome]), None))
+        }
+        r = &mut done => {
+            finish.1 = end_error(&r);
+            // Its result came before its end, if it came: the end's
+            // outcome says only how the streams ended.
+            match (returned.try_recv(), r) {
+                (Ok(outcome), Ok(_)) => Ok((Delivery::Outcomes(vec![outcome]), None)),
+                (_, r) => r,
+            }
         }
     }
 }
