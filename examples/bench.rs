@@ -1064,6 +1064,81 @@ async fn async_in_flight(r: &mut Report, job: &Job) -> Result<(), Box<dyn std::e
     for (_, p) in pools {
         p.shutdown().await;
     }
+    async_streams(r, job).await
+}
+
+/// Streams: items per second of a `stream<u32>` the guest writes and the
+/// host reads, and 64 MiB through a `stream<u8>` (the guest echoes the
+/// host's stream back) beside a 64 MiB `list<u8>` echo of the same
+/// component, taking turns.
+async fn async_streams(r: &mut Report, job: &Job) -> Result<(), Box<dyn std::error::Error>> {
+    use futures_util::StreamExt as _;
+    use wasmpool::StreamReader;
+    let pool = napping(Pool::builder().workers(1)).build()?;
+    let _: u32 = pool.run(job, "double", (1u32,)).await?;
+    // The guest writes items one at a time (`count-up`), or 1,024 at a
+    // time (`endless`, read for as long and then dropped).
+    let items = r.n(2_000_000) as u32;
+    let t = Instant::now();
+    let mut s: StreamReader<u32> = pool.run(job, "count-up", (items, 0u32)).await?;
+    let mut n = 0u32;
+    while let Some(x) = s.next().await {
+        n += u32::from(x? != 0);
+    }
+    assert_eq!(n, items);
+    r.add(
+        "stream_u32_items_per_s_written_one_at_a_time",
+        f64::from(items) / t.elapsed().as_secs_f64(),
+        "items/s",
+    );
+    let items = r.n(20_000_000) as u32;
+    let t = Instant::now();
+    let mut s: StreamReader<u32> = pool.run(job, "endless", ()).await?;
+    for i in 0..items {
+        assert_eq!(s.next().await.ok_or("the stream ended")??, i);
+    }
+    r.add(
+        "stream_u32_items_per_s_written_1024_at_a_time",
+        f64::from(items) / t.elapsed().as_secs_f64(),
+        "items/s",
+    );
+    drop(s);
+    const SIZE: usize = 64 << 20;
+    let data: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let (mut through_stream, mut through_list) = (Vec::new(), Vec::new());
+    for _ in 0..r.n(10).max(2) {
+        let t = Instant::now();
+        let back: serde_bytes::ByteBuf = pool
+            .run(job, "echo-list", (serde_bytes::Bytes::new(&data),))
+            .await?;
+        through_list.push(t.elapsed());
+        assert_eq!(back.len(), SIZE);
+        let t = Instant::now();
+        // The host's bytes in chunks of 256 KiB, as they would come from
+        // a file or a socket.
+        let chunks: Vec<Vec<u8>> = data.chunks(256 << 10).map(<[u8]>::to_vec).collect();
+        let sent = StreamReader::from_byte_chunks(futures_util::stream::iter(chunks));
+        let mut echoed: StreamReader<u8> = pool.run(job, "echo-bytes", (sent,)).await?;
+        let mut got = 0;
+        while let Some(batch) = echoed.next_batch().await {
+            got += batch?.len();
+        }
+        through_stream.push(t.elapsed());
+        assert_eq!(got, SIZE);
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (stream, list) = (median(&mut through_stream), median(&mut through_list));
+    r.add("echo_64mib_stream_u8", ms(stream), "ms");
+    r.add("echo_64mib_list_u8", ms(list), "ms");
+    r.add(
+        "echo_64mib_stream_u8_over_list_u8",
+        stream.as_secs_f64() / list.as_secs_f64(),
+        "x",
+    );
+    pool.shutdown().await;
     Ok(())
 }
 

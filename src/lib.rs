@@ -287,7 +287,11 @@
 //!   [`async_calls`](PoolBuilder::async_calls) plain calls at once, each a
 //!   task with its own `Store` on its one thread, fed by a
 //!   `wasmpool-requests` reader thread; a `wasmpool-lanes` thread times
-//!   them out, and a stopped call's task and `Store` are dropped.
+//!   them out, and a stopped call's task and `Store` are dropped. A call
+//!   whose result holds streams or futures ([`StreamReader`],
+//!   [`FutureReader`]) sends its result first, then keeps its `Store`
+//!   running while their items cross in frames of their own, each stream
+//!   within a window of credit ([`STREAM_WINDOW`]) per direction.
 //! - **Host functions.** A guest's call of a [host
 //!   function](PoolBuilder::host_fn) reaches the host like a
 //!   `wasmpool:sync` operation. Its future is polled first on the thread

@@ -96,6 +96,9 @@ impl<T> Unpin for StreamReader<T> {}
 enum Inner<T> {
     /// Made by the host, not yet passed.
     Source(Pin<Box<dyn Stream<Item = T> + Send>>),
+    /// Bytes made by the host in chunks, not yet passed; and those of a
+    /// chunk read on the host, not yet taken.
+    Bytes(Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>, VecDeque<T>),
     /// A call's result, read from its worker.
     Remote(Incoming<T>),
     /// Passed to a call.
@@ -106,6 +109,7 @@ impl<T> fmt::Debug for StreamReader<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match &*self.inner.locked() {
             Inner::Source(_) => "from_stream",
+            Inner::Bytes(..) => "from_byte_chunks",
             Inner::Remote(_) => "result",
             Inner::Gone => "passed",
         };
@@ -121,6 +125,30 @@ impl<T: Send + 'static> StreamReader<T> {
     pub fn from_stream(items: impl Stream<Item = T> + Send + 'static) -> StreamReader<T> {
         StreamReader {
             inner: Mutex::new(Inner::Source(Box::pin(items))),
+        }
+    }
+}
+
+impl StreamReader<u8> {
+    /// A `stream<u8>` that feeds a call's guest the bytes of `chunks`, a
+    /// chunk at a time: as [`from_stream`](StreamReader::from_stream), at
+    /// the cost of a poll per chunk rather than per byte. Chunks of more
+    /// than 256 KiB are cut (and copied) to that size as they go.
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: wasmpool::Pool, job: wasmpool::Job) -> Result<(), wasmpool::Error> {
+    /// use wasmpool::StreamReader;
+    /// let chunks = futures_util::stream::iter([b"hello, ".to_vec(), b"world".to_vec()]);
+    /// // `count-bytes: async func(data: stream<u8>) -> u64`
+    /// let n: u64 = pool.run(&job, "count-bytes", (StreamReader::from_byte_chunks(chunks),)).await?;
+    /// assert_eq!(n, 12);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_byte_chunks(
+        chunks: impl Stream<Item = Vec<u8>> + Send + 'static,
+    ) -> StreamReader<u8> {
+        StreamReader {
+            inner: Mutex::new(Inner::Bytes(Box::pin(chunks), VecDeque::new())),
         }
     }
 }
@@ -175,6 +203,14 @@ impl<T: DeserializeOwned + Send + 'static> StreamReader<T> {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
+            Inner::Bytes(chunks, taken) if taken.is_empty() => {
+                match chunks.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(bytes)) => Poll::Ready(Some(byte_items(bytes))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            Inner::Bytes(_, taken) => Poll::Ready(Some(Ok(taken.drain(..).collect()))),
             Inner::Gone => Poll::Ready(None),
         }
     }
@@ -192,9 +228,29 @@ impl<T: DeserializeOwned + Send + 'static> Stream for StreamReader<T> {
         match inner {
             Inner::Remote(incoming) => incoming.poll_item(cx),
             Inner::Source(items) => items.as_mut().poll_next(cx).map(|i| i.map(Ok)),
+            Inner::Bytes(chunks, taken) => loop {
+                if let Some(item) = taken.pop_front() {
+                    return Poll::Ready(Some(Ok(item)));
+                }
+                match ready!(chunks.as_mut().poll_next(cx)) {
+                    Some(bytes) => match byte_items(bytes) {
+                        Ok(items) => *taken = items.into(),
+                        Err(e) => return Poll::Ready(Some(Err(e))),
+                    },
+                    None => return Poll::Ready(None),
+                }
+            },
             Inner::Gone => Poll::Ready(None),
         }
     }
+}
+
+/// The bytes of a chunk made by the host, as the items of a stream read on
+/// the host.
+fn byte_items<T: DeserializeOwned + 'static>(bytes: Vec<u8>) -> Result<Vec<T>, Error> {
+    Chunk::Bytes(serde_bytes::ByteBuf::from(bytes))
+        .decode()
+        .map_err(|e| Error::new(ErrorKind::ResultMismatch, e))
 }
 
 /// The component model's `future<T>`: one value, which comes later.
@@ -360,6 +416,22 @@ fn send<T: Serialize + Send + 'static, S: Serializer>(
                         .map(|c| c.and_then(Result::ok).map(Ok))
                 });
                 sent.push(Box::pin(futures_util::stream::iter(read).chain(rest)));
+                return Ok(u32::try_from(sent.len() - 1).unwrap_or(u32::MAX));
+            }
+            Inner::Bytes(chunks, taken) => {
+                let taken = (!taken.is_empty()).then(|| Chunk::encode(Vec::from(taken)));
+                let rest = chunks.flat_map(|bytes| {
+                    let pieces: Vec<Result<Chunk, String>> = if bytes.len() <= CHUNK_BYTES {
+                        vec![Ok(Chunk::Bytes(serde_bytes::ByteBuf::from(bytes)))]
+                    } else {
+                        bytes
+                            .chunks(CHUNK_BYTES)
+                            .map(|c| Ok(Chunk::Bytes(serde_bytes::ByteBuf::from(c.to_vec()))))
+                            .collect()
+                    };
+                    futures_util::stream::iter(pieces)
+                });
+                sent.push(Box::pin(futures_util::stream::iter(taken).chain(rest)));
                 return Ok(u32::try_from(sent.len() - 1).unwrap_or(u32::MAX));
             }
             Inner::Gone => {
