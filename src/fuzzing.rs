@@ -110,7 +110,16 @@ pub fn from_val(ty: &Type, v: Val) -> Vec<u8> {
 /// What in `ty` cannot cross a process boundary, if anything, and its WIT
 /// spelling for error messages.
 pub fn describe_type(ty: &Type) -> (Option<String>, String) {
-    (wit::unsupported(ty), wit::type_name(ty))
+    let what = if wit::resources_inside(ty) {
+        Some("resource handles".to_string())
+    } else {
+        match wit::transmits(ty, false) {
+            Ok(false) => None,
+            Ok(true) => Some("streams or futures".to_string()),
+            Err(why) => Some(why),
+        }
+    };
+    (what, wit::type_name(ty))
 }
 
 /// Decodes `msgpack` and reads a `T` out of it, as the host does with a

@@ -173,10 +173,8 @@ async fn a_slow_reader_holds_the_guest_back() {
         "{buffered} bytes wait, more than the window of {STREAM_WINDOW}"
     );
     // The items go on in order after the wait.
-    let mut expect = 1;
-    for _ in 0..100_000 {
+    for expect in 1..=100_000u32 {
         assert_eq!(s.next().await.unwrap().unwrap(), expect);
-        expect += 1;
     }
     // A slow guest: the host's source is polled only as the guest takes
     // its items, about a window ahead.
