@@ -61,6 +61,9 @@ const CHUNK_BYTES: usize = 256 << 10;
 /// has ended, or been dropped. Dropping a result stream tells the guest,
 /// whose next write fails.
 ///
+/// [`Call::report`](crate::Call::report)'s usage covers the call up to
+/// its return, not the items that cross after it.
+///
 /// `T` is what the items are read as (or written from): the payload must
 /// be a bool, an integer, a float, a char or a string. Streams and futures
 /// cross only in a plain [`Pool::run`](crate::Pool::run) or

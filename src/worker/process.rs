@@ -19,7 +19,7 @@ use crate::host::Seat;
 use crate::options::DirAccess;
 use crate::platform;
 use crate::platform::HostRegion;
-use crate::pool::transmit::FrameSink;
+use crate::pool::transmit::{CallStreams, FrameSink};
 use crate::runtime::IdleSpin;
 use crate::sync::{AnswerSink, GuestState, Registry};
 use crate::wire::{
@@ -426,38 +426,26 @@ fn read_replies(
                 spoke = true;
                 dispatch(shared, seq, op);
             }
+            // A call's streams: frames of a call no longer waited for are
+            // dropped.
             Ok(Some(FromWorker::Returned { id, outcome })) => {
-                if let Some(streams) = shared.streams.get(id) {
-                    streams.returned(outcome);
-                }
+                to_streams(shared, id, |s| s.returned(outcome));
             }
             Ok(Some(FromWorker::Items {
                 call,
                 stream,
                 chunk,
-            })) => {
-                if let Some(streams) = shared.streams.get(call) {
-                    streams.items(stream, chunk);
-                }
-            }
+            })) => to_streams(shared, call, |s| s.items(stream, chunk)),
             Ok(Some(FromWorker::End {
                 call,
                 stream,
                 error,
-            })) => {
-                if let Some(streams) = shared.streams.get(call) {
-                    streams.end(stream, error);
-                }
-            }
+            })) => to_streams(shared, call, |s| s.end(stream, error)),
             Ok(Some(FromWorker::Credit {
                 call,
                 stream,
                 bytes,
-            })) => {
-                if let Some(streams) = shared.streams.get(call) {
-                    streams.credit(stream, bytes);
-                }
-            }
+            })) => to_streams(shared, call, |s| s.credit(stream, bytes)),
             Ok(Some(FromWorker::CallSync { call, seq, op })) => {
                 spoke = true;
                 // A call abandoned still holds its lane. What no lane holds
@@ -474,6 +462,14 @@ fn read_replies(
         }
     };
     (lost, spoke)
+}
+
+/// Hands a frame of call `call`'s streams to them, if it is still waited
+/// for.
+fn to_streams(shared: &Shared, call: u64, f: impl FnOnce(&Arc<CallStreams>)) {
+    if let Some(streams) = shared.streams.get(call) {
+        f(&streams);
+    }
 }
 
 /// Hands a guest's operation to what serves it: its host functions, the
