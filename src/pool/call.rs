@@ -371,6 +371,20 @@ impl<'a, R: Send + 'a> Call<'a, R> {
             Args::Passing(args, outgoing) => (args?, None, outgoing),
             Args::Dynamic(dynamic) => {
                 let sig = pool.handle.inner.signature(job, func).await?;
+                let types = sig.params.iter().map(|(_, t)| t).chain(&sig.result);
+                if types
+                    .into_iter()
+                    .any(|t| values::wit::transmits(t, false).unwrap_or(true))
+                {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "{}: a dynamic call cannot pass or return streams and futures: \
+                             call it with StreamReader and FutureReader values (Pool::run)",
+                            sig.name
+                        ),
+                    ));
+                }
                 (dynamic.encode(&sig)?, sig.result, Outgoing::default())
             }
         };

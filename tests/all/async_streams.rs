@@ -314,6 +314,9 @@ async fn streams_cross_only_where_calls_run_side_by_side() {
     let results = pool.map::<_, StreamReader<u32>, _>(&job, "count-up", [(1u32, 0u32)]);
     let results: Vec<_> = results.collect().await;
     unsupported(results.into_iter().next().unwrap().unwrap_err());
+    // A dynamic call.
+    let args = wasmpool::DynArgs::json(serde_json::json!([1, 0]));
+    unsupported(pool.call_dynamic(&job, "count-up", args).await.unwrap_err());
     // Encoded outside a call.
     let items = StreamReader::from_stream(futures_util::stream::iter([1u32]));
     assert!(serde_json::to_string(&items).is_err());

@@ -84,10 +84,7 @@ impl PoolInner {
             let streaming = self.streaming(&checked, outgoing)?;
             let items = vec![serde_bytes::ByteBuf::from(args)];
             let (Replied { outcomes, scope }, streams) = match streaming {
-                Some(outgoing) => {
-                    let Backend::Local(roster) = &self.backend else {
-                        unreachable!("checked by `streaming`")
-                    };
+                Some((roster, outgoing)) => {
                     self.send_local(roster, &checked, items, options, policy, Some(outgoing))
                         .await?
                 }
@@ -111,8 +108,13 @@ impl PoolInner {
     }
 
     /// Whether a call of `checked` passes or returns streams and futures
-    /// (the ones its arguments pass, if so); an error if it cannot here.
-    fn streaming(&self, checked: &Checked, outgoing: Outgoing) -> Result<Option<Outgoing>, Error> {
+    /// (if so, the roster of the workers that run it and the ones its
+    /// arguments pass); an error if it cannot here.
+    fn streaming(
+        &self,
+        checked: &Checked,
+        outgoing: Outgoing,
+    ) -> Result<Option<(&Arc<Roster>, Outgoing)>, Error> {
         let export = &checked.resolved.export;
         if !checked.resolved.transmits {
             if !outgoing.is_empty() {
@@ -125,7 +127,7 @@ impl PoolInner {
         }
         match &self.backend {
             Backend::Local(roster) if roster.has_lanes(checked.compiled.kind()) => {
-                Ok(Some(outgoing))
+                Ok(Some((roster, outgoing)))
             }
             _ => Err(Error::new(
                 ErrorKind::Unsupported,
