@@ -695,8 +695,13 @@ impl CallStreams {
         }
     }
 
-    /// The call returned `outcome`, and its streams go on.
-    pub(crate) fn returned(&self, (result, report): WireOutcome) {
+    /// The call returned `outcome`, holding `count` streams and futures,
+    /// and its streams go on. Those its reader does not take are dropped
+    /// once its result is read.
+    pub(crate) fn returned(&self, (result, report): WireOutcome, count: u32) {
+        for i in 0..count {
+            self.in_pipe(RESULTS_FROM.saturating_add(i));
+        }
         let result = result.and_then(|payload| match payload {
             Payload::Inline(bytes) => Ok(bytes),
             Payload::InRegion { .. } => Err(WireError::new(

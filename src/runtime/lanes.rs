@@ -712,6 +712,7 @@ async fn stream(
         .write(&FromWorker::Returned {
             id,
             outcome: (outcome, report.clone()),
+            streams: transmits.returned_count(),
         })
         .is_err()
     {

@@ -247,6 +247,11 @@ impl Transmits {
         !self.results.is_empty()
     }
 
+    /// How many streams and futures the call's result holds.
+    pub(crate) fn returned_count(&self) -> u32 {
+        u32::try_from(self.results.len()).unwrap_or(u32::MAX)
+    }
+
     /// Whether any end in the store is still open.
     pub(crate) fn any_open(&self) -> bool {
         self.open.count.load(Ordering::SeqCst) > 0

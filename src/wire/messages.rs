@@ -559,9 +559,14 @@ pub(crate) enum FromWorker {
     /// [`FromWorker::Sync`] from the guest of call `call`, one of the
     /// calls a worker with lanes runs at once.
     CallSync { call: u64, seq: u64, op: GuestOp },
-    /// Call `id` returned `outcome`, which holds streams or futures still
-    /// open: its [`FromWorker::Done`] comes once they have all ended.
-    Returned { id: u64, outcome: WireOutcome },
+    /// Call `id` returned `outcome`, which holds `streams` streams or
+    /// futures (numbered from `RESULTS_FROM`), or passed ones still open:
+    /// its [`FromWorker::Done`] comes once they have all ended.
+    Returned {
+        id: u64,
+        outcome: WireOutcome,
+        streams: u32,
+    },
     /// Items of stream (or the value of future) `stream` in call `call`'s
     /// result: sent only within the credit the host gave.
     Items {

@@ -428,9 +428,11 @@ fn read_replies(
             }
             // A call's streams: frames of a call no longer waited for are
             // dropped.
-            Ok(Some(FromWorker::Returned { id, outcome })) => {
-                to_streams(shared, id, |s| s.returned(outcome));
-            }
+            Ok(Some(FromWorker::Returned {
+                id,
+                outcome,
+                streams,
+            })) => to_streams(shared, id, |s| s.returned(outcome, streams)),
             Ok(Some(FromWorker::Items {
                 call,
                 stream,

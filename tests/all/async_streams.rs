@@ -221,6 +221,20 @@ async fn dropping_a_result_stream_ends_its_call_and_frees_its_lane() {
 }
 
 #[tokio::test]
+async fn a_result_stream_nobody_reads_is_dropped() {
+    let pool = pool(1, 2);
+    let job = asyncs();
+    // Two endless streams read into nothing: both are dropped as the
+    // results are read, so their calls end and free both lanes.
+    for _ in 0..2 {
+        let _: serde::de::IgnoredAny = pool.run(&job, "endless", ()).await.unwrap();
+    }
+    let n: u32 = pool.run(&job, "double", (3u32,)).await.unwrap();
+    assert_eq!(n, 6);
+    crate::common::eventually("the worker idle", || pool.statistics().busy == 0).await;
+}
+
+#[tokio::test]
 async fn a_stream_that_never_ends_meets_its_calls_timeout() {
     let pool = pool(1, 8);
     let job = asyncs();
