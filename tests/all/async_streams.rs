@@ -176,14 +176,13 @@ async fn a_slow_reader_holds_the_guest_back() {
     for expect in 1..=100_000u32 {
         assert_eq!(s.next().await.unwrap().unwrap(), expect);
     }
-    // A slow guest: the host's source is polled only as the guest takes
-    // its items, about a window ahead.
+    // An endless source fed to a guest that reads it all: the call's
+    // timeout cuts it, after the source was read.
     let pulled = Arc::new(AtomicU64::new(0));
     let counter = pulled.clone();
     let endless = futures_util::stream::iter(0u32..).inspect(move |_| {
         counter.fetch_add(1, Ordering::SeqCst);
     });
-    // `add-later` never reads a stream: `sum` reads all; a timeout cuts it.
     let e = pool
         .call::<u64>(&job, "sum", (StreamReader::from_stream(endless),))
         .timeout(Duration::from_millis(300))
