@@ -759,9 +759,16 @@ async fn failures(r: &mut Report, faults: &'static Job) -> Result<(), Box<dyn st
         );
         tokio::time::sleep(Duration::from_millis(3)).await;
         let t = Instant::now();
-        std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()?;
+        if cfg!(windows) {
+            std::process::Command::new("taskkill")
+                .args(["/F", "/PID", &pid.to_string()])
+                .stdout(std::process::Stdio::null())
+                .status()?;
+        } else {
+            std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()?;
+        }
         let sent = t.elapsed();
         let err = call.await?.unwrap_err();
         crashes.push(t.elapsed().saturating_sub(sent));

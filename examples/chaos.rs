@@ -296,9 +296,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 n += 1;
                 let pid = pids[mix(n) as usize % pids.len()];
-                // SAFETY: kill has no memory-safety preconditions; the pid
-                // is a worker of this pool, not yet reaped.
-                if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0 {
+                if kill_from_outside(pid) {
                     kills.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -403,4 +401,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Err(failed.join(", ").into())
     }
+}
+
+/// Kills process `pid` as an outsider would (`kill -9`, `taskkill /F`);
+/// whether it was sent.
+#[cfg(unix)]
+fn kill_from_outside(pid: u32) -> bool {
+    // SAFETY: kill has no memory-safety preconditions; the pid is a worker
+    // of this pool, not yet reaped.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) == 0 }
+}
+
+#[cfg(windows)]
+fn kill_from_outside(pid: u32) -> bool {
+    std::process::Command::new("taskkill")
+        .args(["/F", "/PID", &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -392,6 +392,10 @@ fn describe_status(status: ExitStatus) -> String {
             return format!("was killed by signal {sig}");
         }
     }
+    #[cfg(windows)]
+    if status.code() == Some(crate::platform::KILL_CODE as i32) {
+        return format!("was terminated (exit code {})", crate::platform::KILL_CODE);
+    }
     match status.code() {
         Some(code) => format!("exited with code {code}"),
         None => format!("ended ({status})"),

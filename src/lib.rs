@@ -265,7 +265,7 @@
 //!   are removed past [`PoolBuilder::cache_limit`].
 //! - **Worker processes.** A worker is the current executable started again
 //!   with an environment marker; code that runs before `main` (an
-//!   `.init_array` entry on Linux) diverts it into the worker loop, so tests,
+//!   `.init_array` entry on Linux, `.CRT$XCU` on Windows) diverts it into the worker loop, so tests,
 //!   examples and applications need no `init()` call. A dedicated program
 //!   can be set with [`PoolBuilder::worker_program`]. A worker's stdout and
 //!   stderr are the host's, so a guest's `println!` just works. Requests
@@ -399,7 +399,8 @@
 //!   4 GiB; a 1 MiB wasm stack.
 //!
 //! Beside wasmtime's sandbox, each worker process confines itself before
-//! it loads a guest (on Linux; [`PoolBuilder::confine`] turns it off):
+//! it loads a guest (on Linux; macOS gets a Seatbelt profile instead, see
+//! [`PoolBuilder::confine`], which turns it off):
 //!
 //! - no new privileges, no core dumps, at most 4096 open descriptors;
 //! - landlock: its compile cache read-only and the directories its calls
@@ -430,14 +431,32 @@
 //!
 //! # Platform support
 //!
-//! Linux, fully. Workers rely on pipes, Unix sockets, `PR_SET_PDEATHSIG`
-//! and an `.init_array` entry, all in the crate's `platform` module. Other
-//! Unix systems build, with fallbacks: no entry before `main` (a dedicated
-//! [`worker_program`](PoolBuilder::worker_program) calls
-//! [`worker_entry`] first thing), no parent-death signal (a worker still
-//! exits when its control socket closes), default pipe sizes, and no CPU
-//! time in a call's [`Usage`] (`cpu` is `None`). Other systems do not
-//! build, with a clear error.
+//! The same API on Linux, Windows and macOS; the OS-facing code is all in
+//! the crate's `platform` module. The README's "Platforms" table says what
+//! was tested how.
+//!
+//! - **Linux**, fully: workers on pipes and a Unix socket, placed as
+//!   descriptors before `exec`; `PR_SET_PDEATHSIG`; an `.init_array`
+//!   entry, so the host's own program serves as the worker; the payload
+//!   region on a memfd; the second wall above.
+//! - **Windows**: workers on anonymous pipes whose handles the host
+//!   duplicates into the worker (none is inheritable, so no other child
+//!   takes one); one Job Object that ends the workers when the host ends,
+//!   killed included; `TerminateProcess` for a kill (a killed worker's
+//!   status is exit code 137); a `.CRT$XCU` entry before `main`. No
+//!   payload region (payloads go through the pipes) and no second wall:
+//!   a worker is guarded by wasmtime's sandbox alone. Compile cache:
+//!   `%LOCALAPPDATA%\wasmpool`.
+//! - **macOS**: as on Linux, with a `__mod_init_func` entry before `main`,
+//!   no parent-death signal (a worker exits when its control socket
+//!   closes), no payload region, and a Seatbelt profile as the second wall
+//!   (no network, no processes, files as the preopens grant). Compile
+//!   cache: `~/Library/Caches/wasmpool`. Cross-built only: it has not run
+//!   on a Mac.
+//! - Other Unix systems build, with fallbacks: no entry before `main` (a
+//!   dedicated [`worker_program`](PoolBuilder::worker_program) calls
+//!   [`worker_entry`] first thing), no CPU time in a call's [`Usage`]
+//!   (`cpu` is `None`), no second wall beyond no core dumps.
 //!
 //! # Limitations
 //!
@@ -521,10 +540,10 @@ pub use sync::{
 /// Serves as a worker and exits, if this process was started as one;
 /// otherwise returns at once.
 ///
-/// On Linux this runs by itself before `main` in every program linked with
-/// wasmpool, so nothing needs to call it. A dedicated worker program (see
-/// [`PoolBuilder::worker_program`]) on another platform calls it first
-/// thing in `main`.
+/// On Linux, Windows and macOS this runs by itself before `main` in every
+/// program linked with wasmpool, so nothing needs to call it. A dedicated
+/// worker program (see [`PoolBuilder::worker_program`]) on another
+/// platform calls it first thing in `main`.
 pub fn worker_entry() {
     if platform::is_worker() {
         let code = runtime::run();

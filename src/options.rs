@@ -43,7 +43,7 @@ pub enum DirAccess {
 /// | --- | --- | --- |
 /// | isolation | an OS process per worker | threads of the host process |
 /// | soft cancel (epoch interrupt), timeouts, limits, sandbox | yes | yes |
-/// | hard cancel ([`Cancel::Kill`]) | SIGKILL | no: interrupts instead |
+/// | hard cancel ([`Cancel::Kill`]) | SIGKILL (`TerminateProcess` on Windows) | no: interrupts instead |
 /// | a crash in wasmtime or the host's code | an error | takes the host down |
 /// | start-up | a few ms (re-exec, engine) | about 1 ms (engine) |
 /// | round trip of a no-op call | tens of µs | a few µs to tens of µs |
@@ -79,7 +79,8 @@ pub enum Cancel {
     /// serves the next call. The default.
     #[default]
     Interrupt,
-    /// Kill the worker process at once with SIGKILL. The pool starts a new
+    /// Kill the worker process at once with SIGKILL (on Windows,
+    /// `TerminateProcess`). The pool starts a new
     /// one when it next needs it. Thread workers cannot be killed; for them
     /// this is [`Interrupt`](Cancel::Interrupt).
     Kill,

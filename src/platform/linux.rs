@@ -22,7 +22,7 @@ extern "C" fn pre_main_entry() {
 /// # Safety
 ///
 /// Only async-signal-safe calls: fit for a `pre_exec` closure.
-pub(super) unsafe fn die_with_parent(parent: libc::pid_t) -> io::Result<()> {
+pub(super) unsafe fn before_exec(parent: libc::pid_t) -> io::Result<()> {
     // SAFETY: prctl and getppid are async-signal-safe and touch no memory
     // of ours.
     unsafe {

@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 /// # Safety
 ///
 /// Calls nothing: fit for a `pre_exec` closure.
-pub(super) unsafe fn die_with_parent(_parent: libc::pid_t) -> io::Result<()> {
+pub(super) unsafe fn before_exec(_parent: libc::pid_t) -> io::Result<()> {
     Ok(())
 }
 

@@ -35,11 +35,13 @@
 
 use crate::locks::Locked as _;
 use std::io;
+#[cfg(unix)]
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::Mutex;
 
 /// Where a worker finds its region's descriptor.
+#[cfg(unix)]
 pub(super) const REGION_FD: RawFd = 6;
 
 /// The host's side of a payload region: it writes arguments and copies
@@ -149,6 +151,7 @@ impl HostRegion {
     }
 
     /// The descriptor, to hand to a worker.
+    #[cfg(unix)]
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.map.fd.as_fd()
@@ -207,8 +210,18 @@ impl HostRegion {
 }
 
 impl WorkerRegion {
+    /// A worker on Windows has no region: its host never announces one.
+    #[cfg(windows)]
+    pub(crate) fn inherit(_len: u64, _results_at: u64) -> io::Result<WorkerRegion> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "payload regions are not built on Windows yet",
+        ))
+    }
+
     /// The region a worker inherited as descriptor [`REGION_FD`], which its
     /// host said is `len` bytes with its results half at `results_at`.
+    #[cfg(unix)]
     pub(crate) fn inherit(len: u64, results_at: u64) -> io::Result<WorkerRegion> {
         let (len, results_at) = layout(len, results_at)?;
         // SAFETY: F_GETFD only reads the descriptor's flags.
@@ -297,6 +310,7 @@ impl WorkerRegion {
 }
 
 /// Checks that `results_at` splits a region of `len` bytes, as `usize`s.
+#[cfg(unix)]
 fn layout(len: u64, results_at: u64) -> io::Result<(usize, usize)> {
     match (usize::try_from(len), usize::try_from(results_at)) {
         (Ok(len), Ok(results_at)) if results_at <= len => Ok((len, results_at)),
@@ -310,14 +324,24 @@ fn layout(len: u64, results_at: u64) -> io::Result<(usize, usize)> {
 /// A shared, read-write mapping of a whole memfd, unmapped on drop. Which
 /// side may touch which bytes when is for [`HostRegion`] and
 /// [`WorkerRegion`] to keep.
+#[cfg_attr(
+    windows,
+    allow(dead_code, reason = "payload regions are not built on Windows yet")
+)]
 struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    #[cfg(unix)]
     fd: OwnedFd,
 }
 
+#[cfg_attr(
+    windows,
+    allow(dead_code, reason = "payload regions are not built on Windows yet")
+)]
 impl Mapping {
     /// Maps `fd`, of `len` bytes.
+    #[cfg(unix)]
     fn new(fd: OwnedFd, len: usize) -> io::Result<Mapping> {
         // SAFETY: a fresh shared mapping of a descriptor we own, of its
         // size; the result is checked before use.
@@ -381,6 +405,7 @@ impl Mapping {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: the mapping was made by `Mapping::new` with this address

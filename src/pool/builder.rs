@@ -192,8 +192,10 @@ impl PoolBuilder {
     /// keeping it for the next one: [`retire_after`](Self::retire_after)'s
     /// twin for memory. Default: no bound.
     ///
-    /// The memory is the worker's own resident memory, read from
-    /// `/proc/{pid}/statm` when the call has ended: its heap and its
+    /// The memory is the worker's own memory (on Linux its resident
+    /// memory, read from `/proc/{pid}/statm`; on Windows its private
+    /// working set; on macOS its physical footprint) when the call has ended:
+    /// its heap and its
     /// guests' linear memory, not the compiled code it maps from the cache
     /// nor the payload region it shares with the host. It is read as the
     /// worker tidies up after the call, so it counts what the worker keeps
@@ -206,8 +208,8 @@ impl PoolBuilder {
     /// The call that passes the bound still succeeds; only its worker is
     /// replaced. Worker threads ([`WorkerKind::Thread`]) have no memory of
     /// their own (it is the host's), so the bound does not apply to them,
-    /// and neither does it where there is no `/proc` (platforms other than
-    /// Linux).
+    /// and neither does it on other Unix systems, which have no such
+    /// count.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), wasmpool::Error> {
@@ -267,8 +269,8 @@ impl PoolBuilder {
 
     /// The program to start as a worker. Default: the current executable,
     /// which diverts into the worker before `main` when started as one. A
-    /// dedicated worker program must be linked with wasmpool (on Linux that
-    /// is all it needs; elsewhere its `main` calls
+    /// dedicated worker program must be linked with wasmpool (on Linux,
+    /// Windows and macOS that is all it needs; elsewhere its `main` calls
     /// [`worker_entry`](crate::worker_entry) first).
     pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
         self.worker_program = Some(program.into());
@@ -299,7 +301,13 @@ impl PoolBuilder {
     /// directory starts a worker per call (a few milliseconds). Preopen
     /// directories shared by all calls on the pool instead.
     ///
-    /// Other Unix systems only get no core dumps. Thread workers
+    /// On macOS a confined worker has no core dumps, at most 4096 open
+    /// descriptors, and a Seatbelt profile that denies the network,
+    /// starting processes, writing files outside its read-write preopens,
+    /// and reading files outside its compile cache, its preopens and the
+    /// system's own (untested: it is cross-built here, not run). Windows
+    /// workers have no second wall yet, and other Unix systems only get no
+    /// core dumps. Thread workers
     /// ([`WorkerKind::Thread`]) run in the host's process and are never
     /// confined.
     ///
@@ -418,9 +426,14 @@ impl PoolBuilder {
         self
     }
 
-    /// Where compiled components are cached. Default:
-    /// `$XDG_CACHE_HOME/wasmpool`, else `~/.cache/wasmpool`. It must be
-    /// writable by this user only, since artifacts are native code.
+    /// Where compiled components are cached. It must be writable by this
+    /// user only, since artifacts are native code. Default, per platform:
+    ///
+    /// - Linux and other Unix systems: `$XDG_CACHE_HOME/wasmpool`, else
+    ///   `~/.cache/wasmpool`;
+    /// - macOS: `$XDG_CACHE_HOME/wasmpool` if that is set, else
+    ///   `~/Library/Caches/wasmpool`;
+    /// - Windows: `%LOCALAPPDATA%\wasmpool`.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
         self

@@ -44,7 +44,8 @@ use crate::wire::{CallOptions, Report};
 ///   blocked in WASI, such as a sleep); the worker goes back to the pool.
 ///   If it has not confirmed within the [`grace`](Call::grace) period, it
 ///   is killed.
-/// - [`Cancel::Kill`]: the worker is killed with SIGKILL at once.
+/// - [`Cancel::Kill`]: the worker is killed with SIGKILL (on Windows,
+///   `TerminateProcess`) at once.
 /// - [`Cancel::Finish`]: the call runs to completion, its result is
 ///   discarded, and the worker goes back to the pool.
 ///

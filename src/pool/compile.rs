@@ -253,17 +253,11 @@ pub(crate) struct Resolved {
     pub(crate) transmits: bool,
 }
 
-/// Where compiled artifacts go when no cache directory is configured:
-/// `$XDG_CACHE_HOME/wasmpool`, else `$HOME/.cache/wasmpool`, else a
-/// per-user directory under the system temp directory.
+/// Where compiled artifacts go when no cache directory is configured: the
+/// platform's per-user cache directory (see
+/// [`PoolBuilder::cache_dir`](crate::PoolBuilder::cache_dir)).
 pub(crate) fn default_cache_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
-        return PathBuf::from(x).join("wasmpool");
-    }
-    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        return PathBuf::from(h).join(".cache").join("wasmpool");
-    }
-    std::env::temp_dir().join(format!("wasmpool-{}", crate::platform::uid()))
+    crate::platform::default_cache_home()
 }
 
 /// Feeds `Hash` output into SHA-256.
@@ -366,7 +360,11 @@ pub(crate) fn compile(
 
 /// Marks the file at `path` used now (its modification time).
 fn touch(path: &Path) -> std::io::Result<()> {
-    std::fs::File::open(path)?.set_modified(SystemTime::now())
+    // Windows sets times only through a handle opened for writing.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_modified(SystemTime::now())
 }
 
 /// Removes the least recently used artifacts of the cache `dir` until it

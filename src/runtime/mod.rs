@@ -37,7 +37,6 @@ mod test_hooks;
 mod transmit;
 
 use std::io::{self, PipeReader, PipeWriter, Write as _};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -91,7 +90,7 @@ fn serve_lanes(
     init: &Init,
     engine: wasmtime::Engine,
     requests: PipeReader,
-    control: UnixStream,
+    control: platform::ControlWorker,
     replies: PipeWriter,
 ) -> io::Result<()> {
     let inbox = Arc::new(Inbox::default());
@@ -168,7 +167,9 @@ fn serve() -> io::Result<()> {
             if let Some(region) = region {
                 executor.set_region(region);
             }
-            if !wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+            if cfg!(target_os = "linux")
+                && !wasmtime::PoolingAllocationConfig::is_pagemap_scan_available()
+            {
                 tracing::warn!(
                     pid = std::process::id(),
                     "PAGEMAP_SCAN is not available (Linux 6.7 and later have it): each call's \
@@ -360,14 +361,19 @@ fn confine(sandbox: &Sandbox) -> io::Result<()> {
         ),
         platform::Landlock::None => tracing::warn!(
             pid,
-            "worker confined without landlock (this kernel lacks it): its filesystem is guarded \
-             by wasmtime's sandbox alone"
+            "worker confined without a filesystem wall ({}): its filesystem is guarded by \
+             wasmtime's sandbox alone",
+            platform::NO_FS_WALL
         ),
     }
     Ok(())
 }
 
-fn control_loop(control: UnixStream, interrupts: &Interrupts, lanes: Option<&lanes::Lanes>) {
+fn control_loop(
+    control: platform::ControlWorker,
+    interrupts: &Interrupts,
+    lanes: Option<&lanes::Lanes>,
+) {
     let mut buf = Vec::new();
     loop {
         match read_frame::<_, Control>(&control, &mut buf) {

@@ -24,8 +24,6 @@ mod thread;
 pub(crate) use process::compile_in_child;
 
 use crate::locks::Locked as _;
-use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -533,11 +531,11 @@ enum Link {
 
 /// The host's end of a worker's control socket. Closing it ends the
 /// worker.
-struct ControlEnd(UnixStream);
+struct ControlEnd(crate::platform::ControlHost);
 
 impl Drop for ControlEnd {
     fn drop(&mut self) {
-        let _ = self.0.shutdown(Shutdown::Both);
+        crate::platform::close_control(&self.0);
     }
 }
 

@@ -3,7 +3,6 @@
 
 use crate::locks::Locked as _;
 use std::io::{self, PipeWriter};
-use std::os::unix::net::UnixStream;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -72,7 +71,7 @@ impl AnswerSink for RequestPipe {
 /// The channels of a started worker, host ends, and its payload region.
 struct Spawned {
     requests: PipeWriter,
-    control: UnixStream,
+    control: platform::ControlHost,
     replies: io::PipeReader,
     child: Child,
     region: Option<HostRegion>,
@@ -83,14 +82,14 @@ fn start(program: &std::path::Path, with_region: bool) -> Result<Spawned, String
     let (child_requests, requests) =
         std::io::pipe().map_err(|e| format!("creating a pipe: {e}"))?;
     let (control, child_control) =
-        UnixStream::pair().map_err(|e| format!("creating a socket pair: {e}"))?;
+        platform::control_channel().map_err(|e| format!("creating a control channel: {e}"))?;
     let (replies, child_replies) = std::io::pipe().map_err(|e| format!("creating a pipe: {e}"))?;
     // A 1 MiB payload then crosses in one hand-off instead of 16.
     platform::grow_pipe(&requests, PIPE_SIZE);
     platform::grow_pipe(&replies, PIPE_SIZE);
     let ends = platform::Channels {
         requests: child_requests.into(),
-        control: child_control.into(),
+        control: child_control,
         replies: child_replies.into(),
     };
     // Without a region (no memfd here), payloads go through the pipes.

@@ -10,8 +10,17 @@ use wasmpool::{Pool, WorkerKind};
 use crate::common::job;
 
 /// Slack for comparing CPU time with wall time: the clocks are read one
-/// after the other.
-const SLACK: Duration = Duration::from_millis(1);
+/// after the other, and Windows adds CPU time a clock tick (up to
+/// 15.6 ms) at a time.
+const SLACK: Duration = Duration::from_millis(if cfg!(windows) { 20 } else { 1 });
+
+/// A `fib` argument whose call takes a few milliseconds of CPU; on Windows
+/// several clock ticks, so that its CPU time cannot read 0.
+const CPU_BOUND: u64 = if cfg!(windows) { 32 } else { 27 };
+
+fn fib(n: u64) -> u64 {
+    (0..n).fold((0, 1), |(a, b), _| (b, a + b)).0
+}
 
 fn one_worker(kind: WorkerKind) -> Pool {
     Pool::builder()
@@ -24,17 +33,19 @@ fn one_worker(kind: WorkerKind) -> Pool {
 
 #[tokio::test]
 async fn a_cpu_bound_call_reports_its_cpu_time_within_its_wall_time() {
-    let fib = job(wasmpool_guests::FIB);
+    let fib_job = job(wasmpool_guests::FIB);
     for kind in [WorkerKind::Process, WorkerKind::Thread] {
         let pool = one_worker(kind);
         let out = pool
-            .call::<u64>(&fib, "fib", (27u64,))
+            .call::<u64>(&fib_job, "fib", (CPU_BOUND,))
             .report()
             .await
             .unwrap();
-        assert_eq!(out.value, 196_418);
+        assert_eq!(out.value, fib(CPU_BOUND));
         let usage = out.usage;
-        let cpu = usage.cpu.expect("Linux counts a thread's CPU time");
+        let cpu = usage
+            .cpu
+            .expect("Linux and Windows count a thread's CPU time");
         assert!(cpu.total() > Duration::ZERO, "{kind:?}: {usage:?}");
         assert!(usage.wall > Duration::ZERO, "{kind:?}: {usage:?}");
         assert!(
@@ -166,12 +177,13 @@ async fn bytes_in_and_out_are_the_encoded_arguments_and_result() {
 #[tokio::test]
 async fn a_metered_call_reports_fuel_beside_its_usage() {
     let pool = Pool::builder().workers(1).fuel(u64::MAX).build().unwrap();
-    let fib = job(wasmpool_guests::FIB);
+    let fib_job = job(wasmpool_guests::FIB);
     let out = pool
-        .call::<u64>(&fib, "fib", (20u64,))
+        .call::<u64>(&fib_job, "fib", (CPU_BOUND,))
         .report()
         .await
         .unwrap();
+    assert_eq!(out.value, fib(CPU_BOUND));
     assert!(out.fuel_consumed.unwrap() > 10_000, "{out:?}");
     assert!(out.usage.cpu.unwrap().total() > Duration::ZERO, "{out:?}");
     assert!(out.usage.peak_memory > 0, "{out:?}");

@@ -186,13 +186,20 @@ async fn bad_pool_settings_are_config_errors() {
     assert_eq!(e.kind(), ErrorKind::Config);
 }
 
+/// A program that starts, and exits at once, and is no wasmpool worker.
+const NOT_A_WORKER: &str = if cfg!(windows) {
+    "C:\\windows\\system32\\hostname.exe"
+} else {
+    "/bin/true"
+};
+
 #[tokio::test]
 async fn a_missing_worker_program_is_a_spawn_error() {
     // Each pool has an empty cache of its own, so that the job's first
     // compile runs in a child started from the broken program: a warm
     // shared cache would skip that child and hide how it is reported.
     let fib = job(wasmpool_guests::FIB);
-    for program in ["/nonexistent/worker", "/bin/true"] {
+    for program in ["/nonexistent/worker", NOT_A_WORKER] {
         let pool = Pool::builder()
             .workers(1)
             .worker_program(program)
@@ -214,7 +221,7 @@ async fn a_missing_worker_program_is_a_spawn_error() {
     good.prepare(&fib).await.unwrap();
     let pool = Pool::builder()
         .workers(1)
-        .worker_program("/bin/true")
+        .worker_program(NOT_A_WORKER)
         .cache_dir(&dir)
         .build()
         .unwrap();

@@ -42,6 +42,7 @@ pub fn types_fixture() -> &'static TypesFixture {
 }
 
 /// Whether a process with this pid exists (zombies count as gone).
+#[cfg(unix)]
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
@@ -71,6 +72,7 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// CPU time process `pid` has used, user and system, in clock ticks; 0
 /// once it is gone.
+#[cfg(unix)]
 pub fn cpu_ticks(pid: u32) -> u64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0;
@@ -88,10 +90,75 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     field(11) + field(12)
 }
 
+/// Kills process `pid` from outside, as `kill -9` does.
+#[cfg(unix)]
 pub fn sigkill(pid: u32) {
     // SAFETY: kill has no memory-safety preconditions.
     unsafe {
         libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+#[cfg(windows)]
+pub use self::windows::{alive, cpu_ticks, sigkill};
+
+/// The same helpers on Windows, through process handles.
+#[cfg(windows)]
+mod windows {
+    use windows_sys::Win32::Foundation::{CloseHandle, FILETIME, HANDLE, WAIT_TIMEOUT};
+    use windows_sys::Win32::System::Threading::{
+        GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
+        PROCESS_TERMINATE, TerminateProcess, WaitForSingleObject,
+    };
+
+    /// Runs `f` on a handle to process `pid`, opened with `access`;
+    /// `None` if there is no such process.
+    fn with_process<T>(pid: u32, access: u32, f: impl FnOnce(HANDLE) -> T) -> Option<T> {
+        // SAFETY: OpenProcess takes plain values; the handle is closed below.
+        let h = unsafe { OpenProcess(access, 0, pid) };
+        if h.is_null() {
+            return None;
+        }
+        let out = f(h);
+        // SAFETY: `h` was opened above and is closed once.
+        unsafe { CloseHandle(h) };
+        Some(out)
+    }
+
+    /// Whether process `pid` exists and has not exited.
+    pub fn alive(pid: u32) -> bool {
+        // SAFETY: a live process handle.
+        with_process(pid, PROCESS_SYNCHRONIZE, |h| unsafe {
+            WaitForSingleObject(h, 0) == WAIT_TIMEOUT
+        })
+        .unwrap_or(false)
+    }
+
+    /// CPU time process `pid` has used, user and kernel, in 10 ms ticks;
+    /// 0 once it is gone.
+    pub fn cpu_ticks(pid: u32) -> u64 {
+        with_process(pid, PROCESS_QUERY_LIMITED_INFORMATION, |h| {
+            let zero = FILETIME {
+                dwLowDateTime: 0,
+                dwHighDateTime: 0,
+            };
+            let (mut a, mut b, mut kernel, mut user) = (zero, zero, zero, zero);
+            // SAFETY: a live process handle and four live FILETIMEs.
+            if unsafe { GetProcessTimes(h, &mut a, &mut b, &mut kernel, &mut user) } == 0 {
+                return 0;
+            }
+            let t = |f: FILETIME| (u64::from(f.dwHighDateTime) << 32) | u64::from(f.dwLowDateTime);
+            (t(kernel) + t(user)) / 100_000
+        })
+        .unwrap_or(0)
+    }
+
+    /// Terminates process `pid` from outside, with exit code 9.
+    pub fn sigkill(pid: u32) {
+        // SAFETY: a live process handle with terminate access.
+        with_process(pid, PROCESS_TERMINATE, |h| unsafe {
+            TerminateProcess(h, 9)
+        });
     }
 }
 
@@ -137,7 +204,8 @@ const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 /// Builds the Python guest `guest/python/<dir>` for `world` of
 /// `wit/jobs` with componentize-py, installed once under the target
 /// directory from PyPI (or taken from `$COMPONENTIZE_PY`), and returns
-/// the component's path. Callers keep the path in a `OnceLock`, to build
+/// the component's path (`python-<dir>.wasm` in `$WASMPOOL_PYTHON_GUESTS`
+/// instead, if that is set: components built before). Callers keep the path in a `OnceLock`, to build
 /// each guest once per test run.
 pub fn componentize_py(dir: &str, world: &str) -> PathBuf {
     use std::process::Command;
@@ -146,6 +214,11 @@ pub fn componentize_py(dir: &str, world: &str) -> PathBuf {
     static INSTALL: Mutex<()> = Mutex::new(());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    // Built elsewhere: under Wine, where no Linux python3 can be started,
+    // the guests the Linux run built (`.ci/cross`).
+    if let Some(built) = std::env::var_os("WASMPOOL_PYTHON_GUESTS") {
+        return PathBuf::from(built).join(format!("python-{dir}.wasm"));
+    }
     let (program, pythonpath) = match std::env::var_os("COMPONENTIZE_PY") {
         Some(p) => (PathBuf::from(p), None),
         None => {

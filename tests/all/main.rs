@@ -20,6 +20,9 @@ mod call_basics;
 mod command_programs;
 mod common;
 mod compile_cache;
+// Compared with `wasmtime run` on Unix fixtures (permissions, symlinks,
+// file times): Unix only.
+#[cfg(unix)]
 mod conformance_wasi;
 mod dynamic_calls;
 mod faults_traps;
@@ -48,5 +51,7 @@ mod tracing_spans;
 mod values_types;
 mod wasi_config;
 mod wasi_sandbox;
+// The second wall: landlock and seccomp, Linux only.
+#[cfg(target_os = "linux")]
 mod worker_confinement;
 mod worker_crash;

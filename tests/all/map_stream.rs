@@ -69,10 +69,18 @@ async fn dropping_the_stream_cancels_what_is_in_flight() {
         let faults = job(wasmpool_guests::FAULTS);
         let cpu = job(wasmpool_guests::CPU);
         {
-            // An endless stream of calls that never end.
+            // An endless stream of calls that never end, polled until both
+            // workers run one (starting a worker takes longer under Wine).
             let mut stream = pool.map::<_, (), _>(&faults, "spin-forever", std::iter::repeat(()));
-            let r = tokio::time::timeout(Duration::from_millis(200), stream.next()).await;
-            assert!(r.is_err(), "no item finishes");
+            let started = std::time::Instant::now();
+            while pool.statistics().busy < 2 {
+                let r = tokio::time::timeout(Duration::from_millis(20), stream.next()).await;
+                assert!(r.is_err(), "no item finishes");
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "{kind:?}: both workers took a call"
+                );
+            }
         }
         // Both workers were interrupted and serve again; none was killed.
         let (a, b) = tokio::join!(

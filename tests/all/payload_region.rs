@@ -19,11 +19,13 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+#[cfg(target_os = "linux")]
 /// Bytes of the worker's memory that are its share of memfd pages.
 fn rss_shmem(pid: u32) -> u64 {
     rss(pid, "RssShmem:")
 }
 
+#[cfg(target_os = "linux")]
 /// Bytes of the worker's resident memory of one kind (`RssAnon:`, ...).
 fn rss(pid: u32, kind: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -184,6 +186,8 @@ async fn a_scribbling_worker_gets_a_protocol_error_for_its_own_call() {
     }
 }
 
+// Reads `/proc`, and only Linux has a region to give back.
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn the_region_gives_its_pages_back_after_a_large_call() {
     let pool = pool(1);

@@ -75,6 +75,9 @@ async fn preopens_confine_the_guest_to_its_directory() {
     std::fs::create_dir_all(dir.join("ro")).unwrap();
     std::fs::create_dir_all(dir.join("rw")).unwrap();
     std::fs::write(dir.join("ro/data.txt"), "inside").unwrap();
+    // A symbolic link out of the preopen (Windows needs a privilege to
+    // make one, so there the other escapes are tried alone).
+    #[cfg(unix)]
     std::os::unix::fs::symlink("/etc/passwd", dir.join("ro/escape")).unwrap();
     let pool = wasmpool::Pool::builder()
         .workers(1)
@@ -94,6 +97,7 @@ async fn preopens_confine_the_guest_to_its_directory() {
     };
     assert_eq!(read("/ro/data.txt").await, Ok("inside".to_string()));
     assert!(read("/ro/../../etc/passwd").await.is_err());
+    #[cfg(unix)]
     assert!(
         read("/ro/escape").await.is_err(),
         "a symlink out of the preopen"

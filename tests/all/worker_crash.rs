@@ -1,8 +1,6 @@
 //! A worker killed from outside mid-call is an error, not a hang, and the
 //! pool replaces it.
 
-use std::os::unix::process::ExitStatusExt;
-
 use crate::common::{self, eventually, job, pool, sigkill};
 use wasmpool::ErrorKind;
 
@@ -34,11 +32,20 @@ async fn kill_9_mid_call_is_worker_crashed_and_the_pool_carries_on() {
         .unwrap()
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WorkerCrashed);
-    assert_eq!(
-        e.exit_status().and_then(|s| s.signal()),
-        Some(libc::SIGKILL)
-    );
-    assert!(e.to_string().contains("signal 9"), "{e}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            e.exit_status().and_then(|s| s.signal()),
+            Some(libc::SIGKILL)
+        );
+        assert!(e.to_string().contains("signal 9"), "{e}");
+    }
+    #[cfg(windows)]
+    {
+        assert_eq!(e.exit_status().and_then(|s| s.code()), Some(9));
+        assert!(e.to_string().contains("exited with code 9"), "{e}");
+    }
     assert!(!common::alive(pids[0]));
 
     // The pool starts a fresh worker for the next call.
