@@ -444,8 +444,9 @@
 //!   takes one); one Job Object that ends the workers when the host ends,
 //!   killed included; `TerminateProcess` for a kill (a killed worker's
 //!   status is exit code 137); a `.CRT$XCU` entry before `main`. No
-//!   payload region (payloads go through the pipes) and no second wall:
-//!   a worker is guarded by wasmtime's sandbox alone. Compile cache:
+//!   payload region (payloads go through the pipes). The second wall is a
+//!   Job Object of the worker's own that allows it no other process; the
+//!   filesystem is guarded by wasmtime's sandbox alone. Compile cache:
 //!   `%LOCALAPPDATA%\wasmpool`.
 //! - **macOS**: as on Linux, with a `__mod_init_func` entry before `main`,
 //!   no parent-death signal (a worker exits when its control socket

@@ -40,9 +40,7 @@ mod sys;
 #[cfg(windows)]
 use os as sys;
 
-pub(crate) use os::{
-    Footprint, grow_pipe, keep_freed_memory, large_buffer, thread_cpu_ns, trim_freed_memory,
-};
+pub(crate) use os::{Footprint, keep_freed_memory, large_buffer, thread_cpu_ns, trim_freed_memory};
 pub(crate) use region::{HostRegion, WorkerRegion};
 #[cfg(windows)]
 pub(crate) use sys::KILL_CODE;
@@ -50,8 +48,8 @@ pub(crate) use sys::KILL_CODE;
 pub(crate) use sys::attempt_escape;
 pub(crate) use sys::{
     ControlHost, ControlWorker, WakePipe, close_control, control_channel, create_private_dir,
-    default_cache_home, has_exited, inherited_channels, kill, spawn_worker, spin_until_readable,
-    unread_bytes, wait_exit_without_reaping, wait_readable,
+    default_cache_home, has_exited, inherited_channels, kill, pipe, spawn_worker,
+    spin_until_readable, unread_bytes, wait_exit_without_reaping, wait_readable,
 };
 
 use std::io;
@@ -203,7 +201,7 @@ pub(crate) enum Landlock {
 pub(crate) const NO_FS_WALL: &str = if cfg!(target_os = "linux") {
     "this kernel lacks landlock"
 } else if cfg!(windows) {
-    "Windows workers have no second wall yet"
+    "on Windows the wall is a Job Object that forbids new processes, with no filesystem rules"
 } else {
     "only Linux's landlock is supported"
 };

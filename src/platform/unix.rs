@@ -31,6 +31,13 @@ pub(crate) fn close_control(control: &ControlHost) {
     let _ = control.shutdown(std::net::Shutdown::Both);
 }
 
+/// A pipe, with a buffer of `size` bytes where the system lets one ask.
+pub(crate) fn pipe(size: usize) -> io::Result<(PipeReader, PipeWriter)> {
+    let (reader, writer) = std::io::pipe()?;
+    os::grow_pipe(&writer, size);
+    Ok((reader, writer))
+}
+
 /// Where compiled artifacts go when no cache directory is configured:
 /// `$XDG_CACHE_HOME/wasmpool`, else `$HOME/.cache/wasmpool` (on macOS,
 /// `$HOME/Library/Caches/wasmpool`), else a per-user directory under the

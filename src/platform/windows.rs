@@ -28,11 +28,12 @@ use windows_sys::Win32::System::Diagnostics::Debug::{
     SEM_FAILCRITICALERRORS, SEM_NOGPFAULTERRORBOX, SetErrorMode,
 };
 use windows_sys::Win32::System::JobObjects::{
-    AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION,
-    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
-    JobObjectExtendedLimitInformation, SetInformationJobObject,
+    AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_ACTIVE_PROCESS,
+    JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
+    SetInformationJobObject,
 };
-use windows_sys::Win32::System::Pipes::PeekNamedPipe;
+use windows_sys::Win32::System::Pipes::{CreatePipe, PeekNamedPipe};
 use windows_sys::Win32::System::ProcessStatus::{
     K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS, PROCESS_MEMORY_COUNTERS_EX2,
 };
@@ -59,6 +60,27 @@ pub(crate) type OwnedEnd = OwnedHandle;
 pub(crate) fn control_channel() -> io::Result<(ControlHost, OwnedEnd)> {
     let (worker, host) = std::io::pipe()?;
     Ok((host, worker.into()))
+}
+
+/// An anonymous pipe with a buffer of `size` bytes; neither end is
+/// inheritable. (`std::io::pipe` gives a small buffer, and every hand-off
+/// of a large frame costs a wake-up on each side; under Wine, a trip
+/// through its server.)
+pub(crate) fn pipe(size: usize) -> io::Result<(PipeReader, PipeWriter)> {
+    let (mut reader, mut writer): (HANDLE, HANDLE) = (std::ptr::null_mut(), std::ptr::null_mut());
+    let size = u32::try_from(size).unwrap_or(u32::MAX);
+    // SAFETY: both out-pointers are to live locals; no security attributes,
+    // so neither handle is inheritable.
+    if unsafe { CreatePipe(&mut reader, &mut writer, std::ptr::null(), size) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both handles were just created and are owned by nothing else.
+    unsafe {
+        Ok((
+            PipeReader::from(OwnedHandle::from_raw_handle(reader)),
+            PipeWriter::from(OwnedHandle::from_raw_handle(writer)),
+        ))
+    }
 }
 
 /// Nothing to do: no copy of the host's end exists outside the host, so
@@ -219,34 +241,12 @@ fn duplicate_into(target: RawHandle, handle: RawHandle) -> io::Result<u64> {
 fn join_job(child: &Child) {
     static JOB: OnceLock<Option<OwnedHandle>> = OnceLock::new();
     let job = JOB.get_or_init(|| {
-        // SAFETY: a new, unnamed job with default security; checked below.
-        let job = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
-        if job.is_null() {
-            tracing::debug!(error = %io::Error::last_os_error(), "no Job Object for workers");
-            return None;
-        }
-        // SAFETY: `job` was just created and is owned by nothing else.
-        let job = unsafe { OwnedHandle::from_raw_handle(job) };
-        // SAFETY: an all-zero JOBOBJECT_EXTENDED_LIMIT_INFORMATION is a
-        // valid value (plain integers).
-        let mut limits: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { std::mem::zeroed() };
-        limits.BasicLimitInformation.LimitFlags =
-            JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION;
-        // SAFETY: the pointer and size describe a live value of the type
-        // the information class names.
-        let ok = unsafe {
-            SetInformationJobObject(
-                job.as_raw_handle(),
-                JobObjectExtendedLimitInformation,
-                (&raw const limits).cast(),
-                std::mem::size_of_val(&limits) as u32,
-            )
-        };
-        if ok == 0 {
-            tracing::debug!(error = %io::Error::last_os_error(), "no Job Object for workers");
-            return None;
-        }
-        Some(job)
+        new_job(
+            JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION,
+            0,
+        )
+        .inspect_err(|e| tracing::debug!(error = %e, "no Job Object for workers"))
+        .ok()
     });
     if let Some(job) = job {
         // SAFETY: both handles are live for the call.
@@ -412,11 +412,6 @@ pub(crate) fn unread_bytes(_pipe: &impl AsRawHandle) -> usize {
     0
 }
 
-/// Pipes keep the size `std::io::pipe` gives them.
-pub(crate) fn grow_pipe(_pipe: &impl AsRawHandle, _bytes: usize) -> usize {
-    0
-}
-
 /// The allocator keeps its defaults.
 pub(crate) fn keep_freed_memory() {}
 
@@ -499,10 +494,54 @@ impl Footprint {
     }
 }
 
-/// No second wall yet on Windows: the worker is guarded by wasmtime's
-/// sandbox alone.
+/// The second wall on Windows: the worker puts itself in a Job Object of
+/// its own, nested in the host's, that allows one process in it (itself),
+/// so it can start no other; a crash in it ends it without a dialog box.
+/// No filesystem rules: the filesystem is guarded by wasmtime's sandbox
+/// alone. Wine 8.0 accepts the job but does not enforce its process limit.
 pub(super) fn confine_worker(_walls: super::Walls<'_>) -> io::Result<super::Landlock> {
+    let job = new_job(
+        JOB_OBJECT_LIMIT_ACTIVE_PROCESS | JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION,
+        1,
+    )?;
+    // SAFETY: both handles are live for the call (the second is this
+    // process's pseudo-handle).
+    if unsafe { AssignProcessToJobObject(job.as_raw_handle(), GetCurrentProcess()) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The job lives on while this process is in it; its limits with it.
+    drop(job);
     Ok(super::Landlock::None)
+}
+
+/// A new Job Object with these limits.
+fn new_job(flags: u32, active_processes: u32) -> io::Result<OwnedHandle> {
+    // SAFETY: a new, unnamed job with default security; checked below.
+    let job = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
+    if job.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `job` was just created and is owned by nothing else.
+    let job = unsafe { OwnedHandle::from_raw_handle(job) };
+    // SAFETY: an all-zero JOBOBJECT_EXTENDED_LIMIT_INFORMATION is a valid
+    // value (plain integers).
+    let mut limits: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { std::mem::zeroed() };
+    limits.BasicLimitInformation.LimitFlags = flags;
+    limits.BasicLimitInformation.ActiveProcessLimit = active_processes;
+    // SAFETY: the pointer and size describe a live value of the type the
+    // information class names.
+    let ok = unsafe {
+        SetInformationJobObject(
+            job.as_raw_handle(),
+            JobObjectExtendedLimitInformation,
+            (&raw const limits).cast(),
+            std::mem::size_of_val(&limits) as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(job)
 }
 
 /// Test only: tries, natively, what a guest that broke out of wasmtime

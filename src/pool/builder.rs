@@ -305,9 +305,10 @@ impl PoolBuilder {
     /// descriptors, and a Seatbelt profile that denies the network,
     /// starting processes, writing files outside its read-write preopens,
     /// and reading files outside its compile cache, its preopens and the
-    /// system's own (untested: it is cross-built here, not run). Windows
-    /// workers have no second wall yet, and other Unix systems only get no
-    /// core dumps. Thread workers
+    /// system's own (untested: it is cross-built here, not run). On
+    /// Windows a confined worker joins a Job Object of its own that allows
+    /// it no other process (no filesystem rules). Other Unix systems only
+    /// get no core dumps. Thread workers
     /// ([`WorkerKind::Thread`]) run in the host's process and are never
     /// confined.
     ///

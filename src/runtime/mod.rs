@@ -359,6 +359,11 @@ fn confine(sandbox: &Sandbox) -> io::Result<()> {
             pid,
             "worker confined, but this kernel's landlock enforces only some of the filesystem rules"
         ),
+        platform::Landlock::None if cfg!(windows) => tracing::debug!(
+            pid,
+            "worker confined: it can start no process; its filesystem is guarded by wasmtime's \
+             sandbox alone"
+        ),
         platform::Landlock::None => tracing::warn!(
             pid,
             "worker confined without a filesystem wall ({}): its filesystem is guarded by \

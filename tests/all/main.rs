@@ -54,4 +54,7 @@ mod wasi_sandbox;
 // The second wall: landlock and seccomp, Linux only.
 #[cfg(target_os = "linux")]
 mod worker_confinement;
+// Its Windows counterpart: a Job Object that allows no other process.
+#[cfg(windows)]
+mod worker_confinement_windows;
 mod worker_crash;
