@@ -706,7 +706,9 @@ async fn stream(
     report: &Report,
 ) -> Result<Payload, WireError> {
     let id = item.id;
-    // The result first: the streams' items follow it.
+    // The result first: the streams' items follow it. Their pipes are
+    // open before it goes, for the host's answers to find.
+    transmits.open_results();
     if cx
         .replies
         .write(&FromWorker::Returned {

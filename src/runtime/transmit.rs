@@ -297,11 +297,20 @@ impl Transmits {
         Ok(())
     }
 
+    /// Opens the pipes of the result's streams and futures. Before the
+    /// host hears of them: the first frame it sends for one (its end, if
+    /// its reader drops it unread) must find its pipe.
+    pub(crate) fn open_results(&self) {
+        for (stream, _, _) in &self.results {
+            self.pipes.open(self.call, *stream, WINDOW);
+        }
+    }
+
     /// Starts reading the streams and futures the call returned, sending
-    /// their items to the host as the guest writes them.
+    /// their items to the host as the guest writes them (their pipes
+    /// opened by [`open_results`](Self::open_results)).
     pub(crate) fn read_results(&mut self, store: &mut Store<State>) -> wasmtime::Result<()> {
         for (stream, ty, val) in std::mem::take(&mut self.results) {
-            self.pipes.open(self.call, stream, WINDOW);
             let end = self.end_of(stream);
             let open = self.open.enter();
             match (&ty, val) {
