@@ -197,14 +197,28 @@ pub(crate) enum Landlock {
     None,
 }
 
-/// Why a confined worker has no filesystem wall, when it has none.
+/// Why a confined worker has no filesystem wall, when it has none (Windows
+/// says what its wall is instead).
 pub(crate) const NO_FS_WALL: &str = if cfg!(target_os = "linux") {
     "this kernel lacks landlock"
-} else if cfg!(windows) {
-    "on Windows the wall is a Job Object that forbids new processes, with no filesystem rules"
 } else {
     "only Linux's landlock is supported"
 };
+
+/// Calls `ready` without sleeping until it says yes or `spin` has passed;
+/// returns its last answer.
+fn spin_until(spin: std::time::Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if ready() {
+            return true;
+        }
+        if start.elapsed() >= spin {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+}
 
 /// Confines the calling worker process before it loads any guest (on
 /// Linux: no new privileges, rlimits, landlock, seccomp; see

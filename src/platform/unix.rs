@@ -154,25 +154,18 @@ pub(crate) fn spawn_worker(
 /// Polls `fd` for input without sleeping for up to `spin`; returns whether
 /// input arrived.
 pub(crate) fn spin_until_readable(fd: &impl AsRawFd, spin: std::time::Duration) -> bool {
-    let start = std::time::Instant::now();
     let mut pfd = libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
-    loop {
+    super::spin_until(spin, || {
         // SAFETY: `pfd` is a valid pollfd for the duration of the call.
         let n = unsafe { libc::poll(&mut pfd, 1, 0) };
         // Ready, or hung up (a read then sees the end): readable. An
         // interrupted poll (-1) is not.
-        if n > 0 {
-            return true;
-        }
-        if start.elapsed() >= spin {
-            return false;
-        }
-        std::hint::spin_loop();
-    }
+        n > 0
+    })
 }
 
 /// Waits until `a` or `b` has input, or `timeout` passes (`None`: no

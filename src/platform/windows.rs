@@ -147,10 +147,7 @@ pub(crate) fn inherited_channels() -> io::Result<Channels<PipeReader, PipeReader
         let value = u64::from_le_bytes(boot[at..at + 8].try_into().expect("8 bytes"));
         value as usize as RawHandle
     };
-    let region = handle(3);
-    if !region.is_null() {
-        let _ = REGION.set(region as usize);
-    }
+    // The fourth value, the region's, is always 0: Windows has none yet.
     // SAFETY: the host duplicated these handles into this process for it
     // alone, and sent their values once, just read; nothing else here
     // owns them.
@@ -162,9 +159,6 @@ pub(crate) fn inherited_channels() -> io::Result<Channels<PipeReader, PipeReader
         })
     }
 }
-
-/// The region handle the bootstrap named, if any.
-static REGION: OnceLock<usize> = OnceLock::new();
 
 /// Starts `program` as a worker: its stdin the bootstrap pipe, stdout and
 /// stderr inherited, its channel handles duplicated into it, in the
@@ -286,16 +280,7 @@ fn readable(h: RawHandle) -> bool {
 /// Polls `pipe` for input without sleeping for up to `spin`; returns
 /// whether input arrived.
 pub(crate) fn spin_until_readable(pipe: &impl AsRawHandle, spin: Duration) -> bool {
-    let start = Instant::now();
-    loop {
-        if readable(pipe.as_raw_handle()) {
-            return true;
-        }
-        if start.elapsed() >= spin {
-            return false;
-        }
-        std::hint::spin_loop();
-    }
+    super::spin_until(spin, || readable(pipe.as_raw_handle()))
 }
 
 /// Waits until `a` or `b` has input, or `timeout` passes (`None`: no
