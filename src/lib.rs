@@ -441,13 +441,16 @@
 //!   region on a memfd; the second wall above.
 //! - **Windows**: workers on anonymous pipes whose handles the host
 //!   duplicates into the worker (none is inheritable, so no other child
-//!   takes one); one Job Object that ends the workers when the host ends,
-//!   killed included; `TerminateProcess` for a kill (a killed worker's
-//!   status is exit code 137); a `.CRT$XCU` entry before `main`. No
-//!   payload region (payloads go through the pipes). The second wall is a
-//!   Job Object of the worker's own that allows it no other process; the
-//!   filesystem is guarded by wasmtime's sandbox alone. Compile cache:
-//!   `%LOCALAPPDATA%\wasmpool`.
+//!   takes one); a worker inherits its stdin, stdout and stderr and no
+//!   other handle, whatever the host application left inheritable; one
+//!   Job Object that ends the workers when the host ends, killed
+//!   included, joined before the worker runs; `TerminateProcess` for a
+//!   kill (a killed worker's status is exit code 137); a `.CRT$XCU` entry
+//!   before `main`; the payload region on a section of the paging file.
+//!   The second wall is a Job Object of the worker's own that allows it
+//!   no other process, and a token stripped of every privilege but
+//!   traversal; the filesystem is guarded by wasmtime's sandbox alone.
+//!   Compile cache: `%LOCALAPPDATA%\wasmpool`.
 //! - **macOS**: as on Linux, with a `__mod_init_func` entry before `main`,
 //!   no parent-death signal (a worker exits when its control socket
 //!   closes), no payload region, and a Seatbelt profile as the second wall

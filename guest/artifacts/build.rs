@@ -4,7 +4,9 @@
 //! toolchain makes, under the constant `<NAME>_P1`.
 //!
 //! This is the pattern of wasmtime's test-programs artifacts crate: a nested
-//! `cargo build` with its own target directory. The wasm targets are added
+//! `cargo build` with its own target directory (`$OUT_DIR/target`, or
+//! `$WASMPOOL_GUESTS_TARGET_DIR` when set, which builds for several host
+//! targets can share). The wasm targets are added
 //! with rustup when the toolchain lacks them, since rustup does not install
 //! the targets of `rust-toolchain.toml` when auto-install is off.
 
@@ -21,6 +23,10 @@ const GUESTS: &[&str] = &[
     "ticker", "heavy", "fetch", "config", "cmd", "wasitest", "session", "kvplugin", "asyncs",
     "cmd3",
 ];
+/// Where the guests are built, when set: a target directory that builds
+/// for other host targets, or other profiles, share. By default each build
+/// has its own, under its `OUT_DIR`.
+const SHARED_TARGET_DIR: &str = "WASMPOOL_GUESTS_TARGET_DIR";
 /// Guests built for `P1_TARGET` too: plain binaries with no WIT of their own.
 const P1_GUESTS: &[&str] = &["cmd"];
 
@@ -48,7 +54,13 @@ fn main() {
     ensure_target(TARGET);
     ensure_target(P1_TARGET);
 
-    let target_dir = out_dir.join("target");
+    // One guest build can serve the builds for several host targets (the
+    // cross builds of `.ci/cross`, for one): they name the same directory.
+    println!("cargo:rerun-if-env-changed={SHARED_TARGET_DIR}");
+    let target_dir = match env::var_os(SHARED_TARGET_DIR) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => out_dir.join("target"),
+    };
     build(&programs, &target_dir, TARGET, &[]);
     build(&programs, &target_dir, P1_TARGET, P1_GUESTS);
 

@@ -47,9 +47,9 @@ pub(crate) use sys::KILL_CODE;
 #[cfg(feature = "test-hooks")]
 pub(crate) use sys::attempt_escape;
 pub(crate) use sys::{
-    ControlHost, ControlWorker, WakePipe, close_control, control_channel, create_private_dir,
-    default_cache_home, has_exited, inherited_channels, kill, pipe, spawn_worker,
-    spin_until_readable, unread_bytes, wait_exit_without_reaping, wait_readable,
+    ControlHost, ControlWorker, WakePipe, WorkerProcess, close_control, control_channel,
+    create_private_dir, default_cache_home, has_exited, inherited_channels, kill, pipe,
+    spawn_worker, spin_until_readable, unread_bytes, wait_exit_without_reaping, wait_readable,
 };
 
 use std::io;

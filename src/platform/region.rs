@@ -141,12 +141,48 @@ impl HostRegion {
         })
     }
 
-    /// Other systems have no memfd: payloads go through the pipes.
-    #[cfg(not(target_os = "linux"))]
+    /// A new region of `len` bytes, whose results half starts at
+    /// `results_at`: a section backed by the paging file, of that size for
+    /// good, whose pages are reserved and committed as they are first
+    /// used (`SEC_RESERVE`), so that a region costs no commit charge until
+    /// a payload fills it.
+    #[cfg(windows)]
+    pub(crate) fn create(len: u64, results_at: u64) -> io::Result<HostRegion> {
+        use std::os::windows::io::{FromRawHandle as _, OwnedHandle};
+        use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+        use windows_sys::Win32::System::Memory::{CreateFileMappingW, PAGE_READWRITE, SEC_RESERVE};
+        let (len, results_at) = layout(len, results_at)?;
+        let size = len as u64;
+        // SAFETY: an unnamed section backed by the paging file, with
+        // default security; the handle is checked before use.
+        let section = unsafe {
+            CreateFileMappingW(
+                INVALID_HANDLE_VALUE,
+                std::ptr::null(),
+                PAGE_READWRITE | SEC_RESERVE,
+                (size >> 32) as u32,
+                size as u32,
+                std::ptr::null(),
+            )
+        };
+        if section.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a handle just created, owned by nothing else.
+        let section = unsafe { OwnedHandle::from_raw_handle(section) };
+        Ok(HostRegion {
+            map: Mapping::new(section, len)?,
+            results_at,
+            writing: Mutex::new(()),
+        })
+    }
+
+    /// Other systems have no region: payloads go through the pipes.
+    #[cfg(not(any(target_os = "linux", windows)))]
     pub(crate) fn create(_len: u64, _results_at: u64) -> io::Result<HostRegion> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "payload regions need Linux",
+            "payload regions need Linux or Windows",
         ))
     }
 
@@ -155,6 +191,13 @@ impl HostRegion {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.map.fd.as_fd()
+    }
+
+    /// The section, to duplicate into a worker.
+    #[cfg(windows)]
+    pub(crate) fn section(&self) -> std::os::windows::io::RawHandle {
+        use std::os::windows::io::AsRawHandle as _;
+        self.map.section.as_raw_handle()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -187,36 +230,49 @@ impl HostRegion {
     /// read as zeros afterwards, in every mapping. Only while the worker
     /// runs no request: to it, this writes its arguments half.
     pub(crate) fn release(&self, offset: u64, len: u64) {
-        let Some(offset) = self.map.range(offset, len, 0, self.map.len) else {
-            return;
-        };
-        if len == 0 {
-            return;
-        }
         #[cfg(target_os = "linux")]
-        // SAFETY: punching a hole in our own memfd changes no mapping's
-        // extent, only what its pages hold (zeros from now on).
-        unsafe {
-            libc::fallocate(
-                self.map.fd.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                offset as libc::off_t,
-                len as libc::off_t,
-            );
+        {
+            let Some(offset) = self.map.range(offset, len, 0, self.map.len) else {
+                return;
+            };
+            if len == 0 {
+                return;
+            }
+            // SAFETY: punching a hole in our own memfd changes no mapping's
+            // extent, only what its pages hold (zeros from now on).
+            unsafe {
+                libc::fallocate(
+                    self.map.fd.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    offset as libc::off_t,
+                    len as libc::off_t,
+                );
+            }
         }
+        // A section's committed pages cannot be decommitted while mapped:
+        // on Windows they stay until the worker goes.
         #[cfg(not(target_os = "linux"))]
-        let _ = offset;
+        let _ = (offset, len);
     }
 }
 
 impl WorkerRegion {
-    /// A worker on Windows has no region: its host never announces one.
+    /// The region whose section a worker was given in its bootstrap,
+    /// which its host said is `len` bytes with its results half at
+    /// `results_at`. A section smaller than that cannot be mapped.
     #[cfg(windows)]
-    pub(crate) fn inherit(_len: u64, _results_at: u64) -> io::Result<WorkerRegion> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "payload regions are not built on Windows yet",
-        ))
+    pub(crate) fn inherit(len: u64, results_at: u64) -> io::Result<WorkerRegion> {
+        let (len, results_at) = layout(len, results_at)?;
+        let section = super::sys::inherited_region().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "the host announced a payload region, but gave no section",
+            )
+        })?;
+        Ok(WorkerRegion {
+            map: Mapping::new(section, len)?,
+            results_at,
+        })
     }
 
     /// The region a worker inherited as descriptor [`REGION_FD`], which its
@@ -303,6 +359,9 @@ impl WorkerRegion {
         let end = offset.saturating_add(len).min(self.map.len as u64);
         let start = offset.min(end);
         let garbage = vec![fill; (end - start) as usize];
+        if !self.map.commit(start as usize, garbage.len()) {
+            return;
+        }
         // SAFETY: the range is inside the mapping; `&mut self` means no
         // argument slice is alive, and no other thread has the handle.
         unsafe { self.map.write(start as usize, &garbage) };
@@ -310,7 +369,6 @@ impl WorkerRegion {
 }
 
 /// Checks that `results_at` splits a region of `len` bytes, as `usize`s.
-#[cfg(unix)]
 fn layout(len: u64, results_at: u64) -> io::Result<(usize, usize)> {
     match (usize::try_from(len), usize::try_from(results_at)) {
         (Ok(len), Ok(results_at)) if results_at <= len => Ok((len, results_at)),
@@ -324,21 +382,15 @@ fn layout(len: u64, results_at: u64) -> io::Result<(usize, usize)> {
 /// A shared, read-write mapping of a whole memfd, unmapped on drop. Which
 /// side may touch which bytes when is for [`HostRegion`] and
 /// [`WorkerRegion`] to keep.
-#[cfg_attr(
-    windows,
-    allow(dead_code, reason = "payload regions are not built on Windows yet")
-)]
 struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     #[cfg(unix)]
     fd: OwnedFd,
+    #[cfg(windows)]
+    section: std::os::windows::io::OwnedHandle,
 }
 
-#[cfg_attr(
-    windows,
-    allow(dead_code, reason = "payload regions are not built on Windows yet")
-)]
 impl Mapping {
     /// Maps `fd`, of `len` bytes.
     #[cfg(unix)]
@@ -363,12 +415,63 @@ impl Mapping {
         Ok(Mapping { ptr, len, fd })
     }
 
+    /// Maps all of `section`, of `len` bytes.
+    #[cfg(windows)]
+    fn new(section: std::os::windows::io::OwnedHandle, len: usize) -> io::Result<Mapping> {
+        use std::os::windows::io::AsRawHandle as _;
+        use windows_sys::Win32::System::Memory::{FILE_MAP_READ, FILE_MAP_WRITE, MapViewOfFile};
+        // SAFETY: a fresh view of a section we own, of `len` bytes (which
+        // fails if the section is smaller); checked before use.
+        let view = unsafe {
+            MapViewOfFile(
+                section.as_raw_handle(),
+                FILE_MAP_READ | FILE_MAP_WRITE,
+                0,
+                0,
+                len,
+            )
+        };
+        let ptr = NonNull::new(view.Value.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        Ok(Mapping { ptr, len, section })
+    }
+
     /// `offset` as a `usize`, when `[offset, offset + len)` lies inside
-    /// `[from, to)`, which lies inside the mapping.
+    /// `[from, to)`, which lies inside the mapping. On Windows its pages
+    /// are committed too, so that they can be touched: `None` if there
+    /// was no memory for that.
     fn range(&self, offset: u64, len: u64, from: usize, to: usize) -> Option<usize> {
         let offset = usize::try_from(offset).ok()?;
         let end = offset.checked_add(usize::try_from(len).ok()?)?;
-        (from <= offset && end <= to && to <= self.len).then_some(offset)
+        (from <= offset && end <= to && to <= self.len && self.commit(offset, end - offset))
+            .then_some(offset)
+    }
+
+    /// Commits the pages of `[offset, offset + len)`, which lies inside the
+    /// mapping; `false` if the system had no memory to commit. Pages
+    /// already committed stay as they are.
+    #[cfg(windows)]
+    fn commit(&self, offset: usize, len: usize) -> bool {
+        use windows_sys::Win32::System::Memory::{MEM_COMMIT, PAGE_READWRITE, VirtualAlloc};
+        if len == 0 {
+            return true;
+        }
+        // SAFETY: the range is inside our view; committing pages of a
+        // section changes no bytes, only whether they may be touched.
+        !unsafe {
+            VirtualAlloc(
+                self.ptr.as_ptr().add(offset).cast(),
+                len,
+                MEM_COMMIT,
+                PAGE_READWRITE,
+            )
+        }
+        .is_null()
+    }
+
+    /// Every page of a memfd mapping can be touched.
+    #[cfg(unix)]
+    fn commit(&self, _offset: usize, _len: usize) -> bool {
+        true
     }
 
     /// Copies `src` in at `offset`.
@@ -402,6 +505,21 @@ impl Mapping {
             out.set_len(len);
         }
         out
+    }
+}
+
+#[cfg(windows)]
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        use windows_sys::Win32::System::Memory::{MEMORY_MAPPED_VIEW_ADDRESS, UnmapViewOfFile};
+        // SAFETY: the view was made by `Mapping::new` at this address, and
+        // no slice of it outlives `self` (a slice borrows the region that
+        // owns it).
+        unsafe {
+            UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
+                Value: self.ptr.as_ptr().cast(),
+            });
+        }
     }
 }
 

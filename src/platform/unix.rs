@@ -93,6 +93,9 @@ pub(crate) fn inherited_channels() -> io::Result<Channels<PipeReader, UnixStream
     })
 }
 
+/// A worker process, as [`spawn_worker`] started it.
+pub(crate) type WorkerProcess = Child;
+
 /// Starts `program` as a worker with the given channel ends as its
 /// descriptors 3, 4 and 5 (and its payload region, if any, as 6), stdin
 /// closed, stdout and stderr inherited. On Linux the child gets SIGKILL
@@ -102,7 +105,7 @@ pub(crate) fn spawn_worker(
     program: &Path,
     ends: Channels<OwnedFd, OwnedFd, OwnedFd>,
     region: Option<&HostRegion>,
-) -> io::Result<Child> {
+) -> io::Result<WorkerProcess> {
     let mut cmd = Command::new(program);
     cmd.env(WORKER_ENV, "1")
         .stdin(Stdio::null())

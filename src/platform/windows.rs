@@ -1,29 +1,39 @@
 //! Windows: workers are child processes whose channels are anonymous
-//! pipes. No handle of ours is ever inheritable: the worker starts with
-//! only its stdin (a bootstrap pipe), stdout and stderr, and its host
-//! duplicates the channel handles into it (`DuplicateHandle`) and tells
-//! it their values on that stdin. A spawn elsewhere in the host, which on
+//! pipes. No handle of ours is ever inheritable. A worker is created
+//! suspended and inherits exactly three handles
+//! (`PROC_THREAD_ATTRIBUTE_HANDLE_LIST`): its stdin (a bootstrap pipe),
+//! stdout and stderr. Whatever else the host application left inheritable
+//! stays out of it. Its host duplicates the channel handles, and its
+//! payload region's section, into it (`DuplicateHandle`) and tells it
+//! their values on that stdin. A spawn elsewhere in the host, which on
 //! Windows inherits every inheritable handle of the process, so takes no
 //! channel end with it, and a dead worker's pipes break at once.
 //!
 //! Every worker is put in one Job Object that ends its processes when it
-//! closes (`JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`). The host holds its only
-//! handle until it exits, so its workers die with it however it ends,
-//! killed included. A worker also exits when its control pipe breaks.
+//! closes (`JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`), while it is still
+//! suspended. The host holds the job's only handle until it exits, so its
+//! workers die with it however it ends, killed included. A worker also
+//! exits when its control pipe breaks.
 
 use std::io;
 use std::io::{PipeReader, PipeWriter, Read as _, Write as _};
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
-use std::os::windows::process::CommandExt as _;
+use std::os::windows::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::ExitStatus;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
-    DUPLICATE_SAME_ACCESS, DuplicateHandle, FILETIME, HANDLE, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    DUPLICATE_SAME_ACCESS, DuplicateHandle, ERROR_NOT_ALL_ASSIGNED, FILETIME, GetLastError, HANDLE,
+    INVALID_HANDLE_VALUE, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
+use windows_sys::Win32::Security::{
+    AdjustTokenPrivileges, GetTokenInformation, LUID_AND_ATTRIBUTES, SE_PRIVILEGE_REMOVED,
+    TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY, TokenPrivileges,
+};
+use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE, STD_OUTPUT_HANDLE};
 use windows_sys::Win32::System::Diagnostics::Debug::{
     SEM_FAILCRITICALERRORS, SEM_NOGPFAULTERRORBOX, SetErrorMode,
 };
@@ -38,9 +48,13 @@ use windows_sys::Win32::System::ProcessStatus::{
     K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS, PROCESS_MEMORY_COUNTERS_EX2,
 };
 use windows_sys::Win32::System::Threading::{
-    CREATE_NO_WINDOW, GetCurrentProcess, GetCurrentThread, GetThreadTimes, INFINITE, OpenProcess,
-    PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, PROCESS_TERMINATE, TerminateProcess,
-    WaitForSingleObject,
+    CREATE_NO_WINDOW, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, CreateProcessW,
+    DeleteProcThreadAttributeList, EXTENDED_STARTUPINFO_PRESENT, GetCurrentProcess,
+    GetCurrentThread, GetExitCodeProcess, GetThreadTimes, INFINITE,
+    InitializeProcThreadAttributeList, LPPROC_THREAD_ATTRIBUTE_LIST, OpenProcess, OpenProcessToken,
+    PROC_THREAD_ATTRIBUTE_HANDLE_LIST, PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION,
+    PROCESS_SYNCHRONIZE, PROCESS_TERMINATE, ResumeThread, STARTF_USESTDHANDLES, STARTUPINFOEXW,
+    TerminateProcess, UpdateProcThreadAttribute, WaitForSingleObject,
 };
 
 use super::{Channels, HostRegion, WORKER_ENV};
@@ -147,7 +161,9 @@ pub(crate) fn inherited_channels() -> io::Result<Channels<PipeReader, PipeReader
         let value = u64::from_le_bytes(boot[at..at + 8].try_into().expect("8 bytes"));
         value as usize as RawHandle
     };
-    // The fourth value, the region's, is always 0: Windows has none yet.
+    // The fourth value is the region's section, or 0 for none; the
+    // region is taken once the host announces its size.
+    REGION.store(handle(3) as usize, Ordering::Relaxed);
     // SAFETY: the host duplicated these handles into this process for it
     // alone, and sent their values once, just read; nothing else here
     // owns them.
@@ -160,44 +176,287 @@ pub(crate) fn inherited_channels() -> io::Result<Channels<PipeReader, PipeReader
     }
 }
 
+/// The section of this worker's payload region, as its bootstrap named
+/// it (0: none), until [`inherited_region`] takes it.
+static REGION: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The section of the payload region the host gave this worker, once:
+/// `None` if it gave none, or it was taken already.
+pub(crate) fn inherited_region() -> Option<OwnedHandle> {
+    let raw = REGION.swap(0, Ordering::Relaxed);
+    // SAFETY: the host duplicated the section into this process for it
+    // alone; the swap above hands its value out once.
+    (raw != 0).then(|| unsafe { OwnedHandle::from_raw_handle(raw as RawHandle) })
+}
+
 /// Starts `program` as a worker: its stdin the bootstrap pipe, stdout and
-/// stderr inherited, its channel handles duplicated into it, in the
-/// host's Job Object.
+/// stderr the host's, its channel handles (and its region's section)
+/// duplicated into it, in the host's Job Object before it runs a single
+/// instruction.
 pub(crate) fn spawn_worker(
     program: &Path,
     ends: Channels<OwnedHandle, OwnedHandle, OwnedHandle>,
     region: Option<&HostRegion>,
-) -> io::Result<Child> {
+) -> io::Result<WorkerProcess> {
     let (boot_reader, mut boot_writer) = std::io::pipe()?;
-    let mut child = Command::new(program)
-        .env(WORKER_ENV, "1")
-        .stdin(Stdio::from(boot_reader))
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .creation_flags(if has_console() { 0 } else { CREATE_NO_WINDOW })
-        .spawn()?;
+    let (mut process, thread) = create_suspended(program, &boot_reader)?;
+    drop(boot_reader);
     let sent = (|| {
-        join_job(&child);
-        let target = child.as_raw_handle();
+        join_job(process.handle.as_raw_handle());
+        let target = process.handle.as_raw_handle();
         let mut boot = Vec::with_capacity(BOOT_LEN);
         boot.extend_from_slice(BOOT_MAGIC);
         for h in [&ends.requests, &ends.control, &ends.replies] {
             boot.extend_from_slice(&duplicate_into(target, h.as_raw_handle())?.to_le_bytes());
         }
         let region = match region {
-            Some(_) => return Err(io::Error::from(io::ErrorKind::Unsupported)),
+            Some(r) => duplicate_into(target, r.section())?,
             None => 0u64,
         };
         boot.extend_from_slice(&region.to_le_bytes());
-        boot_writer.write_all(&boot)
+        boot_writer.write_all(&boot)?;
+        // SAFETY: `thread` is the new process's first thread, created
+        // suspended and held by us.
+        if unsafe { ResumeThread(thread.as_raw_handle()) } == u32::MAX {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     })();
     if let Err(e) = sent {
-        let _ = child.kill();
-        let _ = child.wait();
+        process.kill();
+        let _ = process.wait();
         return Err(e);
     }
-    drop(boot_writer);
-    Ok(child)
+    Ok(process)
+}
+
+/// A worker process, as [`spawn_worker`] started it.
+#[derive(Debug)]
+pub(crate) struct WorkerProcess {
+    handle: OwnedHandle,
+    pid: u32,
+}
+
+impl WorkerProcess {
+    /// Its process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits for it to exit; its exit status.
+    pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
+        let h = self.handle.as_raw_handle();
+        let mut code = 0u32;
+        // SAFETY: `h` is our live handle to the process; the code is
+        // written through a pointer to a live local.
+        unsafe {
+            if WaitForSingleObject(h, INFINITE) != WAIT_OBJECT_0
+                || GetExitCodeProcess(h, &mut code) == 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(ExitStatus::from_raw(code))
+    }
+
+    /// Ends it with [`KILL_CODE`]; a process that already exited keeps
+    /// its own code.
+    fn kill(&self) {
+        // SAFETY: `handle` is our live handle to the process.
+        unsafe { TerminateProcess(self.handle.as_raw_handle(), KILL_CODE) };
+    }
+}
+
+/// Creates the process of `program`, suspended, with `stdin` as its
+/// standard input and the host's standard output and error. It inherits
+/// those three handles and no other (`PROC_THREAD_ATTRIBUTE_HANDLE_LIST`):
+/// what the host application left inheritable stays out of workers. The
+/// three are inheritable copies that live only for the call, as std's
+/// `Command` makes its own.
+fn create_suspended(
+    program: &Path,
+    stdin: &PipeReader,
+) -> io::Result<(WorkerProcess, OwnedHandle)> {
+    // SAFETY: GetStdHandle takes a constant and returns a handle we do
+    // not own (or none); it is only copied below.
+    let (out, err) = unsafe {
+        (
+            GetStdHandle(STD_OUTPUT_HANDLE),
+            GetStdHandle(STD_ERROR_HANDLE),
+        )
+    };
+    let stdin = inheritable_copy(stdin.as_raw_handle())?;
+    // A host with no standard output (a GUI program) gives its workers
+    // none: their prints go nowhere, as std's do with no handle.
+    let out = inheritable_copy(out).ok();
+    let err = inheritable_copy(err).ok();
+    let raw = |h: &Option<OwnedHandle>| {
+        h.as_ref()
+            .map_or(std::ptr::null_mut(), |h| h.as_raw_handle())
+    };
+    let inherited: Vec<HANDLE> = [Some(&stdin), out.as_ref(), err.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|h| h.as_raw_handle())
+        .collect();
+
+    let list = AttributeList::new()?;
+    // SAFETY: the list was initialized for one attribute; `inherited`
+    // outlives the list's use (the CreateProcessW call below).
+    let ok = unsafe {
+        UpdateProcThreadAttribute(
+            list.ptr(),
+            0,
+            PROC_THREAD_ATTRIBUTE_HANDLE_LIST as usize,
+            inherited.as_ptr().cast(),
+            std::mem::size_of_val(inherited.as_slice()),
+            std::ptr::null_mut(),
+            std::ptr::null(),
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut si = STARTUPINFOEXW::default();
+    si.StartupInfo.cb = std::mem::size_of::<STARTUPINFOEXW>() as u32;
+    si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+    si.StartupInfo.hStdInput = stdin.as_raw_handle();
+    si.StartupInfo.hStdOutput = raw(&out);
+    si.StartupInfo.hStdError = raw(&err);
+    si.lpAttributeList = list.ptr();
+
+    // No application name: the command line's first word is looked up as
+    // std's `Command` and `cmd.exe` look a program up (a bare name on the
+    // PATH too).
+    let mut command_line = wide(&{
+        let mut s = std::ffi::OsString::from("\"");
+        s.push(program.as_os_str());
+        s.push("\"");
+        s
+    });
+    let env = environment_block();
+    let flags = EXTENDED_STARTUPINFO_PRESENT
+        | CREATE_UNICODE_ENVIRONMENT
+        | CREATE_SUSPENDED
+        | if has_console() { 0 } else { CREATE_NO_WINDOW };
+    let mut pi = PROCESS_INFORMATION::default();
+    // SAFETY: every pointer is to a live, NUL-terminated (command line,
+    // environment) or initialized (startup info, attribute list) value
+    // that outlives the call; `pi` is written by it.
+    let ok = unsafe {
+        CreateProcessW(
+            std::ptr::null(),
+            command_line.as_mut_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            1,
+            flags,
+            env.as_ptr().cast(),
+            std::ptr::null(),
+            (&raw const si).cast(),
+            &mut pi,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: CreateProcessW succeeded and gave us these two handles.
+    let (handle, thread) = unsafe {
+        (
+            OwnedHandle::from_raw_handle(pi.hProcess),
+            OwnedHandle::from_raw_handle(pi.hThread),
+        )
+    };
+    Ok((
+        WorkerProcess {
+            handle,
+            pid: pi.dwProcessId,
+        },
+        thread,
+    ))
+}
+
+/// An inheritable copy of `h`, ours to close.
+fn inheritable_copy(h: HANDLE) -> io::Result<OwnedHandle> {
+    if h.is_null() || h == INVALID_HANDLE_VALUE {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    let mut copy: HANDLE = std::ptr::null_mut();
+    // SAFETY: `h` is live (ours, or the process's standard handle); the
+    // copy is written through a pointer to a live local.
+    let ok = unsafe {
+        DuplicateHandle(
+            GetCurrentProcess(),
+            h,
+            GetCurrentProcess(),
+            &mut copy,
+            0,
+            1,
+            DUPLICATE_SAME_ACCESS,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the copy was just made, and nothing else owns it.
+    Ok(unsafe { OwnedHandle::from_raw_handle(copy) })
+}
+
+/// A process-thread attribute list of one attribute, deleted on drop.
+struct AttributeList(Vec<usize>);
+
+impl AttributeList {
+    fn new() -> io::Result<AttributeList> {
+        let mut size = 0usize;
+        // SAFETY: a null list asks for the size only (the call then fails
+        // with ERROR_INSUFFICIENT_BUFFER, by design).
+        unsafe { InitializeProcThreadAttributeList(std::ptr::null_mut(), 1, 0, &mut size) };
+        let mut buf = vec![0usize; size.div_ceil(std::mem::size_of::<usize>()).max(1)];
+        // SAFETY: `buf` is at least `size` bytes, and aligned for a pointer.
+        if unsafe { InitializeProcThreadAttributeList(buf.as_mut_ptr().cast(), 1, 0, &mut size) }
+            == 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(AttributeList(buf))
+    }
+
+    fn ptr(&self) -> LPPROC_THREAD_ATTRIBUTE_LIST {
+        self.0.as_ptr().cast_mut().cast()
+    }
+}
+
+impl Drop for AttributeList {
+    fn drop(&mut self) {
+        // SAFETY: the list was initialized by `new`, and is deleted once.
+        unsafe { DeleteProcThreadAttributeList(self.ptr()) };
+    }
+}
+
+/// `s` as a NUL-terminated UTF-16 string.
+fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
+    use std::os::windows::ffi::OsStrExt as _;
+    s.encode_wide().chain(std::iter::once(0)).collect()
+}
+
+/// The host's environment with [`WORKER_ENV`] set, as a Unicode
+/// environment block, sorted by name regardless of case, as Windows asks.
+fn environment_block() -> Vec<u16> {
+    use std::os::windows::ffi::OsStrExt as _;
+    let mut vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case(WORKER_ENV))
+        .chain(std::iter::once((WORKER_ENV.into(), "1".into())))
+        .collect();
+    vars.sort_by_cached_key(|(k, _)| k.to_ascii_uppercase());
+    let mut block = Vec::new();
+    for (k, v) in vars {
+        block.extend(k.encode_wide());
+        block.push(u16::from(b'='));
+        block.extend(v.encode_wide());
+        block.push(0);
+    }
+    block.push(0);
+    block
 }
 
 /// Whether this process has a console: a worker started without one gets
@@ -209,8 +468,8 @@ fn has_console() -> bool {
 /// Duplicates `handle` into process `target`; returns its value there.
 fn duplicate_into(target: RawHandle, handle: RawHandle) -> io::Result<u64> {
     let mut theirs: HANDLE = std::ptr::null_mut();
-    // SAFETY: both handles are live (ours, and the child's process handle
-    // held by its `Child`); the result is written through a pointer to a
+    // SAFETY: both handles are live (ours, and the worker's process
+    // handle held by its `WorkerProcess`); the result is written through a pointer to a
     // live local. The copy is not inheritable.
     let ok = unsafe {
         DuplicateHandle(
@@ -229,10 +488,10 @@ fn duplicate_into(target: RawHandle, handle: RawHandle) -> io::Result<u64> {
     Ok(theirs as usize as u64)
 }
 
-/// Puts `child` in the host's Job Object, which ends it when the host
+/// Puts `process` in the host's Job Object, which ends it when the host
 /// exits. A host in a job that forbids nesting carries on without: a
 /// worker still exits when its control pipe breaks.
-fn join_job(child: &Child) {
+fn join_job(process: RawHandle) {
     static JOB: OnceLock<Option<OwnedHandle>> = OnceLock::new();
     let job = JOB.get_or_init(|| {
         new_job(
@@ -244,7 +503,7 @@ fn join_job(child: &Child) {
     });
     if let Some(job) = job {
         // SAFETY: both handles are live for the call.
-        if unsafe { AssignProcessToJobObject(job.as_raw_handle(), child.as_raw_handle()) } == 0 {
+        if unsafe { AssignProcessToJobObject(job.as_raw_handle(), process) } == 0 {
             tracing::debug!(
                 error = %io::Error::last_os_error(),
                 "a worker is outside the Job Object; it ends when its control pipe breaks"
@@ -359,7 +618,7 @@ fn open_process(pid: u32, access: u32) -> Option<OwnedHandle> {
 }
 
 /// Terminates `pid` with [`KILL_CODE`]. The caller guarantees the process
-/// has not been reaped: its `Child` still holds a handle, so the pid
+/// has not been reaped: its `WorkerProcess` still holds a handle, so the pid
 /// cannot have been reused.
 pub(crate) fn kill(pid: u32) {
     if let Some(h) = open_process(pid, PROCESS_TERMINATE) {
@@ -479,11 +738,21 @@ impl Footprint {
     }
 }
 
-/// The second wall on Windows: the worker puts itself in a Job Object of
-/// its own, nested in the host's, that allows one process in it (itself),
-/// so it can start no other; a crash in it ends it without a dialog box.
+/// The second wall on Windows:
+///
+/// - the worker puts itself in a Job Object of its own, nested in the
+///   host's, that allows one process in it (itself), so it can start no
+///   other, and a crash in it ends it without a dialog box;
+/// - it removes every privilege from its token but the one to traverse
+///   directories (`SeChangeNotifyPrivilege`), as `CreateRestrictedToken`'s
+///   `DISABLE_MAX_PRIVILEGE` does. A removed privilege cannot be enabled
+///   again.
+///
 /// No filesystem rules: the filesystem is guarded by wasmtime's sandbox
-/// alone. Wine 8.0 accepts the job but does not enforce its process limit.
+/// alone. Restricting SIDs, a low integrity level or an AppContainer
+/// would each deny the worker the files of its read-write preopens,
+/// which are the user's, unless their ACLs were changed. Wine 8.0 accepts
+/// the job but does not enforce its process limit.
 pub(super) fn confine_worker(_walls: super::Walls<'_>) -> io::Result<super::Landlock> {
     let job = new_job(
         JOB_OBJECT_LIMIT_ACTIVE_PROCESS | JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION,
@@ -496,7 +765,115 @@ pub(super) fn confine_worker(_walls: super::Walls<'_>) -> io::Result<super::Land
     }
     // The job lives on while this process is in it; its limits with it.
     drop(job);
+    remove_privileges()?;
     Ok(super::Landlock::None)
+}
+
+/// `SE_CHANGE_NOTIFY_PRIVILEGE`, the privilege to traverse directories
+/// one cannot list, which every token has and path lookups need.
+const CHANGE_NOTIFY: i32 = 23;
+
+/// Removes every privilege of this process's token but
+/// [`CHANGE_NOTIFY`].
+fn remove_privileges() -> io::Result<()> {
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: the current process's pseudo-handle; the token handle is
+    // written through a pointer to a live local, and owned below.
+    if unsafe {
+        OpenProcessToken(
+            GetCurrentProcess(),
+            TOKEN_QUERY | TOKEN_ADJUST_PRIVILEGES,
+            &mut token,
+        )
+    } == 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a handle just opened, owned by nothing else.
+    let token = unsafe { OwnedHandle::from_raw_handle(token) };
+    let mut held = token_privileges(token.as_raw_handle())?;
+    held.retain(|p| !(p.Luid.HighPart == 0 && p.Luid.LowPart == CHANGE_NOTIFY as u32));
+    if held.is_empty() {
+        return Ok(());
+    }
+    for p in &mut held {
+        p.Attributes = SE_PRIVILEGE_REMOVED;
+    }
+    // TOKEN_PRIVILEGES is a count followed by that many entries: laid out
+    // here in a buffer of u64s, which is aligned for both.
+    let entries = std::mem::size_of_val(held.as_slice());
+    let offset = std::mem::offset_of!(TOKEN_PRIVILEGES, Privileges);
+    let mut buf = vec![0u64; (offset + entries).div_ceil(8)];
+    // SAFETY: `buf` holds `offset + entries` bytes, aligned for the type;
+    // the count is written at its start and the entries at their offset,
+    // each within the buffer.
+    unsafe {
+        let tp = buf.as_mut_ptr().cast::<TOKEN_PRIVILEGES>();
+        (&raw mut (*tp).PrivilegeCount).write(held.len() as u32);
+        std::ptr::copy_nonoverlapping(
+            held.as_ptr(),
+            buf.as_mut_ptr()
+                .cast::<u8>()
+                .add(offset)
+                .cast::<LUID_AND_ATTRIBUTES>(),
+            held.len(),
+        );
+    }
+    // SAFETY: the token is live and opened for adjusting; the new state is
+    // the buffer just laid out; no previous state is asked for.
+    let ok = unsafe {
+        AdjustTokenPrivileges(
+            token.as_raw_handle(),
+            0,
+            buf.as_ptr().cast(),
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    // SAFETY: reads this thread's last error, set by the call above.
+    if ok == 0 || unsafe { GetLastError() } == ERROR_NOT_ALL_ASSIGNED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The privileges a token holds, enabled or not.
+fn token_privileges(token: HANDLE) -> io::Result<Vec<LUID_AND_ATTRIBUTES>> {
+    let mut len = 0u32;
+    // SAFETY: with no buffer, the call only writes the size it needs.
+    unsafe { GetTokenInformation(token, TokenPrivileges, std::ptr::null_mut(), 0, &mut len) };
+    let mut buf = vec![0u64; (len as usize).div_ceil(8).max(1)];
+    // SAFETY: `buf` holds at least `len` bytes, aligned for the type.
+    if unsafe {
+        GetTokenInformation(
+            token,
+            TokenPrivileges,
+            buf.as_mut_ptr().cast(),
+            len,
+            &mut len,
+        )
+    } == 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    let offset = std::mem::offset_of!(TOKEN_PRIVILEGES, Privileges);
+    // SAFETY: the call wrote a TOKEN_PRIVILEGES of `len` bytes into `buf`:
+    // its count, then that many entries from `offset`, all inside the
+    // buffer (checked against `len` before they are read).
+    unsafe {
+        let count = buf.as_ptr().cast::<u32>().read() as usize;
+        let size = std::mem::size_of::<LUID_AND_ATTRIBUTES>();
+        if offset + count * size > len as usize {
+            return Err(io::Error::other("a short TOKEN_PRIVILEGES"));
+        }
+        let first = buf
+            .as_ptr()
+            .cast::<u8>()
+            .add(offset)
+            .cast::<LUID_AND_ATTRIBUTES>();
+        Ok(std::slice::from_raw_parts(first, count).to_vec())
+    }
 }
 
 /// A new Job Object with these limits.
@@ -564,7 +941,7 @@ pub(crate) fn attempt_escape(
     out.push((
         "spawn cmd.exe".into(),
         ended(
-            Command::new("cmd.exe")
+            std::process::Command::new("cmd.exe")
                 .args(["/c", "exit 0"])
                 .status()
                 .map(drop),

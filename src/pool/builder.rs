@@ -307,7 +307,9 @@ impl PoolBuilder {
     /// and reading files outside its compile cache, its preopens and the
     /// system's own (untested: it is cross-built here, not run). On
     /// Windows a confined worker joins a Job Object of its own that allows
-    /// it no other process (no filesystem rules). Other Unix systems only
+    /// it no other process, and removes every privilege from its token
+    /// but the one to traverse directories (no filesystem rules). Other
+    /// Unix systems only
     /// get no core dumps. Thread workers
     /// ([`WorkerKind::Thread`]) run in the host's process and are never
     /// confined.

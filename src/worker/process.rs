@@ -3,7 +3,7 @@
 
 use crate::locks::Locked as _;
 use std::io::{self, PipeWriter};
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -73,7 +73,7 @@ struct Spawned {
     requests: PipeWriter,
     control: platform::ControlHost,
     replies: io::PipeReader,
-    child: Child,
+    child: platform::WorkerProcess,
     region: Option<HostRegion>,
 }
 
@@ -490,7 +490,7 @@ fn dispatch(shared: &Shared, seq: u64, op: GuestOp) {
 }
 
 /// Reaps the process, marking it reaped under the lock `kill` takes.
-fn reap(shared: &Shared, child: &mut Child) -> Option<ExitStatus> {
+fn reap(shared: &Shared, child: &mut platform::WorkerProcess) -> Option<ExitStatus> {
     platform::wait_exit_without_reaping(child.id());
     let mut reaped = shared.reaped.locked();
     let status = child.wait().ok();

@@ -1,7 +1,9 @@
 //! The second wall on Windows: a confined worker is in a Job Object of its
-//! own that allows it no other process. Wine 8.0 accepts the job but does
-//! not enforce its limit, so `.ci/cross` skips the test that needs it; its
-//! control, and what a confined worker still does, run under Wine too.
+//! own that allows it no other process, and its token holds no privilege
+//! but traversal. Wine 8.0 accepts the job but does not enforce its limit,
+//! so `.ci/cross` skips the test that needs it; its control, and what a
+//! confined worker still does, run under Wine too. And no worker inherits
+//! a handle its host application left inheritable.
 
 use std::path::{Path, PathBuf};
 
@@ -68,4 +70,126 @@ async fn a_confined_worker_serves_and_an_unconfined_one_can_start_a_process() {
     let tried = attempt(&open, &outside("win-unconfined")).await;
     assert_eq!(spawned(&tried), "ok", "{tried:?}");
     open.shutdown().await;
+}
+
+/// The privileges in the token of process `pid`, as LUID low parts.
+fn privileges(pid: u32) -> Vec<u32> {
+    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+    use windows_sys::Win32::Security::{
+        GetTokenInformation, LUID_AND_ATTRIBUTES, TOKEN_PRIVILEGES, TOKEN_QUERY, TokenPrivileges,
+    };
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    // SAFETY: plain values in; every handle opened here is closed here,
+    // and the buffer is sized by the first call and aligned for the type.
+    unsafe {
+        let process = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
+        assert!(!process.is_null(), "no process {pid}");
+        let mut token: HANDLE = std::ptr::null_mut();
+        assert_ne!(OpenProcessToken(process, TOKEN_QUERY, &mut token), 0);
+        let mut len = 0u32;
+        GetTokenInformation(token, TokenPrivileges, std::ptr::null_mut(), 0, &mut len);
+        let mut buf = vec![0u64; (len as usize).div_ceil(8).max(1)];
+        assert_ne!(
+            GetTokenInformation(
+                token,
+                TokenPrivileges,
+                buf.as_mut_ptr().cast(),
+                len,
+                &mut len
+            ),
+            0
+        );
+        CloseHandle(token);
+        CloseHandle(process);
+        let count = buf.as_ptr().cast::<u32>().read() as usize;
+        let first = buf
+            .as_ptr()
+            .cast::<u8>()
+            .add(std::mem::offset_of!(TOKEN_PRIVILEGES, Privileges))
+            .cast::<LUID_AND_ATTRIBUTES>();
+        std::slice::from_raw_parts(first, count)
+            .iter()
+            .map(|p| p.Luid.LowPart)
+            .collect()
+    }
+}
+
+/// `SE_CHANGE_NOTIFY_PRIVILEGE`, the one privilege a confined worker keeps.
+const CHANGE_NOTIFY: u32 = 23;
+
+#[tokio::test]
+async fn a_confined_worker_holds_no_privilege_but_traversal() {
+    let fib = job(wasmpool_guests::FIB);
+    let confined = Pool::builder().workers(1).build().unwrap();
+    let n: u64 = confined.run(&fib, "fib", (20u64,)).await.unwrap();
+    assert_eq!(n, 6765);
+    let held = privileges(confined.worker_pids()[0]);
+    assert!(held.iter().all(|&p| p == CHANGE_NOTIFY), "{held:?}");
+    confined.shutdown().await;
+    // The control: an unconfined worker holds what its host holds, which
+    // is more (a standard user's token has five privileges, Wine's more).
+    let open = Pool::builder().workers(1).confine(false).build().unwrap();
+    let n: u64 = open.run(&fib, "fib", (20u64,)).await.unwrap();
+    assert_eq!(n, 6765);
+    let held = privileges(open.worker_pids()[0]);
+    assert!(held.len() > 1, "{held:?}");
+    assert_eq!(held, privileges(std::process::id()));
+    open.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_worker_inherits_no_handle_the_host_left_inheritable() {
+    use std::os::windows::io::AsRawHandle as _;
+    use windows_sys::Win32::Foundation::{
+        ERROR_BROKEN_PIPE, GetLastError, HANDLE_FLAG_INHERIT, SetHandleInformation,
+    };
+    use windows_sys::Win32::System::Pipes::PeekNamedPipe;
+    // A pipe whose write end the host application made inheritable, as a
+    // program that starts its own children with std's `Command` may.
+    let (reader, writer) = std::io::pipe().unwrap();
+    // SAFETY: a live handle of ours; only its inherit flag changes.
+    let ok = unsafe {
+        SetHandleInformation(
+            writer.as_raw_handle(),
+            HANDLE_FLAG_INHERIT,
+            HANDLE_FLAG_INHERIT,
+        )
+    };
+    assert_ne!(ok, 0);
+    // Both kinds of worker start while it is inheritable, and live on.
+    let fib = job(wasmpool_guests::FIB);
+    let mut pools = Vec::new();
+    for confine in [true, false] {
+        let pool = Pool::builder().workers(1).confine(confine).build().unwrap();
+        let n: u64 = pool.run(&fib, "fib", (20u64,)).await.unwrap();
+        assert_eq!(n, 6765);
+        pools.push(pool);
+    }
+    // Once the host closes its write end, the pipe breaks: no worker holds
+    // a copy. (A process another test starts with std's `Command` may
+    // hold one for as long as it runs: hence the wait.)
+    drop(writer);
+    crate::common::eventually("the pipe to break", || {
+        let mut avail = 0u32;
+        // SAFETY: a live pipe handle; only the count is written.
+        let ok = unsafe {
+            PeekNamedPipe(
+                reader.as_raw_handle(),
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null_mut(),
+                &mut avail,
+                std::ptr::null_mut(),
+            )
+        };
+        // SAFETY: reads this thread's last error.
+        ok == 0 && unsafe { GetLastError() } == ERROR_BROKEN_PIPE
+    })
+    .await;
+    for pool in pools {
+        assert!(crate::common::alive(pool.worker_pids()[0]));
+        pool.shutdown().await;
+    }
 }
