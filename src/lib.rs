@@ -447,9 +447,10 @@
 //!   included, joined before the worker runs; `TerminateProcess` for a
 //!   kill (a killed worker's status is exit code 137); a `.CRT$XCU` entry
 //!   before `main`; the payload region on a section of the paging file.
-//!   The second wall is a Job Object of the worker's own that allows it
-//!   no other process, and a token stripped of every privilege but
-//!   traversal; the filesystem is guarded by wasmtime's sandbox alone.
+//!   The second wall is a restricted token (no privilege but traversal,
+//!   the Administrators group for denying only) and a Job Object of the
+//!   worker's own that allows it no other process; the filesystem is
+//!   guarded by wasmtime's sandbox alone.
 //!   Compile cache: `%LOCALAPPDATA%\wasmpool`.
 //! - **macOS**: as on Linux, with a `__mod_init_func` entry before `main`,
 //!   no parent-death signal (a worker exits when its control socket

@@ -105,6 +105,7 @@ pub(crate) fn spawn_worker(
     program: &Path,
     ends: Channels<OwnedFd, OwnedFd, OwnedFd>,
     region: Option<&HostRegion>,
+    _confined: bool,
 ) -> io::Result<WorkerProcess> {
     let mut cmd = Command::new(program);
     cmd.env(WORKER_ENV, "1")

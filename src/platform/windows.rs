@@ -26,12 +26,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
-    DUPLICATE_SAME_ACCESS, DuplicateHandle, ERROR_NOT_ALL_ASSIGNED, FILETIME, GetLastError, HANDLE,
-    INVALID_HANDLE_VALUE, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    DUPLICATE_SAME_ACCESS, DuplicateHandle, ERROR_NOT_ALL_ASSIGNED, ERROR_PRIVILEGE_NOT_HELD,
+    FILETIME, GetLastError, HANDLE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Security::{
-    AdjustTokenPrivileges, GetTokenInformation, LUID_AND_ATTRIBUTES, SE_PRIVILEGE_REMOVED,
-    TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY, TokenPrivileges,
+    AdjustTokenPrivileges, CreateRestrictedToken, CreateWellKnownSid, DISABLE_MAX_PRIVILEGE,
+    GetTokenInformation, LUID_AND_ATTRIBUTES, SE_PRIVILEGE_REMOVED, SECURITY_MAX_SID_SIZE,
+    SID_AND_ATTRIBUTES, TOKEN_ADJUST_PRIVILEGES, TOKEN_ASSIGN_PRIMARY, TOKEN_DUPLICATE,
+    TOKEN_PRIVILEGES, TOKEN_QUERY, TokenPrivileges, WinBuiltinAdministratorsSid,
 };
 use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE, STD_OUTPUT_HANDLE};
 use windows_sys::Win32::System::Diagnostics::Debug::{
@@ -48,8 +50,8 @@ use windows_sys::Win32::System::ProcessStatus::{
     K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS, PROCESS_MEMORY_COUNTERS_EX2,
 };
 use windows_sys::Win32::System::Threading::{
-    CREATE_NO_WINDOW, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, CreateProcessW,
-    DeleteProcThreadAttributeList, EXTENDED_STARTUPINFO_PRESENT, GetCurrentProcess,
+    CREATE_NO_WINDOW, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, CreateProcessAsUserW,
+    CreateProcessW, DeleteProcThreadAttributeList, EXTENDED_STARTUPINFO_PRESENT, GetCurrentProcess,
     GetCurrentThread, GetExitCodeProcess, GetThreadTimes, INFINITE,
     InitializeProcThreadAttributeList, LPPROC_THREAD_ATTRIBUTE_LIST, OpenProcess, OpenProcessToken,
     PROC_THREAD_ATTRIBUTE_HANDLE_LIST, PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION,
@@ -192,14 +194,32 @@ pub(crate) fn inherited_region() -> Option<OwnedHandle> {
 /// Starts `program` as a worker: its stdin the bootstrap pipe, stdout and
 /// stderr the host's, its channel handles (and its region's section)
 /// duplicated into it, in the host's Job Object before it runs a single
-/// instruction.
+/// instruction; with a [`restricted_token`] when it is to be `confined`.
 pub(crate) fn spawn_worker(
     program: &Path,
     ends: Channels<OwnedHandle, OwnedHandle, OwnedHandle>,
     region: Option<&HostRegion>,
+    confined: bool,
 ) -> io::Result<WorkerProcess> {
     let (boot_reader, mut boot_writer) = std::io::pipe()?;
-    let (mut process, thread) = create_suspended(program, &boot_reader)?;
+    // A worker that will confine itself starts with a restricted token.
+    let token = confined
+        .then(|| {
+            restricted_token()
+                .inspect_err(|e| tracing::warn!(error = %e, "no restricted token for a worker"))
+                .ok()
+        })
+        .flatten();
+    let (mut process, thread) = match create_suspended(program, &boot_reader, token.as_ref()) {
+        Err(e) if token.is_some() && e.raw_os_error() == Some(ERROR_PRIVILEGE_NOT_HELD as i32) => {
+            tracing::warn!(
+                error = %e,
+                "a confined worker starts with its host's token, less the privileges it removes"
+            );
+            create_suspended(program, &boot_reader, None)?
+        }
+        r => r?,
+    };
     drop(boot_reader);
     let sent = (|| {
         join_job(process.handle.as_raw_handle());
@@ -276,6 +296,7 @@ impl WorkerProcess {
 fn create_suspended(
     program: &Path,
     stdin: &PipeReader,
+    token: Option<&OwnedHandle>,
 ) -> io::Result<(WorkerProcess, OwnedHandle)> {
     // SAFETY: GetStdHandle takes a constant and returns a handle we do
     // not own (or none); it is only copied below.
@@ -342,20 +363,36 @@ fn create_suspended(
     let mut pi = PROCESS_INFORMATION::default();
     // SAFETY: every pointer is to a live, NUL-terminated (command line,
     // environment) or initialized (startup info, attribute list) value
-    // that outlives the call; `pi` is written by it.
+    // that outlives the call; `pi` is written by it; the token, when
+    // given, is a live primary token.
     let ok = unsafe {
-        CreateProcessW(
-            std::ptr::null(),
-            command_line.as_mut_ptr(),
-            std::ptr::null(),
-            std::ptr::null(),
-            1,
-            flags,
-            env.as_ptr().cast(),
-            std::ptr::null(),
-            (&raw const si).cast(),
-            &mut pi,
-        )
+        match token {
+            Some(token) => CreateProcessAsUserW(
+                token.as_raw_handle(),
+                std::ptr::null(),
+                command_line.as_mut_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                1,
+                flags,
+                env.as_ptr().cast(),
+                std::ptr::null(),
+                (&raw const si).cast(),
+                &mut pi,
+            ),
+            None => CreateProcessW(
+                std::ptr::null(),
+                command_line.as_mut_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+                1,
+                flags,
+                env.as_ptr().cast(),
+                std::ptr::null(),
+                (&raw const si).cast(),
+                &mut pi,
+            ),
+        }
     };
     if ok == 0 {
         return Err(io::Error::last_os_error());
@@ -374,6 +411,74 @@ fn create_suspended(
         },
         thread,
     ))
+}
+
+/// A primary token for a confined worker: this process's own, restricted
+/// as Chromium's sandbox restricts its targets' (`CreateRestrictedToken`)
+/// within what a worker still needs, its user's files:
+///
+/// - every privilege removed but traversal (`DISABLE_MAX_PRIVILEGE`);
+/// - the Administrators group for denying only, so that a worker of an
+///   elevated host has none of an administrator's access.
+///
+/// A restricted version of the caller's own token needs no privilege to
+/// start a process with.
+fn restricted_token() -> io::Result<OwnedHandle> {
+    let mut own: HANDLE = std::ptr::null_mut();
+    // SAFETY: the current process's pseudo-handle; the token handle is
+    // written through a pointer to a live local, and owned below.
+    let ok = unsafe {
+        OpenProcessToken(
+            GetCurrentProcess(),
+            TOKEN_DUPLICATE | TOKEN_ASSIGN_PRIMARY | TOKEN_QUERY,
+            &mut own,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a handle just opened, owned by nothing else.
+    let own = unsafe { OwnedHandle::from_raw_handle(own) };
+    let mut sid = [0u64; (SECURITY_MAX_SID_SIZE as usize).div_ceil(8)];
+    let mut len = SECURITY_MAX_SID_SIZE;
+    // SAFETY: `sid` has room for the largest SID, as `len` says.
+    let ok = unsafe {
+        CreateWellKnownSid(
+            WinBuiltinAdministratorsSid,
+            std::ptr::null_mut(),
+            sid.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let deny_only = SID_AND_ATTRIBUTES {
+        Sid: sid.as_mut_ptr().cast(),
+        Attributes: 0,
+    };
+    let mut restricted: HANDLE = std::ptr::null_mut();
+    // SAFETY: `own` is live with the access asked; the one SID to disable
+    // lives in `sid` for the call; the new token is written through a
+    // pointer to a live local, and owned below.
+    let ok = unsafe {
+        CreateRestrictedToken(
+            own.as_raw_handle(),
+            DISABLE_MAX_PRIVILEGE,
+            1,
+            &deny_only,
+            0,
+            std::ptr::null(),
+            0,
+            std::ptr::null(),
+            &mut restricted,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a handle just created, owned by nothing else.
+    Ok(unsafe { OwnedHandle::from_raw_handle(restricted) })
 }
 
 /// An inheritable copy of `h`, ours to close.
@@ -738,15 +843,16 @@ impl Footprint {
     }
 }
 
-/// The second wall on Windows:
+/// The second wall on Windows, the worker's part (its host started it
+/// with a [`restricted_token`]):
 ///
 /// - the worker puts itself in a Job Object of its own, nested in the
 ///   host's, that allows one process in it (itself), so it can start no
 ///   other, and a crash in it ends it without a dialog box;
 /// - it removes every privilege from its token but the one to traverse
-///   directories (`SeChangeNotifyPrivilege`), as `CreateRestrictedToken`'s
-///   `DISABLE_MAX_PRIVILEGE` does. A removed privilege cannot be enabled
-///   again.
+///   directories (`SeChangeNotifyPrivilege`), which the restricted token
+///   has done already, unless the host could not start it with one. A
+///   removed privilege cannot be enabled again.
 ///
 /// No filesystem rules: the filesystem is guarded by wasmtime's sandbox
 /// alone. Restricting SIDs, a low integrity level or an AppContainer

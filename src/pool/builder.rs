@@ -306,10 +306,11 @@ impl PoolBuilder {
     /// starting processes, writing files outside its read-write preopens,
     /// and reading files outside its compile cache, its preopens and the
     /// system's own (untested: it is cross-built here, not run). On
-    /// Windows a confined worker joins a Job Object of its own that allows
-    /// it no other process, and removes every privilege from its token
-    /// but the one to traverse directories (no filesystem rules). Other
-    /// Unix systems only
+    /// Windows a confined worker starts with a restricted token (every
+    /// privilege removed but the one to traverse directories, the
+    /// Administrators group for denying only) and joins a Job Object of
+    /// its own that allows it no other process (no filesystem rules).
+    /// Other Unix systems only
     /// get no core dumps. Thread workers
     /// ([`WorkerKind::Thread`]) run in the host's process and are never
     /// confined.

@@ -77,8 +77,10 @@ struct Spawned {
     region: Option<HostRegion>,
 }
 
-/// Creates the channels and starts `program` as a worker.
-fn start(program: &std::path::Path, with_region: bool) -> Result<Spawned, String> {
+/// Creates the channels and starts `program` as a worker, which will
+/// confine itself (`confined`: on Windows it then starts with a
+/// restricted token too).
+fn start(program: &std::path::Path, with_region: bool, confined: bool) -> Result<Spawned, String> {
     // Large pipes: a 1 MiB payload then crosses in one hand-off instead of
     // 16.
     let (child_requests, requests) =
@@ -102,7 +104,7 @@ fn start(program: &std::path::Path, with_region: bool) -> Result<Spawned, String
             }
         })
         .flatten();
-    let child = platform::spawn_worker(program, ends, region.as_ref())
+    let child = platform::spawn_worker(program, ends, region.as_ref(), confined)
         .map_err(|e| format!("starting {}: {e}", program.display()))?;
     Ok(Spawned {
         requests,
@@ -157,7 +159,7 @@ pub(crate) fn compile_in_child(
         replies,
         mut child,
         ..
-    } = start(program, false).map_err(spawn_err)?;
+    } = start(program, false, confine).map_err(spawn_err)?;
     let mut buf = Vec::new();
     // The child answers twice: once when it has taken the order (the
     // handshake), once when the compile is done or failed.
@@ -251,7 +253,7 @@ pub(super) fn run(
         replies,
         mut child,
         region,
-    } = match start(&program, payload_region && lanes == 1) {
+    } = match start(&program, payload_region && lanes == 1, sandbox.is_some()) {
         Ok(s) => s,
         Err(what) => {
             let _ = ready.send(Err(spawn_err(what)));

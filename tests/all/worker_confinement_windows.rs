@@ -116,17 +116,87 @@ fn privileges(pid: u32) -> Vec<u32> {
     }
 }
 
+/// The attributes of the Administrators group in the token of process
+/// `pid`, if it is in it.
+fn administrators(pid: u32) -> Option<u32> {
+    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+    use windows_sys::Win32::Security::{
+        CreateWellKnownSid, GetLengthSid, GetTokenInformation, SECURITY_MAX_SID_SIZE,
+        SID_AND_ATTRIBUTES, TOKEN_GROUPS, TOKEN_QUERY, TokenGroups, WinBuiltinAdministratorsSid,
+    };
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    // SAFETY: as in `privileges`; the SIDs read live in `admins` and in
+    // `buf`, which outlive the reads, and are as long as GetLengthSid says.
+    unsafe {
+        let mut admins = [0u64; (SECURITY_MAX_SID_SIZE as usize).div_ceil(8)];
+        let mut len = SECURITY_MAX_SID_SIZE;
+        assert_ne!(
+            CreateWellKnownSid(
+                WinBuiltinAdministratorsSid,
+                std::ptr::null_mut(),
+                admins.as_mut_ptr().cast(),
+                &mut len,
+            ),
+            0
+        );
+        let process = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
+        assert!(!process.is_null(), "no process {pid}");
+        let mut token: HANDLE = std::ptr::null_mut();
+        assert_ne!(OpenProcessToken(process, TOKEN_QUERY, &mut token), 0);
+        let mut len = 0u32;
+        GetTokenInformation(token, TokenGroups, std::ptr::null_mut(), 0, &mut len);
+        let mut buf = vec![0u64; (len as usize).div_ceil(8).max(1)];
+        assert_ne!(
+            GetTokenInformation(token, TokenGroups, buf.as_mut_ptr().cast(), len, &mut len),
+            0
+        );
+        CloseHandle(token);
+        CloseHandle(process);
+        let count = buf.as_ptr().cast::<u32>().read() as usize;
+        let first = buf
+            .as_ptr()
+            .cast::<u8>()
+            .add(std::mem::offset_of!(TOKEN_GROUPS, Groups))
+            .cast::<SID_AND_ATTRIBUTES>();
+        let bytes = |sid: *mut core::ffi::c_void| {
+            std::slice::from_raw_parts(sid.cast::<u8>(), GetLengthSid(sid) as usize).to_vec()
+        };
+        let admins = bytes(admins.as_mut_ptr().cast());
+        std::slice::from_raw_parts(first, count)
+            .iter()
+            .find(|g| bytes(g.Sid) == admins)
+            .map(|g| g.Attributes)
+    }
+}
+
+/// `SE_GROUP_USE_FOR_DENY_ONLY`: a group that only denies access.
+const DENY_ONLY: u32 = 0x10;
+
 /// `SE_CHANGE_NOTIFY_PRIVILEGE`, the one privilege a confined worker keeps.
 const CHANGE_NOTIFY: u32 = 23;
 
 #[tokio::test]
-async fn a_confined_worker_holds_no_privilege_but_traversal() {
+async fn a_confined_worker_holds_no_privilege_but_traversal_nor_administrators() {
     let fib = job(wasmpool_guests::FIB);
     let confined = Pool::builder().workers(1).build().unwrap();
     let n: u64 = confined.run(&fib, "fib", (20u64,)).await.unwrap();
     assert_eq!(n, 6765);
-    let held = privileges(confined.worker_pids()[0]);
+    let pid = confined.worker_pids()[0];
+    let held = privileges(pid);
     assert!(held.iter().all(|&p| p == CHANGE_NOTIFY), "{held:?}");
+    // It started with a restricted token: where its host is an
+    // administrator (as Wine's user is), it is not.
+    if let Some(host) = administrators(std::process::id()) {
+        let worker = administrators(pid).expect("the group, for denying only");
+        eprintln!("Administrators: host {host:#x}, confined worker {worker:#x}");
+        assert_eq!(
+            worker & DENY_ONLY,
+            DENY_ONLY,
+            "host {host:#x}, worker {worker:#x}"
+        );
+    }
     confined.shutdown().await;
     // The control: an unconfined worker holds what its host holds, which
     // is more (a standard user's token has five privileges, Wine's more).
