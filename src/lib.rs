@@ -481,8 +481,8 @@
 //!   with the worker process, not its pipes; still, a payload is copied a
 //!   few times on the way (encoded, into the shared region, into guest
 //!   memory, and back): see the README's payload table. Payloads over
-//!   512 MiB, and everything on systems without memfd, go through the
-//!   pipes, which a very large argument blocks the calling task on while
+//!   512 MiB, and everything on systems with no region (other than Linux
+//!   and Windows), go through the pipes, which a very large argument blocks the calling task on while
 //!   the worker reads it.
 #![warn(
     missing_docs,
