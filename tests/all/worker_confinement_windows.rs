@@ -72,103 +72,85 @@ async fn a_confined_worker_serves_and_an_unconfined_one_can_start_a_process() {
     open.shutdown().await;
 }
 
-/// The privileges in the token of process `pid`, as LUID low parts.
-fn privileges(pid: u32) -> Vec<u32> {
+/// The token of process `pid`, queried for `class`: the buffer the call
+/// filled (aligned for any of its structures), which starts with a count
+/// and holds that many entries from `offset`, returned as a slice of `T`.
+///
+/// # Safety
+///
+/// `T` and `offset` must be the entry type and offset of the structure
+/// that `class` returns.
+unsafe fn token_entries<T: Copy>(pid: u32, class: i32, offset: usize) -> (Vec<u64>, Vec<T>) {
     use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
-    use windows_sys::Win32::Security::{
-        GetTokenInformation, LUID_AND_ATTRIBUTES, TOKEN_PRIVILEGES, TOKEN_QUERY, TokenPrivileges,
-    };
+    use windows_sys::Win32::Security::{GetTokenInformation, TOKEN_QUERY};
     use windows_sys::Win32::System::Threading::{
         OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
     };
-    // SAFETY: plain values in; every handle opened here is closed here,
-    // and the buffer is sized by the first call and aligned for the type.
+    // SAFETY: plain values in; every handle opened here is closed here;
+    // the buffer is sized by the first call and aligned for the type, and
+    // its entries lie within what the second call wrote (checked).
     unsafe {
         let process = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
         assert!(!process.is_null(), "no process {pid}");
         let mut token: HANDLE = std::ptr::null_mut();
         assert_ne!(OpenProcessToken(process, TOKEN_QUERY, &mut token), 0);
         let mut len = 0u32;
-        GetTokenInformation(token, TokenPrivileges, std::ptr::null_mut(), 0, &mut len);
+        GetTokenInformation(token, class, std::ptr::null_mut(), 0, &mut len);
         let mut buf = vec![0u64; (len as usize).div_ceil(8).max(1)];
-        assert_ne!(
-            GetTokenInformation(
-                token,
-                TokenPrivileges,
-                buf.as_mut_ptr().cast(),
-                len,
-                &mut len
-            ),
-            0
-        );
+        let ok = GetTokenInformation(token, class, buf.as_mut_ptr().cast(), len, &mut len);
         CloseHandle(token);
         CloseHandle(process);
+        assert_ne!(ok, 0);
         let count = buf.as_ptr().cast::<u32>().read() as usize;
-        let first = buf
-            .as_ptr()
-            .cast::<u8>()
-            .add(std::mem::offset_of!(TOKEN_PRIVILEGES, Privileges))
-            .cast::<LUID_AND_ATTRIBUTES>();
-        std::slice::from_raw_parts(first, count)
-            .iter()
-            .map(|p| p.Luid.LowPart)
-            .collect()
+        assert!(offset + count * std::mem::size_of::<T>() <= len as usize);
+        let first = buf.as_ptr().cast::<u8>().add(offset).cast::<T>();
+        let entries = std::slice::from_raw_parts(first, count).to_vec();
+        (buf, entries)
     }
+}
+
+/// The privileges in the token of process `pid`, as LUID low parts.
+fn privileges(pid: u32) -> Vec<u32> {
+    use windows_sys::Win32::Security::{LUID_AND_ATTRIBUTES, TOKEN_PRIVILEGES, TokenPrivileges};
+    let offset = std::mem::offset_of!(TOKEN_PRIVILEGES, Privileges);
+    // SAFETY: the entry type and offset of TOKEN_PRIVILEGES.
+    let (_, held) = unsafe { token_entries::<LUID_AND_ATTRIBUTES>(pid, TokenPrivileges, offset) };
+    held.iter().map(|p| p.Luid.LowPart).collect()
 }
 
 /// The attributes of the Administrators group in the token of process
 /// `pid`, if it is in it.
 fn administrators(pid: u32) -> Option<u32> {
-    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
     use windows_sys::Win32::Security::{
-        CreateWellKnownSid, GetLengthSid, GetTokenInformation, SECURITY_MAX_SID_SIZE,
-        SID_AND_ATTRIBUTES, TOKEN_GROUPS, TOKEN_QUERY, TokenGroups, WinBuiltinAdministratorsSid,
+        CreateWellKnownSid, GetLengthSid, SECURITY_MAX_SID_SIZE, SID_AND_ATTRIBUTES, TOKEN_GROUPS,
+        TokenGroups, WinBuiltinAdministratorsSid,
     };
-    use windows_sys::Win32::System::Threading::{
-        OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
+    let mut admins = [0u64; (SECURITY_MAX_SID_SIZE as usize).div_ceil(8)];
+    let mut len = SECURITY_MAX_SID_SIZE;
+    // SAFETY: `admins` has room for the largest SID, as `len` says.
+    let made = unsafe {
+        CreateWellKnownSid(
+            WinBuiltinAdministratorsSid,
+            std::ptr::null_mut(),
+            admins.as_mut_ptr().cast(),
+            &mut len,
+        )
     };
-    // SAFETY: as in `privileges`; the SIDs read live in `admins` and in
-    // `buf`, which outlive the reads, and are as long as GetLengthSid says.
-    unsafe {
-        let mut admins = [0u64; (SECURITY_MAX_SID_SIZE as usize).div_ceil(8)];
-        let mut len = SECURITY_MAX_SID_SIZE;
-        assert_ne!(
-            CreateWellKnownSid(
-                WinBuiltinAdministratorsSid,
-                std::ptr::null_mut(),
-                admins.as_mut_ptr().cast(),
-                &mut len,
-            ),
-            0
-        );
-        let process = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
-        assert!(!process.is_null(), "no process {pid}");
-        let mut token: HANDLE = std::ptr::null_mut();
-        assert_ne!(OpenProcessToken(process, TOKEN_QUERY, &mut token), 0);
-        let mut len = 0u32;
-        GetTokenInformation(token, TokenGroups, std::ptr::null_mut(), 0, &mut len);
-        let mut buf = vec![0u64; (len as usize).div_ceil(8).max(1)];
-        assert_ne!(
-            GetTokenInformation(token, TokenGroups, buf.as_mut_ptr().cast(), len, &mut len),
-            0
-        );
-        CloseHandle(token);
-        CloseHandle(process);
-        let count = buf.as_ptr().cast::<u32>().read() as usize;
-        let first = buf
-            .as_ptr()
-            .cast::<u8>()
-            .add(std::mem::offset_of!(TOKEN_GROUPS, Groups))
-            .cast::<SID_AND_ATTRIBUTES>();
-        let bytes = |sid: *mut core::ffi::c_void| {
-            std::slice::from_raw_parts(sid.cast::<u8>(), GetLengthSid(sid) as usize).to_vec()
-        };
-        let admins = bytes(admins.as_mut_ptr().cast());
-        std::slice::from_raw_parts(first, count)
-            .iter()
-            .find(|g| bytes(g.Sid) == admins)
-            .map(|g| g.Attributes)
-    }
+    assert_ne!(made, 0);
+    let offset = std::mem::offset_of!(TOKEN_GROUPS, Groups);
+    // SAFETY: the entry type and offset of TOKEN_GROUPS. The groups' SIDs
+    // point into `_buf`, which lives to the end of the function.
+    let (_buf, groups) = unsafe { token_entries::<SID_AND_ATTRIBUTES>(pid, TokenGroups, offset) };
+    // SAFETY: each SID is valid (in `admins` or `_buf`), as long as
+    // GetLengthSid says.
+    let bytes = |sid: *mut core::ffi::c_void| unsafe {
+        std::slice::from_raw_parts(sid.cast::<u8>(), GetLengthSid(sid) as usize).to_vec()
+    };
+    let admins = bytes(admins.as_mut_ptr().cast());
+    groups
+        .iter()
+        .find(|g| bytes(g.Sid) == admins)
+        .map(|g| g.Attributes)
 }
 
 /// `SE_GROUP_USE_FOR_DENY_ONLY`: a group that only denies access.
