@@ -153,7 +153,17 @@ pub(crate) fn store_artifact(
         crate::platform::unique()
     );
     dir.write(&tmp, bytes)
-        .and_then(|()| dir.rename(&tmp, dir, name))
+        .and_then(|()| match dir.rename(&tmp, dir, name) {
+            // Windows cannot replace a file that another process has open
+            // or mapped ("Access denied"): when a worker stored the same
+            // artifact first (its name is its hash) and loads it now,
+            // that one serves.
+            Err(_) if dir.is_file(name) => {
+                let _ = dir.remove_file(&tmp);
+                Ok(())
+            }
+            r => r,
+        })
         .inspect_err(|_| {
             let _ = dir.remove_file(&tmp);
         })
