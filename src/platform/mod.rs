@@ -13,8 +13,9 @@
 //! - `macos.rs`: macOS's counterparts (the entry before `main`, CPU time,
 //!   footprint), with a Seatbelt profile as its second wall.
 //! - `other.rs`: the fallbacks for other Unix systems.
-//! - `windows.rs`: channels as handles duplicated into the worker, a Job
-//!   Object that ends the workers with the host, `TerminateProcess`.
+//! - `windows.rs` (with `windows_token.rs`, a worker's token): channels as
+//!   handles duplicated into the worker, a Job Object that ends the
+//!   workers with the host, `TerminateProcess`.
 
 #[cfg(not(any(unix, windows)))]
 compile_error!("wasmpool runs its workers as Unix or Windows processes");
