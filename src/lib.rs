@@ -481,9 +481,9 @@
 //!   with the worker process, not its pipes; still, a payload is copied a
 //!   few times on the way (encoded, into the shared region, into guest
 //!   memory, and back): see the README's payload table. Payloads over
-//!   512 MiB, and everything on systems with no region (other than Linux
-//!   and Windows), go through the pipes, which a very large argument blocks the calling task on while
-//!   the worker reads it.
+//!   512 MiB, and all payloads on systems other than Linux and Windows
+//!   (which have no region), go through the pipes, on which a very large
+//!   argument blocks the calling task while the worker reads it.
 #![warn(
     missing_docs,
     missing_debug_implementations,

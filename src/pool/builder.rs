@@ -339,9 +339,10 @@ impl PoolBuilder {
     ///
     /// The pool connects on its first call. It still compiles each job
     /// once (into its cache), to check names and arguments before anything
-    /// is sent. Per-call directories ([`preopen`](Self::preopen)) are the
-    /// nodes'. A call's [`timeout`](crate::Call::timeout) counts from when it is
-    /// sent, waiting for a node included.
+    /// is sent. Per-call directories
+    /// ([`preopen_dir`](crate::Call::preopen_dir)) are the nodes'. A call's
+    /// [`timeout`](crate::Call::timeout) counts from when it is sent,
+    /// waiting for a node included.
     ///
     /// [Host functions](Self::host_fn) stay in this process: a node
     /// forwards each host call of a guest to the caller over NATS

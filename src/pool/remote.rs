@@ -620,7 +620,7 @@ impl Drop for Waiting<'_> {
 }
 
 /// What a node said about itself in its latest heartbeat, from
-/// [`Pool::nodes`].
+/// [`Pool::nodes`](crate::Pool::nodes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct NodeInfo {
